@@ -1,0 +1,32 @@
+use uuid::Uuid;
+
+/// Builds every Redis key and channel name; the only place the prefix is applied.
+#[derive(Debug, Clone)]
+pub struct RedisKeys {
+    prefix: String,
+}
+
+impl RedisKeys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// HASH: one device's login.
+    pub fn session(&self, session_id: Uuid) -> String {
+        format!("{}session:{session_id}", self.prefix)
+    }
+
+    /// ZSET session id → expiry ms: a user's devices.
+    pub fn sessions(&self, user_id: Uuid) -> String {
+        format!("{}sessions:{user_id}", self.prefix)
+    }
+
+    /// STRING counter with TTL: a fixed-window rate limit.
+    pub fn ratelimit(&self, key: &str) -> String {
+        format!("{}ratelimit:{key}", self.prefix)
+    }
+}

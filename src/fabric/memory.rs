@@ -1,0 +1,136 @@
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{Fabric, FabricResult, Session, Window};
+
+/// The fabric of a single node with no Redis. Expiry is checked on read, as Redis does.
+#[derive(Default)]
+pub struct MemoryFabric {
+    /// std Mutex: never held across an await.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<Uuid, Session>,
+    counters: HashMap<String, (u64, Instant)>,
+}
+
+impl MemoryFabric {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain maps behind, still consistent.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn prune_sessions(&mut self) {
+        let now = Utc::now();
+        self.sessions.retain(|_, s| s.expires_at > now);
+    }
+
+    fn window(&mut self, key: &str) -> Window {
+        let now = Instant::now();
+        match self.counters.get(key) {
+            Some(&(count, until)) if until > now => Window { count, resets_in: until - now },
+            Some(_) => {
+                self.counters.remove(key);
+                Window { count: 0, resets_in: Duration::ZERO }
+            }
+            None => Window { count: 0, resets_in: Duration::ZERO },
+        }
+    }
+}
+
+#[async_trait]
+impl Fabric for MemoryFabric {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> FabricResult<()> {
+        Ok(())
+    }
+
+    async fn create_session(&self, session: &Session) -> FabricResult<()> {
+        let mut inner = self.lock();
+        inner.prune_sessions();
+        inner.sessions.insert(session.session_id, session.clone());
+        Ok(())
+    }
+
+    async fn touch_session(&self, session_id: Uuid) -> FabricResult<Option<Uuid>> {
+        let mut inner = self.lock();
+        let now = Utc::now();
+        Ok(match inner.sessions.get_mut(&session_id) {
+            Some(s) if s.expires_at > now => {
+                s.last_seen_at = now;
+                Some(s.user_id)
+            }
+            Some(_) => {
+                inner.sessions.remove(&session_id);
+                None
+            }
+            None => None,
+        })
+    }
+
+    async fn list_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Session>> {
+        let mut inner = self.lock();
+        inner.prune_sessions();
+        let mut list: Vec<Session> = inner.sessions.values().filter(|s| s.user_id == user_id).cloned().collect();
+        list.sort_by_key(|s| s.created_at);
+        Ok(list)
+    }
+
+    async fn revoke_session(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool> {
+        let mut inner = self.lock();
+        inner.prune_sessions();
+        match inner.sessions.get(&session_id) {
+            Some(s) if s.user_id == user_id => {
+                inner.sessions.remove(&session_id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn revoke_all_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>> {
+        let mut inner = self.lock();
+        let ids: Vec<Uuid> =
+            inner.sessions.values().filter(|s| s.user_id == user_id).map(|s| s.session_id).collect();
+        for id in &ids {
+            inner.sessions.remove(id);
+        }
+        Ok(ids)
+    }
+
+    async fn read_counter(&self, key: &str) -> FabricResult<Window> {
+        Ok(self.lock().window(key))
+    }
+
+    async fn hit_counter(&self, key: &str, window: Duration) -> FabricResult<Window> {
+        let mut inner = self.lock();
+        let current = inner.window(key);
+        let until = if current.count == 0 { Instant::now() + window } else { Instant::now() + current.resets_in };
+        let count = current.count + 1;
+        inner.counters.insert(key.to_owned(), (count, until));
+        Ok(Window { count, resets_in: until.saturating_duration_since(Instant::now()) })
+    }
+
+    async fn reset_counter(&self, key: &str) -> FabricResult<()> {
+        self.lock().counters.remove(key);
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! The cluster fabric: everything that is shared between nodes but is not durable. With
+//! Redis it spans the cluster; the in-process twin serves a single node with no Redis.
+//! Both implementations pass the same behaviour tests (`tests/api/fabric.rs`).
+
+mod keys;
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use self::keys::RedisKeys;
+pub use self::memory::MemoryFabric;
+pub use self::redis::RedisFabric;
+
+/// One device's login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub device: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A failure of the fabric's backing store (Redis down, protocol error).
+#[derive(Debug, thiserror::Error)]
+#[error("fabric: {0}")]
+pub struct FabricError(#[from] pub anyhow::Error);
+
+impl From<::redis::RedisError> for FabricError {
+    fn from(e: ::redis::RedisError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<deadpool_redis::PoolError> for FabricError {
+    fn from(e: deadpool_redis::PoolError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<FabricError> for crate::error::ApiError {
+    fn from(e: FabricError) -> Self {
+        Self::Internal(e.0)
+    }
+}
+
+pub type FabricResult<T> = Result<T, FabricError>;
+
+/// State of a fixed-window counter after a read or a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub count: u64,
+    /// Time until the window resets; zero when there is no window.
+    pub resets_in: Duration,
+}
+
+#[async_trait]
+pub trait Fabric: Send + Sync + 'static {
+    /// "redis" or "memory", for logs and `/readyz`.
+    fn kind(&self) -> &'static str;
+
+    /// Whether the backing store answers.
+    async fn ping(&self) -> FabricResult<()>;
+
+    /// Stores a new session for `session.expires_at - now`.
+    async fn create_session(&self, session: &Session) -> FabricResult<()>;
+
+    /// The owner of a live session, refreshing its last-seen time; `None` once revoked or expired.
+    async fn touch_session(&self, session_id: Uuid) -> FabricResult<Option<Uuid>>;
+
+    /// The user's live sessions, oldest first.
+    async fn list_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Session>>;
+
+    /// Revokes one of the user's sessions; false when the user has no such session.
+    async fn revoke_session(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool>;
+
+    /// Revokes every session of the user and returns their ids.
+    async fn revoke_all_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>>;
+
+    /// Reads a fixed-window counter without changing it.
+    async fn read_counter(&self, key: &str) -> FabricResult<Window>;
+
+    /// Adds one to a fixed-window counter; the window starts at the first hit.
+    async fn hit_counter(&self, key: &str, window: Duration) -> FabricResult<Window>;
+
+    /// Forgets a counter.
+    async fn reset_counter(&self, key: &str) -> FabricResult<()>;
+}

@@ -1,0 +1,252 @@
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    routing::{delete, get, post},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{
+    extract::{AppJson, AppPath, AuthUser},
+    users::User,
+};
+use crate::{
+    auth::{hash_password, verify_password},
+    domain::{DeviceName, Email, Password, Username},
+    error::{ApiError, ApiResult, FieldError, ResultExt},
+    fabric::Session,
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/logout", post(logout))
+        .route("/auth/logout-all", post(logout_all))
+        .route("/auth/sessions", get(list_sessions))
+        .route("/auth/sessions/{sid}", delete(revoke_session))
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuthResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub session_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub user: User,
+}
+
+#[derive(Debug, Deserialize)]
+struct RegisterBody {
+    username: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    device: Option<String>,
+}
+
+fn required<'a>(field: &'static str, v: Option<&'a str>, errs: &mut Vec<FieldError>) -> Option<&'a str> {
+    if v.is_none() {
+        errs.push(FieldError::new(field, "is required"));
+    }
+    v
+}
+
+/// Runs every field's parser and reports all failures at once, as the original did.
+fn collect<T>(r: Result<T, ApiError>, errs: &mut Vec<FieldError>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(ApiError::Invalid(mut e)) => {
+            errs.append(&mut e);
+            None
+        }
+        Err(other) => {
+            errs.push(FieldError::new("body", other.to_string()));
+            None
+        }
+    }
+}
+
+/// The device name: the client's, else its User-Agent, else a placeholder.
+fn device_name(given: Option<&str>, headers: &HeaderMap, errs: &mut Vec<FieldError>) -> Option<DeviceName> {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(64).collect::<String>());
+    match given {
+        Some(d) => collect(DeviceName::parse(Some(d)), errs),
+        None => collect(DeviceName::parse(ua.as_deref()), errs).or_else(|| DeviceName::parse(None).ok()),
+    }
+}
+
+async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<RegisterBody>,
+) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
+    let mut errs = Vec::new();
+    let username = required("username", body.username.as_deref(), &mut errs).and_then(|u| collect(Username::parse(u), &mut errs));
+    let email = required("email", body.email.as_deref(), &mut errs).and_then(|e| collect(Email::parse(e), &mut errs));
+    let password = required("password", body.password.as_deref(), &mut errs)
+        .and_then(|p| collect(Password::parse(p.to_owned()), &mut errs));
+    let device = device_name(body.device.as_deref(), &headers, &mut errs);
+    let (Some(username), Some(email), Some(password), Some(device), true) =
+        (username, email, password, device, errs.is_empty())
+    else {
+        return Err(ApiError::Invalid(errs));
+    };
+
+    let hash = hash_password(password).await?;
+    let user = sqlx::query_as::<_, User>(
+        "insert into users (username, email, password_hash) values ($1, $2, $3) \
+         returning user_id, username, email, status, last_seen_at, created_at, updated_at",
+    )
+    .bind(username.as_str())
+    .bind(email.as_str())
+    .bind(hash)
+    .fetch_one(&state.db)
+    .await
+    .on_constraint("users_username_key", |_| ApiError::Conflict("username is already taken".into()))
+    .on_constraint("users_email_key", |_| ApiError::Conflict("email is already registered".into()))?;
+
+    let resp = start_session(&state, user, device).await?;
+    Ok((StatusCode::CREATED, Json(resp)))
+}
+
+async fn start_session(state: &AppState, user: User, device: DeviceName) -> ApiResult<AuthResponse> {
+    let session_id = Uuid::new_v4();
+    let (access_token, claims) = state.tokens.issue(user.user_id, session_id)?;
+    let now = Utc::now();
+    let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
+    state
+        .fabric
+        .create_session(&Session {
+            session_id,
+            user_id: user.user_id,
+            device: device.as_str().to_owned(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+        })
+        .await?;
+    Ok(AuthResponse { access_token, token_type: "Bearer", session_id, expires_at, user })
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    username: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+    device: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Credentials {
+    #[sqlx(flatten)]
+    user: User,
+    password_hash: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<LoginBody>,
+) -> ApiResult<Json<AuthResponse>> {
+    let mut errs = Vec::new();
+    let identifier = body.username.as_deref().or(body.email.as_deref()).map(str::trim).filter(|s| !s.is_empty());
+    if identifier.is_none() {
+        errs.push(FieldError::new("username", "is required (a username or an email)"));
+    }
+    let password = match body.password {
+        Some(p) if !p.is_empty() && p.chars().count() <= 128 => Some(p),
+        Some(_) => {
+            errs.push(FieldError::new("password", "must be 1 to 128 characters long"));
+            None
+        }
+        None => {
+            errs.push(FieldError::new("password", "is required"));
+            None
+        }
+    };
+    let device = device_name(body.device.as_deref(), &headers, &mut errs);
+    let (Some(identifier), Some(password), Some(device), true) = (identifier, password, device, errs.is_empty())
+    else {
+        return Err(ApiError::Invalid(errs));
+    };
+
+    let limit_key = format!("login:{}", identifier.to_lowercase());
+    let window = Duration::from_secs(state.settings.login_window_secs);
+    let failures = state.fabric.read_counter(&limit_key).await?;
+    if failures.count >= state.settings.login_max_failures {
+        metrics::counter!("auth_logins_total", "outcome" => "rate_limited").increment(1);
+        return Err(ApiError::TooManyRequests { retry_after_secs: failures.resets_in.as_secs().max(1) });
+    }
+
+    let found = sqlx::query_as::<_, Credentials>(
+        "select user_id, username, email, status, last_seen_at, created_at, updated_at, password_hash \
+         from users where lower(username) = lower($1) or lower(email) = lower($1) limit 1",
+    )
+    .bind(identifier)
+    .fetch_optional(&state.db)
+    .await?;
+    let (user, hash) = match found {
+        Some(c) => (Some(c.user), Some(c.password_hash)),
+        None => (None, None),
+    };
+    let ok = verify_password(password, hash).await?;
+    let (true, Some(user)) = (ok, user) else {
+        state.fabric.hit_counter(&limit_key, window).await?;
+        metrics::counter!("auth_logins_total", "outcome" => "invalid").increment(1);
+        return Err(ApiError::Unauthorized("invalid username or password".into()));
+    };
+    state.fabric.reset_counter(&limit_key).await?;
+    metrics::counter!("auth_logins_total", "outcome" => "ok").increment(1);
+    Ok(Json(start_session(&state, user, device).await?))
+}
+
+async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    state.fabric.revoke_session(auth.user_id, auth.session_id).await?;
+    metrics::counter!("auth_sessions_revoked_total").increment(1);
+    Ok(Json(json!({ "message": "logged out", "session_id": auth.session_id })))
+}
+
+async fn logout_all(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let revoked = state.fabric.revoke_all_sessions(auth.user_id).await?;
+    metrics::counter!("auth_sessions_revoked_total").increment(revoked.len() as u64);
+    Ok(Json(json!({ "message": "logged out everywhere", "revoked": revoked.len() })))
+}
+
+#[derive(Debug, Serialize)]
+struct SessionView {
+    #[serde(flatten)]
+    session: Session,
+    current: bool,
+}
+
+async fn list_sessions(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Vec<SessionView>>> {
+    let sessions = state.fabric.list_sessions(auth.user_id).await?;
+    Ok(Json(
+        sessions
+            .into_iter()
+            .map(|s| SessionView { current: s.session_id == auth.session_id, session: s })
+            .collect(),
+    ))
+}
+
+async fn revoke_session(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(sid): AppPath<Uuid>,
+) -> ApiResult<StatusCode> {
+    if state.fabric.revoke_session(auth.user_id, sid).await? {
+        metrics::counter!("auth_sessions_revoked_total").increment(1);
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("session"))
+    }
+}

@@ -1,0 +1,33 @@
+use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
+use serde_json::{Value, json};
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::render))
+}
+
+/// Liveness: the process answers. Never checks dependencies, so a Redis outage does not
+/// get every pod restarted.
+async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "status": "ok", "node": &*state.node_id }))
+}
+
+/// Readiness: PostgreSQL and the fabric answer and the node is not draining.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let db = sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.db).await;
+    let fabric = state.fabric.ping().await;
+    let draining = state.draining.is_draining();
+    let ok = db.is_ok() && fabric.is_ok() && !draining;
+    let body = json!({
+        "status": if ok { "ready" } else { "unavailable" },
+        "node": &*state.node_id,
+        "draining": draining,
+        "postgres": if db.is_ok() { "ok" } else { "unreachable" },
+        "fabric": { "kind": state.fabric.kind(), "status": if fabric.is_ok() { "ok" } else { "unreachable" } },
+    });
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}

@@ -1,0 +1,196 @@
+use axum::{Json, Router, extract::State, routing::get};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::extract::{AppPath, AppQuery, AuthUser};
+use crate::{error::ApiResult, state::AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", get(list_users))
+        .route("/users/me", get(me))
+        .route("/users/search", get(search_users))
+        .route("/users/{id}", get(get_user))
+}
+
+/// A user as the user themselves sees it (the only view with the email). Never the hash.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct User {
+    pub user_id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub status: String,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A user as everybody else sees them.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct PublicUser {
+    pub user_id: Uuid,
+    pub username: String,
+    pub status: String,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+
+pub const DEFAULT_PAGE: i64 = 20;
+pub const MAX_PAGE: i64 = 100;
+
+/// `limit` clamped to 1..=MAX_PAGE; anything else is a 400 naming the parameter.
+pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(l) if (1..=MAX_PAGE).contains(&l) => Ok(l),
+        Some(_) => Err(crate::error::ApiError::invalid("limit", format!("must be between 1 and {MAX_PAGE}"))),
+    }
+}
+
+/// A LIKE pattern matching `needle` anywhere, with the user's wildcards taken literally.
+pub fn contains_pattern(needle: &str) -> String {
+    let mut p = String::with_capacity(needle.len() + 2);
+    p.push('%');
+    for c in needle.trim().to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    search: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list_users(
+    _auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<ListParams>,
+) -> ApiResult<Json<Vec<PublicUser>>> {
+    let limit = page_limit(p.limit)?;
+    let offset = p.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(crate::error::ApiError::invalid("offset", "must not be negative"));
+    }
+    let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
+    let users = sqlx::query_as::<_, PublicUser>(
+        "select user_id, username, status, last_seen_at, created_at, updated_at from users \
+         where lower(username) like $1 order by lower(username) limit $2 offset $3",
+    )
+    .bind(pattern)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&db)
+    .await?;
+    Ok(Json(users))
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    search: Option<String>,
+    page: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Meta {
+    total: i64,
+    page: i64,
+    limit: i64,
+    #[serde(rename = "totalPages")]
+    total_pages: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchPage {
+    data: Vec<PublicUser>,
+    meta: Meta,
+}
+
+#[derive(sqlx::FromRow)]
+struct CountedUser {
+    #[sqlx(flatten)]
+    user: PublicUser,
+    total: i64,
+}
+
+/// The original's paged search: `{ data, meta: { total, page, limit, totalPages } }`.
+async fn search_users(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<SearchParams>,
+) -> ApiResult<Json<SearchPage>> {
+    let limit = page_limit(p.limit)?;
+    let page = p.page.unwrap_or(1);
+    if page < 1 {
+        return Err(crate::error::ApiError::invalid("page", "must be 1 or more"));
+    }
+    let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
+    // One round trip: the window count rides along with the page.
+    let rows = sqlx::query_as::<_, CountedUser>(
+        "select user_id, username, status, last_seen_at, created_at, updated_at, count(*) over () as total \
+         from users where lower(username) like $1 and user_id <> $2 \
+         order by lower(username) limit $3 offset $4",
+    )
+    .bind(&pattern)
+    .bind(auth.user_id)
+    .bind(limit)
+    .bind((page - 1).saturating_mul(limit))
+    .fetch_all(&db)
+    .await?;
+    let total = match rows.first() {
+        Some(r) => r.total,
+        // Past the last page the window has no rows to ride on.
+        None => {
+            sqlx::query_scalar::<_, i64>("select count(*) from users where lower(username) like $1 and user_id <> $2")
+                .bind(&pattern)
+                .bind(auth.user_id)
+                .fetch_one(&db)
+                .await?
+        }
+    };
+    Ok(Json(SearchPage {
+        data: rows.into_iter().map(|r| r.user).collect(),
+        meta: Meta { total, page, limit, total_pages: (total + limit - 1) / limit },
+    }))
+}
+
+async fn me(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<User>> {
+    let user = sqlx::query_as::<_, User>(
+        "select user_id, username, email, status, last_seen_at, created_at, updated_at from users where user_id = $1",
+    )
+    .bind(auth.user_id)
+    .fetch_optional(&db)
+    .await?
+    .ok_or_else(|| crate::error::ApiError::not_found("user"))?;
+    Ok(Json(user))
+}
+
+async fn get_user(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<serde_json::Value>> {
+    if id == auth.user_id {
+        let Json(user) = me(auth, State(db)).await?;
+        return Ok(Json(serde_json::to_value(user).map_err(anyhow::Error::from)?));
+    }
+    let user = sqlx::query_as::<_, PublicUser>(
+        "select user_id, username, status, last_seen_at, created_at, updated_at from users where user_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&db)
+    .await?
+    .ok_or_else(|| crate::error::ApiError::not_found("user"))?;
+    Ok(Json(serde_json::to_value(user).map_err(anyhow::Error::from)?))
+}

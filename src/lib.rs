@@ -1,0 +1,26 @@
+//! Chatty: a real-time chat backend that runs as a horizontally scaled cluster.
+
+/// Password hashing, token issuing and the request authenticator.
+pub mod auth;
+/// Settings read from the environment and flags.
+pub mod config;
+/// PostgreSQL pool creation and migrations.
+pub mod db;
+/// Newtypes that parse client input at the edge.
+pub mod domain;
+/// The error type every route and socket handler answers with.
+pub mod error;
+/// Everything Redis does for the cluster, behind one interface with an in-process twin.
+pub mod fabric;
+/// REST routes, one router per feature.
+pub mod http;
+/// Prometheus recorder and HTTP metrics middleware.
+pub mod metrics;
+/// SIGTERM / ctrl-c handling.
+pub mod shutdown;
+/// Building and running one node.
+pub mod startup;
+/// Shared application state.
+pub mod state;
+/// The tracing subscriber.
+pub mod telemetry;

@@ -1,0 +1,110 @@
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::{Router, serve::ListenerExt};
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::Tokens,
+    config::Settings,
+    db,
+    fabric::{Fabric, MemoryFabric, RedisFabric},
+    http,
+    state::{AppState, Draining},
+};
+
+/// One node, bound and wired, not yet serving.
+pub struct Application {
+    port: u16,
+    /// Owned until `run_until_stopped` hands it to the server.
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let jwt_key = settings.jwt_key().map_err(anyhow::Error::msg)?;
+        let node_id: Arc<str> = settings.node_id().into();
+        crate::metrics::install();
+
+        db::ensure_database(&settings.database_url).await?;
+        let pool = db::connect(&settings.database_url, settings.db_max_connections).await?;
+        if settings.no_migrate {
+            tracing::info!("migrations skipped (--no-migrate)");
+        } else {
+            db::migrate(&pool).await?;
+        }
+
+        let fabric: Arc<dyn Fabric> = match &settings.redis_url {
+            Some(url) => Arc::new(RedisFabric::connect(url, &settings.redis_prefix).await?),
+            None => {
+                tracing::warn!(
+                    "REDIS_URL is not set: running as a single node with in-process sessions, presence and fan-out"
+                );
+                Arc::new(MemoryFabric::new())
+            }
+        };
+
+        let listener = TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("cannot bind CHATTY_ADDR {}", settings.addr))?;
+        let port = listener.local_addr()?.port();
+
+        let state = AppState {
+            tokens: Tokens::new(&jwt_key, settings.token_ttl()),
+            settings: Arc::new(settings),
+            node_id,
+            db: pool,
+            fabric,
+            draining: Arc::new(Draining::default()),
+        };
+        let router = http::api_router(state.clone());
+        Ok(Self { port, listener, router, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains: readiness fails at once, the listener
+    /// stops accepting, in-flight requests finish within the grace period.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, router, state, port } = self;
+        let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+        let draining = state.draining.clone();
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            draining.start();
+            let _ = signalled_tx.send(());
+        };
+        // Without TCP_NODELAY small frames wait for ACKs and delivery p99 grows by ~40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        tracing::info!(node = %state.node_id, port, fabric = state.fabric.kind(), "listening");
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signal);
+        let deadline = async {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            res = server => res.context("server error")?,
+            () = deadline => tracing::warn!(?grace, "grace period over; closing remaining connections"),
+        }
+        state.db.close().await;
+        tracing::info!(node = %state.node_id, "stopped");
+        Ok(())
+    }
+}

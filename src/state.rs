@@ -1,0 +1,35 @@
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use axum::extract::FromRef;
+use sqlx::PgPool;
+
+use crate::{auth::Tokens, config::Settings, fabric::Fabric};
+
+/// Everything a handler may need; cheap to clone (every field is shared).
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    /// This node's name in logs and metrics.
+    pub node_id: Arc<str>,
+    pub db: PgPool,
+    pub fabric: Arc<dyn Fabric>,
+    pub tokens: Tokens,
+    /// Set once on SIGTERM: `/readyz` fails from then on so balancers stop routing here.
+    pub draining: Arc<Draining>,
+}
+
+#[derive(Debug, Default)]
+pub struct Draining(AtomicBool);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
