@@ -1,0 +1,92 @@
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::{assert_error, body, spawn_app, spawn_app_memory};
+
+#[tokio::test]
+async fn healthz_answers_ok_with_the_node_id() {
+    // Arrange
+    let app = spawn_app().await;
+    // Act
+    let resp = app.request(Method::GET, "/healthz", None, None).await;
+    // Assert
+    assert_eq!(resp.status(), StatusCode::OK);
+    let b = body(resp).await;
+    assert_eq!(b["status"], "ok");
+    assert_eq!(b["node"], app.state.node_id.as_ref());
+}
+
+#[tokio::test]
+async fn readyz_reports_postgres_and_redis_reachable() {
+    let app = spawn_app().await;
+    let resp = app.request(Method::GET, "/readyz", None, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let b = body(resp).await;
+    assert_eq!(b["postgres"], "ok");
+    assert_eq!(b["fabric"]["kind"], "redis");
+    assert_eq!(b["fabric"]["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_fails_once_the_node_is_draining() {
+    let app = spawn_app_memory().await;
+    app.state.draining.start();
+    let resp = app.request(Method::GET, "/readyz", None, None).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body(resp).await["draining"], true);
+}
+
+#[tokio::test]
+async fn metrics_exports_http_counters_by_route_template() {
+    let app = spawn_app_memory().await;
+    let user = app.register(&crate::helpers::name("metric")).await;
+    let _ = app.get(&format!("/users/{}", user.id), &user.token).await;
+    let resp = app.request(Method::GET, "/metrics", None, None).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("http_requests_total{"), "{text}");
+    assert!(text.contains(r#"route="/users/{id}""#), "route template missing: {text}");
+    assert!(!text.contains(&user.id.to_string()), "raw ids must not become labels");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_404_in_the_error_shape() {
+    let app = spawn_app_memory().await;
+    let resp = app.request(Method::GET, "/no/such/route", None, None).await;
+    let b = assert_error(resp, StatusCode::NOT_FOUND).await;
+    assert_eq!(b["message"], "Cannot GET /no/such/route");
+}
+
+#[tokio::test]
+async fn wrong_method_answers_405_in_the_error_shape() {
+    let app = spawn_app_memory().await;
+    let resp = app.request(Method::DELETE, "/auth/register", None, None).await;
+    assert_error(resp, StatusCode::METHOD_NOT_ALLOWED).await;
+}
+
+#[tokio::test]
+async fn malformed_json_wrong_content_type_and_oversized_bodies_are_refused_cleanly() {
+    let app = spawn_app_memory().await;
+    let url = app.url("/auth/register");
+
+    let resp = app.client.post(&url).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_error(resp, StatusCode::BAD_REQUEST).await;
+
+    let resp = app.client.post(&url).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    assert_error(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+
+    let huge = format!(r#"{{"username":"{}"}}"#, "x".repeat(200 * 1024));
+    let resp = app.client.post(&url).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let b: Value = assert_error(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(b["code"], "payload_too_large");
+
+    assert_eq!(app.count("users").await, 0, "nothing stored");
+}
+
+#[tokio::test]
+async fn responses_carry_a_request_id() {
+    let app = spawn_app_memory().await;
+    let resp = app.request(Method::GET, "/healthz", None, None).await;
+    assert!(resp.headers().get("x-request-id").is_some());
+}

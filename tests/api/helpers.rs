@@ -1,0 +1,280 @@
+#![allow(dead_code)] // shared by test modules; not every helper is used by every module yet
+use std::sync::Once;
+
+use chatty::{config::Settings, startup::Application, state::AppState};
+use clap::Parser;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
+
+pub fn pg_base() -> String {
+    std::env::var("CHATTY_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("CHATTY_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+#[derive(Parser)]
+struct Wrapper {
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// Settings as `chatty serve` would parse them, pointed at a fresh database and key prefix.
+pub fn test_settings(db_name: &str, prefix: &str, redis: bool) -> Settings {
+    let db_url = format!("{}/{db_name}", pg_base());
+    let mut args = vec!["chatty".to_owned(), "--database-url".to_owned(), db_url, "--addr".to_owned(), "127.0.0.1:0".to_owned()];
+    if redis {
+        args.extend(["--redis-url".to_owned(), redis_url()]);
+    }
+    args.extend(["--redis-prefix".to_owned(), prefix.to_owned(), "--jwt-secret".to_owned(), JWT_SECRET.to_owned()]);
+    args.extend(["--db-max-connections".to_owned(), "5".to_owned()]);
+    Wrapper::try_parse_from(args).expect("test settings parse").settings
+}
+
+static LOG: Once = Once::new();
+
+fn init_logs() {
+    LOG.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            chatty::telemetry::init(false);
+        }
+    });
+}
+
+/// Drops the test's database and Redis keys when the test ends, even when it panics.
+pub struct Cleanup {
+    db_name: String,
+    prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let db_name = std::mem::take(&mut self.db_name);
+        let prefix = std::mem::take(&mut self.prefix);
+        // A fresh runtime on a fresh thread: Drop may run inside (or after) the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut conn) =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", pg_base())).await
+                {
+                    let sql = format!("drop database if exists \"{db_name}\" with (force)");
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url()) {
+                    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> =
+                            redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut c).await.unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut c).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// One running node plus a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub db_name: String,
+    pub prefix: String,
+    pub redis: bool,
+    pub state: AppState,
+    pub db: sqlx::PgPool,
+    /// Stops this node when dropped (or sent to).
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Only the first node of a test owns the cleanup.
+    _cleanup: Option<Cleanup>,
+}
+
+/// A node with Redis as its fabric, on a fresh database and key prefix.
+pub async fn spawn_app() -> TestApp {
+    spawn_with(true).await
+}
+
+/// A single node with the in-process fabric (no Redis).
+pub async fn spawn_app_memory() -> TestApp {
+    spawn_with(false).await
+}
+
+async fn spawn_with(redis: bool) -> TestApp {
+    init_logs();
+    let id = Uuid::new_v4().simple().to_string();
+    let db_name = format!("chatty_test_{id}");
+    let prefix = format!("test:{id}:");
+    let cleanup = Cleanup { db_name: db_name.clone(), prefix: prefix.clone() };
+    let mut app = start(test_settings(&db_name, &prefix, redis)).await;
+    app._cleanup = Some(cleanup);
+    app
+}
+
+impl TestApp {
+    /// Another node of the same cluster: same database, same Redis prefix.
+    pub async fn spawn_peer(&self) -> TestApp {
+        start(test_settings(&self.db_name, &self.prefix, self.redis)).await
+    }
+
+    /// Stops this node as SIGTERM would, and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request failed")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Response {
+        self.request(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.request(Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn post_register(&self, body: Value) -> Response {
+        self.request(Method::POST, "/auth/register", None, Some(body)).await
+    }
+
+    pub async fn post_login(&self, body: Value) -> Response {
+        self.request(Method::POST, "/auth/login", None, Some(body)).await
+    }
+
+    /// Registers `name` (password `password-<name>`) and returns the token and user.
+    pub async fn register(&self, name: &str) -> TestUser {
+        let resp = self
+            .post_register(json!({
+                "username": name,
+                "email": format!("{name}@example.com"),
+                "password": format!("password-{name}"),
+            }))
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "register {name}");
+        let body: Value = resp.json().await.expect("register body");
+        TestUser {
+            token: body["access_token"].as_str().expect("token").to_owned(),
+            id: body["user"]["user_id"].as_str().expect("user id").parse().expect("uuid"),
+            name: name.to_owned(),
+        }
+    }
+
+    /// Logs `user` in again as another device.
+    pub async fn login(&self, user: &TestUser, device: &str) -> String {
+        let resp = self
+            .post_login(json!({ "username": user.name, "password": format!("password-{}", user.name), "device": device }))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "login {}", user.name);
+        let body: Value = resp.json().await.expect("login body");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+            .fetch_one(&self.db)
+            .await
+            .expect("count")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(h) = self.server.take() {
+            h.abort();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub token: String,
+    pub id: Uuid,
+    pub name: String,
+}
+
+async fn start(settings: Settings) -> TestApp {
+    let redis = settings.redis_url.is_some();
+    let db_name = settings.database_url.rsplit('/').next().expect("db name").to_owned();
+    let prefix = settings.redis_prefix.clone();
+    let app = Application::build(settings).await.expect("build app");
+    let port = app.port();
+    let state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::builder().tcp_nodelay(true).no_proxy().build().expect("client");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client,
+        db_name,
+        prefix,
+        redis,
+        db: state.db.clone(),
+        state,
+        stop: Some(tx),
+        server: Some(server),
+        _cleanup: None,
+    }
+}
+
+/// A unique, valid username for this test.
+pub fn name(base: &str) -> String {
+    format!("{base}_{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+pub async fn body(resp: Response) -> Value {
+    resp.json().await.expect("JSON body")
+}
+
+/// Asserts the NestJS-shaped error body and returns it.
+pub async fn assert_error(resp: Response, status: StatusCode) -> Value {
+    assert_eq!(resp.status(), status);
+    let b = body(resp).await;
+    assert_eq!(b["statusCode"], status.as_u16(), "{b}");
+    assert!(b["error"].is_string(), "{b}");
+    assert!(b["message"].is_string() || b["message"].is_array(), "{b}");
+    b
+}
+
+/// Asserts a 400 whose body names `field`.
+pub async fn assert_invalid(resp: Response, field: &str) -> Value {
+    let b = assert_error(resp, StatusCode::BAD_REQUEST).await;
+    let named = b["fields"].as_array().is_some_and(|f| f.iter().any(|x| x == field))
+        || b["message"].to_string().contains(field);
+    assert!(named, "400 body does not name {field}: {b}");
+    b
+}
