@@ -2,6 +2,8 @@
 
 /// Password hashing, token issuing and the request authenticator.
 pub mod auth;
+/// The cluster event bus: Redis pub/sub, or in-process for a single node.
+pub mod broker;
 /// Settings read from the environment and flags.
 pub mod config;
 /// PostgreSQL pool creation and migrations.

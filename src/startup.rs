@@ -6,6 +6,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::Tokens,
+    broker::{Broker, MemoryBroker, RedisBroker},
     config::Settings,
     db,
     fabric::{Fabric, MemoryFabric, RedisFabric},
@@ -36,13 +37,17 @@ impl Application {
             db::migrate(&pool).await?;
         }
 
-        let fabric: Arc<dyn Fabric> = match &settings.redis_url {
-            Some(url) => Arc::new(RedisFabric::connect(url, &settings.redis_prefix).await?),
+        let (fabric, broker): (Arc<dyn Fabric>, Arc<dyn Broker>) = match &settings.redis_url {
+            Some(url) => {
+                let fabric = RedisFabric::connect(url, &settings.redis_prefix).await?;
+                let broker = RedisBroker::start(url, fabric.keys().bus(), fabric.pool()).await?;
+                (Arc::new(fabric), Arc::new(broker))
+            }
             None => {
                 tracing::warn!(
                     "REDIS_URL is not set: running as a single node with in-process sessions, presence and fan-out"
                 );
-                Arc::new(MemoryFabric::new())
+                (Arc::new(MemoryFabric::new()), Arc::new(MemoryBroker::new()))
             }
         };
 
@@ -57,6 +62,7 @@ impl Application {
             node_id,
             db: pool,
             fabric,
+            broker,
             draining: Arc::new(Draining::default()),
         };
         let router = http::api_router(state.clone());

@@ -6,7 +6,7 @@ use std::sync::{
 use axum::extract::FromRef;
 use sqlx::PgPool;
 
-use crate::{auth::Tokens, config::Settings, fabric::Fabric};
+use crate::{auth::Tokens, broker::Broker, config::Settings, fabric::Fabric};
 
 /// Everything a handler may need; cheap to clone (every field is shared).
 #[derive(Clone, FromRef)]
@@ -16,6 +16,8 @@ pub struct AppState {
     pub node_id: Arc<str>,
     pub db: PgPool,
     pub fabric: Arc<dyn Fabric>,
+    /// Cluster event bus; every state change clients must hear about is published here.
+    pub broker: Arc<dyn Broker>,
     pub tokens: Tokens,
     /// Set once on SIGTERM: `/readyz` fails from then on so balancers stop routing here.
     pub draining: Arc<Draining>,

@@ -25,6 +25,11 @@ impl RedisKeys {
         format!("{}sessions:{user_id}", self.prefix)
     }
 
+    /// Pub/sub channel of the cluster's event bus.
+    pub fn bus(&self) -> String {
+        format!("{}bus", self.prefix)
+    }
+
     /// STRING counter with TTL: a fixed-window rate limit.
     pub fn ratelimit(&self, key: &str) -> String {
         format!("{}ratelimit:{key}", self.prefix)

@@ -63,6 +63,11 @@ impl RedisFabric {
         Ok(fabric)
     }
 
+    /// The command pool, shared with the event bus.
+    pub fn pool(&self) -> deadpool_redis::Pool {
+        self.pool.clone()
+    }
+
     pub fn keys(&self) -> &RedisKeys {
         &self.keys
     }

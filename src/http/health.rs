@@ -16,18 +16,20 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "status": "ok", "node": &*state.node_id }))
 }
 
-/// Readiness: PostgreSQL and the fabric answer and the node is not draining.
+/// Readiness: PostgreSQL, the fabric and the event bus answer and the node is not draining.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let db = sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.db).await;
     let fabric = state.fabric.ping().await;
     let draining = state.draining.is_draining();
-    let ok = db.is_ok() && fabric.is_ok() && !draining;
+    let bus = state.broker.connected();
+    let ok = db.is_ok() && fabric.is_ok() && bus && !draining;
     let body = json!({
         "status": if ok { "ready" } else { "unavailable" },
         "node": &*state.node_id,
         "draining": draining,
         "postgres": if db.is_ok() { "ok" } else { "unreachable" },
         "fabric": { "kind": state.fabric.kind(), "status": if fabric.is_ok() { "ok" } else { "unreachable" } },
+        "bus": { "kind": state.broker.kind(), "status": if bus { "subscribed" } else { "reconnecting" } },
     });
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }

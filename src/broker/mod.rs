@@ -1,0 +1,137 @@
+//! The cluster's event bus. Every state change that clients must hear about becomes one
+//! `BusMessage`, published once; every node (the publisher included) receives it and
+//! delivers it to the Socket.IO rooms it names on its own sockets. REST and socket paths
+//! publish the same messages, so a client cannot tell which transport caused a change.
+
+mod memory;
+mod redis;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+pub use self::memory::MemoryBroker;
+pub use self::redis::RedisBroker;
+
+/// Socket.IO namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Namespace {
+    /// `/`: chat events.
+    #[serde(rename = "/")]
+    Chat,
+    /// `/notifications`: the notification centre.
+    #[serde(rename = "/notifications")]
+    Notifications,
+}
+
+impl Namespace {
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Chat => "/",
+            Self::Notifications => "/notifications",
+        }
+    }
+}
+
+/// Room names; the only place they are spelled.
+pub mod room {
+    use uuid::Uuid;
+
+    /// Every socket of a user, on every device.
+    pub fn user(id: Uuid) -> String {
+        format!("user:{id}")
+    }
+
+    /// The sockets of one device session.
+    pub fn session(id: Uuid) -> String {
+        format!("session:{id}")
+    }
+
+    /// Sockets that joined a conversation (typing, status).
+    pub fn conversation(id: Uuid) -> String {
+        format!("conv:{id}")
+    }
+}
+
+/// One Socket.IO event for a set of rooms.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Emit {
+    pub ns: Namespace,
+    pub event: String,
+    pub rooms: Vec<String>,
+    /// Sockets in these rooms are skipped (e.g. the typist's own devices).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except: Vec<String>,
+    /// Serialized once by the publisher; every node forwards the same bytes.
+    pub data: Box<RawValue>,
+    /// Publisher's clock, for the fan-out latency histogram.
+    pub sent_at_ms: i64,
+}
+
+impl Emit {
+    pub fn new(ns: Namespace, event: &str, rooms: Vec<String>, data: &impl Serialize) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            ns,
+            event: event.to_owned(),
+            rooms,
+            except: Vec::new(),
+            data: serde_json::value::to_raw_value(data)?,
+            sent_at_ms: chrono::Utc::now().timestamp_millis(),
+        })
+    }
+
+    #[must_use]
+    pub fn except(mut self, rooms: Vec<String>) -> Self {
+        self.except = rooms;
+        self
+    }
+}
+
+/// What travels on the bus.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum BusMessage {
+    /// Deliver an event to rooms.
+    Emit(Emit),
+    /// Disconnect every socket of these device sessions (logout, revoked device).
+    DisconnectSessions { sessions: Vec<Uuid> },
+    /// Make these users' sockets join (or leave) a room, e.g. when added to a group.
+    Rooms { users: Vec<Uuid>, join: Vec<String>, leave: Vec<String> },
+}
+
+/// A failure to publish. Callers that stored data already log it and carry on: clients
+/// recover missed events through `sync`.
+#[derive(Debug, thiserror::Error)]
+#[error("broker: {0}")]
+pub struct BrokerError(#[from] pub anyhow::Error);
+
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// "redis" or "memory".
+    fn kind(&self) -> &'static str;
+
+    /// Sends to every node, this one included.
+    async fn publish(&self, msg: BusMessage) -> Result<(), BrokerError>;
+
+    /// What this node receives, in publish order per publisher.
+    fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>>;
+
+    /// Whether the subscription to other nodes is live right now.
+    fn connected(&self) -> bool;
+}
+
+/// Publishes and logs a failure instead of failing the caller, whose state change is
+/// already durable.
+pub async fn publish_or_log(broker: &dyn Broker, msg: BusMessage) {
+    if let Err(e) = broker.publish(msg).await {
+        tracing::warn!(error = %e, "event not published; clients will catch up through sync");
+    }
+}
+
+/// Capacity of the in-process fan-out channel; a subscriber lagging this far behind loses
+/// events (counted) and its clients resume through `sync`.
+pub const LOCAL_CHANNEL_CAPACITY: usize = 16 * 1024;

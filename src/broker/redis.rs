@@ -1,0 +1,140 @@
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::{sync::broadcast, task::JoinHandle};
+
+use super::{Broker, BrokerError, BusMessage, LOCAL_CHANNEL_CAPACITY};
+
+/// Cluster bus on Redis pub/sub. Chatty owns the subscriber loop (rather than using
+/// socketioxide-redis) so that it can reconnect by itself after Redis restarts, report
+/// its state in `/readyz` and metrics, and publish each event once with its recipients.
+pub struct RedisBroker {
+    /// Publishing connections, shared with the fabric.
+    pool: deadpool_redis::Pool,
+    channel: String,
+    /// Local fan-out of everything received from Redis.
+    tx: broadcast::Sender<Arc<BusMessage>>,
+    connected: Arc<AtomicBool>,
+    /// The subscriber loop; aborted when the broker is dropped.
+    task: JoinHandle<()>,
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RedisBroker {
+    /// Subscribes to `channel` and waits (up to a few seconds) until the subscription is
+    /// live, so that a node reports ready only once it hears the cluster.
+    pub async fn start(url: &str, channel: String, pool: deadpool_redis::Pool) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
+        let tx = broadcast::channel(LOCAL_CHANNEL_CAPACITY).0;
+        let connected = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(subscriber(client, channel.clone(), tx.clone(), connected.clone(), ready_tx));
+        tokio::time::timeout(Duration::from_secs(5), ready_rx)
+            .await
+            .context("timed out subscribing to the Redis event channel")?
+            .context("subscriber stopped")?;
+        Ok(Self { pool, channel, tx, connected, task })
+    }
+}
+
+async fn subscriber(
+    client: redis::Client,
+    channel: String,
+    tx: broadcast::Sender<Arc<BusMessage>>,
+    connected: Arc<AtomicBool>,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match subscribe(&client, &channel).await {
+            Ok(mut pubsub) => {
+                connected.store(true, Ordering::SeqCst);
+                metrics::gauge!("broker_connected").set(1.0);
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                } else {
+                    tracing::info!(channel, "event bus reconnected to Redis");
+                    metrics::counter!("broker_reconnects_total").increment(1);
+                }
+                backoff = Duration::from_millis(50);
+                let mut stream = pubsub.on_message();
+                while let Some(msg) = stream.next().await {
+                    match serde_json::from_slice::<BusMessage>(msg.get_payload_bytes()) {
+                        Ok(m) => {
+                            let _ = tx.send(Arc::new(m));
+                        }
+                        Err(e) => {
+                            metrics::counter!("broker_decode_errors_total").increment(1);
+                            tracing::warn!(error = %e, "undecodable event on the bus");
+                        }
+                    }
+                }
+                connected.store(false, Ordering::SeqCst);
+                metrics::gauge!("broker_connected").set(0.0);
+                tracing::warn!(channel, "event bus lost its Redis subscription; reconnecting");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "event bus cannot subscribe to Redis");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn publish(&self, msg: BusMessage) -> Result<(), BrokerError> {
+        let payload = serde_json::to_vec(&msg).context("encoding an event")?;
+        let sent = async {
+            let mut conn = self.pool.get().await?;
+            redis::cmd("PUBLISH").arg(&self.channel).arg(&payload).query_async::<i64>(&mut conn).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        match sent {
+            Ok(()) => {
+                metrics::counter!("broker_published_total").increment(1);
+                Ok(())
+            }
+            Err(e) => {
+                // This node's own clients still hear it; other nodes' clients resume by sync.
+                metrics::counter!("broker_publish_errors_total").increment(1);
+                let _ = self.tx.send(Arc::new(msg));
+                Err(BrokerError(e.context("publishing to Redis")))
+            }
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
+        self.tx.subscribe()
+    }
+
+    fn connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+}
