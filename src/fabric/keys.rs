@@ -25,6 +25,26 @@ impl RedisKeys {
         format!("{}sessions:{user_id}", self.prefix)
     }
 
+    /// ZSET connection → lease expiry ms: a user's live connections on every node.
+    pub fn presence(&self, user_id: Uuid) -> String {
+        format!("{}{user_id}", self.presence_prefix())
+    }
+
+    /// What `presence` puts before the user id, for scripts that build the keys themselves.
+    pub fn presence_prefix(&self) -> String {
+        format!("{}presence:", self.prefix)
+    }
+
+    /// ZSET user → latest lease expiry ms: finds users whose node died.
+    pub fn presence_index(&self) -> String {
+        format!("{}presence:index", self.prefix)
+    }
+
+    /// ZSET user → expiry ms: who is typing in a conversation.
+    pub fn typing(&self, conversation_id: Uuid) -> String {
+        format!("{}typing:{conversation_id}", self.prefix)
+    }
+
     /// Pub/sub channel of the cluster's event bus.
     pub fn bus(&self) -> String {
         format!("{}bus", self.prefix)

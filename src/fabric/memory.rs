@@ -21,6 +21,10 @@ pub struct MemoryFabric {
 struct Inner {
     sessions: HashMap<Uuid, Session>,
     counters: HashMap<String, (u64, Instant)>,
+    /// user → connection → lease end.
+    presence: HashMap<Uuid, HashMap<String, Instant>>,
+    /// conversation → user → mark end.
+    typing: HashMap<Uuid, HashMap<Uuid, Instant>>,
 }
 
 impl MemoryFabric {
@@ -132,5 +136,90 @@ impl Fabric for MemoryFabric {
     async fn reset_counter(&self, key: &str) -> FabricResult<()> {
         self.lock().counters.remove(key);
         Ok(())
+    }
+
+    async fn presence_connect(&self, user: Uuid, conn: &str, ttl: Duration) -> FabricResult<bool> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let conns = inner.presence.entry(user).or_default();
+        conns.retain(|_, until| *until > now);
+        let first = conns.is_empty();
+        conns.insert(conn.to_owned(), now + ttl);
+        Ok(first)
+    }
+
+    async fn presence_disconnect(&self, user: Uuid, conn: &str) -> FabricResult<bool> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let Some(conns) = inner.presence.get_mut(&user) else { return Ok(false) };
+        let removed = conns.remove(conn).is_some();
+        conns.retain(|_, until| *until > now);
+        if conns.is_empty() {
+            inner.presence.remove(&user);
+            return Ok(removed);
+        }
+        Ok(false)
+    }
+
+    async fn presence_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()> {
+        let mut inner = self.lock();
+        let until = Instant::now() + ttl;
+        for (user, conn) in conns {
+            inner.presence.entry(*user).or_default().insert(conn.clone(), until);
+        }
+        Ok(())
+    }
+
+    async fn presence_reap(&self) -> FabricResult<Vec<Uuid>> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        inner.presence.retain(|user, conns| {
+            conns.retain(|_, until| *until > now);
+            if conns.is_empty() {
+                gone.push(*user);
+            }
+            !conns.is_empty()
+        });
+        Ok(gone)
+    }
+
+    async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>> {
+        let inner = self.lock();
+        let now = Instant::now();
+        Ok(users
+            .iter()
+            .filter(|u| inner.presence.get(u).is_some_and(|c| c.values().any(|until| *until > now)))
+            .copied()
+            .collect())
+    }
+
+    async fn typing_start(&self, conversation: Uuid, user: Uuid, ttl: Duration) -> FabricResult<bool> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let typists = inner.typing.entry(conversation).or_default();
+        typists.retain(|_, until| *until > now);
+        Ok(typists.insert(user, now + ttl).is_none())
+    }
+
+    async fn typing_stop(&self, conversation: Uuid, user: Uuid) -> FabricResult<bool> {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let Some(typists) = inner.typing.get_mut(&conversation) else { return Ok(false) };
+        let was = typists.remove(&user).is_some_and(|until| until > now);
+        if typists.is_empty() {
+            inner.typing.remove(&conversation);
+        }
+        Ok(was)
+    }
+
+    async fn typing_list(&self, conversation: Uuid) -> FabricResult<Vec<Uuid>> {
+        let inner = self.lock();
+        let now = Instant::now();
+        Ok(inner
+            .typing
+            .get(&conversation)
+            .map(|t| t.iter().filter(|(_, until)| **until > now).map(|(u, _)| *u).collect())
+            .unwrap_or_default())
     }
 }

@@ -92,4 +92,32 @@ pub trait Fabric: Send + Sync + 'static {
 
     /// Forgets a counter.
     async fn reset_counter(&self, key: &str) -> FabricResult<()>;
+
+    /// Registers a live connection with a lease of `ttl`; true when the user had no other
+    /// live connection anywhere (the user just came online).
+    async fn presence_connect(&self, user: Uuid, conn: &str, ttl: Duration) -> FabricResult<bool>;
+
+    /// Removes a connection; true when it was the user's last live one (the user just went
+    /// offline). A connection removed twice reports the transition once.
+    async fn presence_disconnect(&self, user: Uuid, conn: &str) -> FabricResult<bool>;
+
+    /// Renews the leases of all of this node's connections in one round trip. Also
+    /// re-registers them after the backing store lost its data (Redis restart).
+    async fn presence_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()>;
+
+    /// Users whose every lease ran out (their node died); each is reported once, to
+    /// whichever node asks first.
+    async fn presence_reap(&self) -> FabricResult<Vec<Uuid>>;
+
+    /// Which of `users` have a live connection.
+    async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>>;
+
+    /// Marks `user` as typing in `conversation` for `ttl`; true when they were not already.
+    async fn typing_start(&self, conversation: Uuid, user: Uuid, ttl: Duration) -> FabricResult<bool>;
+
+    /// Clears the typing mark; true when there was one.
+    async fn typing_stop(&self, conversation: Uuid, user: Uuid) -> FabricResult<bool>;
+
+    /// Who is typing in `conversation` now.
+    async fn typing_list(&self, conversation: Uuid) -> FabricResult<Vec<Uuid>>;
 }

@@ -30,6 +30,51 @@ local c = redis.call('INCR', KEYS[1])
 if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return {c, redis.call('PTTL', KEYS[1])}";
 
+/// Adds a connection lease; answers 1 when the user had no live connection before.
+const PRESENCE_CONNECT: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local before = redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[4])
+if before == 0 then return 1 end
+return 0";
+
+/// Removes a lease; answers 1 only to the caller whose removal left no live connection.
+const PRESENCE_DISCONNECT: &str = r"
+local removed = redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  return removed
+end
+return 0";
+
+/// Finds users whose latest lease ran out. Atomic, so each is reported to one node only.
+/// Users still holding a live lease get their index entry moved to that lease's end.
+const PRESENCE_REAP: &str = r"
+local users = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
+local gone = {}
+for _, u in ipairs(users) do
+  local k = ARGV[2] .. u
+  redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[1])
+  local top = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
+  if #top == 0 then
+    redis.call('ZREM', KEYS[1], u)
+    table.insert(gone, u)
+  else
+    redis.call('ZADD', KEYS[1], top[2], u)
+  end
+end
+return gone";
+
+/// Marks a typist; answers 1 when they were not marked already.
+const TYPING_START: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local added = redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return added";
+
 /// The fabric of a cluster: every node of one cluster shares the Redis and the prefix.
 pub struct RedisFabric {
     /// Command connections; each call borrows one for the duration of the call.
@@ -38,6 +83,10 @@ pub struct RedisFabric {
     touch_session: Script,
     revoke_session: Script,
     hit_counter: Script,
+    presence_connect: Script,
+    presence_disconnect: Script,
+    presence_reap: Script,
+    typing_start: Script,
 }
 
 impl RedisFabric {
@@ -58,6 +107,10 @@ impl RedisFabric {
             touch_session: Script::new(TOUCH_SESSION),
             revoke_session: Script::new(REVOKE_SESSION),
             hit_counter: Script::new(HIT_COUNTER),
+            presence_connect: Script::new(PRESENCE_CONNECT),
+            presence_disconnect: Script::new(PRESENCE_DISCONNECT),
+            presence_reap: Script::new(PRESENCE_REAP),
+            typing_start: Script::new(TYPING_START),
         };
         fabric.ping().await.with_context(|| format!("Redis at {} does not answer", redact(url)))?;
         Ok(fabric)
@@ -255,6 +308,131 @@ impl Fabric for RedisFabric {
         let _: i64 = redis::cmd("DEL").arg(self.keys.ratelimit(key)).query_async(&mut c).await?;
         Ok(())
     }
+
+    async fn presence_connect(&self, user: Uuid, conn: &str, ttl: Duration) -> FabricResult<bool> {
+        let now = Utc::now().timestamp_millis();
+        let ttl_ms = ttl_ms(ttl);
+        let mut c = self.conn().await?;
+        let first: i64 = self
+            .presence_connect
+            .key(self.keys.presence(user))
+            .key(self.keys.presence_index())
+            .arg(now)
+            .arg(now + ttl_ms)
+            .arg(conn)
+            .arg(user.to_string())
+            .arg(ttl_ms)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(first == 1)
+    }
+
+    async fn presence_disconnect(&self, user: Uuid, conn: &str) -> FabricResult<bool> {
+        let mut c = self.conn().await?;
+        let last: i64 = self
+            .presence_disconnect
+            .key(self.keys.presence(user))
+            .key(self.keys.presence_index())
+            .arg(Utc::now().timestamp_millis())
+            .arg(conn)
+            .arg(user.to_string())
+            .invoke_async(&mut c)
+            .await?;
+        Ok(last == 1)
+    }
+
+    async fn presence_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()> {
+        if conns.is_empty() {
+            return Ok(());
+        }
+        let ttl_ms = ttl_ms(ttl);
+        let expiry = Utc::now().timestamp_millis() + ttl_ms;
+        let index = self.keys.presence_index();
+        let mut pipe = redis::pipe();
+        for (user, conn) in conns {
+            let key = self.keys.presence(*user);
+            pipe.cmd("ZADD").arg(&key).arg(expiry).arg(conn).ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
+            pipe.cmd("ZADD").arg(&index).arg("GT").arg(expiry).arg(user.to_string()).ignore();
+        }
+        let mut c = self.conn().await?;
+        pipe.query_async::<()>(&mut c).await?;
+        Ok(())
+    }
+
+    async fn presence_reap(&self) -> FabricResult<Vec<Uuid>> {
+        let mut c = self.conn().await?;
+        let gone: Vec<String> = self
+            .presence_reap
+            .key(self.keys.presence_index())
+            .arg(Utc::now().timestamp_millis())
+            .arg(self.keys.presence_prefix())
+            .invoke_async(&mut c)
+            .await?;
+        Ok(gone.iter().filter_map(|u| u.parse().ok()).collect())
+    }
+
+    async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now().timestamp_millis();
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.cmd("ZCOUNT").arg(self.keys.presence(*user)).arg(now).arg("+inf");
+        }
+        let mut c = self.conn().await?;
+        let counts: Vec<i64> = pipe.query_async(&mut c).await?;
+        Ok(users.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(u, _)| *u).collect())
+    }
+
+    async fn typing_start(&self, conversation: Uuid, user: Uuid, ttl: Duration) -> FabricResult<bool> {
+        let now = Utc::now().timestamp_millis();
+        let ttl_ms = ttl_ms(ttl);
+        let mut c = self.conn().await?;
+        let added: i64 = self
+            .typing_start
+            .key(self.keys.typing(conversation))
+            .arg(now)
+            .arg(now + ttl_ms)
+            .arg(user.to_string())
+            .arg(ttl_ms)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(added == 1)
+    }
+
+    async fn typing_stop(&self, conversation: Uuid, user: Uuid) -> FabricResult<bool> {
+        let key = self.keys.typing(conversation);
+        let mut c = self.conn().await?;
+        let (score, _): (Option<f64>, i64) = redis::pipe()
+            .cmd("ZSCORE")
+            .arg(&key)
+            .arg(user.to_string())
+            .cmd("ZREM")
+            .arg(&key)
+            .arg(user.to_string())
+            .query_async(&mut c)
+            .await?;
+        #[allow(clippy::cast_precision_loss)] // ms timestamps fit f64 exactly for millennia
+        let live = score.is_some_and(|s| s > Utc::now().timestamp_millis() as f64);
+        Ok(live)
+    }
+
+    async fn typing_list(&self, conversation: Uuid) -> FabricResult<Vec<Uuid>> {
+        let mut c = self.conn().await?;
+        let users: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.typing(conversation))
+            .arg(Utc::now().timestamp_millis())
+            .arg("+inf")
+            .query_async(&mut c)
+            .await?;
+        Ok(users.iter().filter_map(|u| u.parse().ok()).collect())
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4).max(1)
 }
 
 fn window(count: u64, pttl_ms: i64) -> Window {

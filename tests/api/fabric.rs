@@ -78,3 +78,52 @@ async fn counters_count_within_a_window_and_reset() {
         assert_eq!(f.read_counter(&key).await.unwrap().count, 0);
     }
 }
+
+#[tokio::test]
+async fn presence_reports_the_first_connection_and_the_last_disconnection_once() {
+    for f in both().await {
+        let user = Uuid::new_v4();
+        let ttl = Duration::from_secs(30);
+        assert!(f.presence_connect(user, "n1:a", ttl).await.unwrap(), "{}", f.kind());
+        assert!(!f.presence_connect(user, "n2:b", ttl).await.unwrap(), "{}: second device", f.kind());
+        assert_eq!(f.online(&[user, Uuid::new_v4()]).await.unwrap(), vec![user]);
+        assert!(!f.presence_disconnect(user, "n1:a").await.unwrap(), "{}: still on n2", f.kind());
+        assert!(f.presence_disconnect(user, "n2:b").await.unwrap(), "{}: last one", f.kind());
+        assert!(!f.presence_disconnect(user, "n2:b").await.unwrap(), "{}: reported twice", f.kind());
+        assert!(f.online(&[user]).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn expired_leases_are_reaped_once_and_heartbeats_keep_them_alive() {
+    for f in both().await {
+        let (dead, alive) = (Uuid::new_v4(), Uuid::new_v4());
+        let ttl = Duration::from_millis(300);
+        f.presence_connect(dead, "crashed:1", ttl).await.unwrap();
+        f.presence_connect(alive, "live:1", ttl).await.unwrap();
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            f.presence_heartbeat(&[(alive, "live:1".to_owned())], ttl).await.unwrap();
+        }
+        let gone = f.presence_reap().await.unwrap();
+        assert_eq!(gone, vec![dead], "{}", f.kind());
+        assert!(f.presence_reap().await.unwrap().is_empty(), "{}: reaped twice", f.kind());
+        assert_eq!(f.online(&[dead, alive]).await.unwrap(), vec![alive]);
+    }
+}
+
+#[tokio::test]
+async fn typing_marks_expire_by_themselves() {
+    for f in both().await {
+        let (conv, user) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(f.typing_start(conv, user, Duration::from_millis(300)).await.unwrap());
+        assert!(!f.typing_start(conv, user, Duration::from_millis(300)).await.unwrap(), "{}", f.kind());
+        assert_eq!(f.typing_list(conv).await.unwrap(), vec![user]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(f.typing_list(conv).await.unwrap().is_empty(), "{}", f.kind());
+        assert!(f.typing_start(conv, user, Duration::from_secs(5)).await.unwrap());
+        assert!(f.typing_stop(conv, user).await.unwrap());
+        assert!(!f.typing_stop(conv, user).await.unwrap(), "{}", f.kind());
+        assert!(f.typing_list(conv).await.unwrap().is_empty());
+    }
+}

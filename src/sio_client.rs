@@ -1,0 +1,265 @@
+//! A small Socket.IO v4 client over WebSocket (Engine.IO 4), used by the integration tests
+//! and the load generator. It speaks exactly what Chatty's clients do: one namespace per
+//! connection, `auth` on connect, events, acknowledgements, and heartbeat replies.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Something the server sent.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    Event { name: String, data: Value },
+    /// The server ended the namespace connection (`41`), e.g. after a logout.
+    Disconnected,
+    /// The transport closed.
+    Closed,
+}
+
+type AckMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+
+/// One connected namespace. Dropping it closes the WebSocket.
+pub struct SioClient {
+    ns: String,
+    out: mpsc::UnboundedSender<Message>,
+    acks: AckMap,
+    next_ack: AtomicU64,
+    /// Engine.IO session id, for logs.
+    pub sid: String,
+    events: mpsc::UnboundedReceiver<Incoming>,
+    reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SioClient {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The server's `connect_error` message.
+    #[error("connect_error: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+fn ns_prefix(ns: &str) -> String {
+    if ns == "/" { String::new() } else { format!("{ns},") }
+}
+
+impl SioClient {
+    /// Connects to `base` (e.g. `http://127.0.0.1:3000`), namespace `ns`, with `auth` as
+    /// the handshake payload, and waits for the namespace's answer.
+    pub async fn connect(base: &str, ns: &str, auth: Value) -> Result<Self, ConnectError> {
+        Self::connect_with_headers(base, ns, auth, &[]).await
+    }
+
+    pub async fn connect_with_headers(
+        base: &str,
+        ns: &str,
+        auth: Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, ConnectError> {
+        let ws_url = format!("{}/socket.io/?EIO=4&transport=websocket", base.replacen("http", "ws", 1));
+        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str())
+            .context("bad url")?;
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).context("header name")?,
+                axum::http::HeaderValue::from_str(v).context("header value")?,
+            );
+        }
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+            .await
+            .context("websocket handshake")?;
+        let (mut sink, mut stream) = ws.split();
+
+        // Engine.IO open packet.
+        let open = next_text(&mut stream).await?;
+        let Some(open) = open.strip_prefix('0') else { bail!("expected an open packet, got {open}") };
+        let open: Value = serde_json::from_str(open).context("open packet")?;
+        let sid = open["sid"].as_str().unwrap_or_default().to_owned();
+
+        let prefix = ns_prefix(ns);
+        sink.send(Message::text(format!("40{prefix}{auth}"))).await.context("sending connect")?;
+        loop {
+            let text = next_text(&mut stream).await?;
+            if text == "2" {
+                sink.send(Message::text("3")).await.context("pong")?;
+                continue;
+            }
+            if let Some(rest) = text.strip_prefix(&format!("40{prefix}")) {
+                let _ = rest;
+                break;
+            }
+            if let Some(rest) = text.strip_prefix(&format!("44{prefix}")) {
+                let v: Value = serde_json::from_str(rest).unwrap_or(Value::Null);
+                return Err(ConnectError::Refused(v["message"].as_str().unwrap_or(rest).to_owned()));
+            }
+        }
+
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let writer = tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let acks: AckMap = Arc::default();
+        let reader = tokio::spawn(read_loop(stream, prefix, out_tx.clone(), ev_tx, acks.clone()));
+        Ok(Self { ns: ns.to_owned(), out: out_tx, acks, next_ack: AtomicU64::new(1), sid, events: ev_rx, reader, writer })
+    }
+
+    /// Sends an event without asking for an acknowledgement.
+    pub fn emit(&self, event: &str, data: &Value) -> anyhow::Result<()> {
+        let payload = serde_json::to_string(&(event, data))?;
+        self.out
+            .send(Message::text(format!("42{}{payload}", ns_prefix(&self.ns))))
+            .map_err(|_| anyhow::anyhow!("connection closed"))
+    }
+
+    /// Sends raw Socket.IO event arguments (for malformed-payload tests).
+    pub fn emit_raw(&self, args_json: &str) -> anyhow::Result<()> {
+        self.out
+            .send(Message::text(format!("42{}{args_json}", ns_prefix(&self.ns))))
+            .map_err(|_| anyhow::anyhow!("connection closed"))
+    }
+
+    /// Sends an event and waits for its acknowledgement's first argument.
+    pub async fn emit_with_ack(&self, event: &str, data: &Value, timeout: Duration) -> anyhow::Result<Value> {
+        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, tx);
+        let payload = serde_json::to_string(&(event, data))?;
+        self.out
+            .send(Message::text(format!("42{}{id}{payload}", ns_prefix(&self.ns))))
+            .map_err(|_| anyhow::anyhow!("connection closed"))?;
+        tokio::time::timeout(timeout, rx).await.context("ack timed out")?.context("connection closed")
+    }
+
+    /// The next event named `name` within `timeout`, skipping others.
+    pub async fn next_event(&mut self, name: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => bail!("no {name} event within {timeout:?}"),
+                Ok(None) => bail!("connection closed while waiting for {name}"),
+                Ok(Some(Incoming::Event { name: n, data })) if n == name => return Ok(data),
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+
+    /// The next thing received, whatever it is.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Incoming> {
+        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+    }
+
+    /// Every event named `name` that arrives within `window`.
+    pub async fn collect(&mut self, name: &str, window: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut got = Vec::new();
+        while let Ok(Some(m)) = tokio::time::timeout_at(deadline, self.events.recv()).await {
+            if let Incoming::Event { name: n, data } = m {
+                if n == name {
+                    got.push(data);
+                }
+            }
+        }
+        got
+    }
+
+    /// Waits until the server disconnects this namespace or the transport closes.
+    pub async fn wait_disconnected(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => return false,
+                Ok(None | Some(Incoming::Disconnected | Incoming::Closed)) => return true,
+                Ok(Some(_)) => {}
+            }
+        }
+    }
+}
+
+async fn next_text<S>(stream: &mut S) -> anyhow::Result<String>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+            Err(_) => bail!("timed out waiting for the server"),
+            Ok(None) => bail!("connection closed"),
+            Ok(Some(Err(e))) => return Err(e).context("websocket"),
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.to_string()),
+            Ok(Some(Ok(Message::Close(_)))) => bail!("connection closed"),
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+async fn read_loop<S>(
+    mut stream: S,
+    prefix: String,
+    out: mpsc::UnboundedSender<Message>,
+    events: mpsc::UnboundedSender<Incoming>,
+    acks: AckMap,
+) where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let event_prefix = format!("42{prefix}");
+    let ack_prefix = format!("43{prefix}");
+    let disconnect = format!("41{prefix}");
+    while let Some(Ok(msg)) = stream.next().await {
+        let Message::Text(text) = msg else {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+            continue;
+        };
+        let text = text.as_str();
+        if text == "2" {
+            let _ = out.send(Message::text("3"));
+        } else if text == "1" {
+            break;
+        } else if let Some(rest) = text.strip_prefix(&event_prefix) {
+            let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+            if let Ok(Value::Array(mut args)) = serde_json::from_str::<Value>(rest) {
+                if let Some(Value::String(name)) = args.first().cloned() {
+                    let data = if args.len() > 1 { args.swap_remove(1) } else { Value::Null };
+                    let _ = events.send(Incoming::Event { name, data });
+                }
+            }
+        } else if let Some(rest) = text.strip_prefix(&ack_prefix) {
+            let split = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let (id, body) = rest.split_at(split);
+            if let (Ok(id), Ok(Value::Array(mut args))) = (id.parse::<u64>(), serde_json::from_str::<Value>(body)) {
+                let first = if args.is_empty() { Value::Null } else { args.swap_remove(0) };
+                if let Some(tx) = acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id) {
+                    let _ = tx.send(first);
+                }
+            }
+        } else if text == disconnect || text.starts_with(&format!("{disconnect}")) {
+            let _ = events.send(Incoming::Disconnected);
+        }
+    }
+    let _ = events.send(Incoming::Closed);
+}
