@@ -73,6 +73,15 @@ pub struct Settings {
     #[arg(long, env = "CHATTY_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
     pub shutdown_grace_secs: u64,
 
+    /// Lease of a socket's presence, in milliseconds: a node renews its leases every third
+    /// of it, and a dead node's users go offline within it.
+    #[arg(long, env = "CHATTY_PRESENCE_TTL_MS", default_value_t = 30_000)]
+    pub presence_ttl_ms: u64,
+
+    /// How long a typing mark lasts without renewal, in milliseconds.
+    #[arg(long, env = "CHATTY_TYPING_TTL_MS", default_value_t = 6_000)]
+    pub typing_ttl_ms: u64,
+
     /// Per-request time limit for REST routes, in seconds (not applied to Socket.IO).
     #[arg(long, env = "CHATTY_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
@@ -111,6 +120,14 @@ impl Settings {
 
     pub fn token_ttl(&self) -> Duration {
         Duration::from_secs(self.token_ttl_secs)
+    }
+
+    pub fn presence_ttl(&self) -> Duration {
+        Duration::from_millis(self.presence_ttl_ms.max(300))
+    }
+
+    pub fn typing_ttl(&self) -> Duration {
+        Duration::from_millis(self.typing_ttl_ms.max(100))
     }
 
     pub fn node_id(&self) -> String {

@@ -18,8 +18,12 @@ pub mod fabric;
 pub mod http;
 /// Prometheus recorder and HTTP metrics middleware.
 pub mod metrics;
+/// Socket.IO namespaces, event handlers, presence and delivery from the bus.
+pub mod realtime;
 /// SIGTERM / ctrl-c handling.
 pub mod shutdown;
+/// A small Socket.IO v4 client for tests and the load generator.
+pub mod sio_client;
 /// Building and running one node.
 pub mod startup;
 /// Shared application state.

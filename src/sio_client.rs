@@ -92,7 +92,9 @@ impl SioClient {
 
         // Engine.IO open packet.
         let open = next_text(&mut stream).await?;
-        let Some(open) = open.strip_prefix('0') else { bail!("expected an open packet, got {open}") };
+        let Some(open) = open.strip_prefix('0') else {
+            return Err(anyhow::anyhow!("expected an open packet, got {open}").into());
+        };
         let open: Value = serde_json::from_str(open).context("open packet")?;
         let sid = open["sid"].as_str().unwrap_or_default().to_owned();
 

@@ -10,9 +10,12 @@ use crate::{
     config::Settings,
     db,
     fabric::{Fabric, MemoryFabric, RedisFabric},
-    http,
+    http, realtime,
     state::{AppState, Draining},
 };
+use socketioxide::SocketIo;
+use tokio_util::task::TaskTracker;
+use tokio_util::sync::CancellationToken;
 
 /// One node, bound and wired, not yet serving.
 pub struct Application {
@@ -21,6 +24,8 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// Socket.IO handle: the bus delivers through it; closed on drain.
+    io: SocketIo,
 }
 
 impl Application {
@@ -63,10 +68,14 @@ impl Application {
             db: pool,
             fabric,
             broker,
+            local: Arc::default(),
             draining: Arc::new(Draining::default()),
         };
-        let router = http::api_router(state.clone());
-        Ok(Self { port, listener, router, state })
+        let (sio_layer, io) = realtime::build(&state);
+        // Outermost, so Socket.IO traffic (long-polling GETs stay open ~25 s) bypasses the
+        // REST timeout and body limit.
+        let router = http::api_router(state.clone()).layer(sio_layer);
+        Ok(Self { port, listener, router, state, io })
     }
 
     pub fn port(&self) -> u16 {
@@ -80,13 +89,24 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains: readiness fails at once, the listener
     /// stops accepting, in-flight requests finish within the grace period.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, state, port } = self;
+        let Self { listener, router, state, port, io } = self;
         let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(realtime::bus_loop(io.clone(), state.clone(), stop.clone()));
+        let ttl = state.settings.presence_ttl();
+        tasks.spawn(realtime::presence::heartbeat_loop(state.clone(), ttl, stop.clone()));
+        tasks.spawn(realtime::presence::reaper_loop(state.clone(), (ttl / 6).max(Duration::from_millis(100)), stop.clone()));
+        tasks.close();
+
         let draining = state.draining.clone();
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             draining.start();
+            // Sockets are told to go; their clients reconnect through the balancer to a
+            // node that still accepts.
+            tokio::spawn(async move { io.close().await });
             let _ = signalled_tx.send(());
         };
         // Without TCP_NODELAY small frames wait for ACKs and delivery p99 grows by ~40 ms.
@@ -109,6 +129,8 @@ impl Application {
             res = server => res.context("server error")?,
             () = deadline => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
+        stop.cancel();
+        tasks.wait().await;
         state.db.close().await;
         tracing::info!(node = %state.node_id, "stopped");
         Ok(())

@@ -6,7 +6,7 @@ use std::sync::{
 use axum::extract::FromRef;
 use sqlx::PgPool;
 
-use crate::{auth::Tokens, broker::Broker, config::Settings, fabric::Fabric};
+use crate::{auth::Tokens, broker::Broker, config::Settings, fabric::Fabric, realtime::presence::LocalConnections};
 
 /// Everything a handler may need; cheap to clone (every field is shared).
 #[derive(Clone, FromRef)]
@@ -19,6 +19,8 @@ pub struct AppState {
     /// Cluster event bus; every state change clients must hear about is published here.
     pub broker: Arc<dyn Broker>,
     pub tokens: Tokens,
+    /// This node's chat sockets, renewed in Redis by one batched heartbeat.
+    pub local: Arc<LocalConnections>,
     /// Set once on SIGTERM: `/readyz` fails from then on so balancers stop routing here.
     pub draining: Arc<Draining>,
 }

@@ -18,6 +18,7 @@ use super::{
 use crate::{
     auth::{hash_password, verify_password},
     domain::{DeviceName, Email, Password, Username},
+    broker::{self, BusMessage},
     error::{ApiError, ApiResult, FieldError, ResultExt},
     fabric::Session,
     state::AppState,
@@ -209,16 +210,27 @@ async fn login(
     Ok(Json(start_session(&state, user, device).await?))
 }
 
+/// Drops the sockets of revoked sessions on every node.
+async fn disconnect(state: &AppState, sessions: Vec<Uuid>) {
+    if sessions.is_empty() {
+        return;
+    }
+    metrics::counter!("auth_sessions_revoked_total").increment(sessions.len() as u64);
+    broker::publish_or_log(state.broker.as_ref(), BusMessage::DisconnectSessions { sessions }).await;
+}
+
 async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    state.fabric.revoke_session(auth.user_id, auth.session_id).await?;
-    metrics::counter!("auth_sessions_revoked_total").increment(1);
+    if state.fabric.revoke_session(auth.user_id, auth.session_id).await? {
+        disconnect(&state, vec![auth.session_id]).await;
+    }
     Ok(Json(json!({ "message": "logged out", "session_id": auth.session_id })))
 }
 
 async fn logout_all(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let revoked = state.fabric.revoke_all_sessions(auth.user_id).await?;
-    metrics::counter!("auth_sessions_revoked_total").increment(revoked.len() as u64);
-    Ok(Json(json!({ "message": "logged out everywhere", "revoked": revoked.len() })))
+    let count = revoked.len();
+    disconnect(&state, revoked).await;
+    Ok(Json(json!({ "message": "logged out everywhere", "revoked": count })))
 }
 
 #[derive(Debug, Serialize)]
@@ -244,7 +256,7 @@ async fn revoke_session(
     AppPath(sid): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
     if state.fabric.revoke_session(auth.user_id, sid).await? {
-        metrics::counter!("auth_sessions_revoked_total").increment(1);
+        disconnect(&state, vec![sid]).await;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("session"))

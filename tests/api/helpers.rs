@@ -1,7 +1,7 @@
 #![allow(dead_code)] // shared by test modules; not every helper is used by every module yet
 use std::sync::Once;
 
-use chatty::{config::Settings, startup::Application, state::AppState};
+use chatty::{config::Settings, sio_client::SioClient, startup::Application, state::AppState};
 use clap::Parser;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -108,12 +108,19 @@ pub async fn spawn_app_memory() -> TestApp {
 }
 
 async fn spawn_with(redis: bool) -> TestApp {
+    spawn_configured(redis, |_| {}).await
+}
+
+/// A node whose settings `tweak` adjusts (short presence leases, say).
+pub async fn spawn_configured(redis: bool, tweak: impl Fn(&mut Settings)) -> TestApp {
     init_logs();
     let id = Uuid::new_v4().simple().to_string();
     let db_name = format!("chatty_test_{id}");
     let prefix = format!("test:{id}:");
     let cleanup = Cleanup { db_name: db_name.clone(), prefix: prefix.clone() };
-    let mut app = start(test_settings(&db_name, &prefix, redis)).await;
+    let mut settings = test_settings(&db_name, &prefix, redis);
+    tweak(&mut settings);
+    let mut app = start(settings).await;
     app._cleanup = Some(cleanup);
     app
 }
@@ -122,6 +129,74 @@ impl TestApp {
     /// Another node of the same cluster: same database, same Redis prefix.
     pub async fn spawn_peer(&self) -> TestApp {
         start(test_settings(&self.db_name, &self.prefix, self.redis)).await
+    }
+
+    /// A peer whose settings `tweak` adjusts; same database and prefix.
+    pub async fn spawn_peer_configured(&self, tweak: impl Fn(&mut Settings)) -> TestApp {
+        let mut settings = test_settings(&self.db_name, &self.prefix, self.redis);
+        tweak(&mut settings);
+        start(settings).await
+    }
+
+    /// A chat (`/`) socket authenticated with `token`.
+    pub async fn socket(&self, token: &str) -> SioClient {
+        SioClient::connect(&self.address, "/", json!({ "token": token })).await.expect("socket connects")
+    }
+
+    /// A `/notifications` socket authenticated with `token`.
+    pub async fn notifications_socket(&self, token: &str) -> SioClient {
+        SioClient::connect(&self.address, "/notifications", json!({ "token": token }))
+            .await
+            .expect("notifications socket connects")
+    }
+
+    /// A conversation made directly in the database, for tests of layers above it.
+    pub async fn conversation_of(&self, members: &[&TestUser]) -> Uuid {
+        let id: Uuid = sqlx::query_scalar(
+            "insert into conversations (name, is_group) values ('test group', true) returning conversation_id",
+        )
+        .fetch_one(&self.db)
+        .await
+        .expect("conversation");
+        for m in members {
+            sqlx::query("insert into conversation_participants (conversation_id, user_id) values ($1, $2)")
+                .bind(id)
+                .bind(m.id)
+                .execute(&self.db)
+                .await
+                .expect("participant");
+        }
+        id
+    }
+
+    /// The user's status column.
+    pub async fn status_of(&self, user: Uuid) -> String {
+        sqlx::query_scalar("select status from users where user_id = $1").bind(user).fetch_one(&self.db).await.expect("status")
+    }
+
+    /// Starts `chatty serve` as a separate process in this cluster, for tests that kill a node.
+    pub fn spawn_process(&self, extra_env: &[(&str, &str)]) -> ProcessNode {
+        let port = free_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatty"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", format!("{}/{}", pg_base(), self.db_name))
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("CHATTY_ADDR", format!("127.0.0.1:{port}"))
+            .env("CHATTY_REDIS_PREFIX", &self.prefix)
+            .env("CHATTY_NO_MIGRATE", "true")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() { std::process::Stdio::inherit() } else { std::process::Stdio::null() });
+        if self.redis {
+            cmd.env("REDIS_URL", redis_url());
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn chatty");
+        ProcessNode { child, address: format!("http://127.0.0.1:{port}") }
     }
 
     /// Stops this node as SIGTERM would, and waits for it to exit.
@@ -215,6 +290,44 @@ impl Drop for TestApp {
             h.abort();
         }
     }
+}
+
+/// A node running as its own process; killed when dropped.
+pub struct ProcessNode {
+    pub child: std::process::Child,
+    pub address: String,
+}
+
+impl ProcessNode {
+    /// Waits until the node answers `/readyz`.
+    pub async fn ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/readyz", self.address)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("process node at {} never became ready", self.address);
+    }
+
+    /// SIGKILL: no drain, no cleanup, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProcessNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 #[derive(Debug, Clone)]

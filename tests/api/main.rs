@@ -4,4 +4,5 @@ mod auth;
 mod fabric;
 mod health;
 mod helpers;
+mod realtime;
 mod users;

@@ -1,0 +1,207 @@
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use socketioxide::{
+    adapter::Adapter,
+    extract::{AckSender, SocketRef, State, TryData},
+    handler::FromMessageParts,
+    socket::Socket,
+};
+use uuid::Uuid;
+
+use super::presence::{self, Status};
+use crate::{
+    broker::{self, BusMessage, Emit, Namespace, room},
+    error::{ApiError, ApiResult},
+    http::extract::AuthUser,
+    state::AppState,
+};
+
+/// Whether the client asked for an acknowledgement; without one, errors go out as an
+/// `error` event instead.
+struct AckRequested(bool);
+
+impl<A: Adapter> FromMessageParts<A> for AckRequested {
+    type Error = Infallible;
+
+    fn from_message_parts(
+        _: &Arc<Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(Self(ack_id.is_some()))
+    }
+}
+
+/// Answers an event: `{ ok: true, data }` or `{ ok: false, error }` through the ack, or an
+/// `error` event when no ack was asked for. The socket lives on either way.
+fn reply(s: &SocketRef, ack: AckSender, asked: bool, event: &'static str, result: ApiResult<Value>) {
+    match result {
+        Ok(data) => {
+            let _ = ack.send(&json!({ "ok": true, "data": data }));
+        }
+        Err(e) => {
+            metrics::counter!("socket_event_errors_total", "event" => event, "code" => e.code()).increment(1);
+            if asked {
+                let _ = ack.send(&e.to_ack());
+            } else {
+                let _ = s.emit("error", &json!({ "event": event, "error": e.body() }));
+            }
+        }
+    }
+}
+
+/// Registers `f` for `event` with the shared envelope: authenticated caller, payload
+/// decoding, metrics, and the reply.
+fn on<F, Fut>(s: &SocketRef, event: &'static str, f: F)
+where
+    F: Fn(AppState, AuthUser, SocketRef, Value) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ApiResult<Value>> + Send + 'static,
+{
+    s.on(
+        event,
+        move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender, AckRequested(asked): AckRequested, State(state): State<AppState>| {
+            let f = f.clone();
+            async move {
+                metrics::counter!("socket_events_in_total", "event" => event).increment(1);
+                let Some(user) = s.extensions.get::<AuthUser>() else { return };
+                let result = match data {
+                    Ok(v) => f(state, user, s.clone(), v).await,
+                    Err(e) => Err(ApiError::BadRequest(format!("malformed {event} payload: {e}").into())),
+                };
+                reply(&s, ack, asked, event, result);
+            }
+        },
+    );
+}
+
+/// Parses an event payload into `T`, naming what is wrong.
+pub(super) fn payload<T: for<'de> Deserialize<'de>>(event: &str, v: Value) -> ApiResult<T> {
+    serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("invalid {event} payload: {e}").into()))
+}
+
+/// A conversation id given as a bare string or as `{ conversationId }` / `{ conversation_id }`.
+fn conversation_id(v: &Value) -> ApiResult<Uuid> {
+    let raw = match v {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(m) => m.get("conversationId").or_else(|| m.get("conversation_id")).and_then(Value::as_str),
+        _ => None,
+    };
+    let raw = raw.ok_or_else(|| ApiError::invalid("conversationId", "is required"))?;
+    raw.parse().map_err(|_| ApiError::invalid("conversationId", "must be a UUID"))
+}
+
+async fn is_participant(state: &AppState, conversation: Uuid, user: Uuid) -> ApiResult<bool> {
+    Ok(sqlx::query_scalar::<_, bool>(
+        "select exists(select 1 from conversation_participants where conversation_id = $1 and user_id = $2)",
+    )
+    .bind(conversation)
+    .bind(user)
+    .fetch_one(&state.db)
+    .await?)
+}
+
+async fn require_participant(state: &AppState, conversation: Uuid, user: Uuid) -> ApiResult<()> {
+    if is_participant(state, conversation, user).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("conversation"))
+    }
+}
+
+pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
+    let Some(user) = s.extensions.get::<AuthUser>() else {
+        let _ = s.disconnect();
+        return;
+    };
+    s.join([room::user(user.user_id), room::session(user.session_id)]);
+    on(&s, "joinConversation", |state, user, s, v| async move {
+        let id = conversation_id(&v)?;
+        require_participant(&state, id, user.user_id).await?;
+        s.join(room::conversation(id));
+        Ok(json!({ "conversationId": id }))
+    });
+    on(&s, "leaveConversation", |_state, _user, s, v| async move {
+        let id = conversation_id(&v)?;
+        s.leave(room::conversation(id));
+        Ok(json!({ "conversationId": id }))
+    });
+    on(&s, "typing", typing);
+
+    s.on_disconnect(move |s: SocketRef, State(state): State<AppState>| async move {
+        let conn = format!("{}:{}", state.node_id, s.id);
+        state.local.remove(&conn);
+        // A draining node leaves its leases to expire: its clients reconnect elsewhere
+        // within the TTL, so their users never flap offline.
+        if state.draining.is_draining() {
+            return;
+        }
+        if let Some(user) = s.extensions.get::<AuthUser>() {
+            match state.fabric.presence_disconnect(user.user_id, &conn).await {
+                Ok(true) => presence::announce(&state, user.user_id, Status::Offline).await,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "presence not cleared; the lease expires by itself"),
+            }
+        }
+    });
+
+    // Counted only once every handler is registered: announcing takes a round trip, and
+    // a client may emit the moment it sees the connect answer.
+    let conn = format!("{}:{}", state.node_id, s.id);
+    state.local.insert(conn.clone(), user.user_id);
+    match state.fabric.presence_connect(user.user_id, &conn, state.settings.presence_ttl()).await {
+        Ok(true) => presence::announce(&state, user.user_id, Status::Online).await,
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "presence not recorded; the next heartbeat retries"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypingPayload {
+    #[serde(alias = "conversation_id")]
+    conversation_id: Uuid,
+    #[serde(alias = "is_typing")]
+    is_typing: bool,
+}
+
+/// Typing marks live in the fabric with a short TTL; `userTyping` goes to the conversation
+/// room except the typist's own devices, and only when the state changes.
+async fn typing(state: AppState, user: AuthUser, _s: SocketRef, v: Value) -> ApiResult<Value> {
+    let p: TypingPayload = payload("typing", v)?;
+    let window = state.fabric.hit_counter(&format!("typing:{}:{}", user.user_id, p.conversation_id), Duration::from_secs(1)).await?;
+    if window.count > TYPING_EVENTS_PER_SECOND {
+        return Err(ApiError::TooManyRequests { retry_after_secs: 1 });
+    }
+    require_participant(&state, p.conversation_id, user.user_id).await?;
+    let changed = if p.is_typing {
+        state.fabric.typing_start(p.conversation_id, user.user_id, state.settings.typing_ttl()).await?
+    } else {
+        state.fabric.typing_stop(p.conversation_id, user.user_id).await?
+    };
+    if changed {
+        let data = json!({ "userId": user.user_id, "conversationId": p.conversation_id, "isTyping": p.is_typing });
+        let emit = Emit::new(Namespace::Chat, "userTyping", vec![room::conversation(p.conversation_id)], &data)
+            .map_err(anyhow::Error::from)?
+            .except(vec![room::user(user.user_id)]);
+        broker::publish_or_log(state.broker.as_ref(), BusMessage::Emit(emit)).await;
+    }
+    Ok(json!({ "conversationId": p.conversation_id, "isTyping": p.is_typing }))
+}
+
+/// Typing events a user may send per conversation per second before 429.
+const TYPING_EVENTS_PER_SECOND: u64 = 10;
+
+pub async fn on_notifications_connect(s: SocketRef) {
+    let Some(user) = s.extensions.get::<AuthUser>() else {
+        let _ = s.disconnect();
+        return;
+    };
+    s.join([room::user(user.user_id), room::session(user.session_id)]);
+    metrics::gauge!("socket_connections", "namespace" => "/notifications").increment(1.0);
+    s.on_disconnect(|| async {
+        metrics::gauge!("socket_connections", "namespace" => "/notifications").decrement(1.0);
+    });
+    let _ = s.emit("notifications:connected", &json!({ "status": "connected" }));
+}

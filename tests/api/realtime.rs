@@ -1,0 +1,239 @@
+//! Socket.IO: authentication, rooms, typing, presence and revocation across nodes.
+
+use std::time::Duration;
+
+use chatty::sio_client::{ConnectError, SioClient};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{name, spawn_app, spawn_app_memory, spawn_configured};
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(400);
+
+/// The next `userStatus` about `user`, skipping others (a socket hears its own user's too).
+async fn status_of(sock: &mut SioClient, user: uuid::Uuid, timeout: Duration) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ev = sock.next_event("userStatus", left).await.unwrap_or_else(|e| panic!("{e}"));
+        if ev["userId"] == user.to_string() {
+            return ev;
+        }
+    }
+}
+
+/// `userStatus` events about `user` within `window`.
+async fn statuses_of(sock: &mut SioClient, user: uuid::Uuid, window: Duration) -> Vec<serde_json::Value> {
+    sock.collect("userStatus", window).await.into_iter().filter(|e| e["userId"] == user.to_string()).collect()
+}
+
+async fn refused(base: &str, ns: &str, auth: serde_json::Value) -> String {
+    match SioClient::connect(base, ns, auth).await {
+        Err(ConnectError::Refused(msg)) => msg,
+        Err(other) => panic!("expected connect_error, got {other}"),
+        Ok(_) => panic!("connection was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn sockets_without_a_valid_live_token_are_refused_with_a_reason() {
+    let app = spawn_app().await;
+    let user = app.register(&name("sock")).await;
+    for ns in ["/", "/notifications"] {
+        let msg = refused(&app.address, ns, json!({})).await;
+        assert!(msg.contains("token required"), "{msg}");
+        let msg = refused(&app.address, ns, json!({ "userId": user.id })).await;
+        assert!(msg.contains("userId is not accepted"), "{msg}");
+        let msg = refused(&app.address, ns, json!({ "token": "garbage" })).await;
+        assert!(msg.contains("malformed"), "{msg}");
+    }
+    let expired = app.state.tokens.issue(user.id, uuid::Uuid::new_v4()).unwrap().0;
+    let msg = refused(&app.address, "/", json!({ "token": expired })).await;
+    assert!(msg.contains("revoked"), "{msg}");
+    app.post("/auth/logout", &user.token, json!({})).await;
+    let msg = refused(&app.address, "/", json!({ "token": user.token })).await;
+    assert!(msg.contains("revoked"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_token_in_the_authorization_header_is_accepted() {
+    let app = spawn_app_memory().await;
+    let user = app.register(&name("hdr")).await;
+    let header = format!("Bearer {}", user.token);
+    let sock = SioClient::connect_with_headers(&app.address, "/", json!({}), &[("authorization", &header)]).await;
+    assert!(sock.is_ok(), "{:?}", sock.err());
+}
+
+#[tokio::test]
+async fn the_notifications_namespace_greets_with_connected() {
+    let app = spawn_app().await;
+    let user = app.register(&name("notif")).await;
+    let mut sock = app.notifications_socket(&user.token).await;
+    let hello = sock.next_event("notifications:connected", WAIT).await.unwrap();
+    assert_eq!(hello, json!({ "status": "connected" }));
+}
+
+#[tokio::test]
+async fn typing_reaches_other_members_on_another_node_but_not_the_typist() {
+    // Arrange: alice on node A, bob on node B, both in one conversation room
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let conv = a.conversation_of(&[&alice, &bob]).await;
+    let mut alice_sock = a.socket(&alice.token).await;
+    let mut bob_sock = b.socket(&bob.token).await;
+    for s in [&alice_sock, &bob_sock] {
+        let ack = s.emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT).await.unwrap();
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    // Act
+    let ack = alice_sock
+        .emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": true }), WAIT)
+        .await
+        .unwrap();
+    // Assert
+    assert_eq!(ack["ok"], true, "{ack}");
+    let got = bob_sock.next_event("userTyping", WAIT).await.unwrap();
+    assert_eq!(got, json!({ "userId": alice.id, "conversationId": conv, "isTyping": true }));
+    assert!(alice_sock.collect("userTyping", QUIET).await.is_empty(), "typist heard their own typing");
+    let typing = a.get(&format!("/conversations/{conv}/typing"), &bob.token).await;
+    if typing.status() == StatusCode::OK {
+        let list = typing.json::<serde_json::Value>().await.unwrap();
+        assert!(list.to_string().contains(&alice.id.to_string()), "{list}");
+    }
+    alice_sock.emit("typing", &json!({ "conversationId": conv, "isTyping": false })).unwrap();
+    let stopped = bob_sock.next_event("userTyping", WAIT).await.unwrap();
+    assert_eq!(stopped["isTyping"], false);
+}
+
+#[tokio::test]
+async fn strangers_cannot_join_or_type_in_a_conversation_and_hear_nothing() {
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let eve = app.register(&name("eve")).await;
+    let conv = app.conversation_of(&[&alice, &bob]).await;
+    let mut eve_sock = app.socket(&eve.token).await;
+    let bob_sock = app.socket(&bob.token).await;
+    bob_sock.emit_with_ack("joinConversation", &json!({ "conversationId": conv }), WAIT).await.unwrap();
+
+    let join = eve_sock.emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT).await.unwrap();
+    assert_eq!(join["ok"], false);
+    assert_eq!(join["error"]["statusCode"], 404, "{join}");
+    let typing = eve_sock
+        .emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": true }), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(typing["ok"], false);
+
+    bob_sock.emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": true }), WAIT).await.unwrap();
+    assert!(eve_sock.collect("userTyping", QUIET).await.is_empty(), "a stranger heard typing");
+}
+
+#[tokio::test]
+async fn malformed_payloads_get_an_error_and_the_socket_lives() {
+    let app = spawn_app_memory().await;
+    let user = app.register(&name("bad")).await;
+    let mut sock = app.socket(&user.token).await;
+    let ack = sock.emit_with_ack("typing", &json!({ "conversationId": "nope" }), WAIT).await.unwrap();
+    assert_eq!(ack["ok"], false);
+    assert_eq!(ack["error"]["statusCode"], 400, "{ack}");
+    let ack = sock.emit_with_ack("joinConversation", &json!(42), WAIT).await.unwrap();
+    assert_eq!(ack["error"]["statusCode"], 400, "{ack}");
+    // Without an ack the error comes back as an `error` event.
+    sock.emit("joinConversation", &json!({})).unwrap();
+    let err = sock.next_event("error", WAIT).await.unwrap();
+    assert_eq!(err["event"], "joinConversation");
+    assert_eq!(err["error"]["statusCode"], 400);
+    // Still connected and answering.
+    let ack = sock.emit_with_ack("leaveConversation", &json!(uuid::Uuid::new_v4().to_string()), WAIT).await.unwrap();
+    assert_eq!(ack["ok"], true);
+}
+
+#[tokio::test]
+async fn logout_on_one_node_drops_exactly_that_devices_sockets_on_another() {
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let user = a.register(&name("dev")).await;
+    let laptop = a.login(&user, "laptop").await;
+    let mut phone_chat = b.socket(&user.token).await;
+    let mut phone_notes = b.notifications_socket(&user.token).await;
+    let mut laptop_chat = b.socket(&laptop).await;
+
+    let resp = a.post("/auth/logout", &user.token, json!({})).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    assert!(phone_chat.wait_disconnected(Duration::from_secs(1)).await, "phone chat socket survived logout");
+    assert!(phone_notes.wait_disconnected(Duration::from_secs(1)).await, "phone notifications socket survived");
+    assert!(!laptop_chat.wait_disconnected(QUIET).await, "the other device was dropped too");
+    let ack = laptop_chat.emit_with_ack("leaveConversation", &json!(uuid::Uuid::new_v4().to_string()), WAIT).await.unwrap();
+    assert_eq!(ack["ok"], true);
+}
+
+#[tokio::test]
+async fn presence_goes_online_and_offline_once_across_devices_and_nodes() {
+    // Arrange: bob watches from node B; alice has two devices on nodes A and B
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    a.conversation_of(&[&alice, &bob]).await;
+    let mut bob_sock = b.socket(&bob.token).await;
+    let alice_phone = a.login(&alice, "phone").await;
+
+    // Act + Assert: first device → online, announced once
+    let first = a.socket(&alice.token).await;
+    let online = status_of(&mut bob_sock, alice.id, WAIT).await;
+    assert_eq!(online["status"], "online");
+    assert_eq!(a.status_of(alice.id).await, "online");
+    let second = b.socket(&alice_phone).await;
+    assert!(statuses_of(&mut bob_sock, alice.id, QUIET).await.is_empty(), "second device re-announced");
+
+    // One device leaves: still online
+    drop(first);
+    assert!(statuses_of(&mut bob_sock, alice.id, QUIET).await.is_empty(), "went offline with a device left");
+    // The last leaves: offline, once
+    drop(second);
+    let offline = status_of(&mut bob_sock, alice.id, WAIT).await;
+    assert_eq!(offline["status"], "offline");
+    assert!(offline["lastSeenAt"].is_string());
+    assert_eq!(a.status_of(alice.id).await, "offline");
+}
+
+#[tokio::test]
+async fn strangers_do_not_hear_a_users_presence() {
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let eve = app.register(&name("eve")).await;
+    let mut eve_sock = app.socket(&eve.token).await;
+    let _alice_sock = app.socket(&alice.token).await;
+    assert!(statuses_of(&mut eve_sock, alice.id, QUIET).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_killed_nodes_users_go_offline_within_the_lease_announced_by_survivors() {
+    // Arrange: short leases so the test takes seconds, not the production 30 s
+    let lease_ms = 1500;
+    let a = spawn_configured(true, |s| s.presence_ttl_ms = lease_ms).await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    a.conversation_of(&[&alice, &bob]).await;
+    let mut bob_sock = a.socket(&bob.token).await;
+    let mut doomed = a.spawn_process(&[("CHATTY_PRESENCE_TTL_MS", &lease_ms.to_string())]);
+    doomed.ready().await;
+    let _alice_sock = SioClient::connect(&doomed.address, "/", json!({ "token": alice.token })).await.unwrap();
+    let online = status_of(&mut bob_sock, alice.id, WAIT).await;
+    assert_eq!(online["status"], "online");
+
+    // Act: SIGKILL, no drain
+    let killed_at = std::time::Instant::now();
+    doomed.kill();
+
+    // Assert
+    let offline = status_of(&mut bob_sock, alice.id, Duration::from_millis(lease_ms * 3)).await;
+    assert_eq!(offline["status"], "offline");
+    assert!(killed_at.elapsed() <= Duration::from_millis(lease_ms * 2), "took {:?}", killed_at.elapsed());
+    assert_eq!(a.status_of(alice.id).await, "offline");
+}
