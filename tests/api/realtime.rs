@@ -237,3 +237,104 @@ async fn a_killed_nodes_users_go_offline_within_the_lease_announced_by_survivors
     assert!(killed_at.elapsed() <= Duration::from_millis(lease_ms * 2), "took {:?}", killed_at.elapsed());
     assert_eq!(a.status_of(alice.id).await, "offline");
 }
+
+/// A Redis of this test's own, so it can be restarted without disturbing other tests.
+struct PrivateRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        Self { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn wait_up(&self) {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn fan_out_and_presence_recover_by_themselves_after_redis_restarts() {
+    // Arrange: two nodes on a private Redis, alice on A, bob on B, both in the room
+    let mut redis = PrivateRedis::start(crate::helpers::free_port());
+    redis.wait_up().await;
+    let url = redis.url();
+    let tweak = |s: &mut chatty::config::Settings| {
+        s.redis_url = Some(url.clone());
+        s.presence_ttl_ms = 1500;
+    };
+    let a = spawn_configured(true, tweak).await;
+    let b = a.spawn_peer_configured(tweak).await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let conv = a.conversation_of(&[&alice, &bob]).await;
+    let alice_sock = a.socket(&alice.token).await;
+    let mut bob_sock = b.socket(&bob.token).await;
+    for s in [&alice_sock, &bob_sock] {
+        s.emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT).await.unwrap();
+    }
+
+    // Act: Redis dies and comes back empty on the same port
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut redis = PrivateRedis::start(redis.port);
+    redis.wait_up().await;
+
+    // Assert: both buses resubscribe, REST stayed up, fan-out and presence are back
+    for node in [&a, &b] {
+        let mut ready = false;
+        for _ in 0..100 {
+            let r = node.request(reqwest::Method::GET, "/readyz", None, None).await;
+            if r.status() == StatusCode::OK {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(ready, "node never became ready again after the Redis restart");
+    }
+    let mut heard = false;
+    for _ in 0..10 {
+        let ack = alice_sock
+            .emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": true }), WAIT)
+            .await
+            .unwrap();
+        if ack["ok"] == true && !bob_sock.collect("userTyping", Duration::from_millis(300)).await.is_empty() {
+            heard = true;
+            break;
+        }
+        alice_sock.emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": false }), WAIT).await.unwrap();
+    }
+    assert!(heard, "cross-node fan-out did not resume after the Redis restart");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let online = a.state.fabric.online(&[alice.id, bob.id]).await.unwrap();
+    assert_eq!(online.len(), 2, "presence leases were not re-registered: {online:?}");
+    redis.kill();
+}
