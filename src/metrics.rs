@@ -27,9 +27,34 @@ pub fn install() -> PrometheusHandle {
             // Fails only if another recorder was installed first, which this crate never does.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            zero();
             handle
         })
         .clone()
+}
+
+/// Series that exist before their first event, so dashboards and alerts see 0, not "no data".
+fn zero() {
+    for name in [
+        "broker_publish_errors_total",
+        "broker_reconnects_total",
+        "bus_lagged_events_total",
+        "db_errors_total",
+        "redis_errors_total",
+        "auth_sessions_revoked_total",
+        "messages_stored_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for status in ["online", "offline"] {
+        metrics::counter!("presence_transitions_total", "status" => status).absolute(0);
+    }
+    for ns in ["/", "/notifications"] {
+        metrics::gauge!("socket_connections", "namespace" => ns).increment(0.0);
+    }
+    for outcome in ["ok", "invalid", "rate_limited"] {
+        metrics::counter!("auth_logins_total", "outcome" => outcome).absolute(0);
+    }
 }
 
 fn describe() {
@@ -40,7 +65,30 @@ fn describe() {
         "HTTP request latency by method and route template"
     );
     metrics::describe_counter!("auth_logins_total", "Login attempts by outcome");
+    metrics::describe_gauge!("socket_connections", "Open Socket.IO connections on this node by namespace");
+    metrics::describe_counter!("socket_events_in_total", "Socket.IO events received by name");
+    metrics::describe_counter!("socket_events_out_total", "Socket.IO events delivered by this node by name");
+    metrics::describe_counter!("socket_event_errors_total", "Socket.IO events answered with an error");
+    metrics::describe_histogram!(
+        "fanout_latency_seconds",
+        metrics::Unit::Seconds,
+        "Time from publish on any node to delivery on this node"
+    );
+    metrics::describe_gauge!("broker_connected", "1 while the event bus is subscribed to Redis");
+    metrics::describe_counter!("broker_publish_errors_total", "Events that could not be published to Redis");
+    metrics::describe_counter!("broker_reconnects_total", "Event bus resubscriptions after losing Redis");
+    metrics::describe_counter!("presence_transitions_total", "Users going online or offline, announced by this node");
+    metrics::describe_gauge!("presence_online_users", "Users with a live connection anywhere in the cluster");
+    metrics::describe_gauge!("db_pool_connections", "PostgreSQL pool connections by state");
+    metrics::describe_histogram!("db_ping_duration_seconds", metrics::Unit::Seconds, "PostgreSQL round trip");
+    metrics::describe_counter!("db_errors_total", "PostgreSQL probe failures");
+    metrics::describe_histogram!("redis_ping_duration_seconds", metrics::Unit::Seconds, "Redis round trip");
+    metrics::describe_counter!("redis_errors_total", "Redis probe failures");
+    metrics::describe_gauge!("event_loop_lag_seconds", metrics::Unit::Seconds, "How late a 100 ms timer fires");
+    metrics::describe_gauge!("process_resident_memory_bytes", metrics::Unit::Bytes, "Resident memory");
+    metrics::describe_gauge!("node_draining", "1 once the node is draining");
     metrics::describe_counter!("auth_sessions_revoked_total", "Device sessions revoked");
+    metrics::describe_counter!("messages_stored_total", "Messages stored (idempotent retries excluded)");
 }
 
 /// `GET /metrics`: Prometheus text exposition.
@@ -66,4 +114,55 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     resp
+}
+
+/// Samples what no request path measures: pool usage, dependency round trips, event-loop
+/// lag, memory, cluster presence. Runs until `stop`.
+pub async fn sampler(state: crate::state::AppState, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let lag_start = Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let lag = lag_start.elapsed().saturating_sub(std::time::Duration::from_millis(100));
+        metrics::gauge!("event_loop_lag_seconds").set(lag.as_secs_f64());
+
+        let size = state.db.size();
+        #[allow(clippy::cast_possible_truncation)] // pool sizes are tiny
+        let idle = state.db.num_idle() as u32;
+        metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+        metrics::gauge!("db_pool_connections", "state" => "used").set(f64::from(size.saturating_sub(idle)));
+        metrics::gauge!("db_pool_connections", "state" => "max").set(f64::from(state.settings.db_max_connections));
+
+        let t = Instant::now();
+        match sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.db).await {
+            Ok(_) => metrics::histogram!("db_ping_duration_seconds").record(t.elapsed().as_secs_f64()),
+            Err(_) => metrics::counter!("db_errors_total").increment(1),
+        }
+        let t = Instant::now();
+        match state.fabric.ping().await {
+            Ok(()) => metrics::histogram!("redis_ping_duration_seconds").record(t.elapsed().as_secs_f64()),
+            Err(_) => metrics::counter!("redis_errors_total").increment(1),
+        }
+        if let Ok(n) = state.fabric.online_count().await {
+            #[allow(clippy::cast_precision_loss)] // user counts are far below 2^52
+            metrics::gauge!("presence_online_users").set(n as f64);
+        }
+        if let Some(rss) = resident_memory_bytes() {
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+        }
+        metrics::gauge!("node_draining").set(if state.draining.is_draining() { 1.0 } else { 0.0 });
+    }
+}
+
+/// Resident set size from /proc (Linux); None elsewhere.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }

@@ -184,6 +184,12 @@ impl Fabric for MemoryFabric {
         Ok(gone)
     }
 
+    async fn online_count(&self) -> FabricResult<u64> {
+        let inner = self.lock();
+        let now = Instant::now();
+        Ok(inner.presence.values().filter(|c| c.values().any(|until| *until > now)).count() as u64)
+    }
+
     async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>> {
         let inner = self.lock();
         let now = Instant::now();

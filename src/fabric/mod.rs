@@ -109,6 +109,10 @@ pub trait Fabric: Send + Sync + 'static {
     /// whichever node asks first.
     async fn presence_reap(&self) -> FabricResult<Vec<Uuid>>;
 
+    /// How many users hold a live connection lease anywhere in the cluster (approximate:
+    /// dead nodes' users count until reaped).
+    async fn online_count(&self) -> FabricResult<u64>;
+
     /// Which of `users` have a live connection.
     async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>>;
 

@@ -372,6 +372,11 @@ impl Fabric for RedisFabric {
         Ok(gone.iter().filter_map(|u| u.parse().ok()).collect())
     }
 
+    async fn online_count(&self) -> FabricResult<u64> {
+        let mut c = self.conn().await?;
+        Ok(redis::cmd("ZCARD").arg(self.keys.presence_index()).query_async(&mut c).await?)
+    }
+
     async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>> {
         if users.is_empty() {
             return Ok(Vec::new());
