@@ -338,3 +338,27 @@ async fn fan_out_and_presence_recover_by_themselves_after_redis_restarts() {
     assert_eq!(online.len(), 2, "presence leases were not re-registered: {online:?}");
     redis.kill();
 }
+
+#[tokio::test]
+async fn a_draining_node_sends_its_sockets_away_without_flapping_presence() {
+    // Arrange: alice on A, bob watching from B
+    let mut a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    a.conversation_of(&[&alice, &bob]).await;
+    let mut bob_sock = b.socket(&bob.token).await;
+    let mut alice_sock = a.socket(&alice.token).await;
+    assert_eq!(status_of(&mut bob_sock, alice.id, WAIT).await["status"], "online");
+
+    // Act: SIGTERM-equivalent on A
+    let stopped = tokio::time::timeout(Duration::from_secs(10), a.stop()).await;
+
+    // Assert: A exits promptly, alice's socket is closed, and reconnecting to B does not
+    // make her flap offline/online for bob
+    assert!(stopped.is_ok(), "node did not finish draining in time");
+    assert!(alice_sock.wait_disconnected(WAIT).await, "socket stayed open on a drained node");
+    let _again = b.socket(&alice.token).await;
+    assert!(statuses_of(&mut bob_sock, alice.id, Duration::from_millis(800)).await.is_empty(), "presence flapped");
+    assert_eq!(b.status_of(alice.id).await, "online");
+}
