@@ -95,7 +95,7 @@ impl Application {
         let tasks = TaskTracker::new();
         tasks.spawn(realtime::bus_loop(io.clone(), state.clone(), stop.clone()));
         let ttl = state.settings.presence_ttl();
-        tasks.spawn(realtime::presence::heartbeat_loop(state.clone(), ttl, stop.clone()));
+        tasks.spawn(realtime::presence::heartbeat_loop(state.clone(), io.clone(), ttl, stop.clone()));
         tasks.spawn(realtime::presence::reaper_loop(state.clone(), (ttl / 6).max(Duration::from_millis(100)), stop.clone()));
         tasks.spawn(crate::metrics::sampler(state.clone(), stop.clone()));
         tasks.close();

@@ -90,6 +90,12 @@ impl Fabric for MemoryFabric {
         })
     }
 
+    async fn live_sessions(&self, sessions: &[Uuid]) -> FabricResult<Vec<Uuid>> {
+        let inner = self.lock();
+        let now = Utc::now();
+        Ok(sessions.iter().filter(|s| inner.sessions.get(s).is_some_and(|x| x.expires_at > now)).copied().collect())
+    }
+
     async fn list_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Session>> {
         let mut inner = self.lock();
         inner.prune_sessions();

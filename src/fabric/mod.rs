@@ -75,6 +75,9 @@ pub trait Fabric: Send + Sync + 'static {
     /// The owner of a live session, refreshing its last-seen time; `None` once revoked or expired.
     async fn touch_session(&self, session_id: Uuid) -> FabricResult<Option<Uuid>>;
 
+    /// Which of `sessions` still exist, in one round trip.
+    async fn live_sessions(&self, sessions: &[Uuid]) -> FabricResult<Vec<Uuid>>;
+
     /// The user's live sessions, oldest first.
     async fn list_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Session>>;
 

@@ -213,6 +213,19 @@ impl Fabric for RedisFabric {
         Ok(user.and_then(|u| u.parse().ok()))
     }
 
+    async fn live_sessions(&self, sessions: &[Uuid]) -> FabricResult<Vec<Uuid>> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for s in sessions {
+            pipe.cmd("EXISTS").arg(self.keys.session(*s));
+        }
+        let mut c = self.conn().await?;
+        let exists: Vec<i64> = pipe.query_async(&mut c).await?;
+        Ok(sessions.iter().zip(exists).filter(|(_, e)| *e == 1).map(|(s, _)| *s).collect())
+    }
+
     async fn list_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Session>> {
         let list = self.keys.sessions(user_id);
         let mut c = self.conn().await?;

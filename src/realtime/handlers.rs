@@ -149,7 +149,7 @@ pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
     // Counted only once every handler is registered: announcing takes a round trip, and
     // a client may emit the moment it sees the connect answer.
     let conn = format!("{}:{}", state.node_id, s.id);
-    state.local.insert(conn.clone(), user.user_id);
+    state.local.insert(conn.clone(), user.user_id, user.session_id);
     match state.fabric.presence_connect(user.user_id, &conn, state.settings.presence_ttl()).await {
         Ok(true) => presence::announce(&state, user.user_id, Status::Online).await,
         Ok(false) => {}

@@ -13,18 +13,18 @@ use crate::{
 /// and its Redis leases expire by themselves.
 #[derive(Debug, Default)]
 pub struct LocalConnections {
-    /// connection id → user; std Mutex, never held across an await.
-    conns: Mutex<HashMap<String, Uuid>>,
+    /// connection id → (user, device session); std Mutex, never held across an await.
+    conns: Mutex<HashMap<String, (Uuid, Uuid)>>,
 }
 
 impl LocalConnections {
-    pub fn insert(&self, conn: String, user: Uuid) {
-        self.lock().insert(conn, user);
+    pub fn insert(&self, conn: String, user: Uuid, session: Uuid) {
+        self.lock().insert(conn, (user, session));
         metrics::gauge!("socket_connections", "namespace" => "/").increment(1.0);
     }
 
     pub fn remove(&self, conn: &str) -> Option<Uuid> {
-        let removed = self.lock().remove(conn);
+        let removed = self.lock().remove(conn).map(|(user, _)| user);
         if removed.is_some() {
             metrics::gauge!("socket_connections", "namespace" => "/").decrement(1.0);
         }
@@ -32,7 +32,15 @@ impl LocalConnections {
     }
 
     pub fn snapshot(&self) -> Vec<(Uuid, String)> {
-        self.lock().iter().map(|(c, u)| (*u, c.clone())).collect()
+        self.lock().iter().map(|(c, (u, _))| (*u, c.clone())).collect()
+    }
+
+    /// The device sessions behind this node's sockets, each once.
+    pub fn sessions(&self) -> Vec<Uuid> {
+        let mut s: Vec<Uuid> = self.lock().values().map(|(_, s)| *s).collect();
+        s.sort_unstable();
+        s.dedup();
+        s
     }
 
     pub fn len(&self) -> usize {
@@ -43,7 +51,7 @@ impl LocalConnections {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Uuid>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Uuid, Uuid)>> {
         self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -114,8 +122,14 @@ pub async fn announce(state: &AppState, user: Uuid, status: Status) {
 }
 
 /// Renews this node's leases every third of the TTL, in one round trip, and re-registers
-/// them after Redis lost its data.
-pub async fn heartbeat_loop(state: AppState, ttl: Duration, stop: tokio_util::sync::CancellationToken) {
+/// them after Redis lost its data. Also drops sockets whose device session is gone: the
+/// backstop for a logout whose bus message was lost while Redis was away.
+pub async fn heartbeat_loop(
+    state: AppState,
+    io: socketioxide::SocketIo,
+    ttl: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -127,6 +141,18 @@ pub async fn heartbeat_loop(state: AppState, ttl: Duration, stop: tokio_util::sy
         if let Err(e) = state.fabric.presence_heartbeat(&conns, ttl).await {
             metrics::counter!("presence_heartbeat_errors_total").increment(1);
             tracing::warn!(error = %e, connections = conns.len(), "presence heartbeat failed");
+            continue;
+        }
+        let sessions = state.local.sessions();
+        let Ok(live) = state.fabric.live_sessions(&sessions).await else { continue };
+        let dead: Vec<String> = sessions.into_iter().filter(|s| !live.contains(s)).map(room::session).collect();
+        if !dead.is_empty() {
+            tracing::info!(sessions = dead.len(), "disconnecting sockets of ended sessions");
+            for ns in [Namespace::Chat, Namespace::Notifications] {
+                if let Some(op) = io.of(ns.path()) {
+                    let _ = op.to(dead.clone()).disconnect().await;
+                }
+            }
         }
     }
 }

@@ -362,3 +362,16 @@ async fn a_draining_node_sends_its_sockets_away_without_flapping_presence() {
     assert!(statuses_of(&mut bob_sock, alice.id, Duration::from_millis(800)).await.is_empty(), "presence flapped");
     assert_eq!(b.status_of(alice.id).await, "online");
 }
+
+#[tokio::test]
+async fn sockets_are_dropped_when_their_session_ends_even_without_a_logout_event() {
+    let app = spawn_configured(true, |s| {
+        s.token_ttl_secs = 2;
+        s.presence_ttl_ms = 900;
+    })
+    .await;
+    let user = app.register(&name("brief")).await;
+    let mut sock = app.socket(&user.token).await;
+    assert!(!sock.wait_disconnected(Duration::from_millis(1000)).await, "dropped before the session ended");
+    assert!(sock.wait_disconnected(Duration::from_secs(4)).await, "socket outlived its session");
+}
