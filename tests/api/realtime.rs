@@ -238,20 +238,38 @@ async fn a_killed_nodes_users_go_offline_within_the_lease_announced_by_survivors
     assert_eq!(a.status_of(alice.id).await, "offline");
 }
 
-/// A Redis of this test's own, so it can be restarted without disturbing other tests.
+/// A Redis of this test's own, so it can be restarted without disturbing other tests. It
+/// persists with an append-only file, as a production Redis holding sessions must.
 struct PrivateRedis {
     port: u16,
+    dir: std::path::PathBuf,
     child: std::process::Child,
 }
 
 impl PrivateRedis {
     fn start(port: u16) -> Self {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let dir = std::env::temp_dir().join(format!("chatty-redis-{port}"));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let child = Self::spawn(port, &dir);
+        Self { port, dir, child }
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> std::process::Child {
+        std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "always", "--dir"])
+            .arg(dir)
             .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("redis-server on PATH");
-        Self { port, child }
+            .expect("redis-server on PATH")
+    }
+
+    /// Kills the server and starts it again on the same port and data directory.
+    async fn restart(&mut self) {
+        self.kill();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.child = Self::spawn(self.port, &self.dir);
+        self.wait_up().await;
     }
 
     fn url(&self) -> String {
@@ -277,6 +295,7 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -301,11 +320,14 @@ async fn fan_out_and_presence_recover_by_themselves_after_redis_restarts() {
         s.emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT).await.unwrap();
     }
 
-    // Act: Redis dies and comes back empty on the same port
-    redis.kill();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut redis = PrivateRedis::start(redis.port);
-    redis.wait_up().await;
+    // Act: Redis dies and comes back on the same port; presence leases are lost with it
+    redis.restart().await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}presence:*", a.prefix)).query_async(&mut c).await.unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap();
+    }
 
     // Assert: both buses resubscribe, REST stayed up, fan-out and presence are back
     for node in [&a, &b] {
