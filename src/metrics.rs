@@ -94,6 +94,10 @@ fn describe() {
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn render() -> impl IntoResponse {
     let handle = install();
+    if let Some(rss) = resident_memory_bytes() {
+        #[allow(clippy::cast_precision_loss)] // bytes of RSS are far below 2^52
+        metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+    }
     handle.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
 }

@@ -29,23 +29,42 @@ pub enum Incoming {
 
 type AckMap = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
-/// One connected namespace. Dropping it closes the WebSocket.
+/// One connected namespace. Dropping it (and every `SioSender` split from it) closes the
+/// WebSocket.
 pub struct SioClient {
+    sender: SioSender,
+    /// Engine.IO session id, for logs.
+    pub sid: String,
+    events: mpsc::UnboundedReceiver<Incoming>,
+}
+
+/// The sending half: cheap to clone, usable from many tasks while another reads events.
+#[derive(Clone)]
+pub struct SioSender {
+    inner: Arc<SenderInner>,
+}
+
+struct SenderInner {
     ns: String,
     out: mpsc::UnboundedSender<Message>,
     acks: AckMap,
     next_ack: AtomicU64,
-    /// Engine.IO session id, for logs.
-    pub sid: String,
-    events: mpsc::UnboundedReceiver<Incoming>,
     reader: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for SioClient {
+impl Drop for SenderInner {
     fn drop(&mut self) {
         self.reader.abort();
         self.writer.abort();
+    }
+}
+
+impl std::ops::Deref for SioClient {
+    type Target = SioSender;
+
+    fn deref(&self) -> &SioSender {
+        &self.sender
     }
 }
 
@@ -127,34 +146,13 @@ impl SioClient {
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let acks: AckMap = Arc::default();
         let reader = tokio::spawn(read_loop(stream, prefix, out_tx.clone(), ev_tx, acks.clone()));
-        Ok(Self { ns: ns.to_owned(), out: out_tx, acks, next_ack: AtomicU64::new(1), sid, events: ev_rx, reader, writer })
+        let inner = SenderInner { ns: ns.to_owned(), out: out_tx, acks, next_ack: AtomicU64::new(1), reader, writer };
+        Ok(Self { sender: SioSender { inner: Arc::new(inner) }, sid, events: ev_rx })
     }
 
-    /// Sends an event without asking for an acknowledgement.
-    pub fn emit(&self, event: &str, data: &Value) -> anyhow::Result<()> {
-        let payload = serde_json::to_string(&(event, data))?;
-        self.out
-            .send(Message::text(format!("42{}{payload}", ns_prefix(&self.ns))))
-            .map_err(|_| anyhow::anyhow!("connection closed"))
-    }
-
-    /// Sends raw Socket.IO event arguments (for malformed-payload tests).
-    pub fn emit_raw(&self, args_json: &str) -> anyhow::Result<()> {
-        self.out
-            .send(Message::text(format!("42{}{args_json}", ns_prefix(&self.ns))))
-            .map_err(|_| anyhow::anyhow!("connection closed"))
-    }
-
-    /// Sends an event and waits for its acknowledgement's first argument.
-    pub async fn emit_with_ack(&self, event: &str, data: &Value, timeout: Duration) -> anyhow::Result<Value> {
-        let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, tx);
-        let payload = serde_json::to_string(&(event, data))?;
-        self.out
-            .send(Message::text(format!("42{}{id}{payload}", ns_prefix(&self.ns))))
-            .map_err(|_| anyhow::anyhow!("connection closed"))?;
-        tokio::time::timeout(timeout, rx).await.context("ack timed out")?.context("connection closed")
+    /// Splits into a sender (clonable) and the stream of what the server sends.
+    pub fn split(self) -> (SioSender, mpsc::UnboundedReceiver<Incoming>) {
+        (self.sender, self.events)
     }
 
     /// The next event named `name` within `timeout`, skipping others.
@@ -199,6 +197,35 @@ impl SioClient {
                 Ok(Some(_)) => {}
             }
         }
+    }
+}
+
+impl SioSender {
+    /// Sends an event without asking for an acknowledgement.
+    pub fn emit(&self, event: &str, data: &Value) -> anyhow::Result<()> {
+        let payload = serde_json::to_string(&(event, data))?;
+        self.inner.out
+            .send(Message::text(format!("42{}{payload}", ns_prefix(&self.inner.ns))))
+            .map_err(|_| anyhow::anyhow!("connection closed"))
+    }
+
+    /// Sends raw Socket.IO event arguments (for malformed-payload tests).
+    pub fn emit_raw(&self, args_json: &str) -> anyhow::Result<()> {
+        self.inner.out
+            .send(Message::text(format!("42{}{args_json}", ns_prefix(&self.inner.ns))))
+            .map_err(|_| anyhow::anyhow!("connection closed"))
+    }
+
+    /// Sends an event and waits for its acknowledgement's first argument.
+    pub async fn emit_with_ack(&self, event: &str, data: &Value, timeout: Duration) -> anyhow::Result<Value> {
+        let id = self.inner.next_ack.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner.acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, tx);
+        let payload = serde_json::to_string(&(event, data))?;
+        self.inner.out
+            .send(Message::text(format!("42{}{id}{payload}", ns_prefix(&self.inner.ns))))
+            .map_err(|_| anyhow::anyhow!("connection closed"))?;
+        tokio::time::timeout(timeout, rx).await.context("ack timed out")?.context("connection closed")
     }
 }
 

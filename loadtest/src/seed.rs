@@ -1,0 +1,200 @@
+use std::{sync::Arc, time::Duration};
+
+use anyhow::{Context, bail};
+use chatty::{
+    auth::{Tokens, hash_password},
+    domain::Password,
+    fabric::{Fabric, RedisFabric, Session},
+};
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{Args, Device, World};
+
+const PASSWORD: &str = "load-test-password";
+
+/// Group index of each user: consecutive users share a group; a short tail joins the last.
+fn grouping(users: usize, group_size: usize) -> (usize, Vec<usize>) {
+    let groups = (users / group_size).max(1);
+    (groups, (0..users).map(|u| (u / group_size).min(groups - 1)).collect())
+}
+
+/// Through the public API, as real clients would: register, log in extra devices, create groups.
+pub async fn by_api(args: &Args, http: &reqwest::Client, run: &str) -> anyhow::Result<World> {
+    let users = args.users as usize;
+    // Registration is dominated by argon2 on the server; more parallelism only queues.
+    let registered: Vec<anyhow::Result<(Uuid, String)>> = stream::iter(0..users)
+        .map(|i| {
+            let http = http.clone();
+            let url = format!("{}/auth/register", args.url);
+            let name = format!("lt{run}_{i}");
+            async move {
+                let resp = http
+                    .post(url)
+                    .json(&json!({ "username": name, "email": format!("{name}@load.test"), "password": PASSWORD, "device": "load-0" }))
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let body: Value = resp.json().await?;
+                if !status.is_success() {
+                    bail!("register {name}: {status} {body}");
+                }
+                let id = body["user"]["user_id"].as_str().context("user id")?.parse()?;
+                Ok((id, body["access_token"].as_str().context("token")?.to_owned()))
+            }
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    let mut user_ids = Vec::with_capacity(users);
+    let mut devices = Vec::with_capacity(users * args.devices as usize);
+    for (i, r) in registered.into_iter().enumerate() {
+        let (id, token) = r?;
+        user_ids.push(id);
+        devices.push(Device { user: i, token });
+    }
+    if args.devices > 1 {
+        let logins: Vec<anyhow::Result<Device>> = stream::iter((0..users).flat_map(|u| (1..args.devices).map(move |d| (u, d))))
+            .map(|(u, d)| {
+                let http = http.clone();
+                let url = format!("{}/auth/login", args.url);
+                let name = format!("lt{run}_{u}");
+                async move {
+                    let body: Value = http
+                        .post(url)
+                        .json(&json!({ "username": name, "password": PASSWORD, "device": format!("load-{d}") }))
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .json()
+                        .await?;
+                    Ok(Device { user: u, token: body["access_token"].as_str().context("token")?.to_owned() })
+                }
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        for d in logins {
+            devices.push(d?);
+        }
+    }
+    let (group_count, group_of) = grouping(users, args.group_size as usize);
+    let creators: Vec<(usize, Vec<Uuid>)> = (0..group_count)
+        .map(|g| {
+            let members: Vec<usize> = (0..users).filter(|u| group_of[*u] == g).collect();
+            (members[0], members[1..].iter().map(|m| user_ids[*m]).collect())
+        })
+        .collect();
+    let groups: Vec<anyhow::Result<Uuid>> = stream::iter(creators.into_iter().enumerate())
+        .map(|(g, (creator, others))| {
+            let http = http.clone();
+            let url = format!("{}/conversations", args.url);
+            let token = devices[creator].token.clone();
+            async move {
+                let resp = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({ "name": format!("load {run} {g}"), "is_group": true, "participant_ids": others }))
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let body: Value = resp.json().await?;
+                if !status.is_success() {
+                    bail!("create group {g}: {status} {body}");
+                }
+                Ok(body["conversation_id"].as_str().context("conversation id")?.parse()?)
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let groups = groups.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(World { user_ids, devices, group_of, groups })
+}
+
+/// Straight into PostgreSQL and Redis: one shared password hash, sessions written the way a
+/// node writes them, tokens signed with the cluster's key.
+pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
+    let db_url = args.database_url.as_deref().context("--seed-sql needs DATABASE_URL")?;
+    let redis_url = args.redis_url.as_deref().context("--seed-sql needs REDIS_URL (device sessions live in Redis)")?;
+    let secret = args.jwt_secret.as_deref().context("--seed-sql needs JWT_SECRET")?;
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(db_url).await.context("PostgreSQL")?;
+    let fabric = Arc::new(RedisFabric::connect(redis_url, &args.redis_prefix).await?);
+    let tokens = Tokens::new(secret, Duration::from_secs(24 * 3600));
+    let hash = hash_password(Password::parse(PASSWORD.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let users = args.users as usize;
+    let names: Vec<String> = (0..users).map(|i| format!("lt{run}_{i}")).collect();
+    let emails: Vec<String> = names.iter().map(|n| format!("{n}@load.test")).collect();
+    let user_ids: Vec<Uuid> = sqlx::query_scalar(
+        "insert into users (username, email, password_hash) \
+         select n, e, $3 from unnest($1::text[], $2::text[]) with ordinality as t(n, e, i) order by i \
+         returning user_id",
+    )
+    .bind(&names)
+    .bind(&emails)
+    .bind(&hash)
+    .fetch_all(&pool)
+    .await
+    .context("inserting users")?;
+    // `returning` keeps insert order for a single-statement insert from an ordered select.
+    let (group_count, group_of) = grouping(users, args.group_size as usize);
+    let group_names: Vec<String> = (0..group_count).map(|g| format!("load {run} {g}")).collect();
+    let creators: Vec<Uuid> = (0..group_count)
+        .map(|g| user_ids[group_of.iter().position(|x| *x == g).unwrap_or(0)])
+        .collect();
+    let groups: Vec<Uuid> = sqlx::query_scalar(
+        "insert into conversations (name, is_group, created_by) \
+         select n, true, c from unnest($1::text[], $2::uuid[]) with ordinality as t(n, c, i) order by i \
+         returning conversation_id",
+    )
+    .bind(&group_names)
+    .bind(&creators)
+    .fetch_all(&pool)
+    .await
+    .context("inserting groups")?;
+    let member_conv: Vec<Uuid> = group_of.iter().map(|g| groups[*g]).collect();
+    let roles: Vec<&str> = (0..users).map(|u| if creators.contains(&user_ids[u]) { "owner" } else { "member" }).collect();
+    sqlx::query(
+        "insert into conversation_participants (conversation_id, user_id, role) \
+         select * from unnest($1::uuid[], $2::uuid[], $3::text[])",
+    )
+    .bind(&member_conv)
+    .bind(&user_ids)
+    .bind(&roles)
+    .execute(&pool)
+    .await
+    .context("inserting participants")?;
+
+    let now = chrono::Utc::now();
+    let pairs: Vec<(usize, u32)> = (0..users).flat_map(|u| (0..args.devices).map(move |d| (u, d))).collect();
+    let devices: Vec<anyhow::Result<Device>> = stream::iter(pairs)
+        .map(|(u, d)| {
+            let fabric = fabric.clone();
+            let tokens = tokens.clone();
+            let user = user_ids[u];
+            async move {
+                let sid = Uuid::new_v4();
+                let (token, claims) = tokens.issue(user, sid).map_err(|e| anyhow::anyhow!("{e}"))?;
+                fabric
+                    .create_session(&Session {
+                        session_id: sid,
+                        user_id: user,
+                        device: format!("load-{d}"),
+                        created_at: now,
+                        last_seen_at: now,
+                        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
+                    })
+                    .await?;
+                Ok(Device { user: u, token })
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let devices = devices.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(World { user_ids, devices, group_of, groups })
+}
