@@ -50,24 +50,32 @@ impl Tokens {
     pub fn issue(&self, user_id: Uuid, session_id: Uuid) -> Result<(String, Claims), ApiError> {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let claims = Claims { sub: user_id, sid: session_id, iat: now, exp: now + ttl };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).context("signing a token")?;
+        let claims = Claims {
+            sub: user_id,
+            sid: session_id,
+            iat: now,
+            exp: now + ttl,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .context("signing a token")?;
         Ok((token, claims))
     }
 
     /// Checks signature and expiry; the caller still checks that the session is live.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            ApiError::Unauthorized(
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => "token expired",
-                    ErrorKind::InvalidSignature => "token signature is invalid",
-                    _ => "token is malformed",
-                }
-                .into(),
-            )
-        })
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                ApiError::Unauthorized(
+                    match e.kind() {
+                        ErrorKind::ExpiredSignature => "token expired",
+                        ErrorKind::InvalidSignature => "token signature is invalid",
+                        _ => "token is malformed",
+                    }
+                    .into(),
+                )
+            })
     }
 }
 
@@ -99,7 +107,11 @@ pub async fn verify_password(password: String, hash: Option<String>) -> Result<b
     tokio::task::spawn_blocking(move || {
         let stored = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
         let ok = PasswordHash::new(stored)
-            .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false);
         ok && hash.is_some()
     })

@@ -16,7 +16,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -52,7 +55,10 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn invalid(field: impl Into<Cow<'static, str>>, reason: impl Into<Cow<'static, str>>) -> Self {
+    pub fn invalid(
+        field: impl Into<Cow<'static, str>>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self::Invalid(vec![FieldError::new(field, reason)])
     }
 
@@ -96,9 +102,11 @@ impl ApiError {
     pub fn body(&self) -> Value {
         let status = self.status();
         let message: Value = match self {
-            Self::Invalid(errs) => {
-                Value::from(errs.iter().map(|e| format!("{} {}", e.field, e.reason)).collect::<Vec<_>>())
-            }
+            Self::Invalid(errs) => Value::from(
+                errs.iter()
+                    .map(|e| format!("{} {}", e.field, e.reason))
+                    .collect::<Vec<_>>(),
+            ),
             Self::Sqlx(_) | Self::Internal(_) => Value::from("Internal server error"),
             other => Value::from(other.to_string()),
         };
@@ -134,7 +142,10 @@ impl IntoResponse for ApiError {
         self.log();
         let mut resp = (self.status(), Json(self.body())).into_response();
         if let Self::TooManyRequests { retry_after_secs } = self {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
         }
         resp
     }
@@ -156,11 +167,19 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Maps a named constraint violation to a client error where the query is called.
 pub trait ResultExt<T> {
-    fn on_constraint(self, name: &str, f: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> ApiError) -> ApiResult<T>;
+    fn on_constraint(
+        self,
+        name: &str,
+        f: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> ApiError,
+    ) -> ApiResult<T>;
 }
 
 impl<T, E: Into<ApiError>> ResultExt<T> for Result<T, E> {
-    fn on_constraint(self, name: &str, f: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> ApiError) -> ApiResult<T> {
+    fn on_constraint(
+        self,
+        name: &str,
+        f: impl FnOnce(Box<dyn sqlx::error::DatabaseError>) -> ApiError,
+    ) -> ApiResult<T> {
         self.map_err(|e| match e.into() {
             ApiError::Sqlx(sqlx::Error::Database(dbe)) if dbe.constraint() == Some(name) => f(dbe),
             other => other,

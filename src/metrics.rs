@@ -9,8 +9,9 @@ use axum::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds: sub-millisecond fan-out up to slow password hashing.
-const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// The process-wide recorder is installed once; every app in the process (tests start
 /// several) renders from the same handle.
@@ -58,37 +59,89 @@ fn zero() {
 }
 
 fn describe() {
-    metrics::describe_counter!("http_requests_total", "HTTP requests by method, route template and status");
+    metrics::describe_counter!(
+        "http_requests_total",
+        "HTTP requests by method, route template and status"
+    );
     metrics::describe_histogram!(
         "http_request_duration_seconds",
         metrics::Unit::Seconds,
         "HTTP request latency by method and route template"
     );
     metrics::describe_counter!("auth_logins_total", "Login attempts by outcome");
-    metrics::describe_gauge!("socket_connections", "Open Socket.IO connections on this node by namespace");
-    metrics::describe_counter!("socket_events_in_total", "Socket.IO events received by name");
-    metrics::describe_counter!("socket_events_out_total", "Socket.IO events delivered by this node by name");
-    metrics::describe_counter!("socket_event_errors_total", "Socket.IO events answered with an error");
+    metrics::describe_gauge!(
+        "socket_connections",
+        "Open Socket.IO connections on this node by namespace"
+    );
+    metrics::describe_counter!(
+        "socket_events_in_total",
+        "Socket.IO events received by name"
+    );
+    metrics::describe_counter!(
+        "socket_events_out_total",
+        "Socket.IO events delivered by this node by name"
+    );
+    metrics::describe_counter!(
+        "socket_event_errors_total",
+        "Socket.IO events answered with an error"
+    );
     metrics::describe_histogram!(
         "fanout_latency_seconds",
         metrics::Unit::Seconds,
         "Time from publish on any node to delivery on this node"
     );
-    metrics::describe_gauge!("broker_connected", "1 while the event bus is subscribed to Redis");
-    metrics::describe_counter!("broker_publish_errors_total", "Events that could not be published to Redis");
-    metrics::describe_counter!("broker_reconnects_total", "Event bus resubscriptions after losing Redis");
-    metrics::describe_counter!("presence_transitions_total", "Users going online or offline, announced by this node");
-    metrics::describe_gauge!("presence_online_users", "Users with a live connection anywhere in the cluster");
-    metrics::describe_gauge!("db_pool_connections", "PostgreSQL pool connections by state");
-    metrics::describe_histogram!("db_ping_duration_seconds", metrics::Unit::Seconds, "PostgreSQL round trip");
+    metrics::describe_gauge!(
+        "broker_connected",
+        "1 while the event bus is subscribed to Redis"
+    );
+    metrics::describe_counter!(
+        "broker_publish_errors_total",
+        "Events that could not be published to Redis"
+    );
+    metrics::describe_counter!(
+        "broker_reconnects_total",
+        "Event bus resubscriptions after losing Redis"
+    );
+    metrics::describe_counter!(
+        "presence_transitions_total",
+        "Users going online or offline, announced by this node"
+    );
+    metrics::describe_gauge!(
+        "presence_online_users",
+        "Users with a live connection anywhere in the cluster"
+    );
+    metrics::describe_gauge!(
+        "db_pool_connections",
+        "PostgreSQL pool connections by state"
+    );
+    metrics::describe_histogram!(
+        "db_ping_duration_seconds",
+        metrics::Unit::Seconds,
+        "PostgreSQL round trip"
+    );
     metrics::describe_counter!("db_errors_total", "PostgreSQL probe failures");
-    metrics::describe_histogram!("redis_ping_duration_seconds", metrics::Unit::Seconds, "Redis round trip");
+    metrics::describe_histogram!(
+        "redis_ping_duration_seconds",
+        metrics::Unit::Seconds,
+        "Redis round trip"
+    );
     metrics::describe_counter!("redis_errors_total", "Redis probe failures");
-    metrics::describe_gauge!("event_loop_lag_seconds", metrics::Unit::Seconds, "How late a 100 ms timer fires");
-    metrics::describe_gauge!("process_resident_memory_bytes", metrics::Unit::Bytes, "Resident memory");
+    metrics::describe_gauge!(
+        "event_loop_lag_seconds",
+        metrics::Unit::Seconds,
+        "How late a 100 ms timer fires"
+    );
+    metrics::describe_gauge!(
+        "process_resident_memory_bytes",
+        metrics::Unit::Bytes,
+        "Resident memory"
+    );
     metrics::describe_gauge!("node_draining", "1 once the node is draining");
     metrics::describe_counter!("auth_sessions_revoked_total", "Device sessions revoked");
-    metrics::describe_counter!("messages_stored_total", "Messages stored (idempotent retries excluded)");
+    metrics::describe_counter!(
+        "messages_stored_total",
+        "Messages stored (idempotent retries excluded)"
+    );
 }
 
 /// `GET /metrics`: Prometheus text exposition.
@@ -99,7 +152,10 @@ pub async fn render() -> impl IntoResponse {
         metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
     }
     handle.run_upkeep();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
 }
 
 /// Counts and times every request by its route template (never the raw URI, which would
@@ -132,24 +188,35 @@ pub async fn sampler(state: crate::state::AppState, stop: tokio_util::sync::Canc
         }
         let lag_start = Instant::now();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let lag = lag_start.elapsed().saturating_sub(std::time::Duration::from_millis(100));
+        let lag = lag_start
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(100));
         metrics::gauge!("event_loop_lag_seconds").set(lag.as_secs_f64());
 
         let size = state.db.size();
         #[allow(clippy::cast_possible_truncation)] // pool sizes are tiny
         let idle = state.db.num_idle() as u32;
         metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
-        metrics::gauge!("db_pool_connections", "state" => "used").set(f64::from(size.saturating_sub(idle)));
-        metrics::gauge!("db_pool_connections", "state" => "max").set(f64::from(state.settings.db_max_connections));
+        metrics::gauge!("db_pool_connections", "state" => "used")
+            .set(f64::from(size.saturating_sub(idle)));
+        metrics::gauge!("db_pool_connections", "state" => "max")
+            .set(f64::from(state.settings.db_max_connections));
 
         let t = Instant::now();
-        match sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.db).await {
-            Ok(_) => metrics::histogram!("db_ping_duration_seconds").record(t.elapsed().as_secs_f64()),
+        match sqlx::query_scalar::<_, i32>("select 1")
+            .fetch_one(&state.db)
+            .await
+        {
+            Ok(_) => {
+                metrics::histogram!("db_ping_duration_seconds").record(t.elapsed().as_secs_f64())
+            }
             Err(_) => metrics::counter!("db_errors_total").increment(1),
         }
         let t = Instant::now();
         match state.fabric.ping().await {
-            Ok(()) => metrics::histogram!("redis_ping_duration_seconds").record(t.elapsed().as_secs_f64()),
+            Ok(()) => {
+                metrics::histogram!("redis_ping_duration_seconds").record(t.elapsed().as_secs_f64())
+            }
             Err(_) => metrics::counter!("redis_errors_total").increment(1),
         }
         if let Ok(n) = state.fabric.online_count().await {
@@ -160,7 +227,11 @@ pub async fn sampler(state: crate::state::AppState, stop: tokio_util::sync::Canc
             #[allow(clippy::cast_precision_loss)]
             metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
         }
-        metrics::gauge!("node_draining").set(if state.draining.is_draining() { 1.0 } else { 0.0 });
+        metrics::gauge!("node_draining").set(if state.draining.is_draining() {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 

@@ -20,7 +20,10 @@ use tokio_tungstenite::tungstenite::Message;
 /// Something the server sent.
 #[derive(Debug, Clone)]
 pub enum Incoming {
-    Event { name: String, data: Value },
+    Event {
+        name: String,
+        data: Value,
+    },
     /// The server ended the namespace connection (`41`), e.g. after a logout.
     Disconnected,
     /// The transport closed.
@@ -46,17 +49,18 @@ pub struct SioSender {
 
 struct SenderInner {
     ns: String,
-    out: mpsc::UnboundedSender<Message>,
+    out: mpsc::UnboundedSender<String>,
     acks: AckMap,
     next_ack: AtomicU64,
-    reader: tokio::task::JoinHandle<()>,
-    writer: tokio::task::JoinHandle<()>,
+    /// Transport and protocol tasks; aborted when the last handle goes.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for SenderInner {
     fn drop(&mut self) {
-        self.reader.abort();
-        self.writer.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -79,14 +83,26 @@ pub enum ConnectError {
 }
 
 fn ns_prefix(ns: &str) -> String {
-    if ns == "/" { String::new() } else { format!("{ns},") }
+    if ns == "/" {
+        String::new()
+    } else {
+        format!("{ns},")
+    }
+}
+
+/// How the client reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    /// HTTP long-polling only (no upgrade), as `socket.io-client` with `transports: ["polling"]`.
+    Polling,
 }
 
 impl SioClient {
     /// Connects to `base` (e.g. `http://127.0.0.1:3000`), namespace `ns`, with `auth` as
-    /// the handshake payload, and waits for the namespace's answer.
+    /// the handshake payload, over WebSocket, and waits for the namespace's answer.
     pub async fn connect(base: &str, ns: &str, auth: Value) -> Result<Self, ConnectError> {
-        Self::connect_with_headers(base, ns, auth, &[]).await
+        Self::connect_with(base, ns, auth, &[], Transport::WebSocket).await
     }
 
     pub async fn connect_with_headers(
@@ -95,22 +111,23 @@ impl SioClient {
         auth: Value,
         headers: &[(&str, &str)],
     ) -> Result<Self, ConnectError> {
-        let ws_url = format!("{}/socket.io/?EIO=4&transport=websocket", base.replacen("http", "ws", 1));
-        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(ws_url.as_str())
-            .context("bad url")?;
-        for (k, v) in headers {
-            req.headers_mut().insert(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).context("header name")?,
-                axum::http::HeaderValue::from_str(v).context("header value")?,
-            );
-        }
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
-            .await
-            .context("websocket handshake")?;
-        let (mut sink, mut stream) = ws.split();
+        Self::connect_with(base, ns, auth, headers, Transport::WebSocket).await
+    }
+
+    pub async fn connect_with(
+        base: &str,
+        ns: &str,
+        auth: Value,
+        headers: &[(&str, &str)],
+        transport: Transport,
+    ) -> Result<Self, ConnectError> {
+        let (mut inbound, out, mut tasks) = match transport {
+            Transport::WebSocket => websocket(base, headers).await?,
+            Transport::Polling => polling(base, headers).await?,
+        };
 
         // Engine.IO open packet.
-        let open = next_text(&mut stream).await?;
+        let open = next_packet(&mut inbound).await?;
         let Some(open) = open.strip_prefix('0') else {
             return Err(anyhow::anyhow!("expected an open packet, got {open}").into());
         };
@@ -118,36 +135,48 @@ impl SioClient {
         let sid = open["sid"].as_str().unwrap_or_default().to_owned();
 
         let prefix = ns_prefix(ns);
-        sink.send(Message::text(format!("40{prefix}{auth}"))).await.context("sending connect")?;
+        out.send(format!("40{prefix}{auth}"))
+            .map_err(|_| anyhow::anyhow!("connection closed"))?;
         loop {
-            let text = next_text(&mut stream).await?;
+            let text = next_packet(&mut inbound).await?;
             if text == "2" {
-                sink.send(Message::text("3")).await.context("pong")?;
+                let _ = out.send("3".to_owned());
                 continue;
             }
-            if let Some(rest) = text.strip_prefix(&format!("40{prefix}")) {
-                let _ = rest;
+            if text.starts_with(&format!("40{prefix}")) {
                 break;
             }
             if let Some(rest) = text.strip_prefix(&format!("44{prefix}")) {
                 let v: Value = serde_json::from_str(rest).unwrap_or(Value::Null);
-                return Err(ConnectError::Refused(v["message"].as_str().unwrap_or(rest).to_owned()));
+                return Err(ConnectError::Refused(
+                    v["message"].as_str().unwrap_or(rest).to_owned(),
+                ));
             }
         }
 
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        let writer = tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                if sink.send(m).await.is_err() {
-                    break;
-                }
-            }
-        });
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let acks: AckMap = Arc::default();
-        let reader = tokio::spawn(read_loop(stream, prefix, out_tx.clone(), ev_tx, acks.clone()));
-        let inner = SenderInner { ns: ns.to_owned(), out: out_tx, acks, next_ack: AtomicU64::new(1), reader, writer };
-        Ok(Self { sender: SioSender { inner: Arc::new(inner) }, sid, events: ev_rx })
+        tasks.push(tokio::spawn(read_loop(
+            inbound,
+            prefix,
+            out.clone(),
+            ev_tx,
+            acks.clone(),
+        )));
+        let inner = SenderInner {
+            ns: ns.to_owned(),
+            out,
+            acks,
+            next_ack: AtomicU64::new(1),
+            tasks,
+        };
+        Ok(Self {
+            sender: SioSender {
+                inner: Arc::new(inner),
+            },
+            sid,
+            events: ev_rx,
+        })
     }
 
     /// Splits into a sender (clonable) and the stream of what the server sends.
@@ -170,7 +199,10 @@ impl SioClient {
 
     /// The next thing received, whatever it is.
     pub async fn next(&mut self, timeout: Duration) -> Option<Incoming> {
-        tokio::time::timeout(timeout, self.events.recv()).await.ok().flatten()
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Every event named `name` that arrives within `window`.
@@ -200,93 +232,228 @@ impl SioClient {
     }
 }
 
+type Wire = (
+    mpsc::UnboundedReceiver<String>,
+    mpsc::UnboundedSender<String>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
+/// Engine.IO over a WebSocket: one frame per packet.
+async fn websocket(base: &str, headers: &[(&str, &str)]) -> anyhow::Result<Wire> {
+    let ws_url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket",
+        base.replacen("http", "ws", 1)
+    );
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        ws_url.as_str(),
+    )
+    .context("bad url")?;
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).context("header name")?,
+            axum::http::HeaderValue::from_str(v).context("header value")?,
+        );
+    }
+    // Nagle off: small frames must not wait for the previous ACK.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+        .await
+        .context("websocket handshake")?;
+    let (mut sink, mut stream) = ws.split();
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<String>();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            match msg {
+                Message::Text(t) if in_tx.send(t.to_string()).is_err() => break,
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if sink.send(Message::text(m)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    Ok((in_rx, out_tx, vec![reader, writer]))
+}
+
+/// Engine.IO over HTTP long-polling: a GET loop receives packets separated by 0x1e, POSTs
+/// carry what the client sends (batched the same way).
+async fn polling(base: &str, headers: &[(&str, &str)]) -> anyhow::Result<Wire> {
+    let mut default_headers = reqwest::header::HeaderMap::new();
+    for (k, v) in headers {
+        default_headers.insert(
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()).context("header name")?,
+            reqwest::header::HeaderValue::from_str(v).context("header value")?,
+        );
+    }
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .no_proxy()
+        .default_headers(default_headers)
+        .build()?;
+    let url = format!("{base}/socket.io/?EIO=4&transport=polling");
+    let body = http
+        .get(&url)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let open = body.split('\u{1e}').next().unwrap_or_default().to_owned();
+    let sid = open
+        .strip_prefix('0')
+        .and_then(|o| serde_json::from_str::<Value>(o).ok())
+        .and_then(|v| v["sid"].as_str().map(str::to_owned))
+        .context("polling open packet")?;
+    let session_url = format!("{url}&sid={sid}");
+    let (in_tx, in_rx) = mpsc::unbounded_channel::<String>();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+    in_tx.send(open).map_err(|_| anyhow::anyhow!("closed"))?;
+    let (get_http, get_url) = (http.clone(), session_url.clone());
+    let reader = tokio::spawn(async move {
+        loop {
+            let Ok(resp) = get_http.get(&get_url).send().await else {
+                break;
+            };
+            if !resp.status().is_success() {
+                break;
+            }
+            let Ok(body) = resp.text().await else { break };
+            for packet in body.split('\u{1e}') {
+                if packet == "1" || in_tx.send(packet.to_owned()).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let writer = tokio::spawn(async move {
+        while let Some(first) = out_rx.recv().await {
+            let mut batch = first;
+            while let Ok(more) = out_rx.try_recv() {
+                batch.push('\u{1e}');
+                batch.push_str(&more);
+            }
+            let sent = http
+                .post(&session_url)
+                .header("content-type", "text/plain;charset=UTF-8")
+                .body(batch)
+                .send()
+                .await;
+            if !sent.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+        }
+    });
+    Ok((in_rx, out_tx, vec![reader, writer]))
+}
+
+async fn next_packet(inbound: &mut mpsc::UnboundedReceiver<String>) -> anyhow::Result<String> {
+    match tokio::time::timeout(Duration::from_secs(10), inbound.recv()).await {
+        Err(_) => bail!("timed out waiting for the server"),
+        Ok(None) => bail!("connection closed"),
+        Ok(Some(t)) => Ok(t),
+    }
+}
+
 impl SioSender {
     /// Sends an event without asking for an acknowledgement.
     pub fn emit(&self, event: &str, data: &Value) -> anyhow::Result<()> {
         let payload = serde_json::to_string(&(event, data))?;
-        self.inner.out
-            .send(Message::text(format!("42{}{payload}", ns_prefix(&self.inner.ns))))
+        self.inner
+            .out
+            .send(format!("42{}{payload}", ns_prefix(&self.inner.ns)))
             .map_err(|_| anyhow::anyhow!("connection closed"))
     }
 
     /// Sends raw Socket.IO event arguments (for malformed-payload tests).
     pub fn emit_raw(&self, args_json: &str) -> anyhow::Result<()> {
-        self.inner.out
-            .send(Message::text(format!("42{}{args_json}", ns_prefix(&self.inner.ns))))
+        self.inner
+            .out
+            .send(format!("42{}{args_json}", ns_prefix(&self.inner.ns)))
             .map_err(|_| anyhow::anyhow!("connection closed"))
     }
 
     /// Sends an event and waits for its acknowledgement's first argument.
-    pub async fn emit_with_ack(&self, event: &str, data: &Value, timeout: Duration) -> anyhow::Result<Value> {
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        data: &Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let id = self.inner.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.inner.acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, tx);
+        self.inner
+            .acks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, tx);
         let payload = serde_json::to_string(&(event, data))?;
-        self.inner.out
-            .send(Message::text(format!("42{}{id}{payload}", ns_prefix(&self.inner.ns))))
+        self.inner
+            .out
+            .send(format!("42{}{id}{payload}", ns_prefix(&self.inner.ns)))
             .map_err(|_| anyhow::anyhow!("connection closed"))?;
-        tokio::time::timeout(timeout, rx).await.context("ack timed out")?.context("connection closed")
+        tokio::time::timeout(timeout, rx)
+            .await
+            .context("ack timed out")?
+            .context("connection closed")
     }
 }
 
-async fn next_text<S>(stream: &mut S) -> anyhow::Result<String>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
-            Err(_) => bail!("timed out waiting for the server"),
-            Ok(None) => bail!("connection closed"),
-            Ok(Some(Err(e))) => return Err(e).context("websocket"),
-            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.to_string()),
-            Ok(Some(Ok(Message::Close(_)))) => bail!("connection closed"),
-            Ok(Some(Ok(_))) => {}
-        }
-    }
-}
-
-async fn read_loop<S>(
-    mut stream: S,
+async fn read_loop(
+    mut inbound: mpsc::UnboundedReceiver<String>,
     prefix: String,
-    out: mpsc::UnboundedSender<Message>,
+    out: mpsc::UnboundedSender<String>,
     events: mpsc::UnboundedSender<Incoming>,
     acks: AckMap,
-) where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
+) {
     let event_prefix = format!("42{prefix}");
     let ack_prefix = format!("43{prefix}");
     let disconnect = format!("41{prefix}");
-    while let Some(Ok(msg)) = stream.next().await {
-        let Message::Text(text) = msg else {
-            if matches!(msg, Message::Close(_)) {
-                break;
-            }
-            continue;
-        };
+    while let Some(text) = inbound.recv().await {
         let text = text.as_str();
         if text == "2" {
-            let _ = out.send(Message::text("3"));
+            let _ = out.send("3".to_owned());
         } else if text == "1" {
             break;
         } else if let Some(rest) = text.strip_prefix(&event_prefix) {
             let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
             if let Ok(Value::Array(mut args)) = serde_json::from_str::<Value>(rest) {
                 if let Some(Value::String(name)) = args.first().cloned() {
-                    let data = if args.len() > 1 { args.swap_remove(1) } else { Value::Null };
+                    let data = if args.len() > 1 {
+                        args.swap_remove(1)
+                    } else {
+                        Value::Null
+                    };
                     let _ = events.send(Incoming::Event { name, data });
                 }
             }
         } else if let Some(rest) = text.strip_prefix(&ack_prefix) {
-            let split = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let split = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let (id, body) = rest.split_at(split);
-            if let (Ok(id), Ok(Value::Array(mut args))) = (id.parse::<u64>(), serde_json::from_str::<Value>(body)) {
-                let first = if args.is_empty() { Value::Null } else { args.swap_remove(0) };
-                if let Some(tx) = acks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id) {
+            if let (Ok(id), Ok(Value::Array(mut args))) =
+                (id.parse::<u64>(), serde_json::from_str::<Value>(body))
+            {
+                let first = if args.is_empty() {
+                    Value::Null
+                } else {
+                    args.swap_remove(0)
+                };
+                if let Some(tx) = acks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&id)
+                {
                     let _ = tx.send(first);
                 }
             }
-        } else if text == disconnect || text.starts_with(&format!("{disconnect}")) {
+        } else if text.starts_with(&disconnect) {
             let _ = events.send(Incoming::Disconnected);
         }
     }

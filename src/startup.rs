@@ -14,8 +14,8 @@ use crate::{
     state::{AppState, Draining},
 };
 use socketioxide::SocketIo;
-use tokio_util::task::TaskTracker;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// One node, bound and wired, not yet serving.
 pub struct Application {
@@ -75,7 +75,13 @@ impl Application {
         // Outermost, so Socket.IO traffic (long-polling GETs stay open ~25 s) bypasses the
         // REST timeout and body limit.
         let router = http::api_router(state.clone()).layer(sio_layer);
-        Ok(Self { port, listener, router, state, io })
+        Ok(Self {
+            port,
+            listener,
+            router,
+            state,
+            io,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -88,15 +94,33 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then drains: readiness fails at once, the listener
     /// stops accepting, in-flight requests finish within the grace period.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, state, port, io } = self;
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+            port,
+            io,
+        } = self;
         let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(realtime::bus_loop(io.clone(), state.clone(), stop.clone()));
         let ttl = state.settings.presence_ttl();
-        tasks.spawn(realtime::presence::heartbeat_loop(state.clone(), io.clone(), ttl, stop.clone()));
-        tasks.spawn(realtime::presence::reaper_loop(state.clone(), (ttl / 6).max(Duration::from_millis(100)), stop.clone()));
+        tasks.spawn(realtime::presence::heartbeat_loop(
+            state.clone(),
+            io.clone(),
+            ttl,
+            stop.clone(),
+        ));
+        tasks.spawn(realtime::presence::reaper_loop(
+            state.clone(),
+            (ttl / 6).max(Duration::from_millis(100)),
+            stop.clone(),
+        ));
         tasks.spawn(crate::metrics::sampler(state.clone(), stop.clone()));
         tasks.close();
 
@@ -117,8 +141,11 @@ impl Application {
             }
         });
         tracing::info!(node = %state.node_id, port, fabric = state.fabric.kind(), "listening");
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(signal);
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
         let deadline = async {
             if signalled_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;

@@ -6,7 +6,10 @@ use std::sync::{
 use axum::extract::FromRef;
 use sqlx::PgPool;
 
-use crate::{auth::Tokens, broker::Broker, config::Settings, fabric::Fabric, realtime::presence::LocalConnections};
+use crate::{
+    auth::Tokens, broker::Broker, config::Settings, fabric::Fabric,
+    realtime::presence::LocalConnections,
+};
 
 /// Everything a handler may need; cheap to clone (every field is shared).
 #[derive(Clone, FromRef)]

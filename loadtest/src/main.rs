@@ -33,7 +33,10 @@ enum Transport {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "chatty-load", about = "Load generator and delivery checker for Chatty")]
+#[command(
+    name = "chatty-load",
+    about = "Load generator and delivery checker for Chatty"
+)]
 pub struct Args {
     /// Base URL for REST calls (a node or the balancer).
     #[arg(long, default_value = "http://127.0.0.1:3000")]
@@ -122,7 +125,11 @@ pub struct Args {
 
 impl Args {
     fn socket_nodes(&self) -> Vec<String> {
-        if self.nodes.is_empty() { vec![self.url.clone()] } else { self.nodes.clone() }
+        if self.nodes.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.nodes.clone()
+        }
     }
 
     fn total_rate(&self) -> f64 {
@@ -159,9 +166,13 @@ fn check_target(url: &str, allow_remote: bool) -> anyhow::Result<()> {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
     let loopback = host == "localhost"
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     if !loopback && !allow_remote {
-        bail!("{url} is not a loopback address; pass --allow-remote to load a remote cluster you own");
+        bail!(
+            "{url} is not a loopback address; pass --allow-remote to load a remote cluster you own"
+        );
     }
     Ok(())
 }
@@ -180,10 +191,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for n in args.socket_nodes() {
         check_target(&n, args.allow_remote)?;
     }
-    if args.transport == Transport::Polling {
-        bail!("--transport polling: this client speaks WebSocket only; drive polling with tests/e2e (socket.io-client)");
-    }
-    let http = reqwest::Client::builder().tcp_nodelay(true).no_proxy().build()?;
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()?;
     let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
     let nodes = args.socket_nodes();
 
@@ -193,11 +204,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.users,
         args.devices,
         args.group_size,
-        if args.seed_sql { "SQL fast path" } else { "through the API" }
+        if args.seed_sql {
+            "SQL fast path"
+        } else {
+            "through the API"
+        }
     );
-    let world = if args.seed_sql { seed::by_sql(&args, &run_id).await? } else { seed::by_api(&args, &http, &run_id).await? };
+    let world = if args.seed_sql {
+        seed::by_sql(&args, &run_id).await?
+    } else {
+        seed::by_api(&args, &http, &run_id).await?
+    };
     let seed_secs = started.elapsed().as_secs_f64();
-    eprintln!("seeded in {seed_secs:.1}s: {} devices, {} groups", world.devices.len(), world.groups.len());
+    eprintln!(
+        "seeded in {seed_secs:.1}s: {} devices, {} groups",
+        world.devices.len(),
+        world.groups.len()
+    );
 
     let rss_before = stats::node_memory(&http, &nodes).await;
 
@@ -209,9 +232,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let node = nodes[i % nodes.len()].clone();
         let token = d.token.clone();
         let gate = gate.clone();
+        let transport = match args.transport {
+            Transport::Websocket => chatty::sio_client::Transport::WebSocket,
+            Transport::Polling => chatty::sio_client::Transport::Polling,
+        };
         connecting.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.ok()?;
-            SioClient::connect(&node, "/", json!({ "token": token })).await.ok()
+            SioClient::connect_with(&node, "/", json!({ "token": token }), &[], transport)
+                .await
+                .ok()
         }));
     }
     let mut clients = Vec::with_capacity(connecting.len());
@@ -227,12 +256,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let connect_secs = connect_started.elapsed().as_secs_f64();
     let connected = clients.iter().filter(|c| c.is_some()).count();
-    eprintln!("connected {connected}/{} sockets in {connect_secs:.1}s ({connect_errors} errors)", clients.len());
+    eprintln!(
+        "connected {connected}/{} sockets in {connect_secs:.1}s ({connect_errors} errors)",
+        clients.len()
+    );
 
     if let Some(hold) = args.idle {
         tokio::time::sleep(Duration::from_secs(hold)).await;
         let rss_after = stats::node_memory(&http, &nodes).await;
-        let report = Report::idle(&args, connected, connect_errors, connect_secs, &rss_before, &rss_after);
+        let report = Report::idle(
+            &args,
+            connected,
+            connect_errors,
+            connect_secs,
+            &rss_before,
+            &rss_after,
+        );
         report.print(args.json);
         drop(clients);
         return Ok(());
@@ -252,24 +291,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
             senders[device.user] = Some(sender.clone());
         }
         let conversation = world.groups[world.group_of[device.user]];
-        receivers.push(tokio::spawn(stats::receive(events, sender, conversation, clock, stop.clone())));
+        receivers.push(tokio::spawn(stats::receive(
+            events,
+            sender,
+            conversation,
+            clock,
+            stop.clone(),
+        )));
     }
 
     let sent = Arc::new(AtomicU64::new(0));
     let ack_ok = Arc::new(AtomicU64::new(0));
     let ack_err = Arc::new(AtomicU64::new(0));
     let ack_hist = Arc::new(Mutex::new(stats::histogram()));
-    let progress = tokio::spawn(stats::progress(sent.clone(), ack_ok.clone(), ack_err.clone(), args.json));
+    let progress = tokio::spawn(stats::progress(
+        sent.clone(),
+        ack_ok.clone(),
+        ack_err.clone(),
+        args.json,
+    ));
 
     let rate = args.total_rate();
     let duration = Duration::from_secs(args.duration);
     let ramp = Duration::from_secs(args.ramp_up).min(duration);
-    let senders: Vec<(usize, chatty::sio_client::SioSender)> =
-        senders.into_iter().enumerate().filter_map(|(u, s)| s.map(|s| (u, s))).collect();
+    let senders: Vec<(usize, chatty::sio_client::SioSender)> = senders
+        .into_iter()
+        .enumerate()
+        .filter_map(|(u, s)| s.map(|s| (u, s)))
+        .collect();
     if senders.is_empty() {
         bail!("no socket connected; nothing to send");
     }
-    eprintln!("sending {rate:.0} msg/s for {}s from {} senders", args.duration, senders.len());
+    eprintln!(
+        "sending {rate:.0} msg/s for {}s from {} senders",
+        args.duration,
+        senders.len()
+    );
     let padding = "x".repeat(args.size as usize);
     let send_started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -298,18 +355,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
             content.push_str(&padding[..padding.len().saturating_sub(content.len()).max(1)]);
             let payload = json!({ "content": content, "conversation_id": conversation, "client_msg_id": Uuid::new_v4() });
             let sender = sender.clone();
-            let (acked, ack_ok, ack_err, ack_hist) = (acked.clone(), ack_ok.clone(), ack_err.clone(), ack_hist.clone());
+            let (acked, ack_ok, ack_err, ack_hist) = (
+                acked.clone(),
+                ack_ok.clone(),
+                ack_err.clone(),
+                ack_hist.clone(),
+            );
             sent.fetch_add(1, Ordering::Relaxed);
             in_flight.push(tokio::spawn(async move {
                 let t0 = Instant::now();
-                match sender.emit_with_ack("sendMessage", &payload, Duration::from_secs(30)).await {
+                match sender
+                    .emit_with_ack("sendMessage", &payload, Duration::from_secs(30))
+                    .await
+                {
                     Ok(ack) if ack["ok"] == true => {
                         let seq = ack["data"]["seq"].as_u64().unwrap_or(0);
-                        acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(conversation).or_default().push(seq);
+                        acked
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .entry(conversation)
+                            .or_default()
+                            .push(seq);
                         ack_ok.fetch_add(1, Ordering::Relaxed);
                         #[allow(clippy::cast_possible_truncation)]
                         let us = t0.elapsed().as_micros() as u64;
-                        let _ = ack_hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(us.max(1));
+                        let _ = ack_hist
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .record(us.max(1));
                     }
                     Ok(_) | Err(_) => {
                         ack_err.fetch_add(1, Ordering::Relaxed);
@@ -341,8 +414,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let rss_after = stats::node_memory(&http, &nodes).await;
-    let acked = acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-    let ack_hist = ack_hist.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let acked = acked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let ack_hist = ack_hist
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let report = Report::run(
         &args,
         stats::RunFigures {

@@ -17,7 +17,12 @@ const PASSWORD: &str = "load-test-password";
 /// Group index of each user: consecutive users share a group; a short tail joins the last.
 fn grouping(users: usize, group_size: usize) -> (usize, Vec<usize>) {
     let groups = (users / group_size).max(1);
-    (groups, (0..users).map(|u| (u / group_size).min(groups - 1)).collect())
+    (
+        groups,
+        (0..users)
+            .map(|u| (u / group_size).min(groups - 1))
+            .collect(),
+    )
 }
 
 /// Through the public API, as real clients would: register, log in extra devices, create groups.
@@ -83,7 +88,10 @@ pub async fn by_api(args: &Args, http: &reqwest::Client, run: &str) -> anyhow::R
     let creators: Vec<(usize, Vec<Uuid>)> = (0..group_count)
         .map(|g| {
             let members: Vec<usize> = (0..users).filter(|u| group_of[*u] == g).collect();
-            (members[0], members[1..].iter().map(|m| user_ids[*m]).collect())
+            (
+                members[0],
+                members[1..].iter().map(|m| user_ids[*m]).collect(),
+            )
         })
         .collect();
     let groups: Vec<anyhow::Result<Uuid>> = stream::iter(creators.into_iter().enumerate())
@@ -110,21 +118,40 @@ pub async fn by_api(args: &Args, http: &reqwest::Client, run: &str) -> anyhow::R
         .collect()
         .await;
     let groups = groups.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(World { user_ids, devices, group_of, groups })
+    Ok(World {
+        user_ids,
+        devices,
+        group_of,
+        groups,
+    })
 }
 
 /// Straight into PostgreSQL and Redis: one shared password hash, sessions written the way a
 /// node writes them, tokens signed with the cluster's key.
 pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
-    let db_url = args.database_url.as_deref().context("--seed-sql needs DATABASE_URL")?;
-    let redis_url = args.redis_url.as_deref().context("--seed-sql needs REDIS_URL (device sessions live in Redis)")?;
-    let secret = args.jwt_secret.as_deref().context("--seed-sql needs JWT_SECRET")?;
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(db_url).await.context("PostgreSQL")?;
+    let db_url = args
+        .database_url
+        .as_deref()
+        .context("--seed-sql needs DATABASE_URL")?;
+    let redis_url = args
+        .redis_url
+        .as_deref()
+        .context("--seed-sql needs REDIS_URL (device sessions live in Redis)")?;
+    let secret = args
+        .jwt_secret
+        .as_deref()
+        .context("--seed-sql needs JWT_SECRET")?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect(db_url)
+        .await
+        .context("PostgreSQL")?;
     let fabric = Arc::new(RedisFabric::connect(redis_url, &args.redis_prefix).await?);
     let tokens = Tokens::new(secret, Duration::from_secs(24 * 3600));
-    let hash = hash_password(Password::parse(PASSWORD.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash =
+        hash_password(Password::parse(PASSWORD.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let users = args.users as usize;
     let names: Vec<String> = (0..users).map(|i| format!("lt{run}_{i}")).collect();
@@ -142,7 +169,9 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
     .context("inserting users")?;
     // `returning` keeps insert order for a single-statement insert from an ordered select.
     let (group_count, group_of) = grouping(users, args.group_size as usize);
-    let group_names: Vec<String> = (0..group_count).map(|g| format!("load {run} {g}")).collect();
+    let group_names: Vec<String> = (0..group_count)
+        .map(|g| format!("load {run} {g}"))
+        .collect();
     let creators: Vec<Uuid> = (0..group_count)
         .map(|g| user_ids[group_of.iter().position(|x| *x == g).unwrap_or(0)])
         .collect();
@@ -157,7 +186,15 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
     .await
     .context("inserting groups")?;
     let member_conv: Vec<Uuid> = group_of.iter().map(|g| groups[*g]).collect();
-    let roles: Vec<&str> = (0..users).map(|u| if creators.contains(&user_ids[u]) { "owner" } else { "member" }).collect();
+    let roles: Vec<&str> = (0..users)
+        .map(|u| {
+            if creators.contains(&user_ids[u]) {
+                "owner"
+            } else {
+                "member"
+            }
+        })
+        .collect();
     sqlx::query(
         "insert into conversation_participants (conversation_id, user_id, role) \
          select * from unnest($1::uuid[], $2::uuid[], $3::text[])",
@@ -170,7 +207,9 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
     .context("inserting participants")?;
 
     let now = chrono::Utc::now();
-    let pairs: Vec<(usize, u32)> = (0..users).flat_map(|u| (0..args.devices).map(move |d| (u, d))).collect();
+    let pairs: Vec<(usize, u32)> = (0..users)
+        .flat_map(|u| (0..args.devices).map(move |d| (u, d)))
+        .collect();
     let devices: Vec<anyhow::Result<Device>> = stream::iter(pairs)
         .map(|(u, d)| {
             let fabric = fabric.clone();
@@ -178,7 +217,9 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
             let user = user_ids[u];
             async move {
                 let sid = Uuid::new_v4();
-                let (token, claims) = tokens.issue(user, sid).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let (token, claims) = tokens
+                    .issue(user, sid)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
                 fabric
                     .create_session(&Session {
                         session_id: sid,
@@ -196,5 +237,10 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         .collect()
         .await;
     let devices = devices.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(World { user_ids, devices, group_of, groups })
+    Ok(World {
+        user_ids,
+        devices,
+        group_of,
+        groups,
+    })
 }

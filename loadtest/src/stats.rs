@@ -58,7 +58,9 @@ pub async fn receive(
         };
         match ev {
             Some(Incoming::Event { name, data }) if name == "newMessage" => {
-                let Some((conv, seq, stamp)) = parse_new_message(&data) else { continue };
+                let Some((conv, seq, stamp)) = parse_new_message(&data) else {
+                    continue;
+                };
                 if conv != conversation {
                     continue;
                 }
@@ -88,7 +90,9 @@ pub async fn receive(
 
 /// Every acked message must reach every connected device of its conversation.
 pub fn expected_deliveries(acked: &Arc<Mutex<HashMap<Uuid, Vec<u64>>>>, world: &World) -> u64 {
-    let acked = acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let acked = acked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut devices_per_group = vec![0u64; world.groups.len()];
     for d in &world.devices {
         devices_per_group[world.group_of[d.user]] += 1;
@@ -109,7 +113,10 @@ pub async fn progress(sent: Arc<AtomicU64>, ok: Arc<AtomicU64>, err: Arc<AtomicU
     tick.tick().await;
     loop {
         tick.tick().await;
-        let (s, d) = (sent.load(Ordering::Relaxed), DELIVERED.load(Ordering::Relaxed));
+        let (s, d) = (
+            sent.load(Ordering::Relaxed),
+            DELIVERED.load(Ordering::Relaxed),
+        );
         if !quiet || std::env::var_os("CHATTY_LOAD_PROGRESS").is_some() {
             eprintln!(
                 "[{:>4}s] sent {:>8} ({:>6}/s)  acked {:>8}  errors {:>5}  delivered {:>9} ({:>7}/s)",
@@ -130,8 +137,12 @@ pub async fn progress(sent: Arc<AtomicU64>, ok: Arc<AtomicU64>, err: Arc<AtomicU
 pub async fn node_memory(http: &reqwest::Client, nodes: &[String]) -> Vec<NodeMemory> {
     let mut out = Vec::new();
     for n in nodes {
-        let Ok(resp) = http.get(format!("{n}/metrics")).send().await else { continue };
-        let Ok(text) = resp.text().await else { continue };
+        let Ok(resp) = http.get(format!("{n}/metrics")).send().await else {
+            continue;
+        };
+        let Ok(text) = resp.text().await else {
+            continue;
+        };
         let value = |prefix: &str| {
             text.lines()
                 .find(|l| l.starts_with(prefix))
@@ -170,7 +181,13 @@ impl Percentiles {
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         #[allow(clippy::cast_precision_loss)]
         let max_ms = h.max() as f64 / 1000.0;
-        Self { p50_ms: ms(0.50), p90_ms: ms(0.90), p99_ms: ms(0.99), p999_ms: ms(0.999), max_ms }
+        Self {
+            p50_ms: ms(0.50),
+            p90_ms: ms(0.90),
+            p99_ms: ms(0.99),
+            p999_ms: ms(0.999),
+            max_ms,
+        }
     }
 }
 
@@ -213,14 +230,21 @@ pub struct Report {
     pub kb_per_connection: Option<f64>,
 }
 
-fn kb_per_connection(before: &[NodeMemory], after: &[NodeMemory], connections: usize) -> Option<f64> {
+fn kb_per_connection(
+    before: &[NodeMemory],
+    after: &[NodeMemory],
+    connections: usize,
+) -> Option<f64> {
     if connections == 0 || after.is_empty() {
         return None;
     }
     let grown: i64 = after
         .iter()
         .map(|a| {
-            let b = before.iter().find(|b| b.node == a.node).map_or(0, |b| b.rss_bytes);
+            let b = before
+                .iter()
+                .find(|b| b.node == a.node)
+                .map_or(0, |b| b.rss_bytes);
             i64::try_from(a.rss_bytes).unwrap_or(0) - i64::try_from(b).unwrap_or(0)
         })
         .sum();
@@ -274,7 +298,8 @@ impl Report {
         (before, after): (&[NodeMemory], &[NodeMemory]),
     ) -> Self {
         let mut latency = histogram();
-        let (mut delivered, mut expected, mut lost, mut dup, mut ooo) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let (mut delivered, mut expected, mut lost, mut dup, mut ooo) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
         for d in devices {
             let _ = latency.add(&d.latency_us);
             delivered += d.seen.len() as u64;
@@ -286,7 +311,13 @@ impl Report {
             }
         }
         #[allow(clippy::cast_precision_loss)]
-        let per_sec = |n: u64| if f.send_secs > 0.0 { n as f64 / f.send_secs } else { 0.0 };
+        let per_sec = |n: u64| {
+            if f.send_secs > 0.0 {
+                n as f64 / f.send_secs
+            } else {
+                0.0
+            }
+        };
         Self {
             scenario: "send",
             users: args.users,
@@ -323,7 +354,12 @@ impl Report {
         println!("== chatty-load: {} scenario", self.scenario);
         println!(
             "users {} x {} devices, groups of {}; connected {} ({} errors) in {:.1}s",
-            self.users, self.devices_per_user, self.group_size, self.connected, self.connect_errors, self.connect_secs
+            self.users,
+            self.devices_per_user,
+            self.group_size,
+            self.connected,
+            self.connect_errors,
+            self.connect_secs
         );
         if self.scenario == "send" {
             println!(
@@ -332,7 +368,12 @@ impl Report {
             );
             println!(
                 "delivered {} of {} expected at {:.0}/s; lost {}, duplicated {}, out of order {}",
-                self.delivered, self.expected_deliveries, self.delivered_per_sec, self.lost, self.duplicated, self.out_of_order
+                self.delivered,
+                self.expected_deliveries,
+                self.delivered_per_sec,
+                self.lost,
+                self.duplicated,
+                self.out_of_order
             );
             if let Some(l) = &self.latency {
                 println!(
@@ -341,7 +382,10 @@ impl Report {
                 );
             }
             if let Some(l) = &self.ack_latency {
-                println!("send ack latency ms: p50 {:.2}  p99 {:.2}  max {:.2}", l.p50_ms, l.p99_ms, l.max_ms);
+                println!(
+                    "send ack latency ms: p50 {:.2}  p99 {:.2}  max {:.2}",
+                    l.p50_ms, l.p99_ms, l.max_ms
+                );
             }
         }
         for n in &self.nodes_after {

@@ -12,7 +12,9 @@ pub struct MemoryBroker {
 
 impl Default for MemoryBroker {
     fn default() -> Self {
-        Self { tx: broadcast::channel(LOCAL_CHANNEL_CAPACITY).0 }
+        Self {
+            tx: broadcast::channel(LOCAL_CHANNEL_CAPACITY).0,
+        }
     }
 }
 

@@ -36,17 +36,33 @@ impl Drop for RedisBroker {
 impl RedisBroker {
     /// Subscribes to `channel` and waits (up to a few seconds) until the subscription is
     /// live, so that a node reports ready only once it hears the cluster.
-    pub async fn start(url: &str, channel: String, pool: deadpool_redis::Pool) -> anyhow::Result<Self> {
+    pub async fn start(
+        url: &str,
+        channel: String,
+        pool: deadpool_redis::Pool,
+    ) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
         let tx = broadcast::channel(LOCAL_CHANNEL_CAPACITY).0;
         let connected = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(subscriber(client, channel.clone(), tx.clone(), connected.clone(), ready_tx));
+        let task = tokio::spawn(subscriber(
+            client,
+            channel.clone(),
+            tx.clone(),
+            connected.clone(),
+            ready_tx,
+        ));
         tokio::time::timeout(Duration::from_secs(5), ready_rx)
             .await
             .context("timed out subscribing to the Redis event channel")?
             .context("subscriber stopped")?;
-        Ok(Self { pool, channel, tx, connected, task })
+        Ok(Self {
+            pool,
+            channel,
+            tx,
+            connected,
+            task,
+        })
     }
 }
 
@@ -85,7 +101,10 @@ async fn subscriber(
                 }
                 connected.store(false, Ordering::SeqCst);
                 metrics::gauge!("broker_connected").set(0.0);
-                tracing::warn!(channel, "event bus lost its Redis subscription; reconnecting");
+                tracing::warn!(
+                    channel,
+                    "event bus lost its Redis subscription; reconnecting"
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "event bus cannot subscribe to Redis");
@@ -96,7 +115,10 @@ async fn subscriber(
     }
 }
 
-async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> redis::RedisResult<redis::aio::PubSub> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     Ok(pubsub)
@@ -112,7 +134,11 @@ impl Broker for RedisBroker {
         let payload = serde_json::to_vec(&msg).context("encoding an event")?;
         let sent = async {
             let mut conn = self.pool.get().await?;
-            redis::cmd("PUBLISH").arg(&self.channel).arg(&payload).query_async::<i64>(&mut conn).await?;
+            redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(&payload)
+                .query_async::<i64>(&mut conn)
+                .await?;
             anyhow::Ok(())
         }
         .await;

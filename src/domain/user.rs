@@ -9,9 +9,15 @@ impl Username {
         let s = raw.trim();
         let len = s.chars().count();
         if !(3..=32).contains(&len) {
-            return Err(ApiError::invalid("username", "must be 3 to 32 characters long"));
+            return Err(ApiError::invalid(
+                "username",
+                "must be 3 to 32 characters long",
+            ));
         }
-        if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        if !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
             return Err(ApiError::invalid(
                 "username",
                 "may contain only letters, digits, '_', '.' and '-'",
@@ -46,7 +52,9 @@ impl Email {
                     && !l.ends_with('-')
                     && l.chars().all(|c| c.is_alphanumeric() || c == '-')
             })
-            && labels.last().is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic));
+            && labels
+                .last()
+                .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic));
         if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
             return Err(bad());
         }
@@ -72,7 +80,10 @@ impl Password {
     pub fn parse(raw: String) -> Result<Self, ApiError> {
         let len = raw.chars().count();
         if !(8..=128).contains(&len) {
-            return Err(ApiError::invalid("password", "must be 8 to 128 characters long"));
+            return Err(ApiError::invalid(
+                "password",
+                "must be 8 to 128 characters long",
+            ));
         }
         Ok(Self(raw))
     }
@@ -93,7 +104,10 @@ impl DeviceName {
             return Ok(Self("unknown device".to_owned()));
         }
         if s.chars().count() > 64 || s.chars().any(char::is_control) {
-            return Err(ApiError::invalid("device", "must be at most 64 printable characters"));
+            return Err(ApiError::invalid(
+                "device",
+                "must be at most 64 printable characters",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -113,15 +127,23 @@ mod tests {
         assert!(Username::parse(&"a".repeat(33)).is_err());
         assert!(Username::parse("al ice").is_err());
         assert!(Username::parse("al!ce").is_err());
-        assert_eq!(Username::parse(" alice.b-c_1 ").unwrap().as_str(), "alice.b-c_1");
+        assert_eq!(
+            Username::parse(" alice.b-c_1 ").unwrap().as_str(),
+            "alice.b-c_1"
+        );
     }
 
     #[test]
     fn emails_need_a_local_part_and_a_dotted_domain() {
-        for bad in ["", "a", "a@", "@b.co", "a@b", "a@b.", "a@-b.co", "a b@c.co", "a@b.c0"] {
+        for bad in [
+            "", "a", "a@", "@b.co", "a@b", "a@b.", "a@-b.co", "a b@c.co", "a@b.c0",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} accepted");
         }
-        assert_eq!(Email::parse("Alice@Example.COM").unwrap().as_str(), "alice@example.com");
+        assert_eq!(
+            Email::parse("Alice@Example.COM").unwrap().as_str(),
+            "alice@example.com"
+        );
     }
 
     #[test]
@@ -129,6 +151,9 @@ mod tests {
         assert!(Password::parse("short".into()).is_err());
         assert!(Password::parse("x".repeat(129)).is_err());
         assert!(Password::parse("long enough".into()).is_ok());
-        assert_eq!(format!("{:?}", Password::parse("long enough".into()).unwrap()), "Password(..)");
+        assert_eq!(
+            format!("{:?}", Password::parse("long enough".into()).unwrap()),
+            "Password(..)"
+        );
     }
 }

@@ -34,7 +34,9 @@ impl MemoryFabric {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain maps behind, still consistent.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -47,12 +49,21 @@ impl Inner {
     fn window(&mut self, key: &str) -> Window {
         let now = Instant::now();
         match self.counters.get(key) {
-            Some(&(count, until)) if until > now => Window { count, resets_in: until - now },
+            Some(&(count, until)) if until > now => Window {
+                count,
+                resets_in: until - now,
+            },
             Some(_) => {
                 self.counters.remove(key);
-                Window { count: 0, resets_in: Duration::ZERO }
+                Window {
+                    count: 0,
+                    resets_in: Duration::ZERO,
+                }
             }
-            None => Window { count: 0, resets_in: Duration::ZERO },
+            None => Window {
+                count: 0,
+                resets_in: Duration::ZERO,
+            },
         }
     }
 }
@@ -93,13 +104,22 @@ impl Fabric for MemoryFabric {
     async fn live_sessions(&self, sessions: &[Uuid]) -> FabricResult<Vec<Uuid>> {
         let inner = self.lock();
         let now = Utc::now();
-        Ok(sessions.iter().filter(|s| inner.sessions.get(s).is_some_and(|x| x.expires_at > now)).copied().collect())
+        Ok(sessions
+            .iter()
+            .filter(|s| inner.sessions.get(s).is_some_and(|x| x.expires_at > now))
+            .copied()
+            .collect())
     }
 
     async fn list_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Session>> {
         let mut inner = self.lock();
         inner.prune_sessions();
-        let mut list: Vec<Session> = inner.sessions.values().filter(|s| s.user_id == user_id).cloned().collect();
+        let mut list: Vec<Session> = inner
+            .sessions
+            .values()
+            .filter(|s| s.user_id == user_id)
+            .cloned()
+            .collect();
         list.sort_by_key(|s| s.created_at);
         Ok(list)
     }
@@ -118,8 +138,12 @@ impl Fabric for MemoryFabric {
 
     async fn revoke_all_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>> {
         let mut inner = self.lock();
-        let ids: Vec<Uuid> =
-            inner.sessions.values().filter(|s| s.user_id == user_id).map(|s| s.session_id).collect();
+        let ids: Vec<Uuid> = inner
+            .sessions
+            .values()
+            .filter(|s| s.user_id == user_id)
+            .map(|s| s.session_id)
+            .collect();
         for id in &ids {
             inner.sessions.remove(id);
         }
@@ -133,10 +157,17 @@ impl Fabric for MemoryFabric {
     async fn hit_counter(&self, key: &str, window: Duration) -> FabricResult<Window> {
         let mut inner = self.lock();
         let current = inner.window(key);
-        let until = if current.count == 0 { Instant::now() + window } else { Instant::now() + current.resets_in };
+        let until = if current.count == 0 {
+            Instant::now() + window
+        } else {
+            Instant::now() + current.resets_in
+        };
         let count = current.count + 1;
         inner.counters.insert(key.to_owned(), (count, until));
-        Ok(Window { count, resets_in: until.saturating_duration_since(Instant::now()) })
+        Ok(Window {
+            count,
+            resets_in: until.saturating_duration_since(Instant::now()),
+        })
     }
 
     async fn reset_counter(&self, key: &str) -> FabricResult<()> {
@@ -157,7 +188,9 @@ impl Fabric for MemoryFabric {
     async fn presence_disconnect(&self, user: Uuid, conn: &str) -> FabricResult<bool> {
         let mut inner = self.lock();
         let now = Instant::now();
-        let Some(conns) = inner.presence.get_mut(&user) else { return Ok(false) };
+        let Some(conns) = inner.presence.get_mut(&user) else {
+            return Ok(false);
+        };
         let removed = conns.remove(conn).is_some();
         conns.retain(|_, until| *until > now);
         if conns.is_empty() {
@@ -167,11 +200,19 @@ impl Fabric for MemoryFabric {
         Ok(false)
     }
 
-    async fn presence_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()> {
+    async fn presence_heartbeat(
+        &self,
+        conns: &[(Uuid, String)],
+        ttl: Duration,
+    ) -> FabricResult<()> {
         let mut inner = self.lock();
         let until = Instant::now() + ttl;
         for (user, conn) in conns {
-            inner.presence.entry(*user).or_default().insert(conn.clone(), until);
+            inner
+                .presence
+                .entry(*user)
+                .or_default()
+                .insert(conn.clone(), until);
         }
         Ok(())
     }
@@ -193,7 +234,11 @@ impl Fabric for MemoryFabric {
     async fn online_count(&self) -> FabricResult<u64> {
         let inner = self.lock();
         let now = Instant::now();
-        Ok(inner.presence.values().filter(|c| c.values().any(|until| *until > now)).count() as u64)
+        Ok(inner
+            .presence
+            .values()
+            .filter(|c| c.values().any(|until| *until > now))
+            .count() as u64)
     }
 
     async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>> {
@@ -201,12 +246,22 @@ impl Fabric for MemoryFabric {
         let now = Instant::now();
         Ok(users
             .iter()
-            .filter(|u| inner.presence.get(u).is_some_and(|c| c.values().any(|until| *until > now)))
+            .filter(|u| {
+                inner
+                    .presence
+                    .get(u)
+                    .is_some_and(|c| c.values().any(|until| *until > now))
+            })
             .copied()
             .collect())
     }
 
-    async fn typing_start(&self, conversation: Uuid, user: Uuid, ttl: Duration) -> FabricResult<bool> {
+    async fn typing_start(
+        &self,
+        conversation: Uuid,
+        user: Uuid,
+        ttl: Duration,
+    ) -> FabricResult<bool> {
         let mut inner = self.lock();
         let now = Instant::now();
         let typists = inner.typing.entry(conversation).or_default();
@@ -217,7 +272,9 @@ impl Fabric for MemoryFabric {
     async fn typing_stop(&self, conversation: Uuid, user: Uuid) -> FabricResult<bool> {
         let mut inner = self.lock();
         let now = Instant::now();
-        let Some(typists) = inner.typing.get_mut(&conversation) else { return Ok(false) };
+        let Some(typists) = inner.typing.get_mut(&conversation) else {
+            return Ok(false);
+        };
         let was = typists.remove(&user).is_some_and(|until| until > now);
         if typists.is_empty() {
             inner.typing.remove(&conversation);
@@ -231,7 +288,12 @@ impl Fabric for MemoryFabric {
         Ok(inner
             .typing
             .get(&conversation)
-            .map(|t| t.iter().filter(|(_, until)| **until > now).map(|(u, _)| *u).collect())
+            .map(|t| {
+                t.iter()
+                    .filter(|(_, until)| **until > now)
+                    .map(|(u, _)| *u)
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }

@@ -106,7 +106,8 @@ pub trait Fabric: Send + Sync + 'static {
 
     /// Renews the leases of all of this node's connections in one round trip. Also
     /// re-registers them after the backing store lost its data (Redis restart).
-    async fn presence_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()>;
+    async fn presence_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration)
+    -> FabricResult<()>;
 
     /// Users whose every lease ran out (their node died); each is reported once, to
     /// whichever node asks first.
@@ -120,7 +121,12 @@ pub trait Fabric: Send + Sync + 'static {
     async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>>;
 
     /// Marks `user` as typing in `conversation` for `ttl`; true when they were not already.
-    async fn typing_start(&self, conversation: Uuid, user: Uuid, ttl: Duration) -> FabricResult<bool>;
+    async fn typing_start(
+        &self,
+        conversation: Uuid,
+        user: Uuid,
+        ttl: Duration,
+    ) -> FabricResult<bool>;
 
     /// Clears the typing mark; true when there was one.
     async fn typing_stop(&self, conversation: Uuid, user: Uuid) -> FabricResult<bool>;

@@ -112,7 +112,10 @@ impl RedisFabric {
             presence_reap: Script::new(PRESENCE_REAP),
             typing_start: Script::new(TYPING_START),
         };
-        fabric.ping().await.with_context(|| format!("Redis at {} does not answer", redact(url)))?;
+        fabric
+            .ping()
+            .await
+            .with_context(|| format!("Redis at {} does not answer", redact(url)))?;
         Ok(fabric)
     }
 
@@ -133,7 +136,9 @@ impl RedisFabric {
 /// The URL without its password, for error messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -143,7 +148,8 @@ fn ms(t: DateTime<Utc>) -> i64 {
 }
 
 fn from_ms(v: Option<&String>) -> Option<DateTime<Utc>> {
-    v.and_then(|s| s.parse::<i64>().ok()).and_then(|m| Utc.timestamp_millis_opt(m).single())
+    v.and_then(|s| s.parse::<i64>().ok())
+        .and_then(|m| Utc.timestamp_millis_opt(m).single())
 }
 
 #[async_trait]
@@ -223,7 +229,12 @@ impl Fabric for RedisFabric {
         }
         let mut c = self.conn().await?;
         let exists: Vec<i64> = pipe.query_async(&mut c).await?;
-        Ok(sessions.iter().zip(exists).filter(|(_, e)| *e == 1).map(|(s, _)| *s).collect())
+        Ok(sessions
+            .iter()
+            .zip(exists)
+            .filter(|(_, e)| *e == 1)
+            .map(|(s, _)| *s)
+            .collect())
     }
 
     async fn list_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Session>> {
@@ -285,7 +296,12 @@ impl Fabric for RedisFabric {
     async fn revoke_all_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>> {
         let list = self.keys.sessions(user_id);
         let mut c = self.conn().await?;
-        let ids: Vec<String> = redis::cmd("ZRANGE").arg(&list).arg(0).arg(-1).query_async(&mut c).await?;
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&list)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut c)
+            .await?;
         let ids: Vec<Uuid> = ids.iter().filter_map(|s| s.parse().ok()).collect();
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -300,8 +316,13 @@ impl Fabric for RedisFabric {
     async fn read_counter(&self, key: &str) -> FabricResult<Window> {
         let key = self.keys.ratelimit(key);
         let mut c = self.conn().await?;
-        let (count, pttl): (Option<u64>, i64) =
-            redis::pipe().cmd("GET").arg(&key).cmd("PTTL").arg(&key).query_async(&mut c).await?;
+        let (count, pttl): (Option<u64>, i64) = redis::pipe()
+            .cmd("GET")
+            .arg(&key)
+            .cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut c)
+            .await?;
         Ok(window(count.unwrap_or(0), pttl))
     }
 
@@ -310,7 +331,11 @@ impl Fabric for RedisFabric {
         let (count, pttl): (u64, i64) = self
             .hit_counter
             .key(self.keys.ratelimit(key))
-            .arg(u64::try_from(window_len.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(
+                u64::try_from(window_len.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
             .invoke_async(&mut c)
             .await?;
         Ok(window(count, pttl))
@@ -318,7 +343,10 @@ impl Fabric for RedisFabric {
 
     async fn reset_counter(&self, key: &str) -> FabricResult<()> {
         let mut c = self.conn().await?;
-        let _: i64 = redis::cmd("DEL").arg(self.keys.ratelimit(key)).query_async(&mut c).await?;
+        let _: i64 = redis::cmd("DEL")
+            .arg(self.keys.ratelimit(key))
+            .query_async(&mut c)
+            .await?;
         Ok(())
     }
 
@@ -354,7 +382,11 @@ impl Fabric for RedisFabric {
         Ok(last == 1)
     }
 
-    async fn presence_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()> {
+    async fn presence_heartbeat(
+        &self,
+        conns: &[(Uuid, String)],
+        ttl: Duration,
+    ) -> FabricResult<()> {
         if conns.is_empty() {
             return Ok(());
         }
@@ -366,7 +398,12 @@ impl Fabric for RedisFabric {
             let key = self.keys.presence(*user);
             pipe.cmd("ZADD").arg(&key).arg(expiry).arg(conn).ignore();
             pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
-            pipe.cmd("ZADD").arg(&index).arg("GT").arg(expiry).arg(user.to_string()).ignore();
+            pipe.cmd("ZADD")
+                .arg(&index)
+                .arg("GT")
+                .arg(expiry)
+                .arg(user.to_string())
+                .ignore();
         }
         let mut c = self.conn().await?;
         pipe.query_async::<()>(&mut c).await?;
@@ -387,7 +424,10 @@ impl Fabric for RedisFabric {
 
     async fn online_count(&self) -> FabricResult<u64> {
         let mut c = self.conn().await?;
-        Ok(redis::cmd("ZCARD").arg(self.keys.presence_index()).query_async(&mut c).await?)
+        Ok(redis::cmd("ZCARD")
+            .arg(self.keys.presence_index())
+            .query_async(&mut c)
+            .await?)
     }
 
     async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>> {
@@ -397,14 +437,27 @@ impl Fabric for RedisFabric {
         let now = Utc::now().timestamp_millis();
         let mut pipe = redis::pipe();
         for user in users {
-            pipe.cmd("ZCOUNT").arg(self.keys.presence(*user)).arg(now).arg("+inf");
+            pipe.cmd("ZCOUNT")
+                .arg(self.keys.presence(*user))
+                .arg(now)
+                .arg("+inf");
         }
         let mut c = self.conn().await?;
         let counts: Vec<i64> = pipe.query_async(&mut c).await?;
-        Ok(users.iter().zip(counts).filter(|(_, n)| *n > 0).map(|(u, _)| *u).collect())
+        Ok(users
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(u, _)| *u)
+            .collect())
     }
 
-    async fn typing_start(&self, conversation: Uuid, user: Uuid, ttl: Duration) -> FabricResult<bool> {
+    async fn typing_start(
+        &self,
+        conversation: Uuid,
+        user: Uuid,
+        ttl: Duration,
+    ) -> FabricResult<bool> {
         let now = Utc::now().timestamp_millis();
         let ttl_ms = ttl_ms(ttl);
         let mut c = self.conn().await?;
@@ -450,9 +503,14 @@ impl Fabric for RedisFabric {
 }
 
 fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4).max(1)
+    i64::try_from(ttl.as_millis())
+        .unwrap_or(i64::MAX / 4)
+        .max(1)
 }
 
 fn window(count: u64, pttl_ms: i64) -> Window {
-    Window { count, resets_in: Duration::from_millis(u64::try_from(pttl_ms).unwrap_or(0)) }
+    Window {
+        count,
+        resets_in: Duration::from_millis(u64::try_from(pttl_ms).unwrap_or(0)),
+    }
 }

@@ -17,8 +17,8 @@ use super::{
 };
 use crate::{
     auth::{hash_password, verify_password},
-    domain::{DeviceName, Email, Password, Username},
     broker::{self, BusMessage},
+    domain::{DeviceName, Email, Password, Username},
     error::{ApiError, ApiResult, FieldError, ResultExt},
     fabric::Session,
     state::AppState,
@@ -51,7 +51,11 @@ struct RegisterBody {
     device: Option<String>,
 }
 
-fn required<'a>(field: &'static str, v: Option<&'a str>, errs: &mut Vec<FieldError>) -> Option<&'a str> {
+fn required<'a>(
+    field: &'static str,
+    v: Option<&'a str>,
+    errs: &mut Vec<FieldError>,
+) -> Option<&'a str> {
     if v.is_none() {
         errs.push(FieldError::new(field, "is required"));
     }
@@ -74,14 +78,20 @@ fn collect<T>(r: Result<T, ApiError>, errs: &mut Vec<FieldError>) -> Option<T> {
 }
 
 /// The device name: the client's, else its User-Agent, else a placeholder.
-fn device_name(given: Option<&str>, headers: &HeaderMap, errs: &mut Vec<FieldError>) -> Option<DeviceName> {
+fn device_name(
+    given: Option<&str>,
+    headers: &HeaderMap,
+    errs: &mut Vec<FieldError>,
+) -> Option<DeviceName> {
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(64).collect::<String>());
     match given {
         Some(d) => collect(DeviceName::parse(Some(d)), errs),
-        None => collect(DeviceName::parse(ua.as_deref()), errs).or_else(|| DeviceName::parse(None).ok()),
+        None => {
+            collect(DeviceName::parse(ua.as_deref()), errs).or_else(|| DeviceName::parse(None).ok())
+        }
     }
 }
 
@@ -91,8 +101,10 @@ async fn register(
     AppJson(body): AppJson<RegisterBody>,
 ) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
     let mut errs = Vec::new();
-    let username = required("username", body.username.as_deref(), &mut errs).and_then(|u| collect(Username::parse(u), &mut errs));
-    let email = required("email", body.email.as_deref(), &mut errs).and_then(|e| collect(Email::parse(e), &mut errs));
+    let username = required("username", body.username.as_deref(), &mut errs)
+        .and_then(|u| collect(Username::parse(u), &mut errs));
+    let email = required("email", body.email.as_deref(), &mut errs)
+        .and_then(|e| collect(Email::parse(e), &mut errs));
     let password = required("password", body.password.as_deref(), &mut errs)
         .and_then(|p| collect(Password::parse(p.to_owned()), &mut errs));
     let device = device_name(body.device.as_deref(), &headers, &mut errs);
@@ -112,14 +124,22 @@ async fn register(
     .bind(hash)
     .fetch_one(&state.db)
     .await
-    .on_constraint("users_username_key", |_| ApiError::Conflict("username is already taken".into()))
-    .on_constraint("users_email_key", |_| ApiError::Conflict("email is already registered".into()))?;
+    .on_constraint("users_username_key", |_| {
+        ApiError::Conflict("username is already taken".into())
+    })
+    .on_constraint("users_email_key", |_| {
+        ApiError::Conflict("email is already registered".into())
+    })?;
 
     let resp = start_session(&state, user, device).await?;
     Ok((StatusCode::CREATED, Json(resp)))
 }
 
-async fn start_session(state: &AppState, user: User, device: DeviceName) -> ApiResult<AuthResponse> {
+async fn start_session(
+    state: &AppState,
+    user: User,
+    device: DeviceName,
+) -> ApiResult<AuthResponse> {
     let session_id = Uuid::new_v4();
     let (access_token, claims) = state.tokens.issue(user.user_id, session_id)?;
     let now = Utc::now();
@@ -135,7 +155,13 @@ async fn start_session(state: &AppState, user: User, device: DeviceName) -> ApiR
             expires_at,
         })
         .await?;
-    Ok(AuthResponse { access_token, token_type: "Bearer", session_id, expires_at, user })
+    Ok(AuthResponse {
+        access_token,
+        token_type: "Bearer",
+        session_id,
+        expires_at,
+        user,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,14 +185,25 @@ async fn login(
     AppJson(body): AppJson<LoginBody>,
 ) -> ApiResult<Json<AuthResponse>> {
     let mut errs = Vec::new();
-    let identifier = body.username.as_deref().or(body.email.as_deref()).map(str::trim).filter(|s| !s.is_empty());
+    let identifier = body
+        .username
+        .as_deref()
+        .or(body.email.as_deref())
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     if identifier.is_none() {
-        errs.push(FieldError::new("username", "is required (a username or an email)"));
+        errs.push(FieldError::new(
+            "username",
+            "is required (a username or an email)",
+        ));
     }
     let password = match body.password {
         Some(p) if !p.is_empty() && p.chars().count() <= 128 => Some(p),
         Some(_) => {
-            errs.push(FieldError::new("password", "must be 1 to 128 characters long"));
+            errs.push(FieldError::new(
+                "password",
+                "must be 1 to 128 characters long",
+            ));
             None
         }
         None => {
@@ -175,7 +212,8 @@ async fn login(
         }
     };
     let device = device_name(body.device.as_deref(), &headers, &mut errs);
-    let (Some(identifier), Some(password), Some(device), true) = (identifier, password, device, errs.is_empty())
+    let (Some(identifier), Some(password), Some(device), true) =
+        (identifier, password, device, errs.is_empty())
     else {
         return Err(ApiError::Invalid(errs));
     };
@@ -185,7 +223,9 @@ async fn login(
     let failures = state.fabric.read_counter(&limit_key).await?;
     if failures.count >= state.settings.login_max_failures {
         metrics::counter!("auth_logins_total", "outcome" => "rate_limited").increment(1);
-        return Err(ApiError::TooManyRequests { retry_after_secs: failures.resets_in.as_secs().max(1) });
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: failures.resets_in.as_secs().max(1),
+        });
     }
 
     let found = sqlx::query_as::<_, Credentials>(
@@ -203,7 +243,9 @@ async fn login(
     let (true, Some(user)) = (ok, user) else {
         state.fabric.hit_counter(&limit_key, window).await?;
         metrics::counter!("auth_logins_total", "outcome" => "invalid").increment(1);
-        return Err(ApiError::Unauthorized("invalid username or password".into()));
+        return Err(ApiError::Unauthorized(
+            "invalid username or password".into(),
+        ));
     };
     state.fabric.reset_counter(&limit_key).await?;
     metrics::counter!("auth_logins_total", "outcome" => "ok").increment(1);
@@ -216,21 +258,33 @@ async fn disconnect(state: &AppState, sessions: Vec<Uuid>) {
         return;
     }
     metrics::counter!("auth_sessions_revoked_total").increment(sessions.len() as u64);
-    broker::publish_or_log(state.broker.as_ref(), BusMessage::DisconnectSessions { sessions }).await;
+    broker::publish_or_log(
+        state.broker.as_ref(),
+        BusMessage::DisconnectSessions { sessions },
+    )
+    .await;
 }
 
 async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    if state.fabric.revoke_session(auth.user_id, auth.session_id).await? {
+    if state
+        .fabric
+        .revoke_session(auth.user_id, auth.session_id)
+        .await?
+    {
         disconnect(&state, vec![auth.session_id]).await;
     }
-    Ok(Json(json!({ "message": "logged out", "session_id": auth.session_id })))
+    Ok(Json(
+        json!({ "message": "logged out", "session_id": auth.session_id }),
+    ))
 }
 
 async fn logout_all(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let revoked = state.fabric.revoke_all_sessions(auth.user_id).await?;
     let count = revoked.len();
     disconnect(&state, revoked).await;
-    Ok(Json(json!({ "message": "logged out everywhere", "revoked": count })))
+    Ok(Json(
+        json!({ "message": "logged out everywhere", "revoked": count }),
+    ))
 }
 
 #[derive(Debug, Serialize)]
@@ -240,12 +294,18 @@ struct SessionView {
     current: bool,
 }
 
-async fn list_sessions(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Vec<SessionView>>> {
+async fn list_sessions(
+    auth: AuthUser,
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<SessionView>>> {
     let sessions = state.fabric.list_sessions(auth.user_id).await?;
     Ok(Json(
         sessions
             .into_iter()
-            .map(|s| SessionView { current: s.session_id == auth.session_id, session: s })
+            .map(|s| SessionView {
+                current: s.session_id == auth.session_id,
+                session: s,
+            })
             .collect(),
     ))
 }

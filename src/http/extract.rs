@@ -26,9 +26,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
 
 fn json_rejection(r: &JsonRejection) -> ApiError {
     match r {
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::UnsupportedMediaType("expected a request with `Content-Type: application/json`".into())
-        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+            "expected a request with `Content-Type: application/json`".into(),
+        ),
         _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         JsonRejection::JsonDataError(e) => ApiError::BadRequest(clean(e.body_text()).into()),
         JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(clean(e.body_text()).into()),
@@ -55,7 +55,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for AppPath
             Ok(axum::extract::Path(v)) => Ok(Self(v)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
                 let kind = e.into_kind();
-                Err(ApiError::BadRequest(format!("invalid path parameter: {kind}").into()))
+                Err(ApiError::BadRequest(
+                    format!("invalid path parameter: {kind}").into(),
+                ))
             }
             Err(other) => Err(ApiError::BadRequest(other.body_text().into())),
         }
@@ -71,9 +73,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Self(v)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                Err(ApiError::BadRequest(clean(e.body_text()).replace("invalid JSON body", "invalid query").into()))
-            }
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::BadRequest(
+                clean(e.body_text())
+                    .replace("invalid JSON body", "invalid query")
+                    .into(),
+            )),
             Err(other) => Err(ApiError::BadRequest(other.body_text().into())),
         }
     }
@@ -91,8 +95,13 @@ impl AuthUser {
     pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
         let claims = state.tokens.verify(token)?;
         match state.fabric.touch_session(claims.sid).await? {
-            Some(owner) if owner == claims.sub => Ok(Self { user_id: claims.sub, session_id: claims.sid }),
-            _ => Err(ApiError::Unauthorized("session has been revoked or has expired".into())),
+            Some(owner) if owner == claims.sub => Ok(Self {
+                user_id: claims.sub,
+                session_id: claims.sid,
+            }),
+            _ => Err(ApiError::Unauthorized(
+                "session has been revoked or has expired".into(),
+            )),
         }
     }
 }
@@ -107,17 +116,24 @@ pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .to_str()
         .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(token.trim())
         }
-        _ => Err(ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())),
+        _ => Err(ApiError::Unauthorized(
+            "expected `Authorization: Bearer <token>`".into(),
+        )),
     }
 }
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(user) = parts.extensions.get::<Self>() {
             return Ok(*user);
         }

@@ -18,7 +18,9 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
 
 /// Readiness: PostgreSQL, the fabric and the event bus answer and the node is not draining.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let db = sqlx::query_scalar::<_, i32>("select 1").fetch_one(&state.db).await;
+    let db = sqlx::query_scalar::<_, i32>("select 1")
+        .fetch_one(&state.db)
+        .await;
     let fabric = state.fabric.ping().await;
     let draining = state.draining.is_draining();
     let bus = state.broker.connected();
@@ -31,5 +33,12 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "fabric": { "kind": state.fabric.kind(), "status": if fabric.is_ok() { "ok" } else { "unreachable" } },
         "bus": { "kind": state.broker.kind(), "status": if bus { "subscribed" } else { "reconnecting" } },
     });
-    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(body),
+    )
 }

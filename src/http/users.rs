@@ -38,7 +38,6 @@ pub struct PublicUser {
     pub updated_at: DateTime<Utc>,
 }
 
-
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
 
@@ -47,7 +46,10 @@ pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(l) if (1..=MAX_PAGE).contains(&l) => Ok(l),
-        Some(_) => Err(crate::error::ApiError::invalid("limit", format!("must be between 1 and {MAX_PAGE}"))),
+        Some(_) => Err(crate::error::ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        )),
     }
 }
 
@@ -80,7 +82,10 @@ async fn list_users(
     let limit = page_limit(p.limit)?;
     let offset = p.offset.unwrap_or(0);
     if offset < 0 {
-        return Err(crate::error::ApiError::invalid("offset", "must not be negative"));
+        return Err(crate::error::ApiError::invalid(
+            "offset",
+            "must not be negative",
+        ));
     }
     let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
     let users = sqlx::query_as::<_, PublicUser>(
@@ -152,16 +157,23 @@ async fn search_users(
         Some(r) => r.total,
         // Past the last page the window has no rows to ride on.
         None => {
-            sqlx::query_scalar::<_, i64>("select count(*) from users where lower(username) like $1 and user_id <> $2")
-                .bind(&pattern)
-                .bind(auth.user_id)
-                .fetch_one(&db)
-                .await?
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from users where lower(username) like $1 and user_id <> $2",
+            )
+            .bind(&pattern)
+            .bind(auth.user_id)
+            .fetch_one(&db)
+            .await?
         }
     };
     Ok(Json(SearchPage {
         data: rows.into_iter().map(|r| r.user).collect(),
-        meta: Meta { total, page, limit, total_pages: (total + limit - 1) / limit },
+        meta: Meta {
+            total,
+            page,
+            limit,
+            total_pages: (total + limit - 1) / limit,
+        },
     }))
 }
 
@@ -183,7 +195,9 @@ async fn get_user(
 ) -> ApiResult<Json<serde_json::Value>> {
     if id == auth.user_id {
         let Json(user) = me(auth, State(db)).await?;
-        return Ok(Json(serde_json::to_value(user).map_err(anyhow::Error::from)?));
+        return Ok(Json(
+            serde_json::to_value(user).map_err(anyhow::Error::from)?,
+        ));
     }
     let user = sqlx::query_as::<_, PublicUser>(
         "select user_id, username, status, last_seen_at, created_at, updated_at from users where user_id = $1",
@@ -192,5 +206,7 @@ async fn get_user(
     .fetch_optional(&db)
     .await?
     .ok_or_else(|| crate::error::ApiError::not_found("user"))?;
-    Ok(Json(serde_json::to_value(user).map_err(anyhow::Error::from)?))
+    Ok(Json(
+        serde_json::to_value(user).map_err(anyhow::Error::from)?,
+    ))
 }

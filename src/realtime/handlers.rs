@@ -36,13 +36,20 @@ impl<A: Adapter> FromMessageParts<A> for AckRequested {
 
 /// Answers an event: `{ ok: true, data }` or `{ ok: false, error }` through the ack, or an
 /// `error` event when no ack was asked for. The socket lives on either way.
-fn reply(s: &SocketRef, ack: AckSender, asked: bool, event: &'static str, result: ApiResult<Value>) {
+fn reply(
+    s: &SocketRef,
+    ack: AckSender,
+    asked: bool,
+    event: &'static str,
+    result: ApiResult<Value>,
+) {
     match result {
         Ok(data) => {
             let _ = ack.send(&json!({ "ok": true, "data": data }));
         }
         Err(e) => {
-            metrics::counter!("socket_event_errors_total", "event" => event, "code" => e.code()).increment(1);
+            metrics::counter!("socket_event_errors_total", "event" => event, "code" => e.code())
+                .increment(1);
             if asked {
                 let _ = ack.send(&e.to_ack());
             } else {
@@ -61,14 +68,22 @@ where
 {
     s.on(
         event,
-        move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender, AckRequested(asked): AckRequested, State(state): State<AppState>| {
+        move |s: SocketRef,
+              TryData(data): TryData<Value>,
+              ack: AckSender,
+              AckRequested(asked): AckRequested,
+              State(state): State<AppState>| {
             let f = f.clone();
             async move {
                 metrics::counter!("socket_events_in_total", "event" => event).increment(1);
-                let Some(user) = s.extensions.get::<AuthUser>() else { return };
+                let Some(user) = s.extensions.get::<AuthUser>() else {
+                    return;
+                };
                 let result = match data {
                     Ok(v) => f(state, user, s.clone(), v).await,
-                    Err(e) => Err(ApiError::BadRequest(format!("malformed {event} payload: {e}").into())),
+                    Err(e) => Err(ApiError::BadRequest(
+                        format!("malformed {event} payload: {e}").into(),
+                    )),
                 };
                 reply(&s, ack, asked, event, result);
             }
@@ -78,18 +93,23 @@ where
 
 /// Parses an event payload into `T`, naming what is wrong.
 pub(super) fn payload<T: for<'de> Deserialize<'de>>(event: &str, v: Value) -> ApiResult<T> {
-    serde_json::from_value(v).map_err(|e| ApiError::BadRequest(format!("invalid {event} payload: {e}").into()))
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::BadRequest(format!("invalid {event} payload: {e}").into()))
 }
 
 /// A conversation id given as a bare string or as `{ conversationId }` / `{ conversation_id }`.
 fn conversation_id(v: &Value) -> ApiResult<Uuid> {
     let raw = match v {
         Value::String(s) => Some(s.as_str()),
-        Value::Object(m) => m.get("conversationId").or_else(|| m.get("conversation_id")).and_then(Value::as_str),
+        Value::Object(m) => m
+            .get("conversationId")
+            .or_else(|| m.get("conversation_id"))
+            .and_then(Value::as_str),
         _ => None,
     };
     let raw = raw.ok_or_else(|| ApiError::invalid("conversationId", "is required"))?;
-    raw.parse().map_err(|_| ApiError::invalid("conversationId", "must be a UUID"))
+    raw.parse()
+        .map_err(|_| ApiError::invalid("conversationId", "must be a UUID"))
 }
 
 async fn is_participant(state: &AppState, conversation: Uuid, user: Uuid) -> ApiResult<bool> {
@@ -149,8 +169,14 @@ pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
     // Counted only once every handler is registered: announcing takes a round trip, and
     // a client may emit the moment it sees the connect answer.
     let conn = format!("{}:{}", state.node_id, s.id);
-    state.local.insert(conn.clone(), user.user_id, user.session_id);
-    match state.fabric.presence_connect(user.user_id, &conn, state.settings.presence_ttl()).await {
+    state
+        .local
+        .insert(conn.clone(), user.user_id, user.session_id);
+    match state
+        .fabric
+        .presence_connect(user.user_id, &conn, state.settings.presence_ttl())
+        .await
+    {
         Ok(true) => presence::announce(&state, user.user_id, Status::Online).await,
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "presence not recorded; the next heartbeat retries"),
@@ -170,21 +196,40 @@ struct TypingPayload {
 /// room except the typist's own devices, and only when the state changes.
 async fn typing(state: AppState, user: AuthUser, _s: SocketRef, v: Value) -> ApiResult<Value> {
     let p: TypingPayload = payload("typing", v)?;
-    let window = state.fabric.hit_counter(&format!("typing:{}:{}", user.user_id, p.conversation_id), Duration::from_secs(1)).await?;
+    let window = state
+        .fabric
+        .hit_counter(
+            &format!("typing:{}:{}", user.user_id, p.conversation_id),
+            Duration::from_secs(1),
+        )
+        .await?;
     if window.count > TYPING_EVENTS_PER_SECOND {
-        return Err(ApiError::TooManyRequests { retry_after_secs: 1 });
+        return Err(ApiError::TooManyRequests {
+            retry_after_secs: 1,
+        });
     }
     require_participant(&state, p.conversation_id, user.user_id).await?;
     let changed = if p.is_typing {
-        state.fabric.typing_start(p.conversation_id, user.user_id, state.settings.typing_ttl()).await?
+        state
+            .fabric
+            .typing_start(p.conversation_id, user.user_id, state.settings.typing_ttl())
+            .await?
     } else {
-        state.fabric.typing_stop(p.conversation_id, user.user_id).await?
+        state
+            .fabric
+            .typing_stop(p.conversation_id, user.user_id)
+            .await?
     };
     if changed {
         let data = json!({ "userId": user.user_id, "conversationId": p.conversation_id, "isTyping": p.is_typing });
-        let emit = Emit::new(Namespace::Chat, "userTyping", vec![room::conversation(p.conversation_id)], &data)
-            .map_err(anyhow::Error::from)?
-            .except(vec![room::user(user.user_id)]);
+        let emit = Emit::new(
+            Namespace::Chat,
+            "userTyping",
+            vec![room::conversation(p.conversation_id)],
+            &data,
+        )
+        .map_err(anyhow::Error::from)?
+        .except(vec![room::user(user.user_id)]);
         broker::publish_or_log(state.broker.as_ref(), BusMessage::Emit(emit)).await;
     }
     Ok(json!({ "conversationId": p.conversation_id, "isTyping": p.is_typing }))

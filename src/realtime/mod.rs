@@ -31,20 +31,34 @@ pub fn build(state: &AppState) -> (SocketIoLayer, SocketIo) {
         .max_payload(state.settings.max_body_bytes as u64)
         .build_layer();
     io.ns("/", handlers::on_chat_connect.with(authenticate));
-    io.ns("/notifications", handlers::on_notifications_connect.with(authenticate));
+    io.ns(
+        "/notifications",
+        handlers::on_notifications_connect.with(authenticate),
+    );
     (layer, io)
 }
 
 /// The token a client presents: `auth.token` (with or without `Bearer `), else an
 /// `Authorization: Bearer` header.
 fn token_of(s: &SocketRef, auth: &Value) -> Option<String> {
-    let from_auth = auth.get("token").and_then(Value::as_str).map(|t| t.strip_prefix("Bearer ").unwrap_or(t).trim());
+    let from_auth = auth
+        .get("token")
+        .and_then(Value::as_str)
+        .map(|t| t.strip_prefix("Bearer ").unwrap_or(t).trim());
     let from_header = || {
-        let h = s.req_parts().headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+        let h = s
+            .req_parts()
+            .headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?;
         let (scheme, token) = h.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
     };
-    from_auth.or_else(from_header).filter(|t| !t.is_empty()).map(str::to_owned)
+    from_auth
+        .or_else(from_header)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 /// Connect middleware: a live session or a `connect_error` saying why not.
@@ -89,7 +103,10 @@ pub async fn bus_loop(io: SocketIo, state: AppState, stop: CancellationToken) {
             Ok(msg) => deliver(&io, &msg).await,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 metrics::counter!("bus_lagged_events_total").increment(n);
-                tracing::warn!(missed = n, "event delivery fell behind; clients catch up through sync");
+                tracing::warn!(
+                    missed = n,
+                    "event delivery fell behind; clients catch up through sync"
+                );
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
@@ -118,7 +135,9 @@ async fn deliver(io: &SocketIo, msg: &Arc<BusMessage>) {
             }
         }
         BusMessage::Rooms { users, join, leave } => {
-            let Some(op) = io.of(Namespace::Chat.path()) else { return };
+            let Some(op) = io.of(Namespace::Chat.path()) else {
+                return;
+            };
             let targets: Vec<String> = users.iter().copied().map(room::user).collect();
             if !join.is_empty() {
                 let _ = op.clone().to(targets.clone()).join(join.clone()).await;

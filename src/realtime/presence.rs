@@ -32,7 +32,10 @@ impl LocalConnections {
     }
 
     pub fn snapshot(&self) -> Vec<(Uuid, String)> {
-        self.lock().iter().map(|(c, (u, _))| (*u, c.clone())).collect()
+        self.lock()
+            .iter()
+            .map(|(c, (u, _))| (*u, c.clone()))
+            .collect()
     }
 
     /// The device sessions behind this node's sockets, each once.
@@ -52,7 +55,9 @@ impl LocalConnections {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Uuid, Uuid)>> {
-        self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.conns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -144,10 +149,19 @@ pub async fn heartbeat_loop(
             continue;
         }
         let sessions = state.local.sessions();
-        let Ok(live) = state.fabric.live_sessions(&sessions).await else { continue };
-        let dead: Vec<String> = sessions.into_iter().filter(|s| !live.contains(s)).map(room::session).collect();
+        let Ok(live) = state.fabric.live_sessions(&sessions).await else {
+            continue;
+        };
+        let dead: Vec<String> = sessions
+            .into_iter()
+            .filter(|s| !live.contains(s))
+            .map(room::session)
+            .collect();
         if !dead.is_empty() {
-            tracing::info!(sessions = dead.len(), "disconnecting sockets of ended sessions");
+            tracing::info!(
+                sessions = dead.len(),
+                "disconnecting sockets of ended sessions"
+            );
             for ns in [Namespace::Chat, Namespace::Notifications] {
                 if let Some(op) = io.of(ns.path()) {
                     let _ = op.to(dead.clone()).disconnect().await;
@@ -159,7 +173,11 @@ pub async fn heartbeat_loop(
 
 /// Finds users whose node died (every lease expired) and announces them offline. Every
 /// node runs it; the fabric hands each expired user to one node only.
-pub async fn reaper_loop(state: AppState, every: Duration, stop: tokio_util::sync::CancellationToken) {
+pub async fn reaper_loop(
+    state: AppState,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

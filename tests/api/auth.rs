@@ -2,7 +2,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_error, assert_invalid, body, name, spawn_app, spawn_app_memory};
+use crate::helpers::{
+    TestApp, assert_error, assert_invalid, body, name, spawn_app, spawn_app_memory,
+};
 
 #[tokio::test]
 async fn register_answers_201_with_a_token_and_the_user_without_its_hash() {
@@ -25,7 +27,10 @@ async fn register_answers_201_with_a_token_and_the_user_without_its_hash() {
     }
     assert!(!b.to_string().contains("argon2"), "hash leaked: {b}");
     assert!(b["user"].get("password_hash").is_none());
-    let stored: String = sqlx::query_scalar("select password_hash from users").fetch_one(&app.db).await.unwrap();
+    let stored: String = sqlx::query_scalar("select password_hash from users")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     assert!(stored.starts_with("$argon2id$"), "{stored}");
 }
 
@@ -33,17 +38,50 @@ async fn register_answers_201_with_a_token_and_the_user_without_its_hash() {
 async fn register_rejects_each_invalid_field_by_name_and_stores_nothing() {
     let app = spawn_app_memory().await;
     let cases = [
-        (json!({ "email": "a@b.co", "password": "password1" }), "username"),
-        (json!({ "username": "ab", "email": "a@b.co", "password": "password1" }), "username"),
-        (json!({ "username": "a".repeat(33), "email": "a@b.co", "password": "password1" }), "username"),
-        (json!({ "username": "bad name!", "email": "a@b.co", "password": "password1" }), "username"),
-        (json!({ "username": "carol", "password": "password1" }), "email"),
-        (json!({ "username": "carol", "email": "not-an-email", "password": "password1" }), "email"),
-        (json!({ "username": "carol", "email": "a@b", "password": "password1" }), "email"),
-        (json!({ "username": "carol", "email": "a@b.co" }), "password"),
-        (json!({ "username": "carol", "email": "a@b.co", "password": "short" }), "password"),
-        (json!({ "username": "carol", "email": "a@b.co", "password": "x".repeat(129) }), "password"),
-        (json!({ "username": "carol", "email": "a@b.co", "password": 12345678 }), "password"),
+        (
+            json!({ "email": "a@b.co", "password": "password1" }),
+            "username",
+        ),
+        (
+            json!({ "username": "ab", "email": "a@b.co", "password": "password1" }),
+            "username",
+        ),
+        (
+            json!({ "username": "a".repeat(33), "email": "a@b.co", "password": "password1" }),
+            "username",
+        ),
+        (
+            json!({ "username": "bad name!", "email": "a@b.co", "password": "password1" }),
+            "username",
+        ),
+        (
+            json!({ "username": "carol", "password": "password1" }),
+            "email",
+        ),
+        (
+            json!({ "username": "carol", "email": "not-an-email", "password": "password1" }),
+            "email",
+        ),
+        (
+            json!({ "username": "carol", "email": "a@b", "password": "password1" }),
+            "email",
+        ),
+        (
+            json!({ "username": "carol", "email": "a@b.co" }),
+            "password",
+        ),
+        (
+            json!({ "username": "carol", "email": "a@b.co", "password": "short" }),
+            "password",
+        ),
+        (
+            json!({ "username": "carol", "email": "a@b.co", "password": "x".repeat(129) }),
+            "password",
+        ),
+        (
+            json!({ "username": "carol", "email": "a@b.co", "password": 12345678 }),
+            "password",
+        ),
     ];
     for (payload, field) in cases {
         let resp = app.post_register(payload.clone()).await;
@@ -55,7 +93,9 @@ async fn register_rejects_each_invalid_field_by_name_and_stores_nothing() {
 #[tokio::test]
 async fn register_reports_every_invalid_field_at_once() {
     let app = spawn_app_memory().await;
-    let resp = app.post_register(json!({ "username": "x", "email": "nope", "password": "1" })).await;
+    let resp = app
+        .post_register(json!({ "username": "x", "email": "nope", "password": "1" }))
+        .await;
     let b = assert_invalid(resp, "username").await;
     let fields = b["fields"].as_array().unwrap();
     assert_eq!(fields.len(), 3, "{b}");
@@ -86,36 +126,60 @@ async fn login_by_username_or_email_answers_200_with_a_new_session() {
     let user = app.register(&name("bob")).await;
     let pw = format!("password-{}", user.name);
 
-    let resp = app.post_login(json!({ "username": user.name, "password": pw })).await;
+    let resp = app
+        .post_login(json!({ "username": user.name, "password": pw }))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let b = body(resp).await;
     assert_eq!(b["user"]["user_id"], user.id.to_string());
-    let by_email = app.post_login(json!({ "email": format!("{}@example.com", user.name), "password": pw })).await;
+    let by_email = app
+        .post_login(json!({ "email": format!("{}@example.com", user.name), "password": pw }))
+        .await;
     assert_eq!(by_email.status(), StatusCode::OK);
-    let email_as_username =
-        app.post_login(json!({ "username": format!("{}@example.com", user.name), "password": pw })).await;
+    let email_as_username = app
+        .post_login(json!({ "username": format!("{}@example.com", user.name), "password": pw }))
+        .await;
     assert_eq!(email_as_username.status(), StatusCode::OK);
 
     let sessions = body(app.get("/auth/sessions", &user.token).await).await;
-    assert_eq!(sessions.as_array().unwrap().len(), 4, "register + 3 logins: {sessions}");
+    assert_eq!(
+        sessions.as_array().unwrap().len(),
+        4,
+        "register + 3 logins: {sessions}"
+    );
 }
 
 #[tokio::test]
 async fn login_with_a_wrong_password_or_unknown_user_is_401() {
     let app = spawn_app().await;
     let user = app.register(&name("eve")).await;
-    let resp = app.post_login(json!({ "username": user.name, "password": "wrong password" })).await;
+    let resp = app
+        .post_login(json!({ "username": user.name, "password": "wrong password" }))
+        .await;
     let wrong = assert_error(resp, StatusCode::UNAUTHORIZED).await;
-    let resp = app.post_login(json!({ "username": "nobody_here", "password": "wrong password" })).await;
+    let resp = app
+        .post_login(json!({ "username": "nobody_here", "password": "wrong password" }))
+        .await;
     let unknown = assert_error(resp, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(wrong["message"], unknown["message"], "must not reveal which usernames exist");
+    assert_eq!(
+        wrong["message"], unknown["message"],
+        "must not reveal which usernames exist"
+    );
 }
 
 #[tokio::test]
 async fn login_validation_names_the_missing_field() {
     let app = spawn_app_memory().await;
-    assert_invalid(app.post_login(json!({ "password": "password1" })).await, "username").await;
-    assert_invalid(app.post_login(json!({ "username": "someone" })).await, "password").await;
+    assert_invalid(
+        app.post_login(json!({ "password": "password1" })).await,
+        "username",
+    )
+    .await;
+    assert_invalid(
+        app.post_login(json!({ "username": "someone" })).await,
+        "password",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -126,11 +190,15 @@ async fn repeated_failed_logins_are_rate_limited_with_429_across_nodes() {
     let max = a.state.settings.login_max_failures;
     for i in 0..max {
         let node = if i % 2 == 0 { &a } else { &b };
-        let resp = node.post_login(json!({ "username": user.name, "password": "bad guess!" })).await;
+        let resp = node
+            .post_login(json!({ "username": user.name, "password": "bad guess!" }))
+            .await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
     }
     // Even the right password is refused while the window lasts: the limit is per username.
-    let resp = b.post_login(json!({ "username": user.name, "password": format!("password-{}", user.name) })).await;
+    let resp = b
+        .post_login(json!({ "username": user.name, "password": format!("password-{}", user.name) }))
+        .await;
     assert!(resp.headers().get("retry-after").is_some());
     assert_error(resp, StatusCode::TOO_MANY_REQUESTS).await;
 }
@@ -147,12 +215,20 @@ async fn protected_routes_refuse_missing_malformed_forged_and_expired_tokens() {
     assert_401(&app, None).await;
     assert_401(&app, Some("not-a-jwt")).await;
     let forged = {
-        let tokens = chatty::auth::Tokens::new("another-secret-that-is-long-enough-0123456789", std::time::Duration::from_secs(60));
+        let tokens = chatty::auth::Tokens::new(
+            "another-secret-that-is-long-enough-0123456789",
+            std::time::Duration::from_secs(60),
+        );
         tokens.issue(user.id, Uuid::new_v4()).unwrap().0
     };
     assert_401(&app, Some(&forged)).await;
     let expired = {
-        let claims = chatty::auth::Claims { sub: user.id, sid: Uuid::new_v4(), iat: 0, exp: 1000 };
+        let claims = chatty::auth::Claims {
+            sub: user.id,
+            sid: Uuid::new_v4(),
+            iat: 0,
+            exp: 1000,
+        };
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
             &claims,
@@ -164,7 +240,13 @@ async fn protected_routes_refuse_missing_malformed_forged_and_expired_tokens() {
     // A valid signature for a session that was never created.
     let orphan = app.state.tokens.issue(user.id, Uuid::new_v4()).unwrap().0;
     assert_401(&app, Some(&orphan)).await;
-    let resp = app.client.get(app.url("/users/me")).header("authorization", "Basic abc").send().await.unwrap();
+    let resp = app
+        .client
+        .get(app.url("/users/me"))
+        .header("authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, StatusCode::UNAUTHORIZED).await;
 }
 
@@ -193,9 +275,17 @@ async fn logout_on_one_node_is_rejected_at_once_on_another() {
     let a = spawn_app().await;
     let b = a.spawn_peer().await;
     let user = a.register(&name("xnode")).await;
-    assert_eq!(b.get("/users/me", &user.token).await.status(), StatusCode::OK);
+    assert_eq!(
+        b.get("/users/me", &user.token).await.status(),
+        StatusCode::OK
+    );
     // Act
-    assert_eq!(a.post("/auth/logout", &user.token, json!({})).await.status(), StatusCode::OK);
+    assert_eq!(
+        a.post("/auth/logout", &user.token, json!({}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
     // Assert
     assert_401(&b, Some(&user.token)).await;
 }
@@ -227,10 +317,20 @@ async fn a_user_cannot_revoke_someone_elses_session() {
     let mallory = app.register(&name("mallory")).await;
     let alice_sessions = body(app.get("/auth/sessions", &alice.token).await).await;
     let sid = alice_sessions[0]["session_id"].as_str().unwrap().to_owned();
-    let resp = app.delete(&format!("/auth/sessions/{sid}"), &mallory.token).await;
+    let resp = app
+        .delete(&format!("/auth/sessions/{sid}"), &mallory.token)
+        .await;
     assert_error(resp, StatusCode::NOT_FOUND).await;
-    assert_eq!(app.get("/users/me", &alice.token).await.status(), StatusCode::OK);
-    assert_error(app.delete("/auth/sessions/not-a-uuid", &mallory.token).await, StatusCode::BAD_REQUEST).await;
+    assert_eq!(
+        app.get("/users/me", &alice.token).await.status(),
+        StatusCode::OK
+    );
+    assert_error(
+        app.delete("/auth/sessions/not-a-uuid", &mallory.token)
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -45,9 +45,18 @@ async fn metrics_exports_http_counters_by_route_template() {
     assert_eq!(resp.status(), StatusCode::OK);
     let text = resp.text().await.unwrap();
     assert!(text.contains("http_requests_total{"), "{text}");
-    assert!(text.contains(r#"route="/users/{id}""#), "route template missing: {text}");
-    assert!(!text.contains(&user.id.to_string()), "raw ids must not become labels");
-    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains(r#"route="/users/{id}""#),
+        "route template missing: {text}"
+    );
+    assert!(
+        !text.contains(&user.id.to_string()),
+        "raw ids must not become labels"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -61,7 +70,9 @@ async fn unknown_routes_answer_404_in_the_error_shape() {
 #[tokio::test]
 async fn wrong_method_answers_405_in_the_error_shape() {
     let app = spawn_app_memory().await;
-    let resp = app.request(Method::DELETE, "/auth/register", None, None).await;
+    let resp = app
+        .request(Method::DELETE, "/auth/register", None, None)
+        .await;
     assert_error(resp, StatusCode::METHOD_NOT_ALLOWED).await;
 }
 
@@ -70,14 +81,35 @@ async fn malformed_json_wrong_content_type_and_oversized_bodies_are_refused_clea
     let app = spawn_app_memory().await;
     let url = app.url("/auth/register");
 
-    let resp = app.client.post(&url).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let resp = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, StatusCode::BAD_REQUEST).await;
 
-    let resp = app.client.post(&url).header("content-type", "text/plain").body("{}").send().await.unwrap();
+    let resp = app
+        .client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
     let huge = format!(r#"{{"username":"{}"}}"#, "x".repeat(200 * 1024));
-    let resp = app.client.post(&url).header("content-type", "application/json").body(huge).send().await.unwrap();
+    let resp = app
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     let b: Value = assert_error(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(b["code"], "payload_too_large");
 

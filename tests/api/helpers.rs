@@ -10,7 +10,8 @@ use uuid::Uuid;
 pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
 
 pub fn pg_base() -> String {
-    std::env::var("CHATTY_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    std::env::var("CHATTY_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
 
 pub fn redis_url() -> String {
@@ -26,13 +27,26 @@ struct Wrapper {
 /// Settings as `chatty serve` would parse them, pointed at a fresh database and key prefix.
 pub fn test_settings(db_name: &str, prefix: &str, redis: bool) -> Settings {
     let db_url = format!("{}/{db_name}", pg_base());
-    let mut args = vec!["chatty".to_owned(), "--database-url".to_owned(), db_url, "--addr".to_owned(), "127.0.0.1:0".to_owned()];
+    let mut args = vec![
+        "chatty".to_owned(),
+        "--database-url".to_owned(),
+        db_url,
+        "--addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+    ];
     if redis {
         args.extend(["--redis-url".to_owned(), redis_url()]);
     }
-    args.extend(["--redis-prefix".to_owned(), prefix.to_owned(), "--jwt-secret".to_owned(), JWT_SECRET.to_owned()]);
+    args.extend([
+        "--redis-prefix".to_owned(),
+        prefix.to_owned(),
+        "--jwt-secret".to_owned(),
+        JWT_SECRET.to_owned(),
+    ]);
     args.extend(["--db-max-connections".to_owned(), "5".to_owned()]);
-    Wrapper::try_parse_from(args).expect("test settings parse").settings
+    Wrapper::try_parse_from(args)
+        .expect("test settings parse")
+        .settings
 }
 
 static LOG: Once = Once::new();
@@ -57,20 +71,32 @@ impl Drop for Cleanup {
         let prefix = std::mem::take(&mut self.prefix);
         // A fresh runtime on a fresh thread: Drop may run inside (or after) the test's runtime.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
-                if let Ok(mut conn) =
-                    <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", pg_base())).await
+                if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&format!(
+                    "{}/postgres",
+                    pg_base()
+                ))
+                .await
                 {
                     let sql = format!("drop database if exists \"{db_name}\" with (force)");
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
                 }
                 if let Ok(client) = redis::Client::open(redis_url()) {
                     if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                        let keys: Vec<String> =
-                            redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut c).await.unwrap_or_default();
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{prefix}*"))
+                            .query_async(&mut c)
+                            .await
+                            .unwrap_or_default();
                         if !keys.is_empty() {
-                            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut c).await;
+                            let _: Result<(), _> =
+                                redis::cmd("DEL").arg(keys).query_async(&mut c).await;
                         }
                     }
                 }
@@ -117,7 +143,10 @@ pub async fn spawn_configured(redis: bool, tweak: impl Fn(&mut Settings)) -> Tes
     let id = Uuid::new_v4().simple().to_string();
     let db_name = format!("chatty_test_{id}");
     let prefix = format!("test:{id}:");
-    let cleanup = Cleanup { db_name: db_name.clone(), prefix: prefix.clone() };
+    let cleanup = Cleanup {
+        db_name: db_name.clone(),
+        prefix: prefix.clone(),
+    };
     let mut settings = test_settings(&db_name, &prefix, redis);
     tweak(&mut settings);
     let mut app = start(settings).await;
@@ -140,7 +169,9 @@ impl TestApp {
 
     /// A chat (`/`) socket authenticated with `token`.
     pub async fn socket(&self, token: &str) -> SioClient {
-        SioClient::connect(&self.address, "/", json!({ "token": token })).await.expect("socket connects")
+        SioClient::connect(&self.address, "/", json!({ "token": token }))
+            .await
+            .expect("socket connects")
     }
 
     /// A `/notifications` socket authenticated with `token`.
@@ -159,19 +190,25 @@ impl TestApp {
         .await
         .expect("conversation");
         for m in members {
-            sqlx::query("insert into conversation_participants (conversation_id, user_id) values ($1, $2)")
-                .bind(id)
-                .bind(m.id)
-                .execute(&self.db)
-                .await
-                .expect("participant");
+            sqlx::query(
+                "insert into conversation_participants (conversation_id, user_id) values ($1, $2)",
+            )
+            .bind(id)
+            .bind(m.id)
+            .execute(&self.db)
+            .await
+            .expect("participant");
         }
         id
     }
 
     /// The user's status column.
     pub async fn status_of(&self, user: Uuid) -> String {
-        sqlx::query_scalar("select status from users where user_id = $1").bind(user).fetch_one(&self.db).await.expect("status")
+        sqlx::query_scalar("select status from users where user_id = $1")
+            .bind(user)
+            .fetch_one(&self.db)
+            .await
+            .expect("status")
     }
 
     /// Starts `chatty serve` as a separate process in this cluster, for tests that kill a node.
@@ -188,7 +225,11 @@ impl TestApp {
             .env("CHATTY_NO_MIGRATE", "true")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() { std::process::Stdio::inherit() } else { std::process::Stdio::null() });
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                std::process::Stdio::inherit()
+            } else {
+                std::process::Stdio::null()
+            });
         if self.redis {
             cmd.env("REDIS_URL", redis_url());
         }
@@ -196,7 +237,10 @@ impl TestApp {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn chatty");
-        ProcessNode { child, address: format!("http://127.0.0.1:{port}") }
+        ProcessNode {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// Stops this node as SIGTERM would, and waits for it to exit.
@@ -213,7 +257,13 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
-    pub async fn request(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Response {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
         let mut req = self.client.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -229,11 +279,13 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Response {
-        self.request(Method::POST, path, Some(token), Some(body)).await
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, token: &str, body: Value) -> Response {
-        self.request(Method::PUT, path, Some(token), Some(body)).await
+        self.request(Method::PUT, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Response {
@@ -241,11 +293,13 @@ impl TestApp {
     }
 
     pub async fn post_register(&self, body: Value) -> Response {
-        self.request(Method::POST, "/auth/register", None, Some(body)).await
+        self.request(Method::POST, "/auth/register", None, Some(body))
+            .await
     }
 
     pub async fn post_login(&self, body: Value) -> Response {
-        self.request(Method::POST, "/auth/login", None, Some(body)).await
+        self.request(Method::POST, "/auth/login", None, Some(body))
+            .await
     }
 
     /// Registers `name` (password `password-<name>`) and returns the token and user.
@@ -261,7 +315,11 @@ impl TestApp {
         let body: Value = resp.json().await.expect("register body");
         TestUser {
             token: body["access_token"].as_str().expect("token").to_owned(),
-            id: body["user"]["user_id"].as_str().expect("user id").parse().expect("uuid"),
+            id: body["user"]["user_id"]
+                .as_str()
+                .expect("user id")
+                .parse()
+                .expect("uuid"),
             name: name.to_owned(),
         }
     }
@@ -327,7 +385,11 @@ impl Drop for ProcessNode {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 #[derive(Debug, Clone)]
@@ -339,7 +401,12 @@ pub struct TestUser {
 
 async fn start(settings: Settings) -> TestApp {
     let redis = settings.redis_url.is_some();
-    let db_name = settings.database_url.rsplit('/').next().expect("db name").to_owned();
+    let db_name = settings
+        .database_url
+        .rsplit('/')
+        .next()
+        .expect("db name")
+        .to_owned();
     let prefix = settings.redis_prefix.clone();
     let app = Application::build(settings).await.expect("build app");
     let port = app.port();
@@ -348,7 +415,11 @@ async fn start(settings: Settings) -> TestApp {
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
-    let client = reqwest::Client::builder().tcp_nodelay(true).no_proxy().build().expect("client");
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .expect("client");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
@@ -386,7 +457,9 @@ pub async fn assert_error(resp: Response, status: StatusCode) -> Value {
 /// Asserts a 400 whose body names `field`.
 pub async fn assert_invalid(resp: Response, field: &str) -> Value {
     let b = assert_error(resp, StatusCode::BAD_REQUEST).await;
-    let named = b["fields"].as_array().is_some_and(|f| f.iter().any(|x| x == field))
+    let named = b["fields"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == field))
         || b["message"].to_string().contains(field);
     assert!(named, "400 body does not name {field}: {b}");
     b

@@ -16,7 +16,10 @@ async fn status_of(sock: &mut SioClient, user: uuid::Uuid, timeout: Duration) ->
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ev = sock.next_event("userStatus", left).await.unwrap_or_else(|e| panic!("{e}"));
+        let ev = sock
+            .next_event("userStatus", left)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         if ev["userId"] == user.to_string() {
             return ev;
         }
@@ -24,8 +27,16 @@ async fn status_of(sock: &mut SioClient, user: uuid::Uuid, timeout: Duration) ->
 }
 
 /// `userStatus` events about `user` within `window`.
-async fn statuses_of(sock: &mut SioClient, user: uuid::Uuid, window: Duration) -> Vec<serde_json::Value> {
-    sock.collect("userStatus", window).await.into_iter().filter(|e| e["userId"] == user.to_string()).collect()
+async fn statuses_of(
+    sock: &mut SioClient,
+    user: uuid::Uuid,
+    window: Duration,
+) -> Vec<serde_json::Value> {
+    sock.collect("userStatus", window)
+        .await
+        .into_iter()
+        .filter(|e| e["userId"] == user.to_string())
+        .collect()
 }
 
 async fn refused(base: &str, ns: &str, auth: serde_json::Value) -> String {
@@ -48,7 +59,12 @@ async fn sockets_without_a_valid_live_token_are_refused_with_a_reason() {
         let msg = refused(&app.address, ns, json!({ "token": "garbage" })).await;
         assert!(msg.contains("malformed"), "{msg}");
     }
-    let expired = app.state.tokens.issue(user.id, uuid::Uuid::new_v4()).unwrap().0;
+    let expired = app
+        .state
+        .tokens
+        .issue(user.id, uuid::Uuid::new_v4())
+        .unwrap()
+        .0;
     let msg = refused(&app.address, "/", json!({ "token": expired })).await;
     assert!(msg.contains("revoked"), "{msg}");
     app.post("/auth/logout", &user.token, json!({})).await;
@@ -61,7 +77,13 @@ async fn a_token_in_the_authorization_header_is_accepted() {
     let app = spawn_app_memory().await;
     let user = app.register(&name("hdr")).await;
     let header = format!("Bearer {}", user.token);
-    let sock = SioClient::connect_with_headers(&app.address, "/", json!({}), &[("authorization", &header)]).await;
+    let sock = SioClient::connect_with_headers(
+        &app.address,
+        "/",
+        json!({}),
+        &[("authorization", &header)],
+    )
+    .await;
     assert!(sock.is_ok(), "{:?}", sock.err());
 }
 
@@ -70,7 +92,10 @@ async fn the_notifications_namespace_greets_with_connected() {
     let app = spawn_app().await;
     let user = app.register(&name("notif")).await;
     let mut sock = app.notifications_socket(&user.token).await;
-    let hello = sock.next_event("notifications:connected", WAIT).await.unwrap();
+    let hello = sock
+        .next_event("notifications:connected", WAIT)
+        .await
+        .unwrap();
     assert_eq!(hello, json!({ "status": "connected" }));
 }
 
@@ -85,25 +110,45 @@ async fn typing_reaches_other_members_on_another_node_but_not_the_typist() {
     let mut alice_sock = a.socket(&alice.token).await;
     let mut bob_sock = b.socket(&bob.token).await;
     for s in [&alice_sock, &bob_sock] {
-        let ack = s.emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT).await.unwrap();
+        let ack = s
+            .emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
+            .await
+            .unwrap();
         assert_eq!(ack["ok"], true, "{ack}");
     }
     // Act
     let ack = alice_sock
-        .emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": true }), WAIT)
+        .emit_with_ack(
+            "typing",
+            &json!({ "conversationId": conv, "isTyping": true }),
+            WAIT,
+        )
         .await
         .unwrap();
     // Assert
     assert_eq!(ack["ok"], true, "{ack}");
     let got = bob_sock.next_event("userTyping", WAIT).await.unwrap();
-    assert_eq!(got, json!({ "userId": alice.id, "conversationId": conv, "isTyping": true }));
-    assert!(alice_sock.collect("userTyping", QUIET).await.is_empty(), "typist heard their own typing");
-    let typing = a.get(&format!("/conversations/{conv}/typing"), &bob.token).await;
+    assert_eq!(
+        got,
+        json!({ "userId": alice.id, "conversationId": conv, "isTyping": true })
+    );
+    assert!(
+        alice_sock.collect("userTyping", QUIET).await.is_empty(),
+        "typist heard their own typing"
+    );
+    let typing = a
+        .get(&format!("/conversations/{conv}/typing"), &bob.token)
+        .await;
     if typing.status() == StatusCode::OK {
         let list = typing.json::<serde_json::Value>().await.unwrap();
         assert!(list.to_string().contains(&alice.id.to_string()), "{list}");
     }
-    alice_sock.emit("typing", &json!({ "conversationId": conv, "isTyping": false })).unwrap();
+    alice_sock
+        .emit(
+            "typing",
+            &json!({ "conversationId": conv, "isTyping": false }),
+        )
+        .unwrap();
     let stopped = bob_sock.next_event("userTyping", WAIT).await.unwrap();
     assert_eq!(stopped["isTyping"], false);
 }
@@ -117,19 +162,39 @@ async fn strangers_cannot_join_or_type_in_a_conversation_and_hear_nothing() {
     let conv = app.conversation_of(&[&alice, &bob]).await;
     let mut eve_sock = app.socket(&eve.token).await;
     let bob_sock = app.socket(&bob.token).await;
-    bob_sock.emit_with_ack("joinConversation", &json!({ "conversationId": conv }), WAIT).await.unwrap();
+    bob_sock
+        .emit_with_ack("joinConversation", &json!({ "conversationId": conv }), WAIT)
+        .await
+        .unwrap();
 
-    let join = eve_sock.emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT).await.unwrap();
+    let join = eve_sock
+        .emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
+        .await
+        .unwrap();
     assert_eq!(join["ok"], false);
     assert_eq!(join["error"]["statusCode"], 404, "{join}");
     let typing = eve_sock
-        .emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": true }), WAIT)
+        .emit_with_ack(
+            "typing",
+            &json!({ "conversationId": conv, "isTyping": true }),
+            WAIT,
+        )
         .await
         .unwrap();
     assert_eq!(typing["ok"], false);
 
-    bob_sock.emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": true }), WAIT).await.unwrap();
-    assert!(eve_sock.collect("userTyping", QUIET).await.is_empty(), "a stranger heard typing");
+    bob_sock
+        .emit_with_ack(
+            "typing",
+            &json!({ "conversationId": conv, "isTyping": true }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        eve_sock.collect("userTyping", QUIET).await.is_empty(),
+        "a stranger heard typing"
+    );
 }
 
 #[tokio::test]
@@ -137,10 +202,16 @@ async fn malformed_payloads_get_an_error_and_the_socket_lives() {
     let app = spawn_app_memory().await;
     let user = app.register(&name("bad")).await;
     let mut sock = app.socket(&user.token).await;
-    let ack = sock.emit_with_ack("typing", &json!({ "conversationId": "nope" }), WAIT).await.unwrap();
+    let ack = sock
+        .emit_with_ack("typing", &json!({ "conversationId": "nope" }), WAIT)
+        .await
+        .unwrap();
     assert_eq!(ack["ok"], false);
     assert_eq!(ack["error"]["statusCode"], 400, "{ack}");
-    let ack = sock.emit_with_ack("joinConversation", &json!(42), WAIT).await.unwrap();
+    let ack = sock
+        .emit_with_ack("joinConversation", &json!(42), WAIT)
+        .await
+        .unwrap();
     assert_eq!(ack["error"]["statusCode"], 400, "{ack}");
     // Without an ack the error comes back as an `error` event.
     sock.emit("joinConversation", &json!({})).unwrap();
@@ -148,7 +219,14 @@ async fn malformed_payloads_get_an_error_and_the_socket_lives() {
     assert_eq!(err["event"], "joinConversation");
     assert_eq!(err["error"]["statusCode"], 400);
     // Still connected and answering.
-    let ack = sock.emit_with_ack("leaveConversation", &json!(uuid::Uuid::new_v4().to_string()), WAIT).await.unwrap();
+    let ack = sock
+        .emit_with_ack(
+            "leaveConversation",
+            &json!(uuid::Uuid::new_v4().to_string()),
+            WAIT,
+        )
+        .await
+        .unwrap();
     assert_eq!(ack["ok"], true);
 }
 
@@ -165,10 +243,26 @@ async fn logout_on_one_node_drops_exactly_that_devices_sockets_on_another() {
     let resp = a.post("/auth/logout", &user.token, json!({})).await;
     assert_eq!(resp.status(), StatusCode::OK);
 
-    assert!(phone_chat.wait_disconnected(Duration::from_secs(1)).await, "phone chat socket survived logout");
-    assert!(phone_notes.wait_disconnected(Duration::from_secs(1)).await, "phone notifications socket survived");
-    assert!(!laptop_chat.wait_disconnected(QUIET).await, "the other device was dropped too");
-    let ack = laptop_chat.emit_with_ack("leaveConversation", &json!(uuid::Uuid::new_v4().to_string()), WAIT).await.unwrap();
+    assert!(
+        phone_chat.wait_disconnected(Duration::from_secs(1)).await,
+        "phone chat socket survived logout"
+    );
+    assert!(
+        phone_notes.wait_disconnected(Duration::from_secs(1)).await,
+        "phone notifications socket survived"
+    );
+    assert!(
+        !laptop_chat.wait_disconnected(QUIET).await,
+        "the other device was dropped too"
+    );
+    let ack = laptop_chat
+        .emit_with_ack(
+            "leaveConversation",
+            &json!(uuid::Uuid::new_v4().to_string()),
+            WAIT,
+        )
+        .await
+        .unwrap();
     assert_eq!(ack["ok"], true);
 }
 
@@ -189,11 +283,17 @@ async fn presence_goes_online_and_offline_once_across_devices_and_nodes() {
     assert_eq!(online["status"], "online");
     assert_eq!(a.status_of(alice.id).await, "online");
     let second = b.socket(&alice_phone).await;
-    assert!(statuses_of(&mut bob_sock, alice.id, QUIET).await.is_empty(), "second device re-announced");
+    assert!(
+        statuses_of(&mut bob_sock, alice.id, QUIET).await.is_empty(),
+        "second device re-announced"
+    );
 
     // One device leaves: still online
     drop(first);
-    assert!(statuses_of(&mut bob_sock, alice.id, QUIET).await.is_empty(), "went offline with a device left");
+    assert!(
+        statuses_of(&mut bob_sock, alice.id, QUIET).await.is_empty(),
+        "went offline with a device left"
+    );
     // The last leaves: offline, once
     drop(second);
     let offline = status_of(&mut bob_sock, alice.id, WAIT).await;
@@ -223,7 +323,9 @@ async fn a_killed_nodes_users_go_offline_within_the_lease_announced_by_survivors
     let mut bob_sock = a.socket(&bob.token).await;
     let mut doomed = a.spawn_process(&[("CHATTY_PRESENCE_TTL_MS", &lease_ms.to_string())]);
     doomed.ready().await;
-    let _alice_sock = SioClient::connect(&doomed.address, "/", json!({ "token": alice.token })).await.unwrap();
+    let _alice_sock = SioClient::connect(&doomed.address, "/", json!({ "token": alice.token }))
+        .await
+        .unwrap();
     let online = status_of(&mut bob_sock, alice.id, WAIT).await;
     assert_eq!(online["status"], "online");
 
@@ -234,7 +336,11 @@ async fn a_killed_nodes_users_go_offline_within_the_lease_announced_by_survivors
     // Assert
     let offline = status_of(&mut bob_sock, alice.id, Duration::from_millis(lease_ms * 3)).await;
     assert_eq!(offline["status"], "offline");
-    assert!(killed_at.elapsed() <= Duration::from_millis(lease_ms * 2), "took {:?}", killed_at.elapsed());
+    assert!(
+        killed_at.elapsed() <= Duration::from_millis(lease_ms * 2),
+        "took {:?}",
+        killed_at.elapsed()
+    );
     assert_eq!(a.status_of(alice.id).await, "offline");
 }
 
@@ -256,7 +362,16 @@ impl PrivateRedis {
 
     fn spawn(port: u16, dir: &std::path::Path) -> std::process::Child {
         std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
             .args(["--appendfsync", "always", "--dir"])
             .arg(dir)
             .stdout(std::process::Stdio::null())
@@ -317,47 +432,85 @@ async fn fan_out_and_presence_recover_by_themselves_after_redis_restarts() {
     let alice_sock = a.socket(&alice.token).await;
     let mut bob_sock = b.socket(&bob.token).await;
     for s in [&alice_sock, &bob_sock] {
-        s.emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT).await.unwrap();
+        s.emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
+            .await
+            .unwrap();
     }
 
     // Act: Redis dies and comes back on the same port; presence leases are lost with it
     redis.restart().await;
     let client = redis::Client::open(redis.url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}presence:*", a.prefix)).query_async(&mut c).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}presence:*", a.prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
     if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut c).await.unwrap();
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut c)
+            .await
+            .unwrap();
     }
 
     // Assert: both buses resubscribe, REST stayed up, fan-out and presence are back
     for node in [&a, &b] {
         let mut ready = false;
         for _ in 0..100 {
-            let r = node.request(reqwest::Method::GET, "/readyz", None, None).await;
+            let r = node
+                .request(reqwest::Method::GET, "/readyz", None, None)
+                .await;
             if r.status() == StatusCode::OK {
                 ready = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(ready, "node never became ready again after the Redis restart");
+        assert!(
+            ready,
+            "node never became ready again after the Redis restart"
+        );
     }
     let mut heard = false;
     for _ in 0..10 {
         let ack = alice_sock
-            .emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": true }), WAIT)
+            .emit_with_ack(
+                "typing",
+                &json!({ "conversationId": conv, "isTyping": true }),
+                WAIT,
+            )
             .await
             .unwrap();
-        if ack["ok"] == true && !bob_sock.collect("userTyping", Duration::from_millis(300)).await.is_empty() {
+        if ack["ok"] == true
+            && !bob_sock
+                .collect("userTyping", Duration::from_millis(300))
+                .await
+                .is_empty()
+        {
             heard = true;
             break;
         }
-        alice_sock.emit_with_ack("typing", &json!({ "conversationId": conv, "isTyping": false }), WAIT).await.unwrap();
+        alice_sock
+            .emit_with_ack(
+                "typing",
+                &json!({ "conversationId": conv, "isTyping": false }),
+                WAIT,
+            )
+            .await
+            .unwrap();
     }
-    assert!(heard, "cross-node fan-out did not resume after the Redis restart");
+    assert!(
+        heard,
+        "cross-node fan-out did not resume after the Redis restart"
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
     let online = a.state.fabric.online(&[alice.id, bob.id]).await.unwrap();
-    assert_eq!(online.len(), 2, "presence leases were not re-registered: {online:?}");
+    assert_eq!(
+        online.len(),
+        2,
+        "presence leases were not re-registered: {online:?}"
+    );
     redis.kill();
 }
 
@@ -371,7 +524,10 @@ async fn a_draining_node_sends_its_sockets_away_without_flapping_presence() {
     a.conversation_of(&[&alice, &bob]).await;
     let mut bob_sock = b.socket(&bob.token).await;
     let mut alice_sock = a.socket(&alice.token).await;
-    assert_eq!(status_of(&mut bob_sock, alice.id, WAIT).await["status"], "online");
+    assert_eq!(
+        status_of(&mut bob_sock, alice.id, WAIT).await["status"],
+        "online"
+    );
 
     // Act: SIGTERM-equivalent on A
     let stopped = tokio::time::timeout(Duration::from_secs(10), a.stop()).await;
@@ -379,9 +535,17 @@ async fn a_draining_node_sends_its_sockets_away_without_flapping_presence() {
     // Assert: A exits promptly, alice's socket is closed, and reconnecting to B does not
     // make her flap offline/online for bob
     assert!(stopped.is_ok(), "node did not finish draining in time");
-    assert!(alice_sock.wait_disconnected(WAIT).await, "socket stayed open on a drained node");
+    assert!(
+        alice_sock.wait_disconnected(WAIT).await,
+        "socket stayed open on a drained node"
+    );
     let _again = b.socket(&alice.token).await;
-    assert!(statuses_of(&mut bob_sock, alice.id, Duration::from_millis(800)).await.is_empty(), "presence flapped");
+    assert!(
+        statuses_of(&mut bob_sock, alice.id, Duration::from_millis(800))
+            .await
+            .is_empty(),
+        "presence flapped"
+    );
     assert_eq!(b.status_of(alice.id).await, "online");
 }
 
@@ -394,6 +558,51 @@ async fn sockets_are_dropped_when_their_session_ends_even_without_a_logout_event
     .await;
     let user = app.register(&name("brief")).await;
     let mut sock = app.socket(&user.token).await;
-    assert!(!sock.wait_disconnected(Duration::from_millis(1000)).await, "dropped before the session ended");
-    assert!(sock.wait_disconnected(Duration::from_secs(4)).await, "socket outlived its session");
+    assert!(
+        !sock.wait_disconnected(Duration::from_millis(1000)).await,
+        "dropped before the session ended"
+    );
+    assert!(
+        sock.wait_disconnected(Duration::from_secs(4)).await,
+        "socket outlived its session"
+    );
+}
+
+#[tokio::test]
+async fn long_polling_clients_and_websocket_clients_hear_each_other_across_nodes() {
+    use chatty::sio_client::Transport;
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let conv = a.conversation_of(&[&alice, &bob]).await;
+    let mut polling = SioClient::connect_with(
+        &a.address,
+        "/",
+        json!({ "token": alice.token }),
+        &[],
+        Transport::Polling,
+    )
+    .await
+    .expect("polling connect");
+    let ws = b.socket(&bob.token).await;
+    for s in [&*polling, &*ws] {
+        let ack = s
+            .emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    ws.emit_with_ack(
+        "typing",
+        &json!({ "conversationId": conv, "isTyping": true }),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let heard = polling.next_event("userTyping", WAIT).await.unwrap();
+    assert_eq!(heard["userId"], bob.id.to_string());
+    let refused =
+        SioClient::connect_with(&a.address, "/", json!({}), &[], Transport::Polling).await;
+    assert!(matches!(refused, Err(ConnectError::Refused(_))));
 }
