@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod extract;
 pub mod health;
+pub mod typing;
 pub mod users;
 
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(health::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(typing::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))

@@ -1,0 +1,62 @@
+use axum::{Json, Router, extract::State, routing::get};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::extract::{AppPath, AuthUser};
+use crate::{
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/conversations/{id}/typing", get(who_is_typing))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Typist {
+    user_id: Uuid,
+    username: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Typing {
+    conversation_id: Uuid,
+    typing: Vec<Typist>,
+}
+
+/// Who is typing in a conversation now, from the fabric's expiring marks. Members only;
+/// anyone else gets 404, as if the conversation did not exist.
+async fn who_is_typing(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<Typing>> {
+    let member: bool = sqlx::query_scalar(
+        "select exists(select 1 from conversation_participants where conversation_id = $1 and user_id = $2)",
+    )
+    .bind(id)
+    .bind(auth.user_id)
+    .fetch_one(&state.db)
+    .await?;
+    if !member {
+        return Err(ApiError::not_found("conversation"));
+    }
+    let ids = state.fabric.typing_list(id).await?;
+    let typing = if ids.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_as::<_, Typist>(
+            "select u.user_id, u.username from users u \
+             join conversation_participants p on p.user_id = u.user_id and p.conversation_id = $2 \
+             where u.user_id = any($1) order by u.username",
+        )
+        .bind(&ids)
+        .bind(id)
+        .fetch_all(&state.db)
+        .await?
+    };
+    Ok(Json(Typing {
+        conversation_id: id,
+        typing,
+    }))
+}
