@@ -73,7 +73,12 @@ pub struct Emit {
 }
 
 impl Emit {
-    pub fn new(ns: Namespace, event: &str, rooms: Vec<String>, data: &impl Serialize) -> Result<Self, serde_json::Error> {
+    pub fn new(
+        ns: Namespace,
+        event: &str,
+        rooms: Vec<String>,
+        data: &impl Serialize,
+    ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             ns,
             event: event.to_owned(),
@@ -93,14 +98,18 @@ impl Emit {
 
 /// What travels on the bus.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum BusMessage {
     /// Deliver an event to rooms.
     Emit(Emit),
     /// Disconnect every socket of these device sessions (logout, revoked device).
     DisconnectSessions { sessions: Vec<Uuid> },
     /// Make these users' sockets join (or leave) a room, e.g. when added to a group.
-    Rooms { users: Vec<Uuid>, join: Vec<String>, leave: Vec<String> },
+    Rooms {
+        users: Vec<Uuid>,
+        join: Vec<String>,
+        leave: Vec<String>,
+    },
 }
 
 /// A failure to publish. Callers that stored data already log it and carry on: clients

@@ -1,8 +1,10 @@
 //! REST routes. Each feature module owns its router; `api_router` merges them.
 
 pub mod auth;
+pub mod conversations;
 pub mod extract;
 pub mod health;
+pub mod messages;
 pub mod users;
 
 use std::time::Duration;
@@ -33,6 +35,8 @@ pub fn api_router(state: AppState) -> Router {
         .merge(health::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(conversations::router())
+        .merge(messages::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
