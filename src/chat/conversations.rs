@@ -104,15 +104,26 @@ pub enum NewConversation {
     /// The one conversation between the creator and `with`.
     Direct { with: Uuid },
     /// A named group; `members` are distinct and never include the creator, who becomes owner.
-    Group { name: ConversationName, members: Vec<Uuid> },
+    Group {
+        name: ConversationName,
+        members: Vec<Uuid>,
+    },
 }
 
 impl NewConversation {
     /// Applies the rules of `POST /conversations`: the creator always takes part, repeated
     /// ids collapse, a direct chat is exactly the creator and one other user, a group needs
     /// a name. A name given for a direct chat is ignored: direct chats are unnamed.
-    pub fn parse(creator: Uuid, name: Option<&str>, is_group: bool, participant_ids: &[Uuid]) -> ApiResult<Self> {
-        let others: Vec<Uuid> = distinct(participant_ids).into_iter().filter(|id| *id != creator).collect();
+    pub fn parse(
+        creator: Uuid,
+        name: Option<&str>,
+        is_group: bool,
+        participant_ids: &[Uuid],
+    ) -> ApiResult<Self> {
+        let others: Vec<Uuid> = distinct(participant_ids)
+            .into_iter()
+            .filter(|id| *id != creator)
+            .collect();
         if !is_group {
             return match others.as_slice() {
                 [with] => Ok(Self::Direct { with: *with }),
@@ -131,7 +142,10 @@ impl NewConversation {
             }
             Some(Err(other)) => return Err(other),
             None => {
-                errs.push(FieldError::new("name", "is required for group conversations"));
+                errs.push(FieldError::new(
+                    "name",
+                    "is required for group conversations",
+                ));
                 None
             }
         };
@@ -142,7 +156,10 @@ impl NewConversation {
             ));
         }
         match name {
-            Some(name) if errs.is_empty() => Ok(Self::Group { name, members: others }),
+            Some(name) if errs.is_empty() => Ok(Self::Group {
+                name,
+                members: others,
+            }),
             _ => Err(ApiError::Invalid(errs)),
         }
     }
@@ -230,16 +247,26 @@ pub async fn list_conversations(
 }
 
 /// One conversation as it appears in the caller's list; `None` unless they take part.
-pub async fn conversation_summary(db: &PgPool, viewer: Uuid, id: Uuid) -> ApiResult<Option<ConversationSummary>> {
-    Ok(sqlx::query_as::<_, ConversationSummary>(summary_sql!("and me.conversation_id = $2"))
-        .bind(viewer)
-        .bind(id)
-        .fetch_optional(db)
-        .await?)
+pub async fn conversation_summary(
+    db: &PgPool,
+    viewer: Uuid,
+    id: Uuid,
+) -> ApiResult<Option<ConversationSummary>> {
+    Ok(
+        sqlx::query_as::<_, ConversationSummary>(summary_sql!("and me.conversation_id = $2"))
+            .bind(viewer)
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 /// A conversation with its newest messages, for participants only (404 for anyone else).
-pub async fn conversation_details(db: &PgPool, viewer: Uuid, id: Uuid) -> ApiResult<ConversationDetails> {
+pub async fn conversation_details(
+    db: &PgPool,
+    viewer: Uuid,
+    id: Uuid,
+) -> ApiResult<ConversationDetails> {
     let summary = conversation_summary(db, viewer, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
@@ -248,7 +275,10 @@ pub async fn conversation_details(db: &PgPool, viewer: Uuid, id: Uuid) -> ApiRes
 }
 
 /// The conversation as everyone sees it, whoever asks: callers check access first.
-pub async fn conversation_view<'e>(db: impl PgExecutor<'e>, id: Uuid) -> ApiResult<Option<ConversationView>> {
+pub async fn conversation_view<'e>(
+    db: impl PgExecutor<'e>,
+    id: Uuid,
+) -> ApiResult<Option<ConversationView>> {
     Ok(sqlx::query_as::<_, ConversationView>(concat!(
         "select c.conversation_id, c.name, c.is_group, c.created_by, c.last_seq, \
            c.last_message_at, c.created_at, c.updated_at, ",
@@ -264,7 +294,11 @@ pub async fn conversation_view<'e>(db: impl PgExecutor<'e>, id: Uuid) -> ApiResu
 }
 
 /// The ids among `ids` that name no user, as a 400 naming `field`.
-async fn require_users<'e>(db: impl PgExecutor<'e>, ids: &[Uuid], field: &'static str) -> ApiResult<()> {
+async fn require_users<'e>(
+    db: impl PgExecutor<'e>,
+    ids: &[Uuid],
+    field: &'static str,
+) -> ApiResult<()> {
     let unknown = sqlx::query_scalar::<_, Vec<Uuid>>(
         "select coalesce(array_agg(t.id order by t.id), '{}') from unnest($1::uuid[]) as t(id) \
          where not exists (select 1 from users u where u.user_id = t.id)",
@@ -275,8 +309,15 @@ async fn require_users<'e>(db: impl PgExecutor<'e>, ids: &[Uuid], field: &'stati
     if unknown.is_empty() {
         return Ok(());
     }
-    let list = unknown.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ");
-    Err(ApiError::invalid(field, format!("names unknown users: {list}")))
+    let list = unknown
+        .iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(ApiError::invalid(
+        field,
+        format!("names unknown users: {list}"),
+    ))
 }
 
 /// Starts a conversation and announces it as `conversationCreated` to every participant.
@@ -334,13 +375,17 @@ pub async fn create_conversation(
         // Only a direct chat can meet an existing row (its direct_key); group inserts always return one.
         (None, new) => {
             let NewConversation::Direct { with } = new else {
-                return Err(ApiError::Internal(anyhow::anyhow!("group insert returned no row")));
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "group insert returned no row"
+                )));
             };
-            let id = sqlx::query_scalar::<_, Uuid>("select conversation_id from conversations where direct_key = $1")
-                .bind(direct_key(creator, *with))
-                .fetch_optional(&state.db)
-                .await?
-                .ok_or_else(|| ApiError::Conflict("the conversation changed; try again".into()))?;
+            let id = sqlx::query_scalar::<_, Uuid>(
+                "select conversation_id from conversations where direct_key = $1",
+            )
+            .bind(direct_key(creator, *with))
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or_else(|| ApiError::Conflict("the conversation changed; try again".into()))?;
             (id, false)
         }
     };
@@ -350,7 +395,13 @@ pub async fn create_conversation(
     if created {
         let mut recipients = others;
         recipients.push(creator);
-        publish(state, events::CONVERSATION_CREATED, &recipients, &summary.conversation).await;
+        publish(
+            state,
+            events::CONVERSATION_CREATED,
+            &recipients,
+            &summary.conversation,
+        )
+        .await;
     }
     Ok((summary, created))
 }
@@ -403,7 +454,9 @@ pub async fn add_participants(
     .await?
     .ok_or_else(|| ApiError::not_found("conversation"))?;
     if !is_group {
-        return Err(ApiError::BadRequest("participants can only be added to group conversations".into()));
+        return Err(ApiError::BadRequest(
+            "participants can only be added to group conversations".into(),
+        ));
     }
     require_users(&mut *tx, &ids, "userIds").await?;
     let added = sqlx::query_scalar::<_, Uuid>(
@@ -424,8 +477,18 @@ pub async fn add_participants(
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     tx.commit().await?;
     if !added.is_empty() {
-        let event = ParticipantsAdded { conversation_id, user_ids: added.clone(), conversation: view.clone() };
-        publish(state, events::PARTICIPANTS_ADDED, &view.participant_ids(), &event).await;
+        let event = ParticipantsAdded {
+            conversation_id,
+            user_ids: added.clone(),
+            conversation: view.clone(),
+        };
+        publish(
+            state,
+            events::PARTICIPANTS_ADDED,
+            &view.participant_ids(),
+            &event,
+        )
+        .await;
         publish_rooms(state, added, conversation_id, true).await;
     }
     Ok(view)
@@ -456,7 +519,9 @@ pub async fn remove_participant(
     .await?
     .ok_or_else(|| ApiError::not_found("conversation"))?;
     if !is_group {
-        return Err(ApiError::BadRequest("participants can only be removed from group conversations".into()));
+        return Err(ApiError::BadRequest(
+            "participants can only be removed from group conversations".into(),
+        ));
     }
     let (target_role, members) = sqlx::query_as::<_, (Option<String>, i64)>(
         "select max(role) filter (where user_id = $2), count(*) from conversation_participants \
@@ -480,13 +545,17 @@ pub async fn remove_participant(
         }
     }
     if members <= 1 {
-        return Err(ApiError::BadRequest("the last participant cannot be removed".into()));
+        return Err(ApiError::BadRequest(
+            "the last participant cannot be removed".into(),
+        ));
     }
-    sqlx::query("delete from conversation_participants where conversation_id = $1 and user_id = $2")
-        .bind(conversation_id)
-        .bind(target)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "delete from conversation_participants where conversation_id = $1 and user_id = $2",
+    )
+    .bind(conversation_id)
+    .bind(target)
+    .execute(&mut *tx)
+    .await?;
     if target_role == "owner" {
         sqlx::query(
             "update conversation_participants set role = 'owner' \
@@ -503,8 +572,16 @@ pub async fn remove_participant(
     tx.commit().await?;
     let mut recipients = view.participant_ids();
     recipients.push(target);
-    publish(state, events::PARTICIPANT_REMOVED, &recipients, &ParticipantRemoved { conversation_id, user_id: target })
-        .await;
+    publish(
+        state,
+        events::PARTICIPANT_REMOVED,
+        &recipients,
+        &ParticipantRemoved {
+            conversation_id,
+            user_id: target,
+        },
+    )
+    .await;
     publish_rooms(state, vec![target], conversation_id, false).await;
     Ok(view)
 }
@@ -516,8 +593,14 @@ mod tests {
     #[test]
     fn a_direct_chat_is_the_creator_and_exactly_one_other_user() {
         let (me, a, b) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        assert_eq!(NewConversation::parse(me, None, false, &[a]).unwrap(), NewConversation::Direct { with: a });
-        assert_eq!(NewConversation::parse(me, None, false, &[me, a, a]).unwrap(), NewConversation::Direct { with: a });
+        assert_eq!(
+            NewConversation::parse(me, None, false, &[a]).unwrap(),
+            NewConversation::Direct { with: a }
+        );
+        assert_eq!(
+            NewConversation::parse(me, None, false, &[me, a, a]).unwrap(),
+            NewConversation::Direct { with: a }
+        );
         assert!(NewConversation::parse(me, None, false, &[]).is_err());
         assert!(NewConversation::parse(me, None, false, &[me]).is_err());
         assert!(NewConversation::parse(me, None, false, &[a, b]).is_err());
@@ -529,7 +612,9 @@ mod tests {
         assert!(NewConversation::parse(me, None, true, &[a]).is_err());
         assert!(NewConversation::parse(me, Some("  "), true, &[a]).is_err());
         let g = NewConversation::parse(me, Some(" Team "), true, &[a, me, a]).unwrap();
-        let NewConversation::Group { name, members } = g else { panic!("not a group") };
+        let NewConversation::Group { name, members } = g else {
+            panic!("not a group")
+        };
         assert_eq!(name.as_str(), "Team");
         assert_eq!(members, vec![a]);
     }

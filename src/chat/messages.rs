@@ -105,7 +105,11 @@ pub struct MessageRange {
 impl MessageRange {
     /// The newest `limit` messages.
     pub fn latest(limit: i64) -> Self {
-        Self { after_seq: None, before_seq: None, limit }
+        Self {
+            after_seq: None,
+            before_seq: None,
+            limit,
+        }
     }
 }
 
@@ -155,16 +159,23 @@ pub async fn send_message(
         .fetch_optional(&state.db)
         .await;
     match stored {
-        Ok(Some(Addressed { message, recipients })) => {
+        Ok(Some(Addressed {
+            message,
+            recipients,
+        })) => {
             metrics::counter!("messages_stored_total").increment(1);
             publish(state, events::NEW_MESSAGE, &recipients, &message).await;
             Ok((message, true))
         }
         Ok(None) => Err(ApiError::not_found("conversation")),
-        Err(sqlx::Error::Database(e)) if e.constraint() == Some("messages_sender_client_msg_key") => {
+        Err(sqlx::Error::Database(e))
+            if e.constraint() == Some("messages_sender_client_msg_key") =>
+        {
             // Checked only on this path: a unique violation here always carries an id.
-            let client_msg_id = client_msg_id.ok_or_else(|| ApiError::Conflict("duplicate message".into()))?;
-            let original = original_of_retry(&state.db, sender, conversation_id, client_msg_id).await?;
+            let client_msg_id =
+                client_msg_id.ok_or_else(|| ApiError::Conflict("duplicate message".into()))?;
+            let original =
+                original_of_retry(&state.db, sender, conversation_id, client_msg_id).await?;
             Ok((original, false))
         }
         Err(e) => Err(e.into()),
@@ -203,10 +214,12 @@ async fn original_of_retry(
     .await?;
     match original {
         Some(o) if !o.member => Err(ApiError::not_found("conversation")),
-        Some(o) if o.message.conversation_id != conversation_id => {
-            Err(ApiError::Conflict("client_msg_id was already used for a message in another conversation".into()))
-        }
-        Some(o) if o.deleted => Err(ApiError::Conflict("the message with this client_msg_id was deleted".into())),
+        Some(o) if o.message.conversation_id != conversation_id => Err(ApiError::Conflict(
+            "client_msg_id was already used for a message in another conversation".into(),
+        )),
+        Some(o) if o.deleted => Err(ApiError::Conflict(
+            "the message with this client_msg_id was deleted".into(),
+        )),
         Some(o) => Ok(o.message),
         // The original vanished between the two statements (its conversation was deleted).
         None => Err(ApiError::not_found("conversation")),
@@ -262,7 +275,12 @@ struct Edited {
 /// Replaces a message's text (sender only) and announces it as `messageUpdated`.
 /// Participants other than the sender get 403; everyone else, and deleted messages, 404.
 #[tracing::instrument(skip(state, body))]
-pub async fn edit_message(state: &AppState, editor: Uuid, message_id: Uuid, body: MessageBody) -> ApiResult<MessageView> {
+pub async fn edit_message(
+    state: &AppState,
+    editor: Uuid,
+    message_id: Uuid,
+    body: MessageBody,
+) -> ApiResult<MessageView> {
     let edited = sqlx::query_as::<_, Edited>(concat!(
         "with ",
         visible_target!(),
@@ -287,13 +305,17 @@ pub async fn edit_message(state: &AppState, editor: Uuid, message_id: Uuid, body
     .await?
     .ok_or_else(|| ApiError::not_found("message"))?;
     if edited.sender_id != editor {
-        return Err(ApiError::Forbidden("only the sender can edit a message".into()));
+        return Err(ApiError::Forbidden(
+            "only the sender can edit a message".into(),
+        ));
     }
     if edited.unchanged {
         return message_view(&state.db, editor, message_id).await;
     }
     // Deleted between the read and the write of the statement above.
-    let message = edited.message.ok_or_else(|| ApiError::not_found("message"))?;
+    let message = edited
+        .message
+        .ok_or_else(|| ApiError::not_found("message"))?;
     publish(state, events::MESSAGE_UPDATED, &edited.recipients, &message).await;
     Ok(message)
 }
@@ -309,7 +331,11 @@ struct Deleted {
 /// Soft-deletes a message (sender only) and announces it as `messageDeleted`. Its content
 /// stays in the database but is never served again. Same access rules as editing.
 #[tracing::instrument(skip(state))]
-pub async fn delete_message(state: &AppState, user: Uuid, message_id: Uuid) -> ApiResult<MessageDeleted> {
+pub async fn delete_message(
+    state: &AppState,
+    user: Uuid,
+    message_id: Uuid,
+) -> ApiResult<MessageDeleted> {
     let deleted = sqlx::query_as::<_, Deleted>(concat!(
         "with ",
         visible_target!(),
@@ -327,10 +353,16 @@ pub async fn delete_message(state: &AppState, user: Uuid, message_id: Uuid) -> A
     .await?
     .ok_or_else(|| ApiError::not_found("message"))?;
     if deleted.sender_id != user {
-        return Err(ApiError::Forbidden("only the sender can delete a message".into()));
+        return Err(ApiError::Forbidden(
+            "only the sender can delete a message".into(),
+        ));
     }
     let seq = deleted.seq.ok_or_else(|| ApiError::not_found("message"))?;
-    let event = MessageDeleted { message_id, conversation_id: deleted.conversation_id, seq };
+    let event = MessageDeleted {
+        message_id,
+        conversation_id: deleted.conversation_id,
+        seq,
+    };
     publish(state, events::MESSAGE_DELETED, &deleted.recipients, &event).await;
     Ok(event)
 }
@@ -353,7 +385,12 @@ struct Moved {
 /// committed: of two readers finishing at once, the later one always sees both cursors,
 /// so the last event carries the true aggregate.
 #[tracing::instrument(skip(state))]
-pub async fn mark_status(state: &AppState, user: Uuid, message_id: Uuid, status: ReceiptStatus) -> ApiResult<MessageView> {
+pub async fn mark_status(
+    state: &AppState,
+    user: Uuid,
+    message_id: Uuid,
+    status: ReceiptStatus,
+) -> ApiResult<MessageView> {
     let moved = sqlx::query_as::<_, Moved>(
         "with target as (select m.conversation_id, m.sender_id, m.seq from messages m \
            join conversation_participants me on me.conversation_id = m.conversation_id and me.user_id = $2 \
@@ -376,15 +413,24 @@ pub async fn mark_status(state: &AppState, user: Uuid, message_id: Uuid, status:
     .await?
     .ok_or_else(|| ApiError::not_found("message"))?;
     if moved.sender_id == user {
-        return Err(ApiError::BadRequest("the sender of a message cannot set its status".into()));
+        return Err(ApiError::BadRequest(
+            "the sender of a message cannot set its status".into(),
+        ));
     }
-    let Addressed { message, recipients } = addressed_view(&state.db, user, message_id).await?;
+    let Addressed {
+        message,
+        recipients,
+    } = addressed_view(&state.db, user, message_id).await?;
     if let (Some(_), Some(read)) = (moved.delivered, moved.read) {
         let event = MessageStatusEvent {
             message_id,
             conversation_id: moved.conversation_id,
             user_id: user,
-            status: if read >= moved.seq { ReceiptStatus::Read.as_str() } else { ReceiptStatus::Delivered.as_str() },
+            status: if read >= moved.seq {
+                ReceiptStatus::Read.as_str()
+            } else {
+                ReceiptStatus::Delivered.as_str()
+            },
             seq: moved.seq,
             aggregate: message.status,
         };
@@ -437,8 +483,17 @@ pub async fn messages_after(
     after_seq: i64,
     limit: i64,
 ) -> ApiResult<Vec<MessageView>> {
-    messages_page(db, viewer, conversation_id, MessageRange { after_seq: Some(after_seq), before_seq: None, limit })
-        .await
+    messages_page(
+        db,
+        viewer,
+        conversation_id,
+        MessageRange {
+            after_seq: Some(after_seq),
+            before_seq: None,
+            limit,
+        },
+    )
+    .await
 }
 
 /// The page is one range scan of `messages_conversation_seq_key` in the direction that
@@ -468,8 +523,16 @@ macro_rules! page_sql {
 }
 
 /// A slice of history without the membership check (the caller did it).
-pub(super) async fn page(db: &PgPool, conversation_id: Uuid, range: MessageRange) -> ApiResult<Vec<MessageView>> {
-    let sql = if range.after_seq.is_some() { page_sql!("asc") } else { page_sql!("desc") };
+pub(super) async fn page(
+    db: &PgPool,
+    conversation_id: Uuid,
+    range: MessageRange,
+) -> ApiResult<Vec<MessageView>> {
+    let sql = if range.after_seq.is_some() {
+        page_sql!("asc")
+    } else {
+        page_sql!("desc")
+    };
     Ok(sqlx::query_as::<_, MessageView>(sql)
         .bind(conversation_id)
         .bind(range.after_seq.unwrap_or(0))

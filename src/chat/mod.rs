@@ -40,14 +40,15 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub use self::conversations::{
-    ConversationDetails, ConversationSummary, ConversationView, MAX_PARTICIPANTS_PER_REQUEST, NewConversation,
-    ParticipantView, ParticipantsAdded, ParticipantRemoved, add_participants, conversation_details,
-    conversation_summary, conversation_view, create_conversation, list_conversations, remove_participant,
+    ConversationDetails, ConversationSummary, ConversationView, MAX_PARTICIPANTS_PER_REQUEST,
+    NewConversation, ParticipantRemoved, ParticipantView, ParticipantsAdded, add_participants,
+    conversation_details, conversation_summary, conversation_view, create_conversation,
+    list_conversations, remove_participant,
 };
 pub use self::messages::{
-    DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageStatus, MessageStatusEvent,
-    MessageView, Receipt, delete_message, edit_message, mark_status, message_view, messages_after, messages_page,
-    receipts, send_message,
+    DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageStatus,
+    MessageStatusEvent, MessageView, Receipt, delete_message, edit_message, mark_status,
+    message_view, messages_after, messages_page, receipts, send_message,
 };
 use crate::{
     broker::{self, BusMessage, Emit, Namespace, room},
@@ -79,17 +80,22 @@ pub async fn is_participant(db: &PgPool, conversation: Uuid, user: Uuid) -> ApiR
 
 /// The participants of `conversation` (empty when it does not exist).
 pub async fn participant_ids(db: &PgPool, conversation: Uuid) -> ApiResult<Vec<Uuid>> {
-    Ok(
-        sqlx::query_scalar::<_, Uuid>("select user_id from conversation_participants where conversation_id = $1")
-            .bind(conversation)
-            .fetch_all(db)
-            .await?,
+    Ok(sqlx::query_scalar::<_, Uuid>(
+        "select user_id from conversation_participants where conversation_id = $1",
     )
+    .bind(conversation)
+    .fetch_all(db)
+    .await?)
 }
 
 /// Publishes one event to every device of `recipients`. The change it announces is already
 /// committed, so a failure is logged, not returned: clients catch up through `sync`.
-async fn publish(state: &AppState, event: &'static str, recipients: &[Uuid], data: &impl Serialize) {
+async fn publish(
+    state: &AppState,
+    event: &'static str,
+    recipients: &[Uuid],
+    data: &impl Serialize,
+) {
     if recipients.is_empty() {
         return;
     }
@@ -106,6 +112,14 @@ async fn publish_rooms(state: &AppState, users: Vec<Uuid>, conversation: Uuid, j
         return;
     }
     let rooms = vec![room::conversation(conversation)];
-    let (join, leave) = if join { (rooms, Vec::new()) } else { (Vec::new(), rooms) };
-    broker::publish_or_log(state.broker.as_ref(), BusMessage::Rooms { users, join, leave }).await;
+    let (join, leave) = if join {
+        (rooms, Vec::new())
+    } else {
+        (Vec::new(), rooms)
+    };
+    broker::publish_or_log(
+        state.broker.as_ref(),
+        BusMessage::Rooms { users, join, leave },
+    )
+    .await;
 }

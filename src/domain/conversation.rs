@@ -21,7 +21,10 @@ impl ConversationName {
             ));
         }
         if s.chars().any(char::is_control) {
-            return Err(ApiError::invalid("name", "must not contain control characters"));
+            return Err(ApiError::invalid(
+                "name",
+                "must not contain control characters",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -41,7 +44,10 @@ mod tests {
         assert!(ConversationName::parse("   ").is_err());
         assert!(ConversationName::parse(&"n".repeat(101)).is_err());
         assert!(ConversationName::parse("a\nb").is_err());
-        assert_eq!(ConversationName::parse("  Team  ").unwrap().as_str(), "Team");
+        assert_eq!(
+            ConversationName::parse("  Team  ").unwrap().as_str(),
+            "Team"
+        );
         assert!(ConversationName::parse(&"ü".repeat(100)).is_ok());
     }
 }

@@ -12,11 +12,17 @@ impl MessageBody {
         }
         // Counting stops early so a huge body costs no more than the limit.
         if s.chars().nth(max_chars).is_some() {
-            return Err(ApiError::invalid("content", format!("must be at most {max_chars} characters long")));
+            return Err(ApiError::invalid(
+                "content",
+                format!("must be at most {max_chars} characters long"),
+            ));
         }
         // PostgreSQL text cannot hold NUL; refusing it here keeps it a 400 instead of a 500.
         if s.contains('\0') {
-            return Err(ApiError::invalid("content", "must not contain NUL characters"));
+            return Err(ApiError::invalid(
+                "content",
+                "must not contain NUL characters",
+            ));
         }
         Ok(Self(s.to_owned()))
     }
@@ -42,7 +48,10 @@ impl ReceiptStatus {
         match raw.trim() {
             "delivered" => Ok(Self::Delivered),
             "read" => Ok(Self::Read),
-            _ => Err(ApiError::invalid("status", "must be one of: delivered, read")),
+            _ => Err(ApiError::invalid(
+                "status",
+                "must be one of: delivered, read",
+            )),
         }
     }
 
@@ -64,14 +73,27 @@ mod tests {
         assert!(MessageBody::parse(" \n\t ", 10).is_err());
         assert!(MessageBody::parse("a\0b", 10).is_err());
         assert!(MessageBody::parse(&"x".repeat(11), 10).is_err());
-        assert_eq!(MessageBody::parse(&"é".repeat(10), 10).unwrap().as_str().chars().count(), 10);
-        assert_eq!(MessageBody::parse("  hi there \n", 10).unwrap().as_str(), "hi there");
+        assert_eq!(
+            MessageBody::parse(&"é".repeat(10), 10)
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            10
+        );
+        assert_eq!(
+            MessageBody::parse("  hi there \n", 10).unwrap().as_str(),
+            "hi there"
+        );
     }
 
     #[test]
     fn receipt_status_accepts_delivered_and_read_only() {
         assert_eq!(ReceiptStatus::parse("read").unwrap(), ReceiptStatus::Read);
-        assert_eq!(ReceiptStatus::parse("delivered").unwrap(), ReceiptStatus::Delivered);
+        assert_eq!(
+            ReceiptStatus::parse("delivered").unwrap(),
+            ReceiptStatus::Delivered
+        );
         assert!(ReceiptStatus::parse("sent").is_err());
         assert!(ReceiptStatus::parse("READ").is_err());
     }

@@ -23,7 +23,10 @@ pub fn router() -> Router<AppState> {
         .route("/conversations", get(list).post(create))
         .route("/conversations/{id}", get(details))
         .route("/conversations/{id}/participants", post(add_participants))
-        .route("/conversations/{id}/participants/{user_id}/remove", post(remove_participant))
+        .route(
+            "/conversations/{id}/participants/{user_id}/remove",
+            post(remove_participant),
+        )
 }
 
 /// Ids as strings, so that a malformed one is a 400 naming `field` and the bad value.
@@ -39,18 +42,28 @@ pub(super) fn parse_ids(field: &'static str, raw: &[String]) -> ApiResult<Vec<Uu
     if bad.is_empty() {
         Ok(ids)
     } else {
-        Err(ApiError::invalid(field, format!("must contain only UUIDs; not: {}", bad.join(", "))))
+        Err(ApiError::invalid(
+            field,
+            format!("must contain only UUIDs; not: {}", bad.join(", ")),
+        ))
     }
 }
 
 /// An optional integer query parameter; anything unparsable is a 400 naming it.
-pub(super) fn int_param(field: &'static str, raw: Option<&str>, min: i64) -> ApiResult<Option<i64>> {
+pub(super) fn int_param(
+    field: &'static str,
+    raw: Option<&str>,
+    min: i64,
+) -> ApiResult<Option<i64>> {
     let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
     match raw.parse::<i64>() {
         Ok(v) if v >= min => Ok(Some(v)),
-        _ => Err(ApiError::invalid(field, format!("must be an integer of at least {min}"))),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("must be an integer of at least {min}"),
+        )),
     }
 }
 
@@ -70,9 +83,18 @@ async fn create(
     AppJson(body): AppJson<CreateBody>,
 ) -> ApiResult<(StatusCode, Json<ConversationSummary>)> {
     let ids = parse_ids("participant_ids", &body.participant_ids)?;
-    let new = NewConversation::parse(auth.user_id, body.name.as_deref(), body.is_group.unwrap_or(false), &ids)?;
+    let new = NewConversation::parse(
+        auth.user_id,
+        body.name.as_deref(),
+        body.is_group.unwrap_or(false),
+        &ids,
+    )?;
     let (conversation, created) = chat::create_conversation(&state, auth.user_id, new).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(conversation)))
 }
 
@@ -89,7 +111,9 @@ async fn list(
 ) -> ApiResult<Json<Vec<ConversationSummary>>> {
     let limit = page_limit(int_param("limit", p.limit.as_deref(), 1)?)?;
     let offset = int_param("offset", p.offset.as_deref(), 0)?.unwrap_or(0);
-    Ok(Json(chat::list_conversations(&db, auth.user_id, limit, offset).await?))
+    Ok(Json(
+        chat::list_conversations(&db, auth.user_id, limit, offset).await?,
+    ))
 }
 
 async fn details(
@@ -97,7 +121,9 @@ async fn details(
     State(db): State<PgPool>,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<ConversationDetails>> {
-    Ok(Json(chat::conversation_details(&db, auth.user_id, id).await?))
+    Ok(Json(
+        chat::conversation_details(&db, auth.user_id, id).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,7 +140,9 @@ async fn add_participants(
     AppJson(body): AppJson<AddBody>,
 ) -> ApiResult<Json<ConversationView>> {
     let ids = parse_ids("userIds", &body.user_ids)?;
-    Ok(Json(chat::add_participants(&state, auth.user_id, id, &ids).await?))
+    Ok(Json(
+        chat::add_participants(&state, auth.user_id, id, &ids).await?,
+    ))
 }
 
 async fn remove_participant(
@@ -122,5 +150,7 @@ async fn remove_participant(
     State(state): State<AppState>,
     AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<ConversationView>> {
-    Ok(Json(chat::remove_participant(&state, auth.user_id, id, user_id).await?))
+    Ok(Json(
+        chat::remove_participant(&state, auth.user_id, id, user_id).await?,
+    ))
 }

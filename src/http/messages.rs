@@ -13,7 +13,10 @@ use super::{
     extract::{AppJson, AppPath, AppQuery, AuthUser},
 };
 use crate::{
-    chat::{self, DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageView, Receipt},
+    chat::{
+        self, DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageView,
+        Receipt,
+    },
     domain::{MessageBody, ReceiptStatus},
     error::{ApiError, ApiResult, FieldError},
     state::AppState,
@@ -40,7 +43,11 @@ struct SendBody {
 /// One 400 listing every bad field, as the original's validation pipe did.
 fn send_input(body: &SendBody, max_chars: usize) -> ApiResult<(MessageBody, Uuid, Option<Uuid>)> {
     let mut errs = Vec::new();
-    let content = match body.content.as_deref().map(|c| MessageBody::parse(c, max_chars)) {
+    let content = match body
+        .content
+        .as_deref()
+        .map(|c| MessageBody::parse(c, max_chars))
+    {
         Some(Ok(c)) => Some(c),
         Some(Err(ApiError::Invalid(mut e))) => {
             errs.append(&mut e);
@@ -52,7 +59,11 @@ fn send_input(body: &SendBody, max_chars: usize) -> ApiResult<(MessageBody, Uuid
             None
         }
     };
-    let conversation_id = match body.conversation_id.as_deref().map(|s| s.trim().parse::<Uuid>()) {
+    let conversation_id = match body
+        .conversation_id
+        .as_deref()
+        .map(|s| s.trim().parse::<Uuid>())
+    {
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => {
             errs.push(FieldError::new("conversation_id", "must be a UUID"));
@@ -63,7 +74,11 @@ fn send_input(body: &SendBody, max_chars: usize) -> ApiResult<(MessageBody, Uuid
             None
         }
     };
-    let client_msg_id = match body.client_msg_id.as_deref().map(|s| s.trim().parse::<Uuid>()) {
+    let client_msg_id = match body
+        .client_msg_id
+        .as_deref()
+        .map(|s| s.trim().parse::<Uuid>())
+    {
         Some(Ok(id)) => Some(id),
         Some(Err(_)) => {
             errs.push(FieldError::new("client_msg_id", "must be a UUID"));
@@ -72,7 +87,9 @@ fn send_input(body: &SendBody, max_chars: usize) -> ApiResult<(MessageBody, Uuid
         None => None,
     };
     match (content, conversation_id) {
-        (Some(content), Some(conversation_id)) if errs.is_empty() => Ok((content, conversation_id, client_msg_id)),
+        (Some(content), Some(conversation_id)) if errs.is_empty() => {
+            Ok((content, conversation_id, client_msg_id))
+        }
         _ => Err(ApiError::Invalid(errs)),
     }
 }
@@ -83,9 +100,21 @@ async fn send(
     State(state): State<AppState>,
     AppJson(body): AppJson<SendBody>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
-    let (content, conversation_id, client_msg_id) = send_input(&body, state.settings.max_message_chars)?;
-    let (message, created) = chat::send_message(&state, auth.user_id, conversation_id, content, client_msg_id).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let (content, conversation_id, client_msg_id) =
+        send_input(&body, state.settings.max_message_chars)?;
+    let (message, created) = chat::send_message(
+        &state,
+        auth.user_id,
+        conversation_id,
+        content,
+        client_msg_id,
+    )
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(message)))
 }
 
@@ -109,13 +138,28 @@ async fn history(
     let limit = match int_param("limit", p.limit.as_deref(), 1)? {
         None => DEFAULT_MESSAGE_PAGE,
         Some(l) if l <= MAX_MESSAGE_PAGE => l,
-        Some(_) => return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_MESSAGE_PAGE}"))),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_MESSAGE_PAGE}"),
+            ));
+        }
     };
-    let range = MessageRange { after_seq, before_seq, limit };
-    Ok(Json(chat::messages_page(&db, auth.user_id, conversation_id, range).await?))
+    let range = MessageRange {
+        after_seq,
+        before_seq,
+        limit,
+    };
+    Ok(Json(
+        chat::messages_page(&db, auth.user_id, conversation_id, range).await?,
+    ))
 }
 
-async fn one(auth: AuthUser, State(db): State<PgPool>, AppPath(id): AppPath<Uuid>) -> ApiResult<Json<MessageView>> {
+async fn one(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<MessageView>> {
     Ok(Json(chat::message_view(&db, auth.user_id, id).await?))
 }
 
@@ -130,9 +174,13 @@ async fn edit(
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<EditBody>,
 ) -> ApiResult<Json<MessageView>> {
-    let raw = body.content.ok_or_else(|| ApiError::invalid("content", "is required"))?;
+    let raw = body
+        .content
+        .ok_or_else(|| ApiError::invalid("content", "is required"))?;
     let content = MessageBody::parse(&raw, state.settings.max_message_chars)?;
-    Ok(Json(chat::edit_message(&state, auth.user_id, id, content).await?))
+    Ok(Json(
+        chat::edit_message(&state, auth.user_id, id, content).await?,
+    ))
 }
 
 async fn remove(
@@ -155,9 +203,13 @@ async fn status(
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<StatusBody>,
 ) -> ApiResult<Json<MessageView>> {
-    let raw = body.status.ok_or_else(|| ApiError::invalid("status", "is required"))?;
+    let raw = body
+        .status
+        .ok_or_else(|| ApiError::invalid("status", "is required"))?;
     let status = ReceiptStatus::parse(&raw)?;
-    Ok(Json(chat::mark_status(&state, auth.user_id, id, status).await?))
+    Ok(Json(
+        chat::mark_status(&state, auth.user_id, id, status).await?,
+    ))
 }
 
 async fn receipts(
