@@ -4,6 +4,8 @@
 pub mod auth;
 /// The cluster event bus: Redis pub/sub, or in-process for a single node.
 pub mod broker;
+/// Conversation and message operations shared by REST and Socket.IO.
+pub mod chat;
 /// Settings read from the environment and flags.
 pub mod config;
 /// PostgreSQL pool creation and migrations.

@@ -1,8 +1,10 @@
 //! REST routes. Each feature module owns its router; `api_router` merges them.
 
 pub mod auth;
+pub mod conversations;
 pub mod extract;
 pub mod health;
+pub mod messages;
 pub mod typing;
 pub mod users;
 
@@ -34,6 +36,8 @@ pub fn api_router(state: AppState) -> Router {
         .merge(health::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(conversations::router())
+        .merge(messages::router())
         .merge(typing::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

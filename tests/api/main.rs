@@ -1,8 +1,10 @@
 //! One integration binary: every test drives real nodes against real PostgreSQL and Redis.
 
 mod auth;
+mod conversations;
 mod fabric;
 mod health;
 mod helpers;
+mod messages;
 mod realtime;
 mod users;

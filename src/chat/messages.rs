@@ -1,0 +1,543 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, types::Json};
+use uuid::Uuid;
+
+use super::{events, is_participant, publish};
+use crate::{
+    domain::{MessageBody, ReceiptStatus},
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
+
+/// Page size of message history when the client names none.
+pub const DEFAULT_MESSAGE_PAGE: i64 = 50;
+/// Largest page of message history one request may ask for.
+pub const MAX_MESSAGE_PAGE: i64 = 200;
+
+/// A message's status as its sender sees it, aggregated over every other participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    /// Stored; not every other participant has it yet (or there is nobody else).
+    Sent,
+    /// Every other participant's delivered cursor has reached it.
+    Delivered,
+    /// Every other participant's read cursor has reached it.
+    Read,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown message status {0:?}")]
+pub struct UnknownStatus(String);
+
+impl TryFrom<String> for MessageStatus {
+    type Error = UnknownStatus;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.as_str() {
+            "sent" => Ok(Self::Sent),
+            "delivered" => Ok(Self::Delivered),
+            "read" => Ok(Self::Read),
+            _ => Err(UnknownStatus(s)),
+        }
+    }
+}
+
+/// A message as every client sees it. Deleted messages are never turned into one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct MessageView {
+    pub message_id: Uuid,
+    pub conversation_id: Uuid,
+    pub sender_id: Uuid,
+    /// Position in the conversation: 1, 2, 3, ... with no gaps among stored messages.
+    pub seq: i64,
+    pub content: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
+    pub is_edited: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub client_msg_id: Option<Uuid>,
+}
+
+/// Payload of `messageDeleted` and the answer to a delete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageDeleted {
+    pub message_id: Uuid,
+    pub conversation_id: Uuid,
+    pub seq: i64,
+}
+
+/// Payload of `messageStatus`: `userId`'s cursor now covers every message up to `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageStatusEvent {
+    pub message_id: Uuid,
+    pub conversation_id: Uuid,
+    pub user_id: Uuid,
+    /// The reporting user's own status for the message: `delivered` or `read`.
+    pub status: &'static str,
+    pub seq: i64,
+    /// The message's status as its sender sees it, after this change.
+    pub aggregate: MessageStatus,
+}
+
+/// Whether one participant (other than the sender) has a message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    pub user_id: Uuid,
+    pub username: String,
+    pub delivered: bool,
+    pub read: bool,
+}
+
+/// Which slice of a conversation's history to return, always in ascending `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRange {
+    /// Only messages after this seq; the first `limit` of them (filling a gap on resume).
+    pub after_seq: Option<i64>,
+    /// Only messages before this seq; without `after_seq`, the last `limit` of them (scrolling back).
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+}
+
+impl MessageRange {
+    /// The newest `limit` messages.
+    pub fn latest(limit: i64) -> Self {
+        Self {
+            after_seq: None,
+            before_seq: None,
+            limit,
+        }
+    }
+}
+
+/// A message view plus who must hear about it, read in the same statement.
+#[derive(sqlx::FromRow)]
+struct Addressed {
+    #[sqlx(flatten)]
+    message: MessageView,
+    recipients: Vec<Uuid>,
+}
+
+/// One round trip: the sender's participant row is key-share locked (so a concurrent
+/// removal either waits for this send or makes it find no membership), the counter row
+/// hands out the next seq under its row lock, and the insert uses it. A failed insert
+/// rolls the counter back with it, so seqs stay gap-free.
+const SEND: &str = concat!(
+    "with member as (select p.conversation_id from conversation_participants p \
+       where p.conversation_id = $1 and p.user_id = $2 for key share), \
+     conv as (update conversations c set last_seq = c.last_seq + 1, last_message_at = now() \
+       from member where c.conversation_id = member.conversation_id \
+       returning c.conversation_id, c.last_seq), \
+     m as (insert into messages (conversation_id, sender_id, seq, content, client_msg_id) \
+       select conv.conversation_id, $2, conv.last_seq, $3, $4 from conv returning *) \
+     select ",
+    message_columns!(),
+    ", 'sent' as status, \
+       array(select p.user_id from conversation_participants p where p.conversation_id = $1) as recipients \
+     from m"
+);
+
+/// Stores a message and announces it as `newMessage` to every participant, the sender's
+/// other devices included. Returns the message and whether it was stored now (`false`: a
+/// retry with a `client_msg_id` already used by this sender, answered with the original).
+#[tracing::instrument(skip(state, body), fields(conversation_id = %conversation_id))]
+pub async fn send_message(
+    state: &AppState,
+    sender: Uuid,
+    conversation_id: Uuid,
+    body: MessageBody,
+    client_msg_id: Option<Uuid>,
+) -> ApiResult<(MessageView, bool)> {
+    let stored = sqlx::query_as::<_, Addressed>(SEND)
+        .bind(conversation_id)
+        .bind(sender)
+        .bind(body.as_str())
+        .bind(client_msg_id)
+        .fetch_optional(&state.db)
+        .await;
+    match stored {
+        Ok(Some(Addressed {
+            message,
+            recipients,
+        })) => {
+            metrics::counter!("messages_stored_total").increment(1);
+            publish(state, events::NEW_MESSAGE, &recipients, &message).await;
+            Ok((message, true))
+        }
+        Ok(None) => Err(ApiError::not_found("conversation")),
+        Err(sqlx::Error::Database(e))
+            if e.constraint() == Some("messages_sender_client_msg_key") =>
+        {
+            // Checked only on this path: a unique violation here always carries an id.
+            let client_msg_id =
+                client_msg_id.ok_or_else(|| ApiError::Conflict("duplicate message".into()))?;
+            let original =
+                original_of_retry(&state.db, sender, conversation_id, client_msg_id).await?;
+            Ok((original, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Original {
+    #[sqlx(flatten)]
+    message: MessageView,
+    deleted: bool,
+    member: bool,
+}
+
+/// The message a retried `client_msg_id` first stored.
+async fn original_of_retry(
+    db: &PgPool,
+    sender: Uuid,
+    conversation_id: Uuid,
+    client_msg_id: Uuid,
+) -> ApiResult<MessageView> {
+    let original = sqlx::query_as::<_, Original>(concat!(
+        "select ",
+        message_columns!(),
+        ", ",
+        message_status!(),
+        " as status, m.deleted_at is not null as deleted, \
+         exists(select 1 from conversation_participants me \
+                where me.conversation_id = $3 and me.user_id = $1) as member \
+         from messages m where m.sender_id = $1 and m.client_msg_id = $2"
+    ))
+    .bind(sender)
+    .bind(client_msg_id)
+    .bind(conversation_id)
+    .fetch_optional(db)
+    .await?;
+    match original {
+        Some(o) if !o.member => Err(ApiError::not_found("conversation")),
+        Some(o) if o.message.conversation_id != conversation_id => Err(ApiError::Conflict(
+            "client_msg_id was already used for a message in another conversation".into(),
+        )),
+        Some(o) if o.deleted => Err(ApiError::Conflict(
+            "the message with this client_msg_id was deleted".into(),
+        )),
+        Some(o) => Ok(o.message),
+        // The original vanished between the two statements (its conversation was deleted).
+        None => Err(ApiError::not_found("conversation")),
+    }
+}
+
+const VIEW: &str = concat!(
+    "select ",
+    message_columns!(),
+    ", ",
+    message_status!(),
+    " as status, \
+       array(select p.user_id from conversation_participants p where p.conversation_id = m.conversation_id) \
+       as recipients \
+     from messages m \
+     where m.message_id = $1 and m.deleted_at is null \
+       and exists(select 1 from conversation_participants me \
+                  where me.conversation_id = m.conversation_id and me.user_id = $2)"
+);
+
+async fn addressed_view(db: &PgPool, viewer: Uuid, message_id: Uuid) -> ApiResult<Addressed> {
+    sqlx::query_as::<_, Addressed>(VIEW)
+        .bind(message_id)
+        .bind(viewer)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))
+}
+
+/// One message, for participants of its conversation; 404 when deleted or not theirs.
+pub async fn message_view(db: &PgPool, viewer: Uuid, message_id: Uuid) -> ApiResult<MessageView> {
+    Ok(addressed_view(db, viewer, message_id).await?.message)
+}
+
+/// A message of a conversation `$2` takes part in, not deleted: the row both edit and delete start from.
+macro_rules! visible_target {
+    () => {
+        "target as (select m.message_id, m.conversation_id, m.sender_id, m.seq, m.content from messages m \
+           join conversation_participants me on me.conversation_id = m.conversation_id and me.user_id = $2 \
+           where m.message_id = $1 and m.deleted_at is null)"
+    };
+}
+
+#[derive(sqlx::FromRow)]
+struct Edited {
+    sender_id: Uuid,
+    unchanged: bool,
+    #[sqlx(json(nullable))]
+    message: Option<MessageView>,
+    recipients: Vec<Uuid>,
+}
+
+/// Replaces a message's text (sender only) and announces it as `messageUpdated`.
+/// Participants other than the sender get 403; everyone else, and deleted messages, 404.
+#[tracing::instrument(skip(state, body))]
+pub async fn edit_message(
+    state: &AppState,
+    editor: Uuid,
+    message_id: Uuid,
+    body: MessageBody,
+) -> ApiResult<MessageView> {
+    let edited = sqlx::query_as::<_, Edited>(concat!(
+        "with ",
+        visible_target!(),
+        ", edited as (update messages m set content = $3, is_edited = true from target t \
+           where m.message_id = t.message_id and t.sender_id = $2 and t.content <> $3 \
+             and m.deleted_at is null \
+           returning m.*) \
+         select t.sender_id, t.content = $3 as unchanged, \
+           case when m.message_id is null then null else (select to_json(v) from (select ",
+        message_columns!(),
+        ", ",
+        message_status!(),
+        " as status) v) end as message, \
+           array(select p.user_id from conversation_participants p where p.conversation_id = t.conversation_id) \
+           as recipients \
+         from target t left join edited m on true"
+    ))
+    .bind(message_id)
+    .bind(editor)
+    .bind(body.as_str())
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("message"))?;
+    if edited.sender_id != editor {
+        return Err(ApiError::Forbidden(
+            "only the sender can edit a message".into(),
+        ));
+    }
+    if edited.unchanged {
+        return message_view(&state.db, editor, message_id).await;
+    }
+    // Deleted between the read and the write of the statement above.
+    let message = edited
+        .message
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    publish(state, events::MESSAGE_UPDATED, &edited.recipients, &message).await;
+    Ok(message)
+}
+
+#[derive(sqlx::FromRow)]
+struct Deleted {
+    sender_id: Uuid,
+    conversation_id: Uuid,
+    seq: Option<i64>,
+    recipients: Vec<Uuid>,
+}
+
+/// Soft-deletes a message (sender only) and announces it as `messageDeleted`. Its content
+/// stays in the database but is never served again. Same access rules as editing.
+#[tracing::instrument(skip(state))]
+pub async fn delete_message(
+    state: &AppState,
+    user: Uuid,
+    message_id: Uuid,
+) -> ApiResult<MessageDeleted> {
+    let deleted = sqlx::query_as::<_, Deleted>(concat!(
+        "with ",
+        visible_target!(),
+        ", deleted as (update messages m set deleted_at = now() from target t \
+           where m.message_id = t.message_id and t.sender_id = $2 and m.deleted_at is null \
+           returning m.seq) \
+         select t.sender_id, t.conversation_id, d.seq, \
+           array(select p.user_id from conversation_participants p where p.conversation_id = t.conversation_id) \
+           as recipients \
+         from target t left join deleted d on true"
+    ))
+    .bind(message_id)
+    .bind(user)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("message"))?;
+    if deleted.sender_id != user {
+        return Err(ApiError::Forbidden(
+            "only the sender can delete a message".into(),
+        ));
+    }
+    let seq = deleted.seq.ok_or_else(|| ApiError::not_found("message"))?;
+    let event = MessageDeleted {
+        message_id,
+        conversation_id: deleted.conversation_id,
+        seq,
+    };
+    publish(state, events::MESSAGE_DELETED, &deleted.recipients, &event).await;
+    Ok(event)
+}
+
+#[derive(sqlx::FromRow)]
+struct Moved {
+    conversation_id: Uuid,
+    sender_id: Uuid,
+    seq: i64,
+    /// The caller's cursors after the update; null when they did not move.
+    delivered: Option<i64>,
+    read: Option<i64>,
+}
+
+/// Moves the caller's delivered (or read, which implies delivered) cursor up to the
+/// message's seq, never backwards, and announces the change as `messageStatus`. The
+/// sender of the message gets 400: receipts come from the other participants.
+///
+/// The cursor moves in one statement and the aggregate is read in the next, after it
+/// committed: of two readers finishing at once, the later one always sees both cursors,
+/// so the last event carries the true aggregate.
+#[tracing::instrument(skip(state))]
+pub async fn mark_status(
+    state: &AppState,
+    user: Uuid,
+    message_id: Uuid,
+    status: ReceiptStatus,
+) -> ApiResult<MessageView> {
+    let moved = sqlx::query_as::<_, Moved>(
+        "with target as (select m.conversation_id, m.sender_id, m.seq from messages m \
+           join conversation_participants me on me.conversation_id = m.conversation_id and me.user_id = $2 \
+           where m.message_id = $1 and m.deleted_at is null), \
+         moved as (update conversation_participants p \
+           set last_delivered_seq = greatest(p.last_delivered_seq, t.seq), \
+               last_read_seq = case when $3 then greatest(p.last_read_seq, t.seq) else p.last_read_seq end \
+           from target t \
+           where p.conversation_id = t.conversation_id and p.user_id = $2 and t.sender_id <> $2 \
+             and (p.last_delivered_seq < t.seq or ($3 and p.last_read_seq < t.seq)) \
+           returning p.last_delivered_seq, p.last_read_seq) \
+         select t.conversation_id, t.sender_id, t.seq, \
+           m.last_delivered_seq as delivered, m.last_read_seq as read \
+         from target t left join moved m on true",
+    )
+    .bind(message_id)
+    .bind(user)
+    .bind(status == ReceiptStatus::Read)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("message"))?;
+    if moved.sender_id == user {
+        return Err(ApiError::BadRequest(
+            "the sender of a message cannot set its status".into(),
+        ));
+    }
+    let Addressed {
+        message,
+        recipients,
+    } = addressed_view(&state.db, user, message_id).await?;
+    if let (Some(_), Some(read)) = (moved.delivered, moved.read) {
+        let event = MessageStatusEvent {
+            message_id,
+            conversation_id: moved.conversation_id,
+            user_id: user,
+            status: if read >= moved.seq {
+                ReceiptStatus::Read.as_str()
+            } else {
+                ReceiptStatus::Delivered.as_str()
+            },
+            seq: moved.seq,
+            aggregate: message.status,
+        };
+        publish(state, events::MESSAGE_STATUS, &recipients, &event).await;
+    }
+    Ok(message)
+}
+
+/// Per participant other than the sender: whether they have the message and have read it.
+pub async fn receipts(db: &PgPool, viewer: Uuid, message_id: Uuid) -> ApiResult<Vec<Receipt>> {
+    let receipts = sqlx::query_scalar::<_, Json<Vec<Receipt>>>(
+        "with target as (select m.message_id, m.conversation_id, m.sender_id, m.seq from messages m \
+           join conversation_participants me on me.conversation_id = m.conversation_id and me.user_id = $2 \
+           where m.message_id = $1 and m.deleted_at is null) \
+         select coalesce(json_agg(json_build_object('user_id', p.user_id, 'username', u.username, \
+             'delivered', p.last_delivered_seq >= t.seq, 'read', p.last_read_seq >= t.seq) \
+             order by lower(u.username)) filter (where p.user_id is not null), '[]'::json) \
+         from target t \
+         left join conversation_participants p on p.conversation_id = t.conversation_id and p.user_id <> t.sender_id \
+         left join users u on u.user_id = p.user_id \
+         group by t.message_id",
+    )
+    .bind(message_id)
+    .bind(viewer)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("message"))?;
+    Ok(receipts.0)
+}
+
+/// A slice of history for a participant (404 for anyone else), ascending by seq, deleted
+/// messages left out.
+pub async fn messages_page(
+    db: &PgPool,
+    viewer: Uuid,
+    conversation_id: Uuid,
+    range: MessageRange,
+) -> ApiResult<Vec<MessageView>> {
+    if !is_participant(db, conversation_id, viewer).await? {
+        return Err(ApiError::not_found("conversation"));
+    }
+    page(db, conversation_id, range).await
+}
+
+/// The first `limit` messages after `after_seq`: what a reconnecting client missed.
+pub async fn messages_after(
+    db: &PgPool,
+    viewer: Uuid,
+    conversation_id: Uuid,
+    after_seq: i64,
+    limit: i64,
+) -> ApiResult<Vec<MessageView>> {
+    messages_page(
+        db,
+        viewer,
+        conversation_id,
+        MessageRange {
+            after_seq: Some(after_seq),
+            before_seq: None,
+            limit,
+        },
+    )
+    .await
+}
+
+/// The page is one range scan of `messages_conversation_seq_key` in the direction that
+/// reaches the wanted end first; statuses are aggregated once per distinct sender.
+macro_rules! page_sql {
+    ($order:literal) => {
+        concat!(
+            "with page as (select ",
+            message_columns!(),
+            " from messages m \
+               where m.conversation_id = $1 and m.seq > $2 and m.seq < $3 and m.deleted_at is null \
+               order by m.seq ",
+            $order,
+            " limit $4), \
+             agg as (select s.sender_id, count(p.user_id) as others, \
+                 min(p.last_read_seq) as min_read, min(p.last_delivered_seq) as min_delivered \
+               from (select distinct sender_id from page) s \
+               left join conversation_participants p on p.conversation_id = $1 and p.user_id <> s.sender_id \
+               group by s.sender_id) \
+             select ",
+            message_columns!(),
+            ", case when a.others = 0 then 'sent' when a.min_read >= m.seq then 'read' \
+                    when a.min_delivered >= m.seq then 'delivered' else 'sent' end as status \
+             from page m join agg a on a.sender_id = m.sender_id order by m.seq"
+        )
+    };
+}
+
+/// A slice of history without the membership check (the caller did it).
+pub(super) async fn page(
+    db: &PgPool,
+    conversation_id: Uuid,
+    range: MessageRange,
+) -> ApiResult<Vec<MessageView>> {
+    let sql = if range.after_seq.is_some() {
+        page_sql!("asc")
+    } else {
+        page_sql!("desc")
+    };
+    Ok(sqlx::query_as::<_, MessageView>(sql)
+        .bind(conversation_id)
+        .bind(range.after_seq.unwrap_or(0))
+        .bind(range.before_seq.unwrap_or(i64::MAX))
+        .bind(range.limit.clamp(1, MAX_MESSAGE_PAGE))
+        .fetch_all(db)
+        .await?)
+}

@@ -1,0 +1,156 @@
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    routing::{get, post},
+};
+use serde::Deserialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    extract::{AppJson, AppPath, AppQuery, AuthUser},
+    users::page_limit,
+};
+use crate::{
+    chat::{self, ConversationDetails, ConversationSummary, ConversationView, NewConversation},
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/conversations", get(list).post(create))
+        .route("/conversations/{id}", get(details))
+        .route("/conversations/{id}/participants", post(add_participants))
+        .route(
+            "/conversations/{id}/participants/{user_id}/remove",
+            post(remove_participant),
+        )
+}
+
+/// Ids as strings, so that a malformed one is a 400 naming `field` and the bad value.
+pub(super) fn parse_ids(field: &'static str, raw: &[String]) -> ApiResult<Vec<Uuid>> {
+    let mut ids = Vec::with_capacity(raw.len());
+    let mut bad = Vec::new();
+    for s in raw {
+        match s.trim().parse::<Uuid>() {
+            Ok(id) => ids.push(id),
+            Err(_) => bad.push(format!("{s:?}")),
+        }
+    }
+    if bad.is_empty() {
+        Ok(ids)
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("must contain only UUIDs; not: {}", bad.join(", ")),
+        ))
+    }
+}
+
+/// An optional integer query parameter; anything unparsable is a 400 naming it.
+pub(super) fn int_param(
+    field: &'static str,
+    raw: Option<&str>,
+    min: i64,
+) -> ApiResult<Option<i64>> {
+    let Some(raw) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    match raw.parse::<i64>() {
+        Ok(v) if v >= min => Ok(Some(v)),
+        _ => Err(ApiError::invalid(
+            field,
+            format!("must be an integer of at least {min}"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateBody {
+    name: Option<String>,
+    #[serde(alias = "isGroup")]
+    is_group: Option<bool>,
+    #[serde(default, alias = "participantIds")]
+    participant_ids: Vec<String>,
+}
+
+/// 201 with the new conversation, or 200 with the existing direct chat between the two users.
+async fn create(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<CreateBody>,
+) -> ApiResult<(StatusCode, Json<ConversationSummary>)> {
+    let ids = parse_ids("participant_ids", &body.participant_ids)?;
+    let new = NewConversation::parse(
+        auth.user_id,
+        body.name.as_deref(),
+        body.is_group.unwrap_or(false),
+        &ids,
+    )?;
+    let (conversation, created) = chat::create_conversation(&state, auth.user_id, new).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(conversation)))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+async fn list(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<ListParams>,
+) -> ApiResult<Json<Vec<ConversationSummary>>> {
+    let limit = page_limit(int_param("limit", p.limit.as_deref(), 1)?)?;
+    let offset = int_param("offset", p.offset.as_deref(), 0)?.unwrap_or(0);
+    Ok(Json(
+        chat::list_conversations(&db, auth.user_id, limit, offset).await?,
+    ))
+}
+
+async fn details(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<ConversationDetails>> {
+    Ok(Json(
+        chat::conversation_details(&db, auth.user_id, id).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct AddBody {
+    #[serde(default, alias = "user_ids")]
+    #[serde(rename = "userIds")]
+    user_ids: Vec<String>,
+}
+
+async fn add_participants(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<AddBody>,
+) -> ApiResult<Json<ConversationView>> {
+    let ids = parse_ids("userIds", &body.user_ids)?;
+    Ok(Json(
+        chat::add_participants(&state, auth.user_id, id, &ids).await?,
+    ))
+}
+
+async fn remove_participant(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<ConversationView>> {
+    Ok(Json(
+        chat::remove_participant(&state, auth.user_id, id, user_id).await?,
+    ))
+}

@@ -1,0 +1,221 @@
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    routing::{get, post, put},
+};
+use serde::Deserialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    conversations::int_param,
+    extract::{AppJson, AppPath, AppQuery, AuthUser},
+};
+use crate::{
+    chat::{
+        self, DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageView,
+        Receipt,
+    },
+    domain::{MessageBody, ReceiptStatus},
+    error::{ApiError, ApiResult, FieldError},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/messages", post(send))
+        .route("/messages/conversation/{conversation_id}", get(history))
+        .route("/messages/{id}", get(one).put(edit).delete(remove))
+        .route("/messages/{id}/status", put(status))
+        .route("/messages/{id}/receipts", get(receipts))
+}
+
+#[derive(Debug, Deserialize)]
+struct SendBody {
+    content: Option<String>,
+    #[serde(alias = "conversationId")]
+    conversation_id: Option<String>,
+    #[serde(alias = "clientMsgId")]
+    client_msg_id: Option<String>,
+}
+
+/// One 400 listing every bad field, as the original's validation pipe did.
+fn send_input(body: &SendBody, max_chars: usize) -> ApiResult<(MessageBody, Uuid, Option<Uuid>)> {
+    let mut errs = Vec::new();
+    let content = match body
+        .content
+        .as_deref()
+        .map(|c| MessageBody::parse(c, max_chars))
+    {
+        Some(Ok(c)) => Some(c),
+        Some(Err(ApiError::Invalid(mut e))) => {
+            errs.append(&mut e);
+            None
+        }
+        Some(Err(other)) => return Err(other),
+        None => {
+            errs.push(FieldError::new("content", "is required"));
+            None
+        }
+    };
+    let conversation_id = match body
+        .conversation_id
+        .as_deref()
+        .map(|s| s.trim().parse::<Uuid>())
+    {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errs.push(FieldError::new("conversation_id", "must be a UUID"));
+            None
+        }
+        None => {
+            errs.push(FieldError::new("conversation_id", "is required"));
+            None
+        }
+    };
+    let client_msg_id = match body
+        .client_msg_id
+        .as_deref()
+        .map(|s| s.trim().parse::<Uuid>())
+    {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errs.push(FieldError::new("client_msg_id", "must be a UUID"));
+            None
+        }
+        None => None,
+    };
+    match (content, conversation_id) {
+        (Some(content), Some(conversation_id)) if errs.is_empty() => {
+            Ok((content, conversation_id, client_msg_id))
+        }
+        _ => Err(ApiError::Invalid(errs)),
+    }
+}
+
+/// 201 with the stored message, or 200 with the original when `client_msg_id` repeats.
+async fn send(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<SendBody>,
+) -> ApiResult<(StatusCode, Json<MessageView>)> {
+    let (content, conversation_id, client_msg_id) =
+        send_input(&body, state.settings.max_message_chars)?;
+    let (message, created) = chat::send_message(
+        &state,
+        auth.user_id,
+        conversation_id,
+        content,
+        client_msg_id,
+    )
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(message)))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryParams {
+    before_seq: Option<String>,
+    after_seq: Option<String>,
+    limit: Option<String>,
+}
+
+/// Ascending by seq. `after_seq`: the first `limit` after it; `before_seq`: the last
+/// `limit` before it; both: that range from its start; neither: the newest `limit`.
+async fn history(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppPath(conversation_id): AppPath<Uuid>,
+    AppQuery(p): AppQuery<HistoryParams>,
+) -> ApiResult<Json<Vec<MessageView>>> {
+    let before_seq = int_param("before_seq", p.before_seq.as_deref(), 1)?;
+    let after_seq = int_param("after_seq", p.after_seq.as_deref(), 0)?;
+    let limit = match int_param("limit", p.limit.as_deref(), 1)? {
+        None => DEFAULT_MESSAGE_PAGE,
+        Some(l) if l <= MAX_MESSAGE_PAGE => l,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_MESSAGE_PAGE}"),
+            ));
+        }
+    };
+    let range = MessageRange {
+        after_seq,
+        before_seq,
+        limit,
+    };
+    Ok(Json(
+        chat::messages_page(&db, auth.user_id, conversation_id, range).await?,
+    ))
+}
+
+async fn one(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<MessageView>> {
+    Ok(Json(chat::message_view(&db, auth.user_id, id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct EditBody {
+    content: Option<String>,
+}
+
+async fn edit(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<EditBody>,
+) -> ApiResult<Json<MessageView>> {
+    let raw = body
+        .content
+        .ok_or_else(|| ApiError::invalid("content", "is required"))?;
+    let content = MessageBody::parse(&raw, state.settings.max_message_chars)?;
+    Ok(Json(
+        chat::edit_message(&state, auth.user_id, id, content).await?,
+    ))
+}
+
+async fn remove(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<MessageDeleted>> {
+    Ok(Json(chat::delete_message(&state, auth.user_id, id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusBody {
+    status: Option<String>,
+}
+
+/// Answers with the message and its aggregate status after the change.
+async fn status(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<StatusBody>,
+) -> ApiResult<Json<MessageView>> {
+    let raw = body
+        .status
+        .ok_or_else(|| ApiError::invalid("status", "is required"))?;
+    let status = ReceiptStatus::parse(&raw)?;
+    Ok(Json(
+        chat::mark_status(&state, auth.user_id, id, status).await?,
+    ))
+}
+
+async fn receipts(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<Vec<Receipt>>> {
+    Ok(Json(chat::receipts(&db, auth.user_id, id).await?))
+}
