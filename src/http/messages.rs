@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize)]
-struct SendBody {
+pub(crate) struct SendBody {
     content: Option<String>,
     #[serde(alias = "conversationId")]
     conversation_id: Option<String>,
@@ -41,7 +41,10 @@ struct SendBody {
 }
 
 /// One 400 listing every bad field, as the original's validation pipe did.
-fn send_input(body: &SendBody, max_chars: usize) -> ApiResult<(MessageBody, Uuid, Option<Uuid>)> {
+pub(crate) fn send_input(
+    body: &SendBody,
+    max_chars: usize,
+) -> ApiResult<(MessageBody, Uuid, Option<Uuid>)> {
     let mut errs = Vec::new();
     let content = match body
         .content

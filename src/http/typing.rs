@@ -31,14 +31,7 @@ async fn who_is_typing(
     State(state): State<AppState>,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<Typing>> {
-    let member: bool = sqlx::query_scalar(
-        "select exists(select 1 from conversation_participants where conversation_id = $1 and user_id = $2)",
-    )
-    .bind(id)
-    .bind(auth.user_id)
-    .fetch_one(&state.db)
-    .await?;
-    if !member {
+    if !crate::chat::is_participant(&state.db, id, auth.user_id).await? {
         return Err(ApiError::not_found("conversation"));
     }
     let ids = state.fabric.typing_list(id).await?;

@@ -112,18 +112,8 @@ fn conversation_id(v: &Value) -> ApiResult<Uuid> {
         .map_err(|_| ApiError::invalid("conversationId", "must be a UUID"))
 }
 
-async fn is_participant(state: &AppState, conversation: Uuid, user: Uuid) -> ApiResult<bool> {
-    Ok(sqlx::query_scalar::<_, bool>(
-        "select exists(select 1 from conversation_participants where conversation_id = $1 and user_id = $2)",
-    )
-    .bind(conversation)
-    .bind(user)
-    .fetch_one(&state.db)
-    .await?)
-}
-
 async fn require_participant(state: &AppState, conversation: Uuid, user: Uuid) -> ApiResult<()> {
-    if is_participant(state, conversation, user).await? {
+    if crate::chat::is_participant(&state.db, conversation, user).await? {
         Ok(())
     } else {
         Err(ApiError::not_found("conversation"))
@@ -148,6 +138,11 @@ pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
         Ok(json!({ "conversationId": id }))
     });
     on(&s, "typing", typing);
+    on(&s, "sendMessage", super::chat_events::send_message);
+    on(&s, "updateMessageStatus", super::chat_events::update_status);
+    on(&s, "editMessage", super::chat_events::edit_message);
+    on(&s, "deleteMessage", super::chat_events::delete_message);
+    on(&s, "sync", super::chat_events::sync);
 
     s.on_disconnect(move |s: SocketRef, State(state): State<AppState>| async move {
         let conn = format!("{}:{}", state.node_id, s.id);

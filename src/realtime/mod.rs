@@ -2,6 +2,7 @@
 //! app. Sockets authenticate by token on connect; what they receive comes from the cluster
 //! event bus, which each node delivers to its own sockets.
 
+mod chat_events;
 mod handlers;
 pub mod presence;
 

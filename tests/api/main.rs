@@ -7,4 +7,5 @@ mod health;
 mod helpers;
 mod messages;
 mod realtime;
+mod realtime_messages;
 mod users;

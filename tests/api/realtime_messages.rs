@@ -1,0 +1,338 @@
+//! Messages over Socket.IO across nodes: send, fan-out to every device, receipts, edits,
+//! deletes, resume.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, TestUser, name, spawn_app};
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(400);
+
+async fn group(app: &TestApp, creator: &TestUser, others: &[&TestUser]) -> Uuid {
+    let ids: Vec<Uuid> = others.iter().map(|u| u.id).collect();
+    let resp = app
+        .post(
+            "/conversations",
+            &creator.token,
+            json!({ "name": "crew", "is_group": true, "participant_ids": ids }),
+        )
+        .await;
+    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+    let b: Value = resp.json().await.unwrap();
+    b["conversation_id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn send_message_reaches_every_device_of_every_participant_on_every_node_once() {
+    // Arrange: alice on A with a second device on B; bob on B; eve (stranger) on A
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let eve = a.register(&name("eve")).await;
+    let conv = group(&a, &alice, &[&bob]).await;
+    let alice_phone = a.login(&alice, "phone").await;
+    let alice_sock = a.socket(&alice.token).await;
+    let mut alice_phone_sock = b.socket(&alice_phone).await;
+    let mut bob_sock = b.socket(&bob.token).await;
+    let mut eve_sock = a.socket(&eve.token).await;
+    let client_msg_id = Uuid::new_v4();
+
+    // Act
+    let ack = alice_sock
+        .emit_with_ack("sendMessage", &json!({ "content": " hi bob ", "conversation_id": conv, "client_msg_id": client_msg_id }), WAIT)
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(ack["ok"], true, "{ack}");
+    let sent = &ack["data"];
+    assert_eq!(sent["seq"], 1);
+    assert_eq!(sent["content"], "hi bob");
+    assert_eq!(sent["sender_id"], alice.id.to_string());
+    for sock in [&mut bob_sock, &mut alice_phone_sock] {
+        let got = sock.next_event("newMessage", WAIT).await.unwrap();
+        assert_eq!(got["message_id"], sent["message_id"]);
+        assert_eq!(got["seq"], 1);
+        assert!(
+            sock.collect("newMessage", QUIET).await.is_empty(),
+            "delivered twice"
+        );
+    }
+    assert!(
+        eve_sock.collect("newMessage", QUIET).await.is_empty(),
+        "a stranger received the message"
+    );
+
+    // A retry with the same client_msg_id returns the original and announces nothing.
+    let retry = alice_sock
+        .emit_with_ack("sendMessage", &json!({ "content": "hi bob", "conversation_id": conv, "client_msg_id": client_msg_id }), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(retry["data"]["message_id"], sent["message_id"]);
+    assert!(
+        bob_sock.collect("newMessage", QUIET).await.is_empty(),
+        "retry announced again"
+    );
+    assert_eq!(a.count("messages").await, 1);
+}
+
+#[tokio::test]
+async fn invalid_or_foreign_sends_are_refused_through_the_ack_and_store_nothing() {
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let eve = app.register(&name("eve")).await;
+    let conv = group(&app, &alice, &[&bob]).await;
+    let alice_sock = app.socket(&alice.token).await;
+    let eve_sock = app.socket(&eve.token).await;
+
+    let empty = alice_sock
+        .emit_with_ack(
+            "sendMessage",
+            &json!({ "content": "   ", "conversation_id": conv }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(empty["ok"], false);
+    assert_eq!(empty["error"]["statusCode"], 400);
+    assert!(
+        empty["error"]["fields"].to_string().contains("content"),
+        "{empty}"
+    );
+    let no_conv = alice_sock
+        .emit_with_ack("sendMessage", &json!({ "content": "x" }), WAIT)
+        .await
+        .unwrap();
+    assert!(
+        no_conv["error"]["fields"]
+            .to_string()
+            .contains("conversation_id"),
+        "{no_conv}"
+    );
+    let too_long = "x".repeat(app.state.settings.max_message_chars + 1);
+    let long = alice_sock
+        .emit_with_ack(
+            "sendMessage",
+            &json!({ "content": too_long, "conversation_id": conv }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(long["error"]["statusCode"], 400);
+    let foreign = eve_sock
+        .emit_with_ack(
+            "sendMessage",
+            &json!({ "content": "let me in", "conversation_id": conv }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(foreign["error"]["statusCode"], 404);
+    let garbage = alice_sock
+        .emit_with_ack("sendMessage", &json!("not an object"), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(garbage["error"]["statusCode"], 400);
+    assert_eq!(app.count("messages").await, 0);
+}
+
+#[tokio::test]
+async fn read_receipts_edits_and_deletes_are_pushed_across_nodes() {
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let conv = group(&a, &alice, &[&bob]).await;
+    let mut alice_sock = a.socket(&alice.token).await;
+    let mut bob_sock = b.socket(&bob.token).await;
+    let ack = alice_sock
+        .emit_with_ack(
+            "sendMessage",
+            &json!({ "content": "read me", "conversation_id": conv }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    let id = ack["data"]["message_id"].as_str().unwrap().to_owned();
+    bob_sock.next_event("newMessage", WAIT).await.unwrap();
+
+    // Bob reads it on node B; alice hears the receipt on node A.
+    let read = bob_sock
+        .emit_with_ack(
+            "updateMessageStatus",
+            &json!({ "messageId": id, "status": "read" }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(read["ok"], true, "{read}");
+    let status = alice_sock.next_event("messageStatus", WAIT).await.unwrap();
+    assert_eq!(status["messageId"], id);
+    assert_eq!(status["userId"], bob.id.to_string());
+    assert_eq!(status["status"], "read");
+    let bad = bob_sock
+        .emit_with_ack(
+            "updateMessageStatus",
+            &json!({ "messageId": id, "status": "seen" }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad["error"]["statusCode"], 400);
+
+    // Edits and deletes reach the other node too.
+    let edit = alice_sock
+        .emit_with_ack(
+            "editMessage",
+            &json!({ "messageId": id, "content": "edited" }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(edit["data"]["is_edited"], true, "{edit}");
+    let updated = bob_sock.next_event("messageUpdated", WAIT).await.unwrap();
+    assert_eq!(updated["content"], "edited");
+    let not_yours = bob_sock
+        .emit_with_ack("deleteMessage", &json!({ "messageId": id }), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(not_yours["ok"], false);
+    alice_sock
+        .emit_with_ack("deleteMessage", &json!({ "messageId": id }), WAIT)
+        .await
+        .unwrap();
+    let deleted = bob_sock.next_event("messageDeleted", WAIT).await.unwrap();
+    assert_eq!(deleted["message_id"], id);
+}
+
+#[tokio::test]
+async fn sync_returns_what_a_reconnecting_client_missed_with_cursors() {
+    let a = spawn_app().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let eve = a.register(&name("eve")).await;
+    let conv = group(&a, &alice, &[&bob]).await;
+    let alice_sock = a.socket(&alice.token).await;
+    for i in 1..=5 {
+        alice_sock
+            .emit_with_ack(
+                "sendMessage",
+                &json!({ "content": format!("m{i}"), "conversation_id": conv }),
+                WAIT,
+            )
+            .await
+            .unwrap();
+    }
+    // Bob was offline and has seen up to seq 2.
+    let bob_sock = a.socket(&bob.token).await;
+    let stranger = Uuid::new_v4();
+    let ack = bob_sock
+        .emit_with_ack(
+            "sync",
+            &json!({ "conversations": { conv.to_string(): 2, stranger.to_string(): 0 } }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+    let c = &ack["data"]["conversations"][conv.to_string()];
+    let seqs: Vec<i64> = c["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 4, 5]);
+    assert_eq!(c["last_seq"], 5);
+    assert_eq!(c["has_more"], false);
+    assert_eq!(c["cursors"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        ack["data"]["conversations"][stranger.to_string()]["error"]["statusCode"],
+        404
+    );
+    // Eve cannot sync a conversation she is not in.
+    let eve_sock = a.socket(&eve.token).await;
+    let ack = eve_sock
+        .emit_with_ack(
+            "sync",
+            &json!({ "conversations": { conv.to_string(): 0 } }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        ack["data"]["conversations"][conv.to_string()]["messages"].is_null(),
+        "{ack}"
+    );
+    let bad = eve_sock
+        .emit_with_ack(
+            "sync",
+            &json!({ "conversations": { conv.to_string(): -1 } }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(bad["error"]["statusCode"], 400);
+}
+
+#[tokio::test]
+async fn a_removed_member_stops_hearing_the_conversation_at_once() {
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let carol = a.register(&name("carol")).await;
+    let conv = group(&a, &alice, &[&bob, &carol]).await;
+    let alice_sock = a.socket(&alice.token).await;
+    let mut carol_sock = b.socket(&carol.token).await;
+    carol_sock
+        .emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
+        .await
+        .unwrap();
+    let resp = a
+        .post(
+            &format!("/conversations/{conv}/participants/{}/remove", carol.id),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let removed = carol_sock
+        .next_event("participantRemoved", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        removed["userId"].as_str().or(removed["user_id"].as_str()),
+        Some(carol.id.to_string().as_str()),
+        "{removed}"
+    );
+    alice_sock
+        .emit_with_ack(
+            "sendMessage",
+            &json!({ "content": "after carol left", "conversation_id": conv }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    alice_sock
+        .emit_with_ack(
+            "typing",
+            &json!({ "conversationId": conv, "isTyping": true }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        carol_sock.collect("newMessage", QUIET).await.is_empty(),
+        "removed member got a message"
+    );
+    assert!(
+        carol_sock.collect("userTyping", QUIET).await.is_empty(),
+        "removed member still in the room"
+    );
+}
