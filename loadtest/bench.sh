@@ -48,7 +48,8 @@ wait_ready() {
   return 1
 }
 
-# Starts $NODES servers of kind $1 on a fresh database and Redis prefix; prints their URLs.
+# Starts $NODES servers of kind $1 on a fresh database and Redis prefix; sets node_urls.
+# Runs in this shell (not a subshell) so that cleanup knows the pids.
 start_cluster() {
   local kind=$1 base_port=$2 db=$3 prefix=$4 urls=()
   for i in $(seq 1 "$NODES"); do
@@ -66,7 +67,7 @@ start_cluster() {
     [ "$i" -eq 1 ] && wait_ready "http://127.0.0.1:$port"
   done
   for u in "${urls[@]}"; do wait_ready "$u"; done
-  (IFS=,; echo "${urls[*]}")
+  node_urls=$(IFS=,; echo "${urls[*]}")
 }
 
 fresh_db() {
@@ -81,10 +82,11 @@ run_scenario() {
   local db prefix nodes out
   db=$(fresh_db "$kind")
   prefix="bench:$kind:$(date +%s):"
-  nodes=$(start_cluster "$kind" "$base_port" "$db" "$prefix")
+  start_cluster "$kind" "$base_port" "$db" "$prefix" >&2
+  nodes=$node_urls
   out="$work/$kind-$name.json"
   DATABASE_URL="${CHATTY_TEST_PG}/$db" CHATTY_REDIS_PREFIX=$prefix \
-    "$load" --url "${nodes%%,*}" --nodes "$nodes" --seed-sql --json "$@" >"$out" || true
+    "$load" --url "${nodes%%,*}" --nodes "$nodes" --seed-sql --json "$@" >"$out" 2>"$work/$kind-$name.err" || true
   cleanup
   psql "${CHATTY_TEST_PG}/postgres" -qc "drop database if exists \"$db\" with (force)" >/dev/null 2>&1 || true
   echo "$out"
