@@ -131,8 +131,8 @@ const SEND: &str = concat!(
      conv as (update conversations c set last_seq = c.last_seq + 1, last_message_at = now() \
        from member where c.conversation_id = member.conversation_id \
        returning c.conversation_id, c.last_seq), \
-     m as (insert into messages (conversation_id, sender_id, seq, content, client_msg_id) \
-       select conv.conversation_id, $2, conv.last_seq, $3, $4 from conv returning *) \
+     m as (insert into messages (message_id, conversation_id, sender_id, seq, content, client_msg_id) \
+       select $5, conv.conversation_id, $2, conv.last_seq, $3, $4 from conv returning *) \
      select ",
     message_columns!(),
     ", 'sent' as status, \
@@ -156,6 +156,9 @@ pub async fn send_message(
         .bind(sender)
         .bind(body.as_str())
         .bind(client_msg_id)
+        // Time-ordered ids make the primary-key index append-only, like the seq index:
+        // recent messages share pages, and inserts do not scatter writes across the tree.
+        .bind(Uuid::now_v7())
         .fetch_optional(&state.db)
         .await;
     match stored {
