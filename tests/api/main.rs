@@ -4,5 +4,6 @@ mod auth;
 mod fabric;
 mod health;
 mod helpers;
+mod ops;
 mod realtime;
 mod users;
