@@ -119,24 +119,25 @@ promtool=$(tool promtool)
 if [ -n "$promtool" ]; then
   check "promtool check rules alerts.yml" "$promtool" check rules deploy/prometheus/alerts.yml
   check "promtool test rules alerts.test.yml" "$promtool" test rules deploy/prometheus/alerts.test.yml
-  if out=$("$promtool" check config deploy/prometheus/prometheus.yml 2>&1); then
-    ok "promtool check config prometheus.yml"
+  check "promtool check config prometheus.yml" "$promtool" check config deploy/prometheus/prometheus.yml
+  if out=$("$promtool" check config deploy/prometheus/kubernetes.yml 2>&1); then
+    ok "promtool check config kubernetes.yml"
   elif grep -q 'field kubernetes_sd_configs not found' <<<"$out" && ! python_yaml; then
-    skip "promtool check config prometheus.yml" "this promtool lacks Kubernetes discovery, and python3-yaml is missing to check the rest"
+    skip "promtool check config kubernetes.yml" "this promtool lacks Kubernetes discovery, and python3-yaml is missing to check the rest"
   elif grep -q 'field kubernetes_sd_configs not found' <<<"$out"; then
     # Debian builds Prometheus without Kubernetes discovery: check the rest of the file.
     mkdir -p "$TMP/prom"
     cp deploy/prometheus/alerts.yml "$TMP/prom/"
-    python3 - deploy/prometheus/prometheus.yml "$TMP/prom/prometheus.yml" <<'EOF'
+    python3 - deploy/prometheus/kubernetes.yml "$TMP/prom/kubernetes.yml" <<'EOF'
 import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))
 c["scrape_configs"] = [j for j in c["scrape_configs"] if "kubernetes_sd_configs" not in j]
 yaml.safe_dump(c, open(sys.argv[2], "w"))
 EOF
-    check "promtool check config prometheus.yml (without its kubernetes_sd job)" "$promtool" check config "$TMP/prom/prometheus.yml"
-    skip "kubernetes_sd job of prometheus.yml" "this promtool is built without Kubernetes discovery (Debian's is)"
+    check "promtool check config kubernetes.yml (without its kubernetes_sd job)" "$promtool" check config "$TMP/prom/kubernetes.yml"
+    skip "kubernetes_sd job of kubernetes.yml" "this promtool is built without Kubernetes discovery (Debian's is)"
   else
-    bad "promtool check config prometheus.yml"
+    bad "promtool check config kubernetes.yml"
     printf '%s\n' "$out" | sed 's/^/      /'
   fi
   mkdir -p "$TMP/prom-compose"
