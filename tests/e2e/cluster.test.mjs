@@ -3,10 +3,14 @@
 // WebSocket through the balancer. tests/e2e/run.sh starts a local cluster and runs them;
 // against another cluster: CHATTY_URL=<balancer> CHATTY_NODES=<node>,<node> node --test
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 
-import { BASE, NODES, connect, connected, createGroup, eventually, next, refused, register, request } from './lib.mjs';
+import { io } from 'socket.io-client';
+
+import { BASE, NODES, TIMEOUT_MS, connect, connected, createGroup, eventually, next, refused, register, request } from './lib.mjs';
 
 const nodeA = NODES[0];
 const nodeB = NODES[1 % NODES.length];
@@ -104,4 +108,42 @@ test('a message sent over WebSocket on one node reaches a polling client on anot
   const [toBob, toCarol] = await Promise.all([forBob, forCarol]);
   assert.equal(toBob.message_id, ack.data.message_id);
   assert.equal(toCarol.message_id, ack.data.message_id);
+});
+
+// Needs control of the cluster: tests/e2e/run.sh sets CHATTY_CLUSTER_CTL to
+// deploy/local/cluster.sh. Against another cluster it is skipped.
+const clusterCtl = process.env.CHATTY_CLUSTER_CTL;
+
+test('clients behind the balancer survive a rolling restart of every node', { skip: !clusterCtl && 'CHATTY_CLUSTER_CTL is not set' }, async (t) => {
+  // Arrange: a WebSocket client and a polling client through nginx, reconnecting as real
+  // clients do
+  const user = await register(BASE);
+  const clients = [['websocket'], ['polling']].map((transports) => {
+    const socket = io(BASE, { auth: { token: user.token }, transports, forceNew: true, reconnectionDelay: 200, reconnectionDelayMax: 1000 });
+    t.after(() => socket.close());
+    const drops = [];
+    socket.on('disconnect', (reason) => drops.push(reason));
+    return { socket, drops, transports };
+  });
+  await Promise.all(clients.map(({ socket }) => connected(socket)));
+
+  // Act: SIGTERM each node in turn (it drains), wait for it to be ready again
+  for (let k = 1; k <= NODES.length; k++) {
+    await promisify(execFile)('bash', [clusterCtl, 'restart-node', String(k)], { timeout: 120_000 });
+  }
+
+  // Assert: each was dropped by its node's drain, came back, and works. A polling client
+  // that failed over is moved once more when its node returns (the address hash sends it
+  // home, where its new session is unknown), so it may need a second reconnect.
+  for (const { socket, drops, transports } of clients) {
+    assert.ok(drops.length >= 1, `the ${transports} client was never moved by a drain`);
+    assert.ok(!drops.includes('io server disconnect'), `the ${transports} client was told not to reconnect: ${drops}`);
+    const deadline = Date.now() + TIMEOUT_MS;
+    let ack;
+    while (!ack?.ok && Date.now() < deadline) {
+      await eventually(() => socket.connected, `the ${transports} client to reconnect`, TIMEOUT_MS);
+      ack = await request(socket, 'leaveConversation', randomUUID(), 2_000).catch((err) => ({ ok: false, err: String(err) }));
+    }
+    assert.equal(ack?.ok, true, `${transports}: ${JSON.stringify(ack)} after drops ${drops}`);
+  }
 });

@@ -33,4 +33,6 @@ esac
 # shellcheck source=/dev/null
 source "$state/urls.env"
 export CHATTY_URL CHATTY_NODES
+# Lets the rolling-restart test restart nodes of this local cluster.
+export CHATTY_CLUSTER_CTL=$cluster
 node --test "$@"
