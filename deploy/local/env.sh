@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared defaults for the local scripts; sourced, not run. Any variable set beforehand wins.
 export DATABASE_URL=${DATABASE_URL:-postgres://chatty:chatty@127.0.0.1:5432/chatty}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}

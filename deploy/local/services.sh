@@ -30,9 +30,9 @@ ensure_postgres() {
       log "PostgreSQL is not installed: run 'sudo apt-get install postgresql postgresql-contrib'"; exit 1; }
   fi
   local version
-  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1)
+  version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n1 || true)
   if [ -z "$version" ]; then
-    as_root pg_createcluster --start "$(ls /usr/lib/postgresql | sort -V | tail -n1)" main
+    as_root pg_createcluster --start "$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)" main
   else
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
   fi

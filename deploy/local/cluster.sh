@@ -1,0 +1,424 @@
+#!/usr/bin/env bash
+# A local Chatty cluster without Docker: N `chatty serve` nodes on loopback ports behind one
+# nginx, sharing the local PostgreSQL and Redis. Used by people, the e2e tests and load tests.
+#
+# Usage: deploy/local/cluster.sh COMMAND
+#   start [--nodes N] [--port P] [--base-port B]
+#                      build chatty, start N nodes (default 3) on ports B+1..B+N (default
+#                      B=3100) and nginx on P (default 8080); wait until all are ready
+#   stop               SIGTERM every node (each drains), then stop nginx
+#   status             one line per process; exit 0 all up, 1 degraded, 3 not running
+#   logs [-f] [K|nginx|all]   last lines of the logs (-f: follow)
+#   restart-node K     SIGTERM node K, wait for it to exit, start it again (rolling restarts)
+#   kill-node K        SIGKILL node K (a crash: no drain, its presence leases expire)
+#
+# Environment: CHATTY_PROFILE=release|debug (default release), CARGO_TARGET_DIR (honoured),
+# CHATTY_BIN (use this binary, build nothing), CHATTY_CLUSTER_LISTEN (nginx address, default
+# 127.0.0.1), CHATTY_CLUSTER_TIMEOUT (seconds to wait for readiness, default 180), and every
+# node setting of the README (DATABASE_URL, REDIS_URL, JWT_SECRET, CHATTY_*), which
+# deploy/local/env.sh fills in. Runtime files live in .chatty/cluster/ (gitignored).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STATE=${CHATTY_CLUSTER_DIR:-$ROOT/.chatty/cluster}
+NGX=$STATE/nginx
+TEMPLATE=$ROOT/deploy/nginx/cluster.conf.template
+
+log() { printf 'cluster: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+usage() {
+  sed -n '/^# Usage:/,/^# deploy\/local\/env.sh/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+# --- processes -------------------------------------------------------------------------
+
+# True when $1 is a live process whose command line contains $2: a stale pid file whose pid
+# was reused by another program must not be signalled.
+alive() {
+  local pid=$1 what=$2 cmd
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  [ -r "/proc/$pid/cmdline" ] || return 0
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *"$what"* ]]
+}
+
+pid_of() { if [ -s "$1" ]; then cat "$1"; fi; }
+node_pid() { pid_of "$STATE/node-$1.pid"; }
+nginx_pid() { pid_of "$STATE/nginx.pid"; }
+node_alive() { alive "$(node_pid "$1")" chatty; }
+nginx_alive() { alive "$(nginx_pid)" nginx; }
+
+# Waits up to $2 seconds for pid $1 to exit; 1 if it is still there.
+wait_exit() {
+  local pid=$1 deadline=$((SECONDS + $2))
+  while kill -0 "$pid" 2>/dev/null; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.2
+  done
+}
+
+http_code() { curl -s -o /dev/null -m 3 -w '%{http_code}' "$1" 2>/dev/null || true; }
+
+# True when $1 is a whole number from $2 to $3.
+in_range() { [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
+
+port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# --- state ---------------------------------------------------------------------------------
+
+load_state() {
+  [ -s "$STATE/cluster.env" ] || die "no cluster state in $STATE: run 'deploy/local/cluster.sh start' first"
+  # shellcheck source=/dev/null
+  source "$STATE/cluster.env"
+}
+
+node_port() { echo $((BASE_PORT + $1)); }
+
+check_node_arg() {
+  in_range "${1:-}" 1 "$NODES" || die "node must be a number from 1 to $NODES, got '${1:-}'"
+}
+
+any_running() {
+  local k
+  nginx_alive && return 0
+  for k in $(seq 1 "${NODES:-0}"); do node_alive "$k" && return 0; done
+  return 1
+}
+
+# --- build and tools ---------------------------------------------------------------------
+
+chatty_binary() {
+  if [ -n "${CHATTY_BIN:-}" ]; then
+    [ -x "$CHATTY_BIN" ] || die "CHATTY_BIN=$CHATTY_BIN is not an executable"
+    (cd "$(dirname "$CHATTY_BIN")" && echo "$PWD/$(basename "$CHATTY_BIN")")
+    return
+  fi
+  local profile=${CHATTY_PROFILE:-release} target=${CARGO_TARGET_DIR:-$ROOT/target}
+  [[ $target == /* ]] || target=$ROOT/$target
+  command -v cargo >/dev/null || die "cargo is not installed (https://rustup.rs), or set CHATTY_BIN"
+  case $profile in
+    release)
+      log "building chatty (release; the first build takes about 4 minutes on 2 cores)"
+      (cd "$ROOT" && cargo build --release --bin chatty) >&2 ;;
+    debug)
+      log "building chatty (debug)"
+      (cd "$ROOT" && cargo build --bin chatty) >&2 ;;
+    *) die "CHATTY_PROFILE must be release or debug, got '$profile'" ;;
+  esac
+  echo "$target/$profile/chatty"
+}
+
+nginx_binary() {
+  local bin
+  bin=$(command -v nginx || true)
+  [ -n "$bin" ] || [ ! -x /usr/sbin/nginx ] || bin=/usr/sbin/nginx
+  if [ -z "$bin" ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      # Debian's nginx package may also start its own default site on port 80; this
+      # launcher never uses or changes that instance.
+      log "installing the Debian package nginx"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+      bin=$(command -v nginx || echo /usr/sbin/nginx)
+    else
+      die "nginx is not installed: run 'sudo apt-get install nginx' (Debian/Ubuntu) and start again"
+    fi
+  fi
+  echo "$bin"
+}
+
+# --- nginx -----------------------------------------------------------------------------
+
+# Renders the template for NODES nodes into $NGX/nginx.conf.
+render_nginx() {
+  local servers='' k conf user_directive='' conns
+  for k in $(seq 1 "$NODES"); do
+    # max_fails=1: one refused connection (a node draining or gone) takes it out of rotation
+    # for 5 s, so clients reconnecting after a drain do not keep hitting it.
+    servers+="        server 127.0.0.1:$(node_port "$k") max_fails=1 fail_timeout=5s;"$'\n'
+  done
+  servers=${servers%$'\n'}
+  [ "$(id -u)" -ne 0 ] || user_directive="user $(id -un) $(id -gn);"
+  # Each proxied connection holds two descriptors (client and node), and nginx needs a few.
+  conns=$(( ($(ulimit -n) - 32) / 2 ))
+  [ "$conns" -le 16384 ] || conns=16384
+  [ "$conns" -ge 256 ] || conns=256
+  mkdir -p "$NGX/logs" "$NGX/tmp"
+  conf=$(<"$TEMPLATE")
+  conf=${conf//@USER_DIRECTIVE@/$user_directive}
+  conf=${conf//@STATE@/$NGX}
+  conf=${conf//@WORKER_CONNECTIONS@/$conns}
+  conf=${conf//@LISTEN@/$LISTEN}
+  conf=${conf//@PORT@/$PORT}
+  conf=${conf//@SERVERS@/$servers}
+  [[ $conf != *@[A-Z_]*@* ]] || die "unreplaced placeholder in $TEMPLATE"
+  printf '%s\n' "$conf" >"$NGX/nginx.conf"
+}
+
+start_nginx() {
+  local bin
+  bin=$(nginx_binary)
+  render_nginx
+  if ! "$bin" -t -q -p "$NGX/" -e "$NGX/logs/error.log" -c "$NGX/nginx.conf"; then
+    log "nginx rejected $NGX/nginx.conf"
+    return 1
+  fi
+  # setsid: a Ctrl-C in the terminal that ran `start` must not reach the balancer later.
+  setsid nohup "$bin" -p "$NGX/" -e "$NGX/logs/error.log" -c "$NGX/nginx.conf" \
+    >>"$NGX/logs/stderr.log" 2>&1 </dev/null &
+  echo $! >"$STATE/nginx.pid"
+}
+
+stop_nginx() {
+  local pid
+  pid=$(nginx_pid)
+  if alive "$pid" nginx; then
+    # QUIT: finish open requests; worker_shutdown_timeout is not set, so bound it here.
+    kill -QUIT "$pid" 2>/dev/null || true
+    wait_exit "$pid" 10 || { kill -TERM "$pid" 2>/dev/null || true; wait_exit "$pid" 5 || kill -KILL "$pid" 2>/dev/null || true; }
+    log "nginx stopped"
+  fi
+  rm -f "$STATE/nginx.pid"
+}
+
+# --- nodes -------------------------------------------------------------------------------
+
+start_node() {
+  local k=$1 port
+  port=$(node_port "$k")
+  ! port_busy 127.0.0.1 "$port" || die "port $port (node $k) is already in use"
+  (
+    # Exactly the environment the cluster started with, so a restarted node joins the same
+    # database, Redis prefix and JWT secret even from another shell.
+    # shellcheck source=/dev/null
+    source "$STATE/node.env"
+    export CHATTY_ADDR=127.0.0.1:$port CHATTY_NODE_ID=node-$k
+    # Plain text in the log files, without terminal colour codes.
+    export NO_COLOR=${NO_COLOR:-1}
+    printf '\n=== %s starting node-%s on %s\n' "$(date -Is)" "$k" "$CHATTY_ADDR" >>"$STATE/node-$k.log"
+    setsid nohup "$BIN" serve >>"$STATE/node-$k.log" 2>&1 </dev/null &
+    echo $! >"$STATE/node-$k.pid"
+  )
+}
+
+# SIGTERM: the node fails readiness, stops accepting, tells its sockets to reconnect
+# elsewhere and finishes in-flight requests within CHATTY_SHUTDOWN_GRACE_SECS.
+stop_node() {
+  local k=$1 signal=${2:-TERM} pid grace
+  pid=$(node_pid "$k")
+  if alive "$pid" chatty; then
+    kill "-$signal" "$pid" 2>/dev/null || true
+    grace=$(grep -o 'CHATTY_SHUTDOWN_GRACE_SECS="[0-9]*"' "$STATE/node.env" 2>/dev/null | tr -dc 0-9 || true)
+    if ! wait_exit "$pid" $((${grace:-25} + 10)); then
+      log "node $k did not exit within its grace period; killing it"
+      kill -KILL "$pid" 2>/dev/null || true
+      wait_exit "$pid" 5 || true
+    fi
+  fi
+  rm -f "$STATE/node-$k.pid"
+}
+
+# Waits until node $1 answers /readyz with 200; shows its log and fails if it dies.
+wait_ready() {
+  local k=$1 deadline=$((SECONDS + ${CHATTY_CLUSTER_TIMEOUT:-180})) url
+  url="http://127.0.0.1:$(node_port "$k")/readyz"
+  until [ "$(http_code "$url")" = 200 ]; do
+    if ! node_alive "$k"; then
+      log "node $k exited during start; last lines of $STATE/node-$k.log:"
+      tail -n 20 "$STATE/node-$k.log" >&2
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "node $k is not ready after ${CHATTY_CLUSTER_TIMEOUT:-180} s ($url: $(http_code "$url")); last lines of its log:"
+      tail -n 20 "$STATE/node-$k.log" >&2
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+# --- commands ------------------------------------------------------------------------------
+
+cmd_start() {
+  local nodes=3 port=8080 base=${CHATTY_CLUSTER_BASE_PORT:-3100} k
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --nodes) nodes=${2:-}; shift 2 ;;
+      --port) port=${2:-}; shift 2 ;;
+      --base-port) base=${2:-}; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  in_range "$nodes" 1 50 || die "--nodes must be 1 to 50, got '$nodes'"
+  in_range "$port" 1 65535 || die "--port must be a TCP port, got '$port'"
+  in_range "$base" 1 $((65535 - nodes)) || die "--base-port must leave room for $nodes ports, got '$base'"
+
+  if [ -s "$STATE/cluster.env" ]; then
+    load_state
+    if any_running; then
+      log "already running ($NODES nodes, http://$LISTEN:$PORT); 'stop' it first to change its shape"
+      cmd_status || true
+      return 0
+    fi
+  fi
+
+  NODES=$nodes PORT=$port BASE_PORT=$base LISTEN=${CHATTY_CLUSTER_LISTEN:-127.0.0.1}
+  ! port_busy "$LISTEN" "$PORT" || die "port $PORT is already in use (choose another with --port)"
+  for k in $(seq 1 "$NODES"); do
+    ! port_busy 127.0.0.1 "$(node_port "$k")" || die "port $(node_port "$k") is already in use (choose --base-port)"
+  done
+  command -v curl >/dev/null || die "curl is not installed: run 'sudo apt-get install curl'"
+
+  bash "$ROOT/deploy/local/services.sh"
+  # shellcheck source=deploy/local/env.sh
+  source "$ROOT/deploy/local/env.sh"
+  BIN=$(chatty_binary)
+  [ -x "$BIN" ] || die "no chatty binary at $BIN"
+  nginx_binary >/dev/null
+
+  mkdir -p "$STATE"
+  rm -f "$STATE"/node-*.pid "$STATE/nginx.pid"
+  (
+    umask 077 # node.env holds the JWT secret and database password
+    export -p | grep -E '^declare -x (CHATTY_[A-Z_]+|DATABASE_URL|REDIS_URL|JWT_SECRET|RUST_LOG)=' |
+      grep -vE '^declare -x CHATTY_(ADDR|NODE_ID|PROFILE|BIN|CLUSTER_[A-Z_]+)=' >"$STATE/node.env"
+  )
+  {
+    printf 'NODES=%q\nPORT=%q\nBASE_PORT=%q\nLISTEN=%q\nBIN=%q\n' "$NODES" "$PORT" "$BASE_PORT" "$LISTEN" "$BIN"
+  } >"$STATE/cluster.env"
+  local nodes_urls=''
+  for k in $(seq 1 "$NODES"); do nodes_urls+="http://127.0.0.1:$(node_port "$k"),"; done
+  printf 'CHATTY_URL=%q\nCHATTY_NODES=%q\n' "http://$LISTEN:$PORT" "${nodes_urls%,}" >"$STATE/urls.env"
+
+  # Enough descriptors for load tests: nodes and nginx inherit the raised soft limit.
+  ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+  log "starting $NODES nodes ($BIN)"
+  for k in $(seq 1 "$NODES"); do start_node "$k"; done
+  # Nodes starting together serialise migrations on a PostgreSQL advisory lock.
+  for k in $(seq 1 "$NODES"); do
+    wait_ready "$k" || { log "start failed; stopping what was started"; cmd_stop; exit 1; }
+  done
+  start_nginx || { cmd_stop; exit 1; }
+  local deadline=$((SECONDS + 15))
+  until [ "$(http_code "http://$LISTEN:$PORT/readyz")" = 200 ]; do
+    if [ "$SECONDS" -ge "$deadline" ] || ! nginx_alive; then
+      log "nginx does not answer on $LISTEN:$PORT; see $NGX/logs/error.log and $NGX/logs/stderr.log"
+      tail -n 10 "$NGX/logs/error.log" "$NGX/logs/stderr.log" >&2 2>/dev/null || true
+      cmd_stop
+      exit 1
+    fi
+    sleep 0.2
+  done
+  log "ready"
+  print_urls
+}
+
+print_urls() {
+  local k
+  echo "balancer  http://$LISTEN:$PORT   (REST and Socket.IO; /metrics is not exposed here)"
+  for k in $(seq 1 "$NODES"); do
+    echo "node-$k    http://127.0.0.1:$(node_port "$k")   (/readyz, /metrics)"
+  done
+  echo "logs      $STATE/"
+}
+
+cmd_stop() {
+  [ -s "$STATE/cluster.env" ] || { log "not running"; return 0; }
+  load_state
+  any_running || { log "not running"; return 0; }
+  local k pids=()
+  # Every node drains at the same time; each waits for its own grace period.
+  for k in $(seq 1 "$NODES"); do
+    stop_node "$k" &
+    pids+=($!)
+  done
+  [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
+  log "nodes stopped"
+  stop_nginx
+}
+
+cmd_status() {
+  load_state
+  local k up=0 code pid
+  for k in $(seq 1 "$NODES"); do
+    pid=$(node_pid "$k")
+    if node_alive "$k"; then
+      code=$(http_code "http://127.0.0.1:$(node_port "$k")/readyz")
+      printf 'node-%-3s pid %-8s 127.0.0.1:%-6s readyz %s\n' "$k" "$pid" "$(node_port "$k")" "$code"
+      [ "$code" != 200 ] || up=$((up + 1))
+    else
+      printf 'node-%-3s stopped\n' "$k"
+    fi
+  done
+  if nginx_alive; then
+    code=$(http_code "http://$LISTEN:$PORT/readyz")
+    printf 'nginx    pid %-8s %s:%-6s readyz %s\n' "$(nginx_pid)" "$LISTEN" "$PORT" "$code"
+    [ "$code" != 200 ] || up=$((up + 1))
+  else
+    printf 'nginx    stopped\n'
+  fi
+  if [ "$up" -eq $((NODES + 1)) ]; then return 0; fi
+  if any_running; then return 1; fi
+  return 3
+}
+
+cmd_logs() {
+  local follow=() which=all files=()
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -f|--follow) follow=(-F) ;;
+      *) which=$1 ;;
+    esac
+    shift
+  done
+  load_state
+  case $which in
+    all) files=("$STATE"/node-*.log "$NGX/logs/error.log" "$NGX/logs/access.log") ;;
+    nginx) files=("$NGX/logs/error.log" "$NGX/logs/access.log") ;;
+    *) check_node_arg "$which"; files=("$STATE/node-$which.log") ;;
+  esac
+  local existing=() f
+  for f in "${files[@]}"; do [ ! -e "$f" ] || existing+=("$f"); done
+  [ ${#existing[@]} -gt 0 ] || die "no logs yet in $STATE"
+  exec tail -n 50 "${follow[@]}" "${existing[@]}"
+}
+
+cmd_restart_node() {
+  load_state
+  check_node_arg "${1:-}"
+  local k=$1
+  if node_alive "$k"; then
+    log "node $k: SIGTERM, draining"
+    stop_node "$k"
+  fi
+  log "node $k: starting"
+  start_node "$k"
+  wait_ready "$k" || exit 1
+  log "node $k: ready"
+}
+
+cmd_kill_node() {
+  load_state
+  check_node_arg "${1:-}"
+  node_alive "$1" || { log "node $1 is not running"; return 0; }
+  stop_node "$1" KILL
+  log "node $1 killed (SIGKILL); 'restart-node $1' brings it back"
+}
+
+case ${1:-} in
+  start) shift; cmd_start "$@" ;;
+  stop) cmd_stop ;;
+  status) if [ -s "$STATE/cluster.env" ]; then cmd_status; else log "not running"; exit 3; fi ;;
+  logs) shift; cmd_logs "$@" ;;
+  restart-node) cmd_restart_node "${2:-}" ;;
+  kill-node) cmd_kill_node "${2:-}" ;;
+  render-nginx)
+    # For deploy/check.sh: render the template for a 3-node cluster into the given directory.
+    NGX=${2:?render-nginx DIR} NODES=3 PORT=8080 BASE_PORT=3100 LISTEN=127.0.0.1
+    render_nginx
+    echo "$NGX/nginx.conf" ;;
+  *) usage ;;
+esac

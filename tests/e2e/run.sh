@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# End-to-end tests with the official socket.io-client against a local cluster of 3 nodes
+# behind nginx (deploy/local/cluster.sh). Starts the cluster and always stops it again; a
+# cluster that was already running is used as it is and left running.
+# Usage: tests/e2e/run.sh [node --test arguments, e.g. --test-name-pattern=typing]
+#        CHATTY_PROFILE=debug tests/e2e/run.sh   (debug build: faster to build, slower to run)
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(cd ../.. && pwd)
+cluster=$root/deploy/local/cluster.sh
+state=${CHATTY_CLUSTER_DIR:-$root/.chatty/cluster}
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "e2e: Node.js >= 18 and npm are needed: sudo apt-get install nodejs npm" >&2
+  exit 1
+fi
+npm ci --no-audit --no-fund
+
+status=0
+bash "$cluster" status >/dev/null 2>&1 || status=$?
+case $status in
+  0) echo "e2e: using the cluster that is already running (it stays running)" >&2 ;;
+  3)
+    trap 'bash "$cluster" stop' EXIT
+    bash "$cluster" start --nodes 3 ;;
+  *)
+    echo "e2e: a cluster is running but not every process is ready:" >&2
+    bash "$cluster" status >&2 || true
+    echo "e2e: fix it (deploy/local/cluster.sh restart-node K) or stop it first" >&2
+    exit 1 ;;
+esac
+
+# shellcheck source=/dev/null
+source "$state/urls.env"
+export CHATTY_URL CHATTY_NODES
+# Lets the rolling-restart test restart nodes of this local cluster.
+export CHATTY_CLUSTER_CTL=$cluster
+node --test "$@"
