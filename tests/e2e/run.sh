@@ -36,3 +36,11 @@ export CHATTY_URL CHATTY_NODES
 # Lets the rolling-restart test restart nodes of this local cluster.
 export CHATTY_CLUSTER_CTL=$cluster
 node --test "$@"
+
+# A few seconds of the load generator through the balancer: seeds through the API, sends
+# with acks, and exits non-zero if any message is lost, duplicated or out of order.
+profile=${CHATTY_PROFILE:-release}
+flag=(); [ "$profile" = release ] && flag=(--release)
+(cd "$root" && cargo build "${flag[@]}" -p chatty-load)
+"${CARGO_TARGET_DIR:-$root/target}/$profile/chatty-load" --url "$CHATTY_URL" --nodes "$CHATTY_NODES" \
+  --users 20 --group-size 5 --rate 40 --duration 3 --ramp-up 1
