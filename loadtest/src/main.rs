@@ -98,7 +98,7 @@ pub struct Args {
     #[arg(long)]
     pub seed_sql: bool,
 
-    #[arg(long, env = "DATABASE_URL", requires = "seed_sql")]
+    #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
     #[arg(long, env = "REDIS_URL")]
