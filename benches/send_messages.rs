@@ -2,7 +2,8 @@
 //!
 //! Starts one node in-process on a fresh database (`chatty_bench_<uuid>` on
 //! `CHATTY_BENCH_PG`, default `postgres://postgres@127.0.0.1:5432`) and a fresh Redis
-//! prefix (`CHATTY_BENCH_REDIS`, default `redis://127.0.0.1:6379`), registers users, puts
+//! prefix (`CHATTY_BENCH_REDIS`, default `redis://127.0.0.1:6379`; `none` runs the node
+//! without Redis, with in-process sessions and fan-out), registers users, puts
 //! them in groups, then lets concurrent senders post messages over keep-alive HTTP with
 //! TCP_NODELAY for a fixed time. Prints stored messages per second (counted in
 //! PostgreSQL) and request latency percentiles, then drops the database and the keys.
@@ -78,22 +79,23 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn bench(cfg: &Config, db_name: &str, prefix: &str) -> anyhow::Result<()> {
-    let settings = Wrapper::try_parse_from([
-        "chatty",
-        "--database-url",
-        &format!("{}/{db_name}", cfg.pg),
-        "--redis-url",
-        &cfg.redis,
-        "--redis-prefix",
-        prefix,
-        "--addr",
-        "127.0.0.1:0",
-        "--jwt-secret",
-        JWT_SECRET,
-        "--db-max-connections",
-        &cfg.db_conns.to_string(),
-    ])?
-    .settings;
+    let mut args = vec![
+        "chatty".to_owned(),
+        "--database-url".to_owned(),
+        format!("{}/{db_name}", cfg.pg),
+        "--redis-prefix".to_owned(),
+        prefix.to_owned(),
+        "--addr".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--jwt-secret".to_owned(),
+        JWT_SECRET.to_owned(),
+        "--db-max-connections".to_owned(),
+        cfg.db_conns.to_string(),
+    ];
+    if cfg.redis != "none" {
+        args.extend(["--redis-url".to_owned(), cfg.redis.clone()]);
+    }
+    let settings = Wrapper::try_parse_from(args)?.settings;
     let app = Application::build(settings)
         .await
         .context("starting the node")?;
@@ -193,8 +195,8 @@ async fn bench(cfg: &Config, db_name: &str, prefix: &str) -> anyhow::Result<()> 
         latencies[i] as f64 / 1000.0
     };
     println!(
-        "send_messages: {} senders, {conversations} group conversations of {}",
-        cfg.senders, cfg.group_size
+        "send_messages: {} senders, {conversations} group conversations of {}, redis {}",
+        cfg.senders, cfg.group_size, cfg.redis
     );
     println!("  duration          {:.2} s", elapsed.as_secs_f64());
     println!("  requests ok       {}", latencies.len());
@@ -301,6 +303,9 @@ async fn cleanup(cfg: &Config, db_name: &str, prefix: &str) {
         {
             eprintln!("cannot drop {db_name}: {e}");
         }
+    }
+    if cfg.redis == "none" {
+        return;
     }
     let keys = async {
         let client = redis::Client::open(cfg.redis.as_str())?;

@@ -45,7 +45,7 @@ impl Application {
         let (fabric, broker): (Arc<dyn Fabric>, Arc<dyn Broker>) = match &settings.redis_url {
             Some(url) => {
                 let fabric = RedisFabric::connect(url, &settings.redis_prefix).await?;
-                let broker = RedisBroker::start(url, fabric.keys().bus(), fabric.pool()).await?;
+                let broker = RedisBroker::start(url, fabric.keys().bus()).await?;
                 (Arc::new(fabric), Arc::new(broker))
             }
             None => {

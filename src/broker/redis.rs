@@ -17,8 +17,10 @@ use super::{Broker, BrokerError, BusMessage, LOCAL_CHANNEL_CAPACITY};
 /// socketioxide-redis) so that it can reconnect by itself after Redis restarts, report
 /// its state in `/readyz` and metrics, and publish each event once with its recipients.
 pub struct RedisBroker {
-    /// Publishing connections, shared with the fabric.
-    pool: deadpool_redis::Pool,
+    /// Publishing connection: one multiplexed, self-reconnecting socket, so concurrent
+    /// publishes pipeline and keep this node's publish order, without the pool's
+    /// recycle round trip per checkout.
+    conn: redis::aio::ConnectionManager,
     channel: String,
     /// Local fan-out of everything received from Redis.
     tx: broadcast::Sender<Arc<BusMessage>>,
@@ -36,17 +38,13 @@ impl Drop for RedisBroker {
 impl RedisBroker {
     /// Subscribes to `channel` and waits (up to a few seconds) until the subscription is
     /// live, so that a node reports ready only once it hears the cluster.
-    pub async fn start(
-        url: &str,
-        channel: String,
-        pool: deadpool_redis::Pool,
-    ) -> anyhow::Result<Self> {
+    pub async fn start(url: &str, channel: String) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
         let tx = broadcast::channel(LOCAL_CHANNEL_CAPACITY).0;
         let connected = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(subscriber(
-            client,
+            client.clone(),
             channel.clone(),
             tx.clone(),
             connected.clone(),
@@ -56,8 +54,16 @@ impl RedisBroker {
             .await
             .context("timed out subscribing to the Redis event channel")?
             .context("subscriber stopped")?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .context("cannot open the Redis publishing connection")?;
         Ok(Self {
-            pool,
+            conn,
             channel,
             tx,
             connected,
@@ -133,12 +139,20 @@ impl Broker for RedisBroker {
     async fn publish(&self, msg: BusMessage) -> Result<(), BrokerError> {
         let payload = serde_json::to_vec(&msg).context("encoding an event")?;
         let sent = async {
-            let mut conn = self.pool.get().await?;
-            redis::cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(&payload)
-                .query_async::<i64>(&mut conn)
-                .await?;
+            let mut conn = self.conn.clone();
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(&self.channel).arg(&payload);
+            match publish.query_async::<i64>(&mut conn).await {
+                // The first command after Redis went away is the one that notices; the
+                // manager reconnects and the event is sent once more (a rare duplicate is
+                // harmless: clients deduplicate by message id and seq, a lost event is not).
+                Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                    publish.query_async::<i64>(&mut conn).await?;
+                }
+                other => {
+                    other?;
+                }
+            }
             anyhow::Ok(())
         }
         .await;

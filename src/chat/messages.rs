@@ -70,7 +70,7 @@ pub struct MessageDeleted {
 }
 
 /// Payload of `messageStatus`: `userId`'s cursor now covers every message up to `seq`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageStatusEvent {
     pub message_id: Uuid,
@@ -143,7 +143,7 @@ const SEND: &str = concat!(
 /// Stores a message and announces it as `newMessage` to every participant, the sender's
 /// other devices included. Returns the message and whether it was stored now (`false`: a
 /// retry with a `client_msg_id` already used by this sender, answered with the original).
-#[tracing::instrument(skip(state, body), fields(conversation_id = %conversation_id))]
+#[tracing::instrument(skip_all, fields(%conversation_id, %sender))]
 pub async fn send_message(
     state: &AppState,
     sender: Uuid,
@@ -174,7 +174,7 @@ pub async fn send_message(
         Err(sqlx::Error::Database(e))
             if e.constraint() == Some("messages_sender_client_msg_key") =>
         {
-            // Checked only on this path: a unique violation here always carries an id.
+            // The constraint only covers rows that have a client_msg_id, so this is Some.
             let client_msg_id =
                 client_msg_id.ok_or_else(|| ApiError::Conflict("duplicate message".into()))?;
             let original =

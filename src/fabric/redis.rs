@@ -79,6 +79,10 @@ return added";
 pub struct RedisFabric {
     /// Command connections; each call borrows one for the duration of the call.
     pool: Pool,
+    /// The per-request session check runs on this one multiplexed, self-reconnecting
+    /// connection instead of the pool: concurrent checks pipeline on one socket, and it
+    /// skips the UNWATCH+PING round trip with which the pool recycles every checkout.
+    hot: redis::aio::ConnectionManager,
     keys: RedisKeys,
     touch_session: Script,
     revoke_session: Script,
@@ -101,8 +105,10 @@ impl RedisFabric {
             .runtime(Runtime::Tokio1)
             .build()
             .context("building the Redis pool")?;
+        let hot = hot_connection(url).await?;
         let fabric = Self {
             pool,
+            hot,
             keys: RedisKeys::new(prefix),
             touch_session: Script::new(TOUCH_SESSION),
             revoke_session: Script::new(REVOKE_SESSION),
@@ -131,6 +137,20 @@ impl RedisFabric {
     async fn conn(&self) -> FabricResult<deadpool_redis::Connection> {
         Ok(self.pool.get().await?)
     }
+}
+
+/// A multiplexed connection that reconnects by itself after Redis restarts, with the
+/// same time limits as the pool.
+async fn hot_connection(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_max_delay(Duration::from_secs(2));
+    redis::Client::open(url)
+        .context("REDIS_URL is not a valid Redis URL")?
+        .get_connection_manager_with_config(config)
+        .await
+        .with_context(|| format!("Redis at {} does not answer", redact(url)))
 }
 
 /// The URL without its password, for error messages.
@@ -209,13 +229,28 @@ impl Fabric for RedisFabric {
     }
 
     async fn touch_session(&self, session_id: Uuid) -> FabricResult<Option<Uuid>> {
-        let mut c = self.conn().await?;
-        let user: Option<String> = self
+        let key = self.keys.session(session_id);
+        let now = ms(Utc::now());
+        let mut c = self.hot.clone();
+        let user: Option<String> = match self
             .touch_session
-            .key(self.keys.session(session_id))
-            .arg(ms(Utc::now()))
+            .key(&key)
+            .arg(now)
             .invoke_async(&mut c)
-            .await?;
+            .await
+        {
+            // The first command after Redis went away is the one that notices; the manager
+            // reconnects, and the (idempotent) check is asked once more, as the pool's
+            // recycle check would have done.
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                self.touch_session
+                    .key(&key)
+                    .arg(now)
+                    .invoke_async(&mut c)
+                    .await?
+            }
+            other => other?,
+        };
         Ok(user.and_then(|u| u.parse().ok()))
     }
 
