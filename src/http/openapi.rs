@@ -20,13 +20,67 @@ use crate::state::AppState;
         super::health::healthz,
         super::health::readyz,
         super::health::metrics,
+        super::auth::register,
+        super::auth::login,
+        super::auth::logout,
+        super::auth::logout_all,
+        super::auth::list_sessions,
+        super::auth::revoke_session,
+        super::users::list_users,
+        super::users::me,
+        super::users::search_users,
+        super::users::get_user,
+        super::typing::who_is_typing,
+        super::conversations::create,
+        super::conversations::list,
+        super::conversations::details,
+        super::conversations::add_participants,
+        super::conversations::remove_participant,
+        super::messages::send,
+        super::messages::history,
+        super::messages::one,
+        super::messages::edit,
+        super::messages::remove,
+        super::messages::status,
+        super::messages::receipts,
     ),
+    components(schemas(ErrorBody, ErrorMessage)),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness, readiness and metrics"),
+        (name = "auth", description = "Registration, login and sessions"),
+        (name = "users", description = "User profiles and search"),
+        (name = "conversations", description = "Conversations, participants and typing"),
+        (name = "messages", description = "Messages, edits, statuses and receipts"),
     )
 )]
 pub struct ApiDoc;
+
+/// The body of every error, as `ApiError::body()` builds it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // only describes the JSON that `ApiError::body()` writes
+pub struct ErrorBody {
+    /// The HTTP status code.
+    #[serde(rename = "statusCode")]
+    status_code: u16,
+    /// The status' reason phrase.
+    error: String,
+    message: ErrorMessage,
+    /// Machine-readable error code.
+    code: String,
+    /// The invalid fields, on validation errors only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<Vec<String>>,
+}
+
+/// One message, or one per invalid field on validation errors.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // only describes the JSON that `ApiError::body()` writes
+#[serde(untagged)]
+pub enum ErrorMessage {
+    One(String),
+    Many(Vec<String>),
+}
 
 /// Registers the `bearer` scheme that authenticated operations refer to.
 struct BearerAuth;

@@ -6,6 +6,7 @@ mod fabric;
 mod health;
 mod helpers;
 mod messages;
+mod openapi;
 mod realtime;
 mod realtime_messages;
 mod users;
