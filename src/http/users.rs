@@ -16,7 +16,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A user as the user themselves sees it (the only view with the email). Never the hash.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     pub user_id: Uuid,
     pub username: String,
@@ -28,7 +28,7 @@ pub struct User {
 }
 
 /// A user as everybody else sees them.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PublicUser {
     pub user_id: Uuid,
     pub username: String,
@@ -84,7 +84,7 @@ struct ListParams {
         ("offset" = Option<i64>, Query, description = "Rows to skip"),
     ),
     responses(
-        (status = 200, description = "Users by name", body = Object),
+        (status = 200, description = "Users by name", body = Vec<PublicUser>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
     ),
@@ -214,7 +214,7 @@ async fn search_users(
     path = "/users/me",
     tag = "users",
     responses(
-        (status = 200, description = "The signed-in user, with email", body = Object),
+        (status = 200, description = "The signed-in user, with email", body = User),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
     ),
