@@ -104,7 +104,7 @@ pub(crate) fn send_input(
     tag = "messages",
     request_body = Object,
     responses(
-        (status = 201, description = "Stored message", body = Object),
+        (status = 201, description = "Stored message", body = crate::chat::MessageView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
@@ -152,7 +152,7 @@ struct HistoryParams {
         ("conversation_id" = Uuid, Path, description = "Conversation id"),
     ),
     responses(
-        (status = 200, description = "Messages of a conversation", body = Object),
+        (status = 200, description = "Messages of a conversation", body = Vec<crate::chat::MessageView>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
@@ -195,7 +195,7 @@ async fn history(
         ("id" = Uuid, Path, description = "Message id"),
     ),
     responses(
-        (status = 200, description = "The message", body = Object),
+        (status = 200, description = "The message", body = crate::chat::MessageView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
@@ -224,7 +224,7 @@ struct EditBody {
     ),
     request_body = Object,
     responses(
-        (status = 200, description = "The edited message", body = Object),
+        (status = 200, description = "The edited message", body = crate::chat::MessageView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
@@ -256,7 +256,7 @@ async fn edit(
         ("id" = Uuid, Path, description = "Message id"),
     ),
     responses(
-        (status = 200, description = "Deleted", body = Object),
+        (status = 200, description = "Deleted", body = crate::chat::MessageDeleted),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
@@ -287,7 +287,7 @@ struct StatusBody {
     ),
     request_body = Object,
     responses(
-        (status = 200, description = "The message with its new status", body = Object),
+        (status = 200, description = "The message with its new status", body = crate::chat::MessageView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
@@ -318,7 +318,7 @@ async fn status(
         ("id" = Uuid, Path, description = "Message id"),
     ),
     responses(
-        (status = 200, description = "Per-recipient delivery and read receipts", body = Object),
+        (status = 200, description = "Per-recipient delivery and read receipts", body = Vec<crate::chat::Receipt>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
