@@ -16,7 +16,7 @@ pub const DEFAULT_MESSAGE_PAGE: i64 = 50;
 pub const MAX_MESSAGE_PAGE: i64 = 200;
 
 /// A message's status as its sender sees it, aggregated over every other participant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
     /// Stored; not every other participant has it yet (or there is nobody else).
@@ -45,7 +45,7 @@ impl TryFrom<String> for MessageStatus {
 }
 
 /// A message as every client sees it. Deleted messages are never turned into one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct MessageView {
     pub message_id: Uuid,
     pub conversation_id: Uuid,
@@ -62,7 +62,7 @@ pub struct MessageView {
 }
 
 /// Payload of `messageDeleted` and the answer to a delete.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageDeleted {
     pub message_id: Uuid,
     pub conversation_id: Uuid,
@@ -84,7 +84,7 @@ pub struct MessageStatusEvent {
 }
 
 /// Whether one participant (other than the sender) has a message.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Receipt {
     pub user_id: Uuid,
     pub username: String,

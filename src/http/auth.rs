@@ -95,6 +95,18 @@ fn device_name(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "auth",
+    request_body = Object,
+    responses(
+        (status = 201, description = "Registered and signed in", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -179,6 +191,19 @@ struct Credentials {
     password_hash: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    request_body = Object,
+    responses(
+        (status = 200, description = "Signed in", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "Too many attempts", body = crate::http::openapi::ErrorBody),
+    ),
+)]
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -265,6 +290,16 @@ async fn disconnect(state: &AppState, sessions: Vec<Uuid>) {
     .await;
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    responses(
+        (status = 200, description = "This session is revoked", body = Object),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     if state
         .fabric
@@ -278,6 +313,16 @@ async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/logout-all",
+    tag = "auth",
+    responses(
+        (status = 200, description = "Every session of the user is revoked", body = Object),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn logout_all(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let revoked = state.fabric.revoke_all_sessions(auth.user_id).await?;
     let count = revoked.len();
@@ -294,6 +339,16 @@ struct SessionView {
     current: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/auth/sessions",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The user's sessions", body = Object),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_sessions(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -310,6 +365,21 @@ async fn list_sessions(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/auth/sessions/{sid}",
+    tag = "auth",
+    params(
+        ("sid" = Uuid, Path, description = "Session id"),
+    ),
+    responses(
+        (status = 204, description = "Session revoked"),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn revoke_session(
     auth: AuthUser,
     State(state): State<AppState>,

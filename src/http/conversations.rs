@@ -77,6 +77,20 @@ struct CreateBody {
 }
 
 /// 201 with the new conversation, or 200 with the existing direct chat between the two users.
+#[utoipa::path(
+    post,
+    path = "/conversations",
+    tag = "conversations",
+    request_body = Object,
+    responses(
+        (status = 201, description = "Created", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn create(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -104,6 +118,21 @@ struct ListParams {
     offset: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/conversations",
+    tag = "conversations",
+    params(
+        ("limit" = Option<i64>, Query, description = "Page size"),
+        ("offset" = Option<i64>, Query, description = "Rows to skip"),
+    ),
+    responses(
+        (status = 200, description = "The caller's conversations", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -116,6 +145,21 @@ async fn list(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/conversations/{id}",
+    tag = "conversations",
+    params(
+        ("id" = Uuid, Path, description = "Conversation id"),
+    ),
+    responses(
+        (status = 200, description = "Conversation with participants", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn details(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -133,6 +177,24 @@ struct AddBody {
     user_ids: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/conversations/{id}/participants",
+    tag = "conversations",
+    params(
+        ("id" = Uuid, Path, description = "Conversation id"),
+    ),
+    request_body = Object,
+    responses(
+        (status = 200, description = "The conversation after adding", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn add_participants(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -145,6 +207,23 @@ async fn add_participants(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/conversations/{id}/participants/{user_id}/remove",
+    tag = "conversations",
+    params(
+        ("id" = Uuid, Path, description = "Conversation id"),
+        ("user_id" = Uuid, Path, description = "Participant to remove"),
+    ),
+    responses(
+        (status = 200, description = "The conversation after removing", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn remove_participant(
     auth: AuthUser,
     State(state): State<AppState>,

@@ -98,6 +98,20 @@ pub(crate) fn send_input(
 }
 
 /// 201 with the stored message, or 200 with the original when `client_msg_id` repeats.
+#[utoipa::path(
+    post,
+    path = "/messages",
+    tag = "messages",
+    request_body = Object,
+    responses(
+        (status = 201, description = "Stored message", body = crate::chat::MessageView),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn send(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -130,6 +144,21 @@ struct HistoryParams {
 
 /// Ascending by seq. `after_seq`: the first `limit` after it; `before_seq`: the last
 /// `limit` before it; both: that range from its start; neither: the newest `limit`.
+#[utoipa::path(
+    get,
+    path = "/messages/conversation/{conversation_id}",
+    tag = "messages",
+    params(
+        ("conversation_id" = Uuid, Path, description = "Conversation id"),
+    ),
+    responses(
+        (status = 200, description = "Messages of a conversation", body = Vec<crate::chat::MessageView>),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn history(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -158,6 +187,21 @@ async fn history(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/messages/{id}",
+    tag = "messages",
+    params(
+        ("id" = Uuid, Path, description = "Message id"),
+    ),
+    responses(
+        (status = 200, description = "The message", body = crate::chat::MessageView),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn one(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -171,6 +215,24 @@ struct EditBody {
     content: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/messages/{id}",
+    tag = "messages",
+    params(
+        ("id" = Uuid, Path, description = "Message id"),
+    ),
+    request_body = Object,
+    responses(
+        (status = 200, description = "The edited message", body = crate::chat::MessageView),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn edit(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -186,6 +248,22 @@ async fn edit(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/messages/{id}",
+    tag = "messages",
+    params(
+        ("id" = Uuid, Path, description = "Message id"),
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = crate::chat::MessageDeleted),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn remove(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -200,6 +278,23 @@ struct StatusBody {
 }
 
 /// Answers with the message and its aggregate status after the change.
+#[utoipa::path(
+    put,
+    path = "/messages/{id}/status",
+    tag = "messages",
+    params(
+        ("id" = Uuid, Path, description = "Message id"),
+    ),
+    request_body = Object,
+    responses(
+        (status = 200, description = "The message with its new status", body = crate::chat::MessageView),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn status(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -215,6 +310,21 @@ async fn status(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/messages/{id}/receipts",
+    tag = "messages",
+    params(
+        ("id" = Uuid, Path, description = "Message id"),
+    ),
+    responses(
+        (status = 200, description = "Per-recipient delivery and read receipts", body = Vec<crate::chat::Receipt>),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn receipts(
     auth: AuthUser,
     State(db): State<PgPool>,

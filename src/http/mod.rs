@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod extract;
 pub mod health;
 pub mod messages;
+pub mod openapi;
 pub mod typing;
 pub mod users;
 
@@ -39,6 +40,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(conversations::router())
         .merge(messages::router())
         .merge(typing::router())
+        .merge(openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))

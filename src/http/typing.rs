@@ -26,6 +26,21 @@ struct Typing {
 
 /// Who is typing in a conversation now, from the fabric's expiring marks. Members only;
 /// anyone else gets 404, as if the conversation did not exist.
+#[utoipa::path(
+    get,
+    path = "/conversations/{id}/typing",
+    tag = "conversations",
+    params(
+        ("id" = Uuid, Path, description = "Conversation id"),
+    ),
+    responses(
+        (status = 200, description = "Who is typing now", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn who_is_typing(
     auth: AuthUser,
     State(state): State<AppState>,

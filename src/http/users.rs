@@ -16,7 +16,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A user as the user themselves sees it (the only view with the email). Never the hash.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
     pub user_id: Uuid,
     pub username: String,
@@ -28,7 +28,7 @@ pub struct User {
 }
 
 /// A user as everybody else sees them.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PublicUser {
     pub user_id: Uuid,
     pub username: String,
@@ -74,6 +74,22 @@ struct ListParams {
     offset: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "users",
+    params(
+        ("search" = Option<String>, Query, description = "Part of the username"),
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
+        ("offset" = Option<i64>, Query, description = "Rows to skip"),
+    ),
+    responses(
+        (status = 200, description = "Users by name", body = Vec<PublicUser>),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn list_users(
     _auth: AuthUser,
     State(db): State<PgPool>,
@@ -130,6 +146,22 @@ struct CountedUser {
 }
 
 /// The original's paged search: `{ data, meta: { total, page, limit, totalPages } }`.
+#[utoipa::path(
+    get,
+    path = "/users/search",
+    tag = "users",
+    params(
+        ("search" = Option<String>, Query, description = "Part of the username"),
+        ("page" = Option<i64>, Query, description = "1-based page"),
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
+    ),
+    responses(
+        (status = 200, description = "A page of users: { data, meta }", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn search_users(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -177,6 +209,17 @@ async fn search_users(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    tag = "users",
+    responses(
+        (status = 200, description = "The signed-in user, with email", body = User),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn me(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<User>> {
     let user = sqlx::query_as::<_, User>(
         "select user_id, username, email, status, last_seen_at, created_at, updated_at from users where user_id = $1",
@@ -188,6 +231,21 @@ async fn me(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<User>> {
     Ok(Json(user))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "users",
+    params(
+        ("id" = Uuid, Path, description = "User id"),
+    ),
+    responses(
+        (status = 200, description = "The user (with email if it is the caller)", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 async fn get_user(
     auth: AuthUser,
     State(db): State<PgPool>,

@@ -7,6 +7,7 @@ mod health;
 mod helpers;
 mod messages;
 mod ops;
+mod openapi;
 mod realtime;
 mod realtime_messages;
 mod users;
