@@ -20,6 +20,8 @@ pub mod http;
 pub mod metrics;
 /// SIGTERM / ctrl-c handling.
 pub mod shutdown;
+/// Friendships, blocks and notifications.
+pub mod social;
 /// Building and running one node.
 pub mod startup;
 /// Shared application state.

@@ -93,7 +93,7 @@ impl Emit {
 
 /// What travels on the bus.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum BusMessage {
     /// Deliver an event to rooms.
     Emit(Emit),

@@ -2,7 +2,9 @@
 
 pub mod auth;
 pub mod extract;
+pub mod friendships;
 pub mod health;
+pub mod notifications;
 pub mod users;
 
 use std::time::Duration;
@@ -33,6 +35,8 @@ pub fn api_router(state: AppState) -> Router {
         .merge(health::router())
         .merge(auth::router())
         .merge(users::router())
+        .merge(friendships::router())
+        .merge(notifications::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))

@@ -2,6 +2,8 @@
 
 mod auth;
 mod fabric;
+mod friendships;
 mod health;
 mod helpers;
+mod notifications;
 mod users;

@@ -42,7 +42,7 @@ async fn list_users_filters_by_search_and_pages_with_limit_and_offset() {
     for i in 0..5 {
         app.register(&format!("zed{i}_{tag}")).await;
     }
-    let all = body(app.get(&format!("/users?search=zed&limit=100"), &me.token).await).await;
+    let all = body(app.get("/users?search=zed&limit=100", &me.token).await).await;
     assert_eq!(all.as_array().unwrap().len(), 5);
     let page = body(app.get("/users?search=ZED&limit=2&offset=2", &me.token).await).await;
     let names: Vec<&str> = page.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
