@@ -57,7 +57,7 @@ struct NotifyArgs {
     redis_prefix: String,
 
     /// The one user to notify.
-    #[arg(long, value_name = "USER_ID")]
+    #[arg(long, value_name = "USER_ID", value_parser = parse_user_id)]
     user: Option<Uuid>,
 
     /// Notify every user.
@@ -69,6 +69,10 @@ struct NotifyArgs {
 
     /// The notification's text.
     text: String,
+}
+
+fn parse_user_id(raw: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(raw.trim()).map_err(|_| "expected a user id (a UUID)".to_owned())
 }
 
 /// Longest system notification title and text, in characters.

@@ -333,6 +333,17 @@ async fn a_request_while_the_other_side_is_pending_accepts_it() {
         pair_rows(&app, &alice, &bob).await,
         [("accepted".to_owned(), alice.id)]
     );
+    // Alice hears that bob accepted; bob's request notification no longer asks for attention.
+    let alices = body(app.get("/notifications", &alice.token).await).await;
+    assert_eq!(
+        alices[0]["metadata"]["sender_id"],
+        bob.id.to_string(),
+        "{alices}"
+    );
+    assert_eq!(alices[0]["metadata"]["action"], "accepted");
+    let bobs = body(app.get("/notifications", &bob.token).await).await;
+    assert_eq!(bobs[0]["metadata"]["action"], "request");
+    assert_eq!(bobs[0]["is_read"], true);
 }
 
 #[tokio::test]

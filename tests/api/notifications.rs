@@ -13,6 +13,7 @@ use crate::{
     friendships::befriend,
     helpers::{
         TestApp, TestUser, assert_error, assert_invalid, body, name, pg_base, redis_url, spawn_app,
+        spawn_app_memory,
     },
 };
 
@@ -186,6 +187,25 @@ async fn a_notification_stored_on_one_node_is_published_to_the_other() {
     assert_eq!(second["content"], "Tonight at 2");
     // Both nodes serve the same rows.
     assert_eq!(list(&b, &bob, "").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_single_node_without_redis_publishes_notifications_on_its_in_process_bus() {
+    let app = spawn_app_memory().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let mut rx = app.state.broker.subscribe();
+
+    app.post(
+        "/friendships/request",
+        &alice.token,
+        json!({ "friendId": bob.id }),
+    )
+    .await;
+
+    let event = next_notification(&mut rx, bob.id).await;
+    assert_eq!(event["type"], "friend_request");
+    assert_eq!(list(&app, &bob, "").await, std::slice::from_ref(&event));
 }
 
 #[tokio::test]
@@ -833,7 +853,11 @@ async fn the_notify_command_refuses_bad_arguments_with_one_line() {
     let app = spawn_app().await;
     let cases: [(&[&str], i32, &str); 6] = [
         (&["Title", "Text"], 2, "--user"),
-        (&["--user", "not-a-uuid", "Title", "Text"], 2, "--user"),
+        (
+            &["--user", "not-a-uuid", "Title", "Text"],
+            2,
+            "expected a user id",
+        ),
         (
             &["--all", "--user", &Uuid::new_v4().to_string(), "T", "X"],
             2,
