@@ -26,6 +26,8 @@ pub mod realtime;
 pub mod shutdown;
 /// A small Socket.IO v4 client for tests and the load generator.
 pub mod sio_client;
+/// Friendships, blocks and notifications.
+pub mod social;
 /// Building and running one node.
 pub mod startup;
 /// Shared application state.

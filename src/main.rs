@@ -1,7 +1,18 @@
-use std::process::ExitCode;
+use std::{process::ExitCode, sync::Arc};
 
-use chatty::{config::Settings, db, shutdown, startup::Application, telemetry};
-use clap::{Parser, Subcommand, error::ErrorKind};
+use anyhow::Context;
+use chatty::{
+    broker::{Broker, MemoryBroker, RedisBroker},
+    config::Settings,
+    db,
+    fabric::RedisFabric,
+    shutdown,
+    social::notifications,
+    startup::Application,
+    telemetry,
+};
+use clap::{ArgGroup, Args, Parser, Subcommand, error::ErrorKind};
+use uuid::Uuid;
 
 #[derive(Parser)]
 #[command(name = "chatty", version, about = "Real-time chat backend node")]
@@ -23,6 +34,74 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+    /// Send a system notification to one user or to everyone, pushed live to connected clients.
+    Notify(NotifyArgs),
+}
+
+/// `chatty notify --user ID|--all TITLE TEXT`. It reaches the cluster the way a node does:
+/// same database, same Redis and key prefix, so every node delivers the notifications.
+#[derive(Args)]
+#[command(group(ArgGroup::new("recipients").required(true).args(["user", "all"])))]
+struct NotifyArgs {
+    /// PostgreSQL URL of the cluster.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+
+    /// Redis URL of the cluster. Without it the notifications are stored but not pushed:
+    /// clients see them on their next fetch.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: Option<String>,
+
+    /// Prefix of the cluster's Redis keys and channels (as given to its nodes).
+    #[arg(long, env = "CHATTY_REDIS_PREFIX", default_value = "chatty:")]
+    redis_prefix: String,
+
+    /// The one user to notify.
+    #[arg(long, value_name = "USER_ID", value_parser = parse_user_id)]
+    user: Option<Uuid>,
+
+    /// Notify every user.
+    #[arg(long)]
+    all: bool,
+
+    /// The notification's title.
+    title: String,
+
+    /// The notification's text.
+    text: String,
+}
+
+fn parse_user_id(raw: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(raw.trim()).map_err(|_| "expected a user id (a UUID)".to_owned())
+}
+
+/// Longest system notification title and text, in characters.
+const MAX_TITLE_CHARS: usize = 200;
+const MAX_TEXT_CHARS: usize = 4000;
+
+impl NotifyArgs {
+    /// The trimmed title and text, or the one-line reason they are refused.
+    fn validated(&self) -> Result<(String, String), String> {
+        let title = self.title.trim();
+        let text = self.text.trim();
+        if title.is_empty() {
+            return Err("the title must not be empty".to_owned());
+        }
+        if text.is_empty() {
+            return Err("the text must not be empty".to_owned());
+        }
+        if title.chars().count() > MAX_TITLE_CHARS {
+            return Err(format!(
+                "the title is longer than {MAX_TITLE_CHARS} characters"
+            ));
+        }
+        if text.chars().count() > MAX_TEXT_CHARS {
+            return Err(format!(
+                "the text is longer than {MAX_TEXT_CHARS} characters"
+            ));
+        }
+        Ok((title.to_owned(), text.to_owned()))
+    }
 }
 
 /// clap's own errors span several lines; operators get one line naming the setting.
@@ -58,6 +137,13 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(settings) => serve(*settings).await,
         Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::Notify(args) => match args.validated() {
+            Ok((title, text)) => notify(&args, &title, &text).await,
+            Err(reason) => {
+                eprintln!("chatty: {reason}");
+                return ExitCode::from(2);
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,5 +164,33 @@ async fn migrate(database_url: &str) -> anyhow::Result<()> {
     let pool = db::connect(database_url, 2).await?;
     db::migrate(&pool).await?;
     tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn notify(args: &NotifyArgs, title: &str, text: &str) -> anyhow::Result<()> {
+    let pool = db::connect(&args.database_url, 2).await?;
+    let broker: Arc<dyn Broker> = match &args.redis_url {
+        Some(url) => {
+            let fabric = RedisFabric::connect(url, &args.redis_prefix).await?;
+            Arc::new(RedisBroker::start(url, fabric.keys().bus()).await?)
+        }
+        None => {
+            eprintln!(
+                "chatty: REDIS_URL is not set: notifications are stored but not pushed to connected clients"
+            );
+            Arc::new(MemoryBroker::new())
+        }
+    };
+    let created = notifications::send_system(&pool, broker.as_ref(), args.user, title, text)
+        .await
+        .context("storing the notifications")?;
+    if let Some(user) = args.user {
+        anyhow::ensure!(created > 0, "no user with id {user}");
+    }
+    println!(
+        "created {created} notification{}",
+        if created == 1 { "" } else { "s" }
+    );
+    pool.close().await;
     Ok(())
 }

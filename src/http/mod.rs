@@ -3,8 +3,10 @@
 pub mod auth;
 pub mod conversations;
 pub mod extract;
+pub mod friendships;
 pub mod health;
 pub mod messages;
+pub mod notifications;
 pub mod openapi;
 pub mod typing;
 pub mod users;
@@ -41,6 +43,8 @@ pub fn api_router(state: AppState) -> Router {
         .merge(messages::router())
         .merge(typing::router())
         .merge(openapi::router())
+        .merge(friendships::router())
+        .merge(notifications::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))

@@ -3,9 +3,11 @@
 mod auth;
 mod conversations;
 mod fabric;
+mod friendships;
 mod health;
 mod helpers;
 mod messages;
+mod notifications;
 mod openapi;
 mod ops;
 mod realtime;

@@ -1,0 +1,436 @@
+//! Friend requests, friends, blocks, and finding people. The original's routes keep their
+//! paths and bodies; the rest are what a mobile client needs to show and manage them.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    routing::{delete, get, post},
+};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    extract::{AppJson, AppPath, AppQuery, AuthUser},
+    users::{PublicUser, contains_pattern, page_limit},
+};
+use crate::{
+    error::{ApiError, ApiResult},
+    social::friendships::{
+        self as social, BlockedUser, FriendshipRow, FriendshipView, Relationship, RequestOutcome,
+    },
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/friendships", get(list_friends))
+        .route("/friendships/request", post(send_request))
+        .route("/friendships/request/{friendId}", delete(cancel_request))
+        .route("/friendships/requests", get(list_requests))
+        .route("/friendships/accept/{friendId}", post(accept))
+        .route("/friendships/decline/{friendId}", post(decline))
+        .route("/friendships/block/{friendId}", post(block))
+        .route("/friendships/unblock/{friendId}", delete(unblock))
+        .route("/friendships/blocked", get(list_blocked))
+        .route("/friendships/search", get(search))
+        .route("/friendships/suggestions", get(suggestions))
+        .route("/friendships/{friendId}", delete(unfriend))
+}
+
+/// The `friendId` path segment as a user id, or a 400 naming it.
+fn friend_id(raw: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid("friendId", "must be a UUID"))
+}
+
+fn offset(offset: Option<i64>) -> ApiResult<i64> {
+    match offset {
+        Some(o) if o < 0 => Err(ApiError::invalid("offset", "must not be negative")),
+        o => Ok(o.unwrap_or(0)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestBody {
+    #[serde(rename = "friendId", alias = "friend_id")]
+    friend_id: Option<String>,
+    username: Option<String>,
+}
+
+/// `POST /friendships/request`: 201 with the pending request, or 200 with the friendship
+/// when the other user had already asked.
+async fn send_request(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RequestBody>,
+) -> ApiResult<(StatusCode, Json<FriendshipView>)> {
+    let other = match (body.friend_id.as_deref(), body.username.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "friendId",
+                "give either friendId or username, not both",
+            ));
+        }
+        (Some(id), None) => friend_id(id)?,
+        (None, Some(name)) if name.trim().is_empty() => {
+            return Err(ApiError::invalid("username", "must not be empty"));
+        }
+        (None, Some(name)) => {
+            let id = social::user_id_by_name(&state, name).await?;
+            if id == auth.user_id {
+                return Err(ApiError::invalid("username", "must not be your own"));
+            }
+            id
+        }
+        (None, None) => {
+            return Err(ApiError::invalid(
+                "friendId",
+                "is required (or give username)",
+            ));
+        }
+    };
+    Ok(
+        match social::send_request(&state, auth.user_id, other).await? {
+            RequestOutcome::Requested(view) => (StatusCode::CREATED, Json(view)),
+            RequestOutcome::Accepted(view) => (StatusCode::OK, Json(view)),
+        },
+    )
+}
+
+async fn accept(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(raw): AppPath<String>,
+) -> ApiResult<Json<FriendshipView>> {
+    Ok(Json(
+        social::accept(&state, auth.user_id, friend_id(&raw)?).await?,
+    ))
+}
+
+async fn decline(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(raw): AppPath<String>,
+) -> ApiResult<StatusCode> {
+    social::decline(&state, auth.user_id, friend_id(&raw)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cancel_request(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(raw): AppPath<String>,
+) -> ApiResult<StatusCode> {
+    social::cancel(&state, auth.user_id, friend_id(&raw)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn unfriend(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(raw): AppPath<String>,
+) -> ApiResult<StatusCode> {
+    social::unfriend(&state, auth.user_id, friend_id(&raw)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /friendships/block/:friendId`: 201 when newly blocked, 200 when it already was.
+async fn block(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(raw): AppPath<String>,
+) -> ApiResult<(StatusCode, Json<BlockedUser>)> {
+    let (created, blocked) = social::block(&state, auth.user_id, friend_id(&raw)?).await?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(blocked),
+    ))
+}
+
+async fn unblock(
+    auth: AuthUser,
+    State(state): State<AppState>,
+    AppPath(raw): AppPath<String>,
+) -> ApiResult<StatusCode> {
+    social::unblock(&state, auth.user_id, friend_id(&raw)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct FriendsParams {
+    search: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /friendships`: accepted friends with their presence, online ones first.
+async fn list_friends(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<FriendsParams>,
+) -> ApiResult<Json<Vec<FriendshipView>>> {
+    let limit = page_limit(p.limit)?;
+    let offset = offset(p.offset)?;
+    let rows = sqlx::query_as::<_, FriendshipRow>(concat!(
+        social::view_select!(),
+        "where f.status = 'accepted' and (f.requester_id = $1 or f.addressee_id = $1) \
+           and lower(u.username) like $2 \
+         order by (u.status = 'online') desc, lower(u.username) \
+         limit $3 offset $4"
+    ))
+    .bind(auth.user_id)
+    .bind(contains_pattern(p.search.as_deref().unwrap_or("")))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&db)
+    .await?;
+    Ok(Json(
+        rows.into_iter().map(|r| r.view(auth.user_id)).collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestsParams {
+    direction: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /friendships/requests?direction=incoming|outgoing`: pending requests, newest first.
+async fn list_requests(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<RequestsParams>,
+) -> ApiResult<Json<Vec<FriendshipView>>> {
+    let limit = page_limit(p.limit)?;
+    let offset = offset(p.offset)?;
+    let query = match p.direction.as_deref().map(str::trim) {
+        None | Some("incoming") => sqlx::query_as::<_, FriendshipRow>(concat!(
+            social::view_select!(),
+            "where f.status = 'pending' and f.addressee_id = $1 \
+             order by f.created_at desc, f.friendship_id limit $2 offset $3"
+        )),
+        Some("outgoing") => sqlx::query_as::<_, FriendshipRow>(concat!(
+            social::view_select!(),
+            "where f.status = 'pending' and f.requester_id = $1 \
+             order by f.created_at desc, f.friendship_id limit $2 offset $3"
+        )),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "direction",
+                "must be incoming or outgoing",
+            ));
+        }
+    };
+    let rows = query
+        .bind(auth.user_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&db)
+        .await?;
+    Ok(Json(
+        rows.into_iter().map(|r| r.view(auth.user_id)).collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageParams {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /friendships/blocked`: users the caller blocked, most recent first.
+async fn list_blocked(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<PageParams>,
+) -> ApiResult<Json<Vec<BlockedUser>>> {
+    let limit = page_limit(p.limit)?;
+    let offset = offset(p.offset)?;
+    let rows = sqlx::query_as::<_, BlockedUser>(
+        "select u.user_id, u.username, u.status, u.last_seen_at, u.created_at, u.updated_at, \
+                b.created_at as blocked_at \
+         from user_blocks b join users u on u.user_id = b.blocked_id \
+         where b.blocker_id = $1 \
+         order by b.created_at desc, b.blocked_id limit $2 offset $3",
+    )
+    .bind(auth.user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&db)
+    .await?;
+    Ok(Json(rows))
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    search: Option<String>,
+    page: Option<i64>,
+    limit: Option<i64>,
+    /// Also list users the caller blocked (as `blocked`), e.g. to unblock them from search.
+    include_blocked: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct Meta {
+    total: i64,
+    page: i64,
+    limit: i64,
+    #[serde(rename = "totalPages")]
+    total_pages: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchPage {
+    data: Vec<SearchHit>,
+    meta: Meta,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchHit {
+    #[serde(flatten)]
+    user: PublicUser,
+    relationship: Relationship,
+}
+
+#[derive(sqlx::FromRow)]
+struct SearchRow {
+    #[sqlx(flatten)]
+    user: PublicUser,
+    relationship: String,
+    total: i64,
+}
+
+/// `GET /friendships/search`: users matching `search`, each with how they stand with the
+/// caller, in the original's paged shape. Users the caller blocked are left out unless
+/// `include_blocked=true`; users who blocked the caller are always left out.
+async fn search(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<SearchParams>,
+) -> ApiResult<Json<SearchPage>> {
+    let limit = page_limit(p.limit)?;
+    let page = p.page.unwrap_or(1);
+    if page < 1 {
+        return Err(ApiError::invalid("page", "must be 1 or more"));
+    }
+    let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
+    let include_blocked = p.include_blocked.unwrap_or(false);
+    let rows = sqlx::query_as::<_, SearchRow>(
+        "select u.user_id, u.username, u.status, u.last_seen_at, u.created_at, u.updated_at, \
+                case when mine.blocked_id is not null then 'blocked' \
+                     when f.status = 'accepted' then 'friends' \
+                     when f.requester_id = $2 then 'pending_outgoing' \
+                     when f.requester_id is not null then 'pending_incoming' \
+                     else 'none' end as relationship, \
+                count(*) over () as total \
+         from users u \
+         left join friendships f \
+           on least(f.requester_id, f.addressee_id) = least(u.user_id, $2::uuid) \
+          and greatest(f.requester_id, f.addressee_id) = greatest(u.user_id, $2::uuid) \
+         left join user_blocks mine on mine.blocker_id = $2 and mine.blocked_id = u.user_id \
+         where lower(u.username) like $1 and u.user_id <> $2 \
+           and ($5 or mine.blocked_id is null) \
+           and not exists (select 1 from user_blocks theirs where theirs.blocker_id = u.user_id and theirs.blocked_id = $2) \
+         order by lower(u.username) limit $3 offset $4",
+    )
+    .bind(&pattern)
+    .bind(auth.user_id)
+    .bind(limit)
+    .bind((page - 1).saturating_mul(limit))
+    .bind(include_blocked)
+    .fetch_all(&db)
+    .await?;
+    let total = match rows.first() {
+        Some(r) => r.total,
+        // Past the last page the window count has no row to ride on.
+        None => {
+            sqlx::query_scalar::<_, i64>(
+                "select count(*) from users u \
+                 where lower(u.username) like $1 and u.user_id <> $2 \
+                   and ($3 or not exists (select 1 from user_blocks mine where mine.blocker_id = $2 and mine.blocked_id = u.user_id)) \
+                   and not exists (select 1 from user_blocks theirs where theirs.blocker_id = u.user_id and theirs.blocked_id = $2)",
+            )
+            .bind(&pattern)
+            .bind(auth.user_id)
+            .bind(include_blocked)
+            .fetch_one(&db)
+            .await?
+        }
+    };
+    let data = rows
+        .into_iter()
+        .map(|r| SearchHit {
+            user: r.user,
+            relationship: Relationship::parse(&r.relationship),
+        })
+        .collect();
+    Ok(Json(SearchPage {
+        data,
+        meta: Meta {
+            total,
+            page,
+            limit,
+            total_pages: (total + limit - 1) / limit,
+        },
+    }))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct Suggestion {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    user: PublicUser,
+    mutual_friends: i64,
+}
+
+/// `GET /friendships/suggestions`: friends of friends, most mutual friends first, without
+/// the caller, their friends, anyone with a pending request either way, and anyone blocked
+/// either way.
+async fn suggestions(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<PageParams>,
+) -> ApiResult<Json<Vec<Suggestion>>> {
+    let limit = page_limit(p.limit)?;
+    let offset = offset(p.offset)?;
+    // Each (friend, their friend) edge appears once, so counting a candidate's rows counts
+    // the friends the caller shares with them.
+    let rows = sqlx::query_as::<_, Suggestion>(
+        "with mine as ( \
+             select addressee_id as friend_id from friendships where requester_id = $1 and status = 'accepted' \
+             union all \
+             select requester_id from friendships where addressee_id = $1 and status = 'accepted' \
+         ), candidates as ( \
+             select f.addressee_id as user_id from friendships f join mine m on f.requester_id = m.friend_id \
+             where f.status = 'accepted' \
+             union all \
+             select f.requester_id from friendships f join mine m on f.addressee_id = m.friend_id \
+             where f.status = 'accepted' \
+         ) \
+         select u.user_id, u.username, u.status, u.last_seen_at, u.created_at, u.updated_at, \
+                count(*) as mutual_friends \
+         from candidates c join users u on u.user_id = c.user_id \
+         where c.user_id <> $1 \
+           and not exists (select 1 from friendships x \
+                           where least(x.requester_id, x.addressee_id) = least(c.user_id, $1::uuid) \
+                             and greatest(x.requester_id, x.addressee_id) = greatest(c.user_id, $1::uuid)) \
+           and not exists (select 1 from user_blocks b \
+                           where (b.blocker_id = $1 and b.blocked_id = c.user_id) \
+                              or (b.blocker_id = c.user_id and b.blocked_id = $1)) \
+         group by u.user_id \
+         order by mutual_friends desc, lower(u.username) \
+         limit $2 offset $3",
+    )
+    .bind(auth.user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&db)
+    .await?;
+    Ok(Json(rows))
+}

@@ -1,0 +1,242 @@
+//! The notification centre's REST side: list, read, delete. Notifications are created by
+//! `social::notifications` and delivered live on `/notifications`; these routes are how a
+//! client catches up and keeps its badge right.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    routing::{get, post},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    extract::{AppPath, AppQuery, AuthUser},
+    users::page_limit,
+};
+use crate::{
+    error::{ApiError, ApiResult},
+    social::notifications::{Notification, columns},
+    state::AppState,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/notifications", get(list))
+        .route("/notifications/unread", get(list_unread))
+        .route("/notifications/unread-count", get(unread_count))
+        .route("/notifications/read-all", post(read_all))
+        .route("/notifications/{id}", get(get_one).delete(soft_delete))
+        .route("/notifications/{id}/read", post(mark_read))
+}
+
+fn notification_id(raw: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid("id", "must be a UUID"))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    limit: Option<i64>,
+    offset: Option<i64>,
+    /// A notification id: list only those older than it (the previous page's last id).
+    before: Option<String>,
+}
+
+/// The page requested: limit, offset and the `(created_at, id)` the page starts below.
+struct Page {
+    limit: i64,
+    offset: i64,
+    before: Option<(DateTime<Utc>, Uuid)>,
+}
+
+impl ListParams {
+    async fn page(&self, db: &PgPool, user: Uuid) -> ApiResult<Page> {
+        let limit = page_limit(self.limit)?;
+        let offset = self.offset.unwrap_or(0);
+        if offset < 0 {
+            return Err(ApiError::invalid("offset", "must not be negative"));
+        }
+        let before = match self.before.as_deref() {
+            None => None,
+            Some(raw) => {
+                let id = Uuid::parse_str(raw.trim())
+                    .map_err(|_| ApiError::invalid("before", "must be a notification id"))?;
+                // A deleted notification still marks a valid place in the list.
+                let at = sqlx::query_scalar::<_, DateTime<Utc>>(
+                    "select created_at from notifications where notification_id = $1 and user_id = $2",
+                )
+                .bind(id)
+                .bind(user)
+                .fetch_optional(db)
+                .await?
+                .ok_or_else(|| ApiError::invalid("before", "is not one of your notifications"))?;
+                Some((at, id))
+            }
+        };
+        Ok(Page {
+            limit,
+            offset,
+            before,
+        })
+    }
+}
+
+/// `GET /notifications`: newest first, deleted ones never.
+async fn list(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<ListParams>,
+) -> ApiResult<Json<Vec<Notification>>> {
+    let page = p.page(&db, auth.user_id).await?;
+    let rows = sqlx::query_as::<_, Notification>(concat!(
+        "select ",
+        columns!(),
+        " from notifications \
+         where user_id = $1 and deleted_at is null \
+           and ($2::timestamptz is null or (created_at, notification_id) < ($2::timestamptz, $3::uuid)) \
+         order by created_at desc, notification_id desc limit $4 offset $5"
+    ))
+    .bind(auth.user_id)
+    .bind(page.before.map(|b| b.0))
+    .bind(page.before.map(|b| b.1))
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(&db)
+    .await?;
+    Ok(Json(rows))
+}
+
+/// `GET /notifications/unread`: the unread ones, newest first.
+async fn list_unread(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppQuery(p): AppQuery<ListParams>,
+) -> ApiResult<Json<Vec<Notification>>> {
+    let page = p.page(&db, auth.user_id).await?;
+    let rows = sqlx::query_as::<_, Notification>(concat!(
+        "select ",
+        columns!(),
+        " from notifications \
+         where user_id = $1 and not is_read and deleted_at is null \
+           and ($2::timestamptz is null or (created_at, notification_id) < ($2::timestamptz, $3::uuid)) \
+         order by created_at desc, notification_id desc limit $4 offset $5"
+    ))
+    .bind(auth.user_id)
+    .bind(page.before.map(|b| b.0))
+    .bind(page.before.map(|b| b.1))
+    .bind(page.limit)
+    .bind(page.offset)
+    .fetch_all(&db)
+    .await?;
+    Ok(Json(rows))
+}
+
+#[derive(Debug, Serialize)]
+struct Count {
+    count: i64,
+}
+
+/// `GET /notifications/unread-count`: the badge number (a collapsed message notification
+/// counts once).
+async fn unread_count(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<Count>> {
+    let count = sqlx::query_scalar::<_, i64>(
+        "select count(*) from notifications where user_id = $1 and not is_read and deleted_at is null",
+    )
+    .bind(auth.user_id)
+    .fetch_one(&db)
+    .await?;
+    Ok(Json(Count { count }))
+}
+
+async fn get_one(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppPath(raw): AppPath<String>,
+) -> ApiResult<Json<Notification>> {
+    let id = notification_id(&raw)?;
+    let row = sqlx::query_as::<_, Notification>(concat!(
+        "select ",
+        columns!(),
+        " from notifications where notification_id = $1 and user_id = $2 and deleted_at is null"
+    ))
+    .bind(id)
+    .bind(auth.user_id)
+    .fetch_optional(&db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("notification"))?;
+    Ok(Json(row))
+}
+
+/// `POST /notifications/:id/read`: the notification, now read. Reading one already read
+/// changes nothing (not even `updated_at`).
+async fn mark_read(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppPath(raw): AppPath<String>,
+) -> ApiResult<Json<Notification>> {
+    let id = notification_id(&raw)?;
+    // The second branch reads the statement's starting snapshot: it finds the row only
+    // when the update did not touch it, i.e. when it was already read.
+    let row = sqlx::query_as::<_, Notification>(concat!(
+        "with updated as ( \
+             update notifications set is_read = true \
+             where notification_id = $1 and user_id = $2 and deleted_at is null and not is_read \
+             returning ",
+        columns!(),
+        " ) select ",
+        columns!(),
+        " from updated union all select ",
+        columns!(),
+        " from notifications \
+         where notification_id = $1 and user_id = $2 and deleted_at is null \
+           and not exists (select 1 from updated)"
+    ))
+    .bind(id)
+    .bind(auth.user_id)
+    .fetch_optional(&db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("notification"))?;
+    Ok(Json(row))
+}
+
+#[derive(Debug, Serialize)]
+struct Updated {
+    updated: u64,
+}
+
+/// `POST /notifications/read-all`: marks every unread notification read; says how many.
+async fn read_all(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<Updated>> {
+    let done = sqlx::query(
+        "update notifications set is_read = true where user_id = $1 and not is_read and deleted_at is null",
+    )
+    .bind(auth.user_id)
+    .execute(&db)
+    .await?;
+    Ok(Json(Updated {
+        updated: done.rows_affected(),
+    }))
+}
+
+/// `DELETE /notifications/:id`: soft delete; the row stays, it is never listed again.
+async fn soft_delete(
+    auth: AuthUser,
+    State(db): State<PgPool>,
+    AppPath(raw): AppPath<String>,
+) -> ApiResult<StatusCode> {
+    let id = notification_id(&raw)?;
+    let done = sqlx::query(
+        "update notifications set deleted_at = now() \
+         where notification_id = $1 and user_id = $2 and deleted_at is null",
+    )
+    .bind(id)
+    .bind(auth.user_id)
+    .execute(&db)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(ApiError::not_found("notification"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,392 @@
+//! Creating notifications: each is stored in PostgreSQL first, then announced once on the
+//! cluster bus as a `notification` event to the recipient's `user:` room on
+//! `/notifications`. A client that missed the event finds the row through the REST routes.
+
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    broker::{self, Broker, BusMessage, Emit, Namespace, room},
+    state::AppState,
+};
+
+/// Values of `notifications.type`.
+pub mod kind {
+    pub const MESSAGE: &str = "message";
+    pub const FRIEND_REQUEST: &str = "friend_request";
+    pub const GROUP_INVITE: &str = "group_invite";
+    pub const SYSTEM: &str = "system";
+}
+
+/// Longest message preview kept in a message notification, in characters.
+pub const PREVIEW_CHARS: usize = 100;
+
+/// Publishes of a broadcast in flight at once: enough to hide Redis round trips, few enough
+/// not to starve the node's other publishers of pooled connections.
+const PUBLISH_CONCURRENCY: usize = 16;
+
+/// The columns of a `Notification`, in one place so every query returns the same shape.
+macro_rules! columns {
+    () => {
+        "notification_id, user_id, type, title, content, metadata, conversation_id, count, \
+         is_read, created_at, updated_at, deleted_at"
+    };
+}
+pub(crate) use columns;
+
+/// A notification as stored, and as clients receive it (REST and the `notification` event).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Notification {
+    pub notification_id: Uuid,
+    /// The recipient; implied by the room or the token, so not repeated to clients.
+    #[serde(skip)]
+    pub user_id: Uuid,
+    /// `message`, `friend_request`, `group_invite` or `system` (see [`kind`]).
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub content: String,
+    pub metadata: serde_json::Value,
+    /// Already in `metadata` for clients; kept for routing on the server.
+    #[serde(skip)]
+    pub conversation_id: Option<Uuid>,
+    /// How many messages a collapsed message notification stands for; 1 for other kinds.
+    pub count: i32,
+    pub is_read: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Always null in what clients receive: deleted notifications are never listed.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Announces a stored notification to every device of its recipient, on every node.
+pub async fn publish(broker: &dyn Broker, notification: &Notification) {
+    match Emit::new(
+        Namespace::Notifications,
+        "notification",
+        vec![room::user(notification.user_id)],
+        notification,
+    ) {
+        Ok(emit) => broker::publish_or_log(broker, BusMessage::Emit(emit)).await,
+        Err(e) => tracing::error!(error = %e, "cannot encode a notification"),
+    }
+}
+
+/// Announces each notification to its own recipient (payloads differ, so one event each).
+pub async fn publish_all(broker: &dyn Broker, notifications: &[Notification]) {
+    for n in notifications {
+        publish(broker, n).await;
+    }
+}
+
+/// Stores "`from` sent you a friend request" for `to`; publish it once the caller's
+/// transaction commits.
+pub async fn store_friend_request<'c>(
+    db: impl PgExecutor<'c>,
+    from: Uuid,
+    to: Uuid,
+) -> Result<Notification, sqlx::Error> {
+    sqlx::query_as::<_, Notification>(concat!(
+        "insert into notifications (user_id, type, title, content, metadata) \
+         select $2, 'friend_request', 'New friend request', u.username || ' sent you a friend request', \
+                jsonb_build_object('sender_id', u.user_id, 'sender_name', u.username, 'action', 'request') \
+         from users u where u.user_id = $1 \
+         returning ",
+        columns!()
+    ))
+    .bind(from)
+    .bind(to)
+    .fetch_one(db)
+    .await
+}
+
+/// Stores "`accepter` accepted your friend request" for `requester`.
+pub async fn store_friend_accepted<'c>(
+    db: impl PgExecutor<'c>,
+    accepter: Uuid,
+    requester: Uuid,
+) -> Result<Notification, sqlx::Error> {
+    sqlx::query_as::<_, Notification>(concat!(
+        "insert into notifications (user_id, type, title, content, metadata) \
+         select $2, 'friend_request', 'Friend request accepted', u.username || ' accepted your friend request', \
+                jsonb_build_object('sender_id', u.user_id, 'sender_name', u.username, 'action', 'accepted') \
+         from users u where u.user_id = $1 \
+         returning ",
+        columns!()
+    ))
+    .bind(accepter)
+    .bind(requester)
+    .fetch_one(db)
+    .await
+}
+
+/// Tells `to` that `from` asked to be friends.
+pub async fn notify_friend_request(
+    state: &AppState,
+    from: Uuid,
+    to: Uuid,
+) -> Result<Notification, sqlx::Error> {
+    let n = store_friend_request(&state.db, from, to).await?;
+    publish(state.broker.as_ref(), &n).await;
+    Ok(n)
+}
+
+/// Tells `requester` that `accepter` accepted their request.
+pub async fn notify_friend_accepted(
+    state: &AppState,
+    accepter: Uuid,
+    requester: Uuid,
+) -> Result<Notification, sqlx::Error> {
+    let n = store_friend_accepted(&state.db, accepter, requester).await?;
+    publish(state.broker.as_ref(), &n).await;
+    Ok(n)
+}
+
+/// The request notification `addressee` got from `requester` has been accepted: it stays
+/// as history but no longer asks for attention.
+pub async fn mark_friend_request_read<'c>(
+    db: impl PgExecutor<'c>,
+    addressee: Uuid,
+    requester: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update notifications set is_read = true \
+         where user_id = $1 and type = 'friend_request' and not is_read and deleted_at is null \
+           and metadata->>'action' = 'request' and metadata->>'sender_id' = $2::text",
+    )
+    .bind(addressee)
+    .bind(requester)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Removes the friend-request notifications between two users whose request no longer
+/// exists (declined, cancelled, or wiped by a block), so nobody is offered to accept a ghost.
+pub async fn withdraw_friend_requests<'c>(
+    db: impl PgExecutor<'c>,
+    a: Uuid,
+    b: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update notifications set deleted_at = now() \
+         where type = 'friend_request' and deleted_at is null and metadata->>'action' = 'request' \
+           and ((user_id = $1 and metadata->>'sender_id' = $2::text) \
+             or (user_id = $2 and metadata->>'sender_id' = $1::text))",
+    )
+    .bind(a)
+    .bind(b)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Tells each invitee (not the inviter, not twice, not those who blocked the inviter) that
+/// they were added to the group.
+pub async fn notify_group_invite(
+    state: &AppState,
+    conversation_id: Uuid,
+    group_name: &str,
+    inviter: Uuid,
+    invitees: &[Uuid],
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let invitees = recipients_sorted(inviter, invitees);
+    if invitees.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query_as::<_, Notification>(concat!(
+        "insert into notifications (user_id, type, title, content, metadata, conversation_id) \
+         select r.user_id, 'group_invite', $2, u.username || ' added you to ' || $2, \
+                jsonb_build_object('conversation_id', $1::uuid, 'group_name', $2::text, \
+                                   'sender_id', u.user_id, 'sender_name', u.username), \
+                $1 \
+         from unnest($4::uuid[]) as r(user_id) \
+         join users u on u.user_id = $3 \
+         where exists (select 1 from users x where x.user_id = r.user_id) \
+           and not exists (select 1 from user_blocks b where b.blocker_id = r.user_id and b.blocked_id = $3) \
+         returning ",
+        columns!()
+    ))
+    .bind(conversation_id)
+    .bind(group_name)
+    .bind(inviter)
+    .bind(&invitees)
+    .fetch_all(&state.db)
+    .await?;
+    publish_all(state.broker.as_ref(), &rows).await;
+    Ok(rows)
+}
+
+/// Records a new message for its recipients in ONE statement, collapsing into each
+/// recipient's unread notification for the conversation: the count goes up by one and the
+/// preview, sender and title become the latest. A recipient without one (none yet, or the
+/// last one was read or deleted) gets a fresh notification with count 1.
+///
+/// The sender is never notified, nor are recipients who blocked the sender. Run it in the
+/// sending transaction or after it; publish the returned rows (with [`publish_all`]) after
+/// the commit.
+pub async fn notify_message<'c>(
+    db: impl PgExecutor<'c>,
+    conversation_id: Uuid,
+    sender_id: Uuid,
+    sender_name: &str,
+    preview: &str,
+    recipients: &[Uuid],
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let recipients = recipients_sorted(sender_id, recipients);
+    if recipients.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Rows are upserted in user-id order (`with ordinality` + `order by`), so concurrent
+    // sends to the same members lock the same rows in the same order and cannot deadlock.
+    sqlx::query_as::<_, Notification>(concat!(
+        "insert into notifications (user_id, type, title, content, metadata, conversation_id) \
+         select r.user_id, 'message', \
+                case when c.is_group then c.name else $3 end, \
+                case when c.is_group then $3 || ': ' || $4 else $4 end, \
+                jsonb_build_object('conversation_id', $1::uuid, 'sender_id', $2::uuid, \
+                                   'sender_name', $3::text, 'message_preview', $4::text), \
+                $1 \
+         from unnest($5::uuid[]) with ordinality as r(user_id, ord) \
+         join conversations c on c.conversation_id = $1 \
+         where exists (select 1 from users x where x.user_id = r.user_id) \
+           and not exists (select 1 from user_blocks b where b.blocker_id = r.user_id and b.blocked_id = $2) \
+         order by r.ord \
+         on conflict (user_id, conversation_id) where type = 'message' and not is_read and deleted_at is null \
+         do update set count = notifications.count + 1, title = excluded.title, content = excluded.content, \
+                       metadata = excluded.metadata, updated_at = now() \
+         returning ",
+        columns!()
+    ))
+    .bind(conversation_id)
+    .bind(sender_id)
+    .bind(sender_name)
+    .bind(message_preview(preview))
+    .bind(&recipients)
+    .fetch_all(db)
+    .await
+}
+
+/// Marks `user`'s unread message notification for the conversation read (they have read
+/// the conversation up to its last message). Returns how many were marked (0 or 1).
+pub async fn mark_conversation_read<'c>(
+    db: impl PgExecutor<'c>,
+    user: Uuid,
+    conversation_id: Uuid,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "update notifications set is_read = true \
+         where user_id = $1 and conversation_id = $2 and type = 'message' and not is_read and deleted_at is null",
+    )
+    .bind(user)
+    .bind(conversation_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// A system notification for one user (`Some`) or every user (`None`); returns how many
+/// were created (0 when the one user does not exist).
+pub async fn notify_system(
+    state: &AppState,
+    user: Option<Uuid>,
+    title: &str,
+    text: &str,
+) -> Result<u64, sqlx::Error> {
+    send_system(&state.db, state.broker.as_ref(), user, title, text).await
+}
+
+/// [`notify_system`] for callers without a node's state (the `chatty notify` command).
+pub async fn send_system(
+    db: &PgPool,
+    broker: &dyn Broker,
+    user: Option<Uuid>,
+    title: &str,
+    text: &str,
+) -> Result<u64, sqlx::Error> {
+    // One insert for everybody; rows stream back and are published as they arrive, so a
+    // broadcast to many users never sits in memory at once.
+    let rows = sqlx::query_as::<_, Notification>(concat!(
+        "insert into notifications (user_id, type, title, content) \
+         select user_id, 'system', $2, $3 from users where $1::uuid is null or user_id = $1 \
+         returning ",
+        columns!()
+    ))
+    .bind(user)
+    .bind(title)
+    .bind(text)
+    .fetch(db);
+    let mut created = 0u64;
+    rows.try_for_each_concurrent(PUBLISH_CONCURRENCY, |n| {
+        created += 1;
+        async move {
+            publish(broker, &n).await;
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(created)
+}
+
+/// The message text as a one-line preview of at most [`PREVIEW_CHARS`] characters.
+pub fn message_preview(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(PREVIEW_CHARS * 4));
+    let mut chars = 0;
+    for word in text.split_whitespace() {
+        if chars > 0 {
+            out.push(' ');
+            chars += 1;
+        }
+        out.push_str(word);
+        chars += word.chars().count();
+        if chars > PREVIEW_CHARS {
+            break;
+        }
+    }
+    if chars > PREVIEW_CHARS {
+        let mut cut: String = out.chars().take(PREVIEW_CHARS - 1).collect();
+        cut.truncate(cut.trim_end().len());
+        cut.push('…');
+        return cut;
+    }
+    out
+}
+
+/// Distinct recipients other than `sender`, in ascending order (the lock order).
+fn recipients_sorted(sender: Uuid, users: &[Uuid]) -> Vec<Uuid> {
+    let mut v: Vec<Uuid> = users.iter().copied().filter(|u| *u != sender).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preview_is_one_line_and_at_most_a_hundred_characters() {
+        assert_eq!(message_preview("  hello \n  world  "), "hello world");
+        let long = "word ".repeat(50);
+        let p = message_preview(&long);
+        assert!(p.chars().count() <= PREVIEW_CHARS, "{p}");
+        assert!(p.ends_with('…'));
+        let exact = "x".repeat(PREVIEW_CHARS);
+        assert_eq!(message_preview(&exact), exact);
+        let accents = "é".repeat(150);
+        assert_eq!(message_preview(&accents).chars().count(), PREVIEW_CHARS);
+    }
+
+    #[test]
+    fn the_sender_and_duplicates_are_not_recipients() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let r = recipients_sorted(a, &[b, a, c, b]);
+        assert_eq!(r.len(), 2);
+        assert!(!r.contains(&a));
+        assert!(r.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -1,0 +1,882 @@
+use std::{sync::Arc, time::Duration};
+
+use chatty::{
+    broker::{BusMessage, Namespace, room},
+    social::notifications::{self, PREVIEW_CHARS},
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::{Receiver, error::RecvError};
+use uuid::Uuid;
+
+use crate::{
+    friendships::befriend,
+    helpers::{
+        TestApp, TestUser, assert_error, assert_invalid, body, name, pg_base, redis_url, spawn_app,
+        spawn_app_memory,
+    },
+};
+
+/// The next `notification` event for `user` on the bus, as the client will receive it.
+async fn next_notification(rx: &mut Receiver<Arc<BusMessage>>, user: Uuid) -> Value {
+    let room = room::user(user);
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(msg) => {
+                    if let BusMessage::Emit(e) = &*msg {
+                        if e.ns == Namespace::Notifications
+                            && e.event == "notification"
+                            && e.rooms == [room.clone()]
+                        {
+                            return serde_json::from_str::<Value>(e.data.get())
+                                .expect("payload is JSON");
+                        }
+                    }
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => panic!("bus closed"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("no notification event on the bus")
+}
+
+/// A conversation made with plain SQL (the conversations API lives on another branch).
+async fn conversation(app: &TestApp, group: Option<&str>, members: &[&TestUser]) -> Uuid {
+    let id = sqlx::query_scalar::<_, Uuid>(
+        "insert into conversations (name, is_group, created_by) values ($1, $2, $3) returning conversation_id",
+    )
+    .bind(group)
+    .bind(group.is_some())
+    .bind(members[0].id)
+    .fetch_one(&app.db)
+    .await
+    .expect("conversation");
+    let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+    sqlx::query("insert into conversation_participants (conversation_id, user_id) select $1, unnest($2::uuid[])")
+        .bind(id)
+        .bind(&ids)
+        .execute(&app.db)
+        .await
+        .expect("participants");
+    id
+}
+
+async fn list(app: &TestApp, user: &TestUser, query: &str) -> Vec<Value> {
+    let resp = app
+        .get(&format!("/notifications{query}"), &user.token)
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK, "GET /notifications{query}");
+    body(resp).await.as_array().expect("array").clone()
+}
+
+async fn unread_count(app: &TestApp, user: &TestUser) -> i64 {
+    body(app.get("/notifications/unread-count", &user.token).await).await["count"]
+        .as_i64()
+        .expect("count")
+}
+
+async fn system(app: &TestApp, user: &TestUser, title: &str) {
+    let n = notifications::notify_system(&app.state, Some(user.id), title, "text")
+        .await
+        .expect("notify");
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn notification_routes_require_authentication() {
+    let app = spawn_app().await;
+    let id = Uuid::new_v4();
+    let routes = [
+        (Method::GET, "/notifications".to_owned()),
+        (Method::GET, "/notifications/unread".to_owned()),
+        (Method::GET, "/notifications/unread-count".to_owned()),
+        (Method::POST, "/notifications/read-all".to_owned()),
+        (Method::GET, format!("/notifications/{id}")),
+        (Method::POST, format!("/notifications/{id}/read")),
+        (Method::DELETE, format!("/notifications/{id}")),
+    ];
+    for (method, path) in routes {
+        assert_error(
+            app.request(method, &path, None, None).await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_friend_request_is_stored_and_published_to_the_addressee_in_the_seed_shape() {
+    // Arrange
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let mut rx = app.state.broker.subscribe();
+
+    // Act
+    app.post(
+        "/friendships/request",
+        &alice.token,
+        json!({ "friendId": bob.id }),
+    )
+    .await;
+
+    // Assert: the event and the stored row are the same object
+    let event = next_notification(&mut rx, bob.id).await;
+    assert_eq!(event["type"], "friend_request");
+    assert_eq!(event["metadata"]["sender_id"], alice.id.to_string());
+    assert_eq!(event["metadata"]["sender_name"], alice.name.as_str());
+    assert_eq!(event["is_read"], false);
+    assert_eq!(event["count"], 1);
+    assert!(event["deleted_at"].is_null());
+    assert!(event["title"].is_string() && event["content"].as_str().unwrap().contains(&alice.name));
+    for key in ["notification_id", "created_at", "updated_at"] {
+        assert!(event[key].is_string(), "{key} in {event}");
+    }
+    assert!(event.get("user_id").is_none());
+    assert_eq!(list(&app, &bob, "").await, std::slice::from_ref(&event));
+    assert!(list(&app, &alice, "").await.is_empty());
+
+    // Act: bob accepts; alice hears of it, bob's request notification is settled
+    app.post(
+        &format!("/friendships/accept/{}", alice.id),
+        &bob.token,
+        json!({}),
+    )
+    .await;
+
+    let accepted = next_notification(&mut rx, alice.id).await;
+    assert_eq!(accepted["type"], "friend_request");
+    assert_eq!(accepted["metadata"]["sender_id"], bob.id.to_string());
+    assert_eq!(accepted["metadata"]["sender_name"], bob.name.as_str());
+    assert_eq!(unread_count(&app, &bob).await, 0);
+    let settled = list(&app, &bob, "").await;
+    assert_eq!(settled[0]["notification_id"], event["notification_id"]);
+    assert_eq!(settled[0]["is_read"], true);
+}
+
+#[tokio::test]
+async fn a_notification_stored_on_one_node_is_published_to_the_other() {
+    // Arrange
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let mut rx = b.state.broker.subscribe();
+
+    // Act
+    a.post(
+        "/friendships/request",
+        &alice.token,
+        json!({ "friendId": bob.id }),
+    )
+    .await;
+    notifications::notify_system(&a.state, Some(bob.id), "Maintenance", "Tonight at 2")
+        .await
+        .unwrap();
+
+    // Assert
+    let first = next_notification(&mut rx, bob.id).await;
+    assert_eq!(first["type"], "friend_request");
+    let second = next_notification(&mut rx, bob.id).await;
+    assert_eq!(second["type"], "system");
+    assert_eq!(second["title"], "Maintenance");
+    assert_eq!(second["content"], "Tonight at 2");
+    // Both nodes serve the same rows.
+    assert_eq!(list(&b, &bob, "").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_single_node_without_redis_publishes_notifications_on_its_in_process_bus() {
+    let app = spawn_app_memory().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let mut rx = app.state.broker.subscribe();
+
+    app.post(
+        "/friendships/request",
+        &alice.token,
+        json!({ "friendId": bob.id }),
+    )
+    .await;
+
+    let event = next_notification(&mut rx, bob.id).await;
+    assert_eq!(event["type"], "friend_request");
+    assert_eq!(list(&app, &bob, "").await, std::slice::from_ref(&event));
+}
+
+#[tokio::test]
+async fn message_notifications_collapse_to_one_unread_per_user_and_conversation() {
+    // Arrange: three senders and two readers in one group
+    let app = spawn_app().await;
+    let senders = [
+        app.register(&name("s0")).await,
+        app.register(&name("s1")).await,
+        app.register(&name("s2")).await,
+    ];
+    let readers = [
+        app.register(&name("r0")).await,
+        app.register(&name("r1")).await,
+    ];
+    let members: Vec<&TestUser> = senders.iter().chain(readers.iter()).collect();
+    let everyone: Vec<Uuid> = members.iter().map(|m| m.id).collect();
+    let conv = conversation(&app, Some("Climbing"), &members).await;
+
+    // Act: 100 messages
+    for i in 0..100 {
+        let s = &senders[i % 3];
+        let rows = notifications::notify_message(
+            &app.db,
+            conv,
+            s.id,
+            &s.name,
+            &format!("message {i}"),
+            &everyone,
+        )
+        .await
+        .expect("notify_message");
+        assert_eq!(rows.len(), 4, "everyone but the sender");
+        assert!(rows.iter().all(|n| n.user_id != s.id));
+    }
+
+    // Assert: one unread notification each, counting every message the user did not send
+    assert_eq!(app.count("notifications").await, 5);
+    for r in &readers {
+        let unread = list(&app, r, "/unread").await;
+        assert_eq!(unread.len(), 1);
+        let n = &unread[0];
+        assert_eq!(n["type"], "message");
+        assert_eq!(n["count"], 100);
+        assert_eq!(n["title"], "Climbing");
+        assert_eq!(n["content"], format!("{}: message 99", senders[0].name));
+        assert_eq!(n["metadata"]["conversation_id"], conv.to_string());
+        assert_eq!(n["metadata"]["sender_id"], senders[0].id.to_string());
+        assert_eq!(n["metadata"]["sender_name"], senders[0].name.as_str());
+        assert_eq!(n["metadata"]["message_preview"], "message 99");
+    }
+    let own = list(&app, &senders[0], "").await;
+    assert_eq!(own[0]["count"], 66, "s0 sent 34 of the 100");
+
+    // Act: r0 reads theirs; r1 reads the conversation (the read cursor reached the end)
+    let first = list(&app, &readers[0], "").await[0]["notification_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = app
+        .post(
+            &format!("/notifications/{first}/read"),
+            &readers[0].token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        notifications::mark_conversation_read(&app.db, readers[1].id, conv)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        notifications::mark_conversation_read(&app.db, readers[1].id, conv)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(unread_count(&app, &readers[1]).await, 0);
+    let s = &senders[1];
+    let mut rx = app.state.broker.subscribe();
+    let rows = notifications::notify_message(&app.db, conv, s.id, &s.name, "after", &everyone)
+        .await
+        .unwrap();
+    notifications::publish_all(app.state.broker.as_ref(), &rows).await;
+
+    // Assert: the next message starts a fresh notification; the read one stays as it was
+    let r0 = list(&app, &readers[0], "").await;
+    assert_eq!(r0.len(), 2);
+    assert_eq!(
+        (r0[0]["count"].as_i64(), r0[0]["is_read"].as_bool()),
+        (Some(1), Some(false))
+    );
+    assert_eq!(r0[0]["metadata"]["message_preview"], "after");
+    assert_eq!(
+        (r0[1]["count"].as_i64(), r0[1]["is_read"].as_bool()),
+        (Some(100), Some(true))
+    );
+    assert_eq!(list(&app, &readers[1], "/unread").await[0]["count"], 1);
+    let published = next_notification(&mut rx, readers[0].id).await;
+    assert_eq!(published, r0[0]);
+
+    // Deleting the unread one also ends the collapse.
+    let id = r0[0]["notification_id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/notifications/{id}"), &readers[0].token)
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    notifications::notify_message(&app.db, conv, s.id, &s.name, "again", &everyone)
+        .await
+        .unwrap();
+    let r0 = list(&app, &readers[0], "/unread").await;
+    assert_eq!((r0.len(), r0[0]["count"].as_i64()), (1, Some(1)));
+}
+
+#[tokio::test]
+async fn concurrent_message_notifications_count_every_message() {
+    let app = spawn_app().await;
+    let users = [
+        app.register(&name("u0")).await,
+        app.register(&name("u1")).await,
+        app.register(&name("u2")).await,
+        app.register(&name("u3")).await,
+    ];
+    let members: Vec<&TestUser> = users.iter().collect();
+    let conv = conversation(&app, Some("Busy"), &members).await;
+    // Recipients in different orders: the upsert must lock rows in one order regardless.
+    let forward: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+    let backward: Vec<Uuid> = forward.iter().rev().copied().collect();
+
+    let sends = (0..40).map(|i| {
+        let sender = &users[i % 4];
+        let recipients = if i % 2 == 0 {
+            forward.clone()
+        } else {
+            backward.clone()
+        };
+        let db = app.db.clone();
+        async move {
+            notifications::notify_message(&db, conv, sender.id, &sender.name, "hi", &recipients)
+                .await
+        }
+    });
+    for r in futures_util::future::join_all(sends).await {
+        assert_eq!(r.expect("no deadlock, no error").len(), 3);
+    }
+
+    for u in &users {
+        let unread = list(&app, u, "/unread").await;
+        assert_eq!(unread.len(), 1);
+        assert_eq!(
+            unread[0]["count"], 30,
+            "40 messages, 10 of them the user's own"
+        );
+    }
+}
+
+#[tokio::test]
+async fn message_notifications_spare_the_sender_and_those_who_blocked_them() {
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let carol = app.register(&name("carol")).await;
+    let direct = conversation(&app, None, &[&alice, &bob]).await;
+    let group = conversation(&app, Some("Trio"), &[&alice, &bob, &carol]).await;
+    app.post(
+        &format!("/friendships/block/{}", alice.id),
+        &carol.token,
+        json!({}),
+    )
+    .await;
+
+    // A direct chat's notification is titled with the sender; the preview is one short line.
+    let long = format!("{}\n\nend", "word ".repeat(60));
+    let rows = notifications::notify_message(
+        &app.db,
+        direct,
+        alice.id,
+        &alice.name,
+        &long,
+        &[alice.id, bob.id, bob.id],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    let n = &list(&app, &bob, "").await[0];
+    assert_eq!(n["title"], alice.name.as_str());
+    let preview = n["metadata"]["message_preview"].as_str().unwrap();
+    assert!(
+        preview.chars().count() <= PREVIEW_CHARS
+            && preview.ends_with('…')
+            && !preview.contains('\n'),
+        "{preview}"
+    );
+    assert_eq!(n["content"], preview);
+
+    // Carol blocked alice: alice's group messages do not notify her; bob's do.
+    let rows = notifications::notify_message(
+        &app.db,
+        group,
+        alice.id,
+        &alice.name,
+        "hi",
+        &[alice.id, bob.id, carol.id],
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows.iter().map(|n| n.user_id).collect::<Vec<_>>(), [bob.id]);
+    assert!(list(&app, &carol, "").await.is_empty());
+    notifications::notify_message(
+        &app.db,
+        group,
+        bob.id,
+        &bob.name,
+        "yo",
+        &[alice.id, bob.id, carol.id],
+    )
+    .await
+    .unwrap();
+    assert_eq!(list(&app, &carol, "").await.len(), 1);
+    assert!(
+        notifications::notify_message(&app.db, group, bob.id, &bob.name, "x", &[bob.id])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn only_the_owner_reads_or_deletes_a_notification_and_deleted_ones_are_never_listed() {
+    // Arrange
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let mallory = app.register(&name("mallory")).await;
+    system(&app, &alice, "one").await;
+    system(&app, &alice, "two").await;
+    let listed = list(&app, &alice, "").await;
+    let (newest, oldest) = (
+        listed[0]["notification_id"].as_str().unwrap(),
+        listed[1]["notification_id"].as_str().unwrap(),
+    );
+    assert_eq!(listed[0]["title"], "two");
+
+    // Someone else's notification does not exist for them.
+    for path in [
+        format!("/notifications/{newest}"),
+        format!("/notifications/{newest}/read"),
+    ] {
+        let method = if path.ends_with("read") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        assert_error(
+            app.request(method, &path, Some(&mallory.token), None).await,
+            StatusCode::NOT_FOUND,
+        )
+        .await;
+    }
+    assert_error(
+        app.delete(&format!("/notifications/{newest}"), &mallory.token)
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_error(
+        app.get(&format!("/notifications/{}", Uuid::new_v4()), &alice.token)
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    // Malformed ids.
+    assert_invalid(app.get("/notifications/xyz", &alice.token).await, "id").await;
+    assert_invalid(
+        app.post("/notifications/xyz/read", &alice.token, json!({}))
+            .await,
+        "id",
+    )
+    .await;
+    assert_invalid(app.delete("/notifications/xyz", &alice.token).await, "id").await;
+
+    // Act: read one
+    let resp = app
+        .post(
+            &format!("/notifications/{newest}/read"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+
+    // Assert: the updated notification comes back; reading again changes nothing
+    assert_eq!(resp.status(), StatusCode::OK);
+    let read = body(resp).await;
+    assert_eq!(
+        (read["notification_id"].as_str(), read["is_read"].as_bool()),
+        (Some(newest), Some(true))
+    );
+    let again = body(
+        app.post(
+            &format!("/notifications/{newest}/read"),
+            &alice.token,
+            json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(again, read);
+    assert_eq!(
+        body(
+            app.get(&format!("/notifications/{newest}"), &alice.token)
+                .await
+        )
+        .await,
+        read
+    );
+    let unread = list(&app, &alice, "/unread").await;
+    assert_eq!(unread.len(), 1);
+    assert_eq!(unread[0]["notification_id"], oldest);
+
+    // Act: delete one
+    let resp = app
+        .delete(&format!("/notifications/{newest}"), &alice.token)
+        .await;
+
+    // Assert: gone from every listing and route, still in the table
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let all = list(&app, &alice, "").await;
+    assert_eq!(all.len(), 1);
+    assert!(all.iter().all(|n| n["deleted_at"].is_null()));
+    assert_error(
+        app.get(&format!("/notifications/{newest}"), &alice.token)
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let read_deleted = app
+        .post(
+            &format!("/notifications/{newest}/read"),
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_error(read_deleted, StatusCode::NOT_FOUND).await;
+    assert_error(
+        app.delete(&format!("/notifications/{newest}"), &alice.token)
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_eq!(
+        app.count("notifications where deleted_at is not null")
+            .await,
+        1
+    );
+
+    // A deleted unread notification is not counted.
+    app.delete(&format!("/notifications/{oldest}"), &alice.token)
+        .await;
+    assert_eq!(unread_count(&app, &alice).await, 0);
+    assert!(list(&app, &alice, "/unread").await.is_empty());
+}
+
+#[tokio::test]
+async fn read_all_marks_every_unread_notification_of_the_caller_only() {
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    for t in ["a", "b", "c"] {
+        system(&app, &alice, t).await;
+    }
+    system(&app, &bob, "b").await;
+    assert_eq!(unread_count(&app, &alice).await, 3);
+
+    let resp = app
+        .post("/notifications/read-all", &alice.token, json!({}))
+        .await;
+
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(body(resp).await, json!({ "updated": 3 }));
+    assert_eq!(unread_count(&app, &alice).await, 0);
+    assert!(list(&app, &alice, "/unread").await.is_empty());
+    assert!(
+        list(&app, &alice, "")
+            .await
+            .iter()
+            .all(|n| n["is_read"] == true)
+    );
+    assert_eq!(unread_count(&app, &bob).await, 1);
+    assert_eq!(
+        body(
+            app.post("/notifications/read-all", &alice.token, json!({}))
+                .await
+        )
+        .await,
+        json!({ "updated": 0 })
+    );
+}
+
+#[tokio::test]
+async fn notifications_page_newest_first_by_limit_offset_and_before() {
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    for i in 0..25 {
+        system(&app, &alice, &format!("n{i:02}")).await;
+    }
+    system(&app, &bob, "bob's").await;
+    let titles = |page: &[Value]| {
+        page.iter()
+            .map(|n| n["title"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+
+    let first = list(&app, &alice, "").await;
+    assert_eq!(first.len(), 20, "default page");
+    assert_eq!(first[0]["title"], "n24");
+    assert_eq!(
+        titles(&list(&app, &alice, "?limit=3&offset=2").await),
+        ["n22", "n21", "n20"]
+    );
+    let cursor = first[19]["notification_id"].as_str().unwrap();
+    assert_eq!(
+        titles(&list(&app, &alice, &format!("?before={cursor}")).await),
+        ["n04", "n03", "n02", "n01", "n00"]
+    );
+    assert_eq!(
+        titles(&list(&app, &alice, &format!("?before={cursor}&limit=2&offset=1")).await),
+        ["n03", "n02"]
+    );
+    assert_eq!(list(&app, &alice, "?limit=100").await.len(), 25);
+    // The unread list pages the same way.
+    assert_eq!(
+        titles(&list(&app, &alice, &format!("/unread?before={cursor}&limit=1")).await),
+        ["n04"]
+    );
+
+    assert_invalid(
+        app.get("/notifications?limit=0", &alice.token).await,
+        "limit",
+    )
+    .await;
+    assert_invalid(
+        app.get("/notifications?limit=101", &alice.token).await,
+        "limit",
+    )
+    .await;
+    assert_invalid(
+        app.get("/notifications/unread?offset=-1", &alice.token)
+            .await,
+        "offset",
+    )
+    .await;
+    assert_invalid(
+        app.get("/notifications?before=yesterday", &alice.token)
+            .await,
+        "before",
+    )
+    .await;
+    let bobs = list(&app, &bob, "").await[0]["notification_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_invalid(
+        app.get(&format!("/notifications?before={bobs}"), &alice.token)
+            .await,
+        "before",
+    )
+    .await;
+    assert_error(
+        app.get("/notifications?limit=ten", &alice.token).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn group_invites_notify_each_invitee_once_but_never_the_inviter() {
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let carol = app.register(&name("carol")).await;
+    let dave = app.register(&name("dave")).await;
+    let conv = conversation(&app, Some("Hikers"), &[&alice, &bob, &carol, &dave]).await;
+    app.post(
+        &format!("/friendships/block/{}", alice.id),
+        &dave.token,
+        json!({}),
+    )
+    .await;
+    let mut rx = app.state.broker.subscribe();
+
+    let rows = notifications::notify_group_invite(
+        &app.state,
+        conv,
+        "Hikers",
+        alice.id,
+        &[bob.id, alice.id, carol.id, bob.id, dave.id],
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        rows.len(),
+        2,
+        "bob and carol; not alice, not twice, not dave who blocked her"
+    );
+    for u in [&bob, &carol] {
+        let event = next_notification(&mut rx, u.id).await;
+        assert_eq!(event["type"], "group_invite");
+        assert_eq!(
+            event["metadata"],
+            json!({ "conversation_id": conv, "group_name": "Hikers", "sender_id": alice.id, "sender_name": alice.name })
+        );
+        assert_eq!(list(&app, u, "").await, [event]);
+    }
+    assert!(list(&app, &alice, "").await.is_empty());
+    assert!(list(&app, &dave, "").await.is_empty());
+}
+
+#[tokio::test]
+async fn system_notifications_reach_one_user_or_everyone() {
+    let app = spawn_app().await;
+    let users = [
+        app.register(&name("u0")).await,
+        app.register(&name("u1")).await,
+        app.register(&name("u2")).await,
+    ];
+    let mut rx = app.state.broker.subscribe();
+
+    let created = notifications::notify_system(&app.state, None, "Hello", "Welcome to Chatty")
+        .await
+        .unwrap();
+
+    assert_eq!(created, 3);
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let BusMessage::Emit(e) = &*msg else {
+            panic!("not an emit")
+        };
+        assert_eq!(
+            (e.ns, e.event.as_str()),
+            (Namespace::Notifications, "notification")
+        );
+        heard.push(e.rooms[0].clone());
+    }
+    heard.sort();
+    let mut expected: Vec<String> = users.iter().map(|u| room::user(u.id)).collect();
+    expected.sort();
+    assert_eq!(heard, expected);
+    for u in &users {
+        let n = &list(&app, u, "").await[0];
+        assert_eq!(
+            (
+                n["type"].as_str(),
+                n["title"].as_str(),
+                n["content"].as_str()
+            ),
+            (Some("system"), Some("Hello"), Some("Welcome to Chatty"))
+        );
+    }
+    assert_eq!(
+        notifications::notify_system(&app.state, Some(Uuid::new_v4()), "t", "x")
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn run_notify(app: &TestApp, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_chatty"))
+        .arg("notify")
+        .args(args)
+        .env("DATABASE_URL", format!("{}/{}", pg_base(), app.db_name))
+        .env("REDIS_URL", redis_url())
+        .env("CHATTY_REDIS_PREFIX", &app.prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run chatty notify")
+}
+
+#[tokio::test]
+async fn the_notify_command_stores_and_publishes_system_notifications() {
+    // Arrange
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    befriend(&app, &alice, &bob).await;
+    let mut rx = app.state.broker.subscribe();
+
+    // Act: one user
+    let out = run_notify(
+        &app,
+        &[
+            "--user",
+            &alice.id.to_string(),
+            "Maintenance",
+            "Back in 5 minutes",
+        ],
+    )
+    .await;
+
+    // Assert: stored, and heard live by the running node through Redis
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created 1 notification"));
+    let event = next_notification(&mut rx, alice.id).await;
+    assert_eq!(
+        (event["type"].as_str(), event["title"].as_str()),
+        (Some("system"), Some("Maintenance"))
+    );
+    assert_eq!(list(&app, &alice, "").await, [event]);
+    assert!(list(&app, &bob, "").await.is_empty());
+
+    // Act: everyone
+    let out = run_notify(&app, &["--all", "News", "Chatty has notifications"]).await;
+
+    // Assert
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created 2 notifications"));
+    assert_eq!(app.count("notifications where type = 'system'").await, 3);
+    assert_eq!(next_notification(&mut rx, bob.id).await["title"], "News");
+    assert_eq!(
+        list(&app, &alice, "").await[0]["content"],
+        "Chatty has notifications"
+    );
+}
+
+#[tokio::test]
+async fn the_notify_command_refuses_bad_arguments_with_one_line() {
+    let app = spawn_app().await;
+    let cases: [(&[&str], i32, &str); 6] = [
+        (&["Title", "Text"], 2, "--user"),
+        (
+            &["--user", "not-a-uuid", "Title", "Text"],
+            2,
+            "expected a user id",
+        ),
+        (
+            &["--all", "--user", &Uuid::new_v4().to_string(), "T", "X"],
+            2,
+            "cannot be used with",
+        ),
+        (&["--all", "Title"], 2, "TEXT"),
+        (&["--all", "  ", "Text"], 2, "title must not be empty"),
+        (
+            &["--user", &Uuid::new_v4().to_string(), "Title", "Text"],
+            1,
+            "no user with id",
+        ),
+    ];
+    for (args, code, says) in cases {
+        let out = run_notify(&app, args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert_eq!(app.count("notifications").await, 0);
+}
