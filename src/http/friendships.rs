@@ -60,6 +60,21 @@ struct RequestBody {
 
 /// `POST /friendships/request`: 201 with the pending request, or 200 with the friendship
 /// when the other user had already asked.
+#[utoipa::path(
+    post,
+    path = "/friendships/request",
+    tag = "friendships",
+    request_body = Object,
+    responses(
+        (status = 201, description = "Send a friend request (accepts a pending one from the other side)", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn send_request(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -98,6 +113,21 @@ async fn send_request(
     )
 }
 
+#[utoipa::path(
+    post,
+    path = "/friendships/accept/{friendId}",
+    tag = "friendships",
+    params(("friendId" = Uuid, Path, description = "The other user")),
+    responses(
+        (status = 200, description = "Accept an incoming request", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn accept(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -108,6 +138,21 @@ async fn accept(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/friendships/decline/{friendId}",
+    tag = "friendships",
+    params(("friendId" = Uuid, Path, description = "The other user")),
+    responses(
+        (status = 204, description = "Decline an incoming request"),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn decline(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -117,6 +162,21 @@ async fn decline(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/friendships/request/{friendId}",
+    tag = "friendships",
+    params(("friendId" = Uuid, Path, description = "The other user")),
+    responses(
+        (status = 204, description = "Cancel an outgoing request"),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn cancel_request(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -126,6 +186,21 @@ async fn cancel_request(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/friendships/{friendId}",
+    tag = "friendships",
+    params(("friendId" = Uuid, Path, description = "The other user")),
+    responses(
+        (status = 204, description = "End a friendship"),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn unfriend(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -136,6 +211,21 @@ async fn unfriend(
 }
 
 /// `POST /friendships/block/:friendId`: 201 when newly blocked, 200 when it already was.
+#[utoipa::path(
+    post,
+    path = "/friendships/block/{friendId}",
+    tag = "friendships",
+    params(("friendId" = Uuid, Path, description = "The other user")),
+    responses(
+        (status = 201, description = "Block a user (ends any friendship or request)", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn block(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -152,6 +242,21 @@ async fn block(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/friendships/unblock/{friendId}",
+    tag = "friendships",
+    params(("friendId" = Uuid, Path, description = "The other user")),
+    responses(
+        (status = 204, description = "Unblock a user"),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn unblock(
     auth: AuthUser,
     State(state): State<AppState>,
@@ -169,6 +274,20 @@ struct FriendsParams {
 }
 
 /// `GET /friendships`: accepted friends with their presence, online ones first.
+#[utoipa::path(
+    get,
+    path = "/friendships",
+    tag = "friendships",
+    responses(
+        (status = 200, description = "Friends with live presence", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn list_friends(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -202,6 +321,20 @@ struct RequestsParams {
 }
 
 /// `GET /friendships/requests?direction=incoming|outgoing`: pending requests, newest first.
+#[utoipa::path(
+    get,
+    path = "/friendships/requests",
+    tag = "friendships",
+    responses(
+        (status = 200, description = "Pending requests (direction=incoming|outgoing)", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn list_requests(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -245,6 +378,20 @@ struct PageParams {
 }
 
 /// `GET /friendships/blocked`: users the caller blocked, most recent first.
+#[utoipa::path(
+    get,
+    path = "/friendships/blocked",
+    tag = "friendships",
+    responses(
+        (status = 200, description = "Users the caller blocked", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn list_blocked(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -309,6 +456,20 @@ struct SearchRow {
 /// `GET /friendships/search`: users matching `search`, each with how they stand with the
 /// caller, in the original's paged shape. Users the caller blocked are left out unless
 /// `include_blocked=true`; users who blocked the caller are always left out.
+#[utoipa::path(
+    get,
+    path = "/friendships/search",
+    tag = "friendships",
+    responses(
+        (status = 200, description = "Search users with their relationship to the caller", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn search(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -392,6 +553,20 @@ struct Suggestion {
 /// `GET /friendships/suggestions`: friends of friends, most mutual friends first, without
 /// the caller, their friends, anyone with a pending request either way, and anyone blocked
 /// either way.
+#[utoipa::path(
+    get,
+    path = "/friendships/suggestions",
+    tag = "friendships",
+    responses(
+        (status = 200, description = "Friends of friends, by mutual friends", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn suggestions(
     auth: AuthUser,
     State(db): State<PgPool>,

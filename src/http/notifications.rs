@@ -85,6 +85,20 @@ impl ListParams {
 }
 
 /// `GET /notifications`: newest first, deleted ones never.
+#[utoipa::path(
+    get,
+    path = "/notifications",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "Notifications, newest first, deleted excluded", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -110,6 +124,20 @@ async fn list(
 }
 
 /// `GET /notifications/unread`: the unread ones, newest first.
+#[utoipa::path(
+    get,
+    path = "/notifications/unread",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "Unread notifications, newest first", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn list_unread(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -141,6 +169,20 @@ struct Count {
 
 /// `GET /notifications/unread-count`: the badge number (a collapsed message notification
 /// counts once).
+#[utoipa::path(
+    get,
+    path = "/notifications/unread-count",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "Number of unread notifications", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn unread_count(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<Count>> {
     let count = sqlx::query_scalar::<_, i64>(
         "select count(*) from notifications where user_id = $1 and not is_read and deleted_at is null",
@@ -151,6 +193,21 @@ async fn unread_count(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Jso
     Ok(Json(Count { count }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/notifications/{id}",
+    tag = "notifications",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    responses(
+        (status = 200, description = "One notification", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn get_one(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -172,6 +229,21 @@ async fn get_one(
 
 /// `POST /notifications/:id/read`: the notification, now read. Reading one already read
 /// changes nothing (not even `updated_at`).
+#[utoipa::path(
+    post,
+    path = "/notifications/{id}/read",
+    tag = "notifications",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    responses(
+        (status = 200, description = "Mark one notification read", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn mark_read(
     auth: AuthUser,
     State(db): State<PgPool>,
@@ -208,6 +280,20 @@ struct Updated {
 }
 
 /// `POST /notifications/read-all`: marks every unread notification read; says how many.
+#[utoipa::path(
+    post,
+    path = "/notifications/read-all",
+    tag = "notifications",
+    responses(
+        (status = 200, description = "Mark every notification read", body = Object),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn read_all(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<Updated>> {
     let done = sqlx::query(
         "update notifications set is_read = true where user_id = $1 and not is_read and deleted_at is null",
@@ -221,6 +307,21 @@ async fn read_all(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<Up
 }
 
 /// `DELETE /notifications/:id`: soft delete; the row stays, it is never listed again.
+#[utoipa::path(
+    delete,
+    path = "/notifications/{id}",
+    tag = "notifications",
+    params(("id" = Uuid, Path, description = "Notification id")),
+    responses(
+        (status = 204, description = "Soft-delete a notification"),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
+        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
+        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn soft_delete(
     auth: AuthUser,
     State(db): State<PgPool>,
