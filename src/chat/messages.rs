@@ -168,6 +168,7 @@ pub async fn send_message(
         })) => {
             metrics::counter!("messages_stored_total").increment(1);
             publish(state, events::NEW_MESSAGE, &recipients, &message).await;
+            notify_recipients(state, &message, recipients);
             Ok((message, true))
         }
         Ok(None) => Err(ApiError::not_found("conversation")),
@@ -183,6 +184,38 @@ pub async fn send_message(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Collapsed notification-centre entries for everyone but the sender, off the send's
+/// critical path: the message is stored and announced already.
+fn notify_recipients(state: &AppState, message: &MessageView, recipients: Vec<Uuid>) {
+    let state = state.clone();
+    let (conversation, sender) = (message.conversation_id, message.sender_id);
+    let preview: String = message.content.chars().take(100).collect();
+    tokio::spawn(async move {
+        let result = async {
+            let name: String = sqlx::query_scalar("select username from users where user_id = $1")
+                .bind(sender)
+                .fetch_one(&state.db)
+                .await?;
+            crate::social::notifications::notify_message(
+                &state.db,
+                conversation,
+                sender,
+                &name,
+                &preview,
+                &recipients,
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok(rows) => {
+                crate::social::notifications::publish_all(state.broker.as_ref(), &rows).await
+            }
+            Err(e) => tracing::warn!(error = %e, %conversation, "message notifications not stored"),
+        }
+    });
 }
 
 #[derive(sqlx::FromRow)]

@@ -336,3 +336,63 @@ async fn a_removed_member_stops_hearing_the_conversation_at_once() {
         "removed member still in the room"
     );
 }
+
+#[tokio::test]
+async fn sent_messages_collapse_into_one_live_notification_per_recipient_and_conversation() {
+    // Arrange: bob listens on /notifications of node B
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let conv = group(&a, &alice, &[&bob]).await;
+    let mut notes = b.notifications_socket(&bob.token).await;
+    notes
+        .next_event("notifications:connected", WAIT)
+        .await
+        .unwrap();
+
+    // Act: three messages from alice
+    for i in 1..=3 {
+        let resp = a
+            .post(
+                "/messages",
+                &alice.token,
+                json!({ "content": format!("m{i}"), "conversation_id": conv }),
+            )
+            .await;
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+    }
+
+    // Assert: bob hears them live and ends with one unread notification counting 3
+    let first = notes.next_event("notification", WAIT).await.unwrap();
+    assert_eq!(first["type"], "message", "{first}");
+    let mut count = 0;
+    for _ in 0..50 {
+        let unread: Value = a
+            .get("/notifications/unread", &bob.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let list = unread
+            .as_array()
+            .cloned()
+            .or_else(|| unread["data"].as_array().cloned())
+            .unwrap_or_default();
+        let mine: Vec<&Value> = list.iter().filter(|n| n["type"] == "message").collect();
+        assert!(mine.len() <= 1, "not collapsed: {unread}");
+        count = mine.first().and_then(|n| n["count"].as_i64()).unwrap_or(0);
+        if count == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count, 3);
+    let alice_unread: Value = a
+        .get("/notifications/unread-count", &alice.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(alice_unread["count"], 0, "the sender notified itself");
+}
