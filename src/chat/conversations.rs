@@ -320,6 +320,40 @@ async fn require_users<'e>(
     ))
 }
 
+/// Refuses (403) to put users into a group with `actor` when they have blocked `actor`:
+/// a block means the blocker is not pulled back into contact, in a group or elsewhere.
+/// The blocker may still add the user they blocked; that is their own choice. Users
+/// already in `conversation` are left alone (adding them again changes nothing).
+async fn refuse_blockers<'e>(
+    db: impl PgExecutor<'e>,
+    actor: Uuid,
+    ids: &[Uuid],
+    conversation: Option<Uuid>,
+) -> ApiResult<()> {
+    let blockers = sqlx::query_scalar::<_, Vec<Uuid>>(
+        "select coalesce(array_agg(b.blocker_id order by b.blocker_id), '{}') from user_blocks b \
+         where b.blocked_id = $1 and b.blocker_id = any($2::uuid[]) \
+           and not exists (select 1 from conversation_participants p \
+                           where p.conversation_id = $3 and p.user_id = b.blocker_id)",
+    )
+    .bind(actor)
+    .bind(ids)
+    .bind(conversation)
+    .fetch_one(db)
+    .await?;
+    if blockers.is_empty() {
+        return Ok(());
+    }
+    let list = blockers
+        .iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(ApiError::Forbidden(
+        format!("these users have blocked you and cannot be added: {list}").into(),
+    ))
+}
+
 /// Starts a conversation and announces it as `conversationCreated` to every participant.
 /// Returns `false` with the existing conversation when a direct chat between the two users
 /// already exists (also when two requests race: the unique `direct_key` picks one winner).
@@ -332,6 +366,12 @@ pub async fn create_conversation(
     let (others, inserted) = match &new {
         NewConversation::Direct { with } => {
             require_users(&state.db, &[*with], "participant_ids").await?;
+            // Also when the chat already exists: a block freezes it for both sides.
+            if crate::social::is_blocked_between(&state.db, creator, *with).await? {
+                return Err(ApiError::Forbidden(
+                    "you cannot chat with this user: one of you has blocked the other".into(),
+                ));
+            }
             let id = sqlx::query_scalar::<_, Uuid>(
                 "with c as (insert into conversations (is_group, direct_key, created_by) values (false, $1, $2) \
                    on conflict on constraint conversations_direct_key_key do nothing returning conversation_id), \
@@ -351,6 +391,7 @@ pub async fn create_conversation(
         }
         NewConversation::Group { name, members } => {
             require_users(&state.db, members, "participant_ids").await?;
+            refuse_blockers(&state.db, creator, members, None).await?;
             let id = sqlx::query_scalar::<_, Uuid>(
                 "with c as (insert into conversations (name, is_group, created_by) values ($1, true, $2) \
                    returning conversation_id), \
@@ -402,8 +443,21 @@ pub async fn create_conversation(
             &summary.conversation,
         )
         .await;
+        if let NewConversation::Group { name, members } = &new {
+            invite(state, id, name.as_str(), creator, members).await;
+        }
     }
     Ok((summary, created))
+}
+
+/// `group_invite` notifications for users just put into a group. The membership is
+/// committed already, so a failure here is logged rather than undoing the request.
+async fn invite(state: &AppState, id: Uuid, group: &str, inviter: Uuid, invitees: &[Uuid]) {
+    if let Err(e) =
+        crate::social::notifications::notify_group_invite(state, id, group, inviter, invitees).await
+    {
+        tracing::warn!(error = %e, conversation = %id, "group invitations not stored");
+    }
 }
 
 /// Serializes membership changes of one conversation (so "last participant" and owner
@@ -459,6 +513,7 @@ pub async fn add_participants(
         ));
     }
     require_users(&mut *tx, &ids, "userIds").await?;
+    refuse_blockers(&mut *tx, caller, &ids, Some(conversation_id)).await?;
     let added = sqlx::query_scalar::<_, Uuid>(
         "insert into conversation_participants (conversation_id, user_id, last_delivered_seq, last_read_seq) \
          select $1, u, $3, $3 from unnest($2::uuid[]) u \
@@ -489,6 +544,8 @@ pub async fn add_participants(
             &event,
         )
         .await;
+        let group = view.name.as_deref().unwrap_or_default();
+        invite(state, conversation_id, group, caller, &added).await;
         publish_rooms(state, added, conversation_id, true).await;
     }
     Ok(view)

@@ -124,10 +124,18 @@ struct Addressed {
 /// One round trip: the sender's participant row is key-share locked (so a concurrent
 /// removal either waits for this send or makes it find no membership), the counter row
 /// hands out the next seq under its row lock, and the insert uses it. A failed insert
-/// rolls the counter back with it, so seqs stay gap-free.
+/// rolls the counter back with it, so seqs stay gap-free. A direct chat between users of
+/// whom one blocked the other finds no row either; [`why_not_sent`] tells the two apart
+/// off the hot path (a group costs one primary-key probe here).
 const SEND: &str = concat!(
     "with member as (select p.conversation_id from conversation_participants p \
-       where p.conversation_id = $1 and p.user_id = $2 for key share), \
+       where p.conversation_id = $1 and p.user_id = $2 \
+         and not exists (select 1 from conversations dc \
+           join conversation_participants o on o.conversation_id = dc.conversation_id and o.user_id <> $2 \
+           join user_blocks b on (b.blocker_id = o.user_id and b.blocked_id = $2) \
+                              or (b.blocker_id = $2 and b.blocked_id = o.user_id) \
+           where dc.conversation_id = $1 and not dc.is_group) \
+       for key share), \
      conv as (update conversations c set last_seq = c.last_seq + 1, last_message_at = now() \
        from member where c.conversation_id = member.conversation_id \
        returning c.conversation_id, c.last_seq), \
@@ -171,7 +179,7 @@ pub async fn send_message(
             notify_recipients(state, &message, recipients);
             Ok((message, true))
         }
-        Ok(None) => Err(ApiError::not_found("conversation")),
+        Ok(None) => Err(why_not_sent(&state.db, sender, conversation_id).await),
         Err(sqlx::Error::Database(e))
             if e.constraint() == Some("messages_sender_client_msg_key") =>
         {
@@ -183,6 +191,30 @@ pub async fn send_message(
             Ok((original, false))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Why [`SEND`] stored nothing: 403 for a member of a direct chat frozen by a block,
+/// else 404 (not a participant, or no such conversation).
+async fn why_not_sent(db: &PgPool, sender: Uuid, conversation_id: Uuid) -> ApiError {
+    let blocked = sqlx::query_scalar::<_, bool>(
+        "select exists (select 1 from conversations c \
+           join conversation_participants me on me.conversation_id = c.conversation_id and me.user_id = $2 \
+           join conversation_participants o on o.conversation_id = c.conversation_id and o.user_id <> $2 \
+           join user_blocks b on (b.blocker_id = o.user_id and b.blocked_id = $2) \
+                              or (b.blocker_id = $2 and b.blocked_id = o.user_id) \
+           where c.conversation_id = $1 and not c.is_group)",
+    )
+    .bind(conversation_id)
+    .bind(sender)
+    .fetch_one(db)
+    .await;
+    match blocked {
+        Ok(true) => ApiError::Forbidden(
+            "you cannot message this user: one of you has blocked the other".into(),
+        ),
+        Ok(false) => ApiError::not_found("conversation"),
+        Err(e) => e.into(),
     }
 }
 
@@ -411,6 +443,8 @@ struct Moved {
     /// The caller's cursors after the update; null when they did not move.
     delivered: Option<i64>,
     read: Option<i64>,
+    /// The conversation's newest seq when the cursor moved.
+    last_seq: i64,
 }
 
 /// Moves the caller's delivered (or read, which implies delivered) cursor up to the
@@ -428,8 +462,9 @@ pub async fn mark_status(
     status: ReceiptStatus,
 ) -> ApiResult<MessageView> {
     let moved = sqlx::query_as::<_, Moved>(
-        "with target as (select m.conversation_id, m.sender_id, m.seq from messages m \
+        "with target as (select m.conversation_id, m.sender_id, m.seq, c.last_seq from messages m \
            join conversation_participants me on me.conversation_id = m.conversation_id and me.user_id = $2 \
+           join conversations c on c.conversation_id = m.conversation_id \
            where m.message_id = $1 and m.deleted_at is null), \
          moved as (update conversation_participants p \
            set last_delivered_seq = greatest(p.last_delivered_seq, t.seq), \
@@ -438,7 +473,7 @@ pub async fn mark_status(
            where p.conversation_id = t.conversation_id and p.user_id = $2 and t.sender_id <> $2 \
              and (p.last_delivered_seq < t.seq or ($3 and p.last_read_seq < t.seq)) \
            returning p.last_delivered_seq, p.last_read_seq) \
-         select t.conversation_id, t.sender_id, t.seq, \
+         select t.conversation_id, t.sender_id, t.seq, t.last_seq, \
            m.last_delivered_seq as delivered, m.last_read_seq as read \
          from target t left join moved m on true",
     )
@@ -471,8 +506,22 @@ pub async fn mark_status(
             aggregate: message.status,
         };
         publish(state, events::MESSAGE_STATUS, &recipients, &event).await;
+        if read >= moved.last_seq {
+            read_conversation_notification(state, user, moved.conversation_id).await;
+        }
     }
     Ok(message)
+}
+
+/// The user has read the whole conversation: its collapsed message notification is read
+/// too, and every device of theirs hears so (their badges drop at once). The receipt has
+/// been stored already, so a failure here is logged, not returned.
+async fn read_conversation_notification(state: &AppState, user: Uuid, conversation: Uuid) {
+    use crate::social::notifications;
+    match notifications::mark_conversation_read(&state.db, user, conversation).await {
+        Ok(rows) => notifications::publish_all(state.broker.as_ref(), &rows).await,
+        Err(e) => tracing::warn!(error = %e, %conversation, "message notification not marked read"),
+    }
 }
 
 /// Per participant other than the sender: whether they have the message and have read it.

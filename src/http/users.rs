@@ -15,6 +15,17 @@ pub fn router() -> Router<AppState> {
         .route("/users/{id}", get(get_user))
 }
 
+/// `status` and `last_seen_at` as the viewer may see them: a user who blocked the viewer
+/// looks offline, with no last-seen time. Needs `from users u left join user_blocks h on
+/// h.blocker_id = u.user_id and h.blocked_id = <viewer>` (the primary key makes it one row
+/// at most).
+macro_rules! presence_for_viewer {
+    () => {
+        "case when h.blocker_id is null then u.status else 'offline' end as status, \
+         case when h.blocker_id is null then u.last_seen_at end as last_seen_at"
+    };
+}
+
 /// A user as the user themselves sees it (the only view with the email). Never the hash.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct User {
@@ -91,7 +102,7 @@ struct ListParams {
     security(("bearer" = [])),
 )]
 async fn list_users(
-    _auth: AuthUser,
+    auth: AuthUser,
     State(db): State<PgPool>,
     AppQuery(p): AppQuery<ListParams>,
 ) -> ApiResult<Json<Vec<PublicUser>>> {
@@ -104,13 +115,17 @@ async fn list_users(
         ));
     }
     let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
-    let users = sqlx::query_as::<_, PublicUser>(
-        "select user_id, username, status, last_seen_at, created_at, updated_at from users \
-         where lower(username) like $1 order by lower(username) limit $2 offset $3",
-    )
+    let users = sqlx::query_as::<_, PublicUser>(concat!(
+        "select u.user_id, u.username, ",
+        presence_for_viewer!(),
+        ", u.created_at, u.updated_at from users u \
+         left join user_blocks h on h.blocker_id = u.user_id and h.blocked_id = $4 \
+         where lower(u.username) like $1 order by lower(u.username) limit $2 offset $3"
+    ))
     .bind(pattern)
     .bind(limit)
     .bind(offset)
+    .bind(auth.user_id)
     .fetch_all(&db)
     .await?;
     Ok(Json(users))
@@ -174,11 +189,14 @@ async fn search_users(
     }
     let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
     // One round trip: the window count rides along with the page.
-    let rows = sqlx::query_as::<_, CountedUser>(
-        "select user_id, username, status, last_seen_at, created_at, updated_at, count(*) over () as total \
-         from users where lower(username) like $1 and user_id <> $2 \
-         order by lower(username) limit $3 offset $4",
-    )
+    let rows = sqlx::query_as::<_, CountedUser>(concat!(
+        "select u.user_id, u.username, ",
+        presence_for_viewer!(),
+        ", u.created_at, u.updated_at, count(*) over () as total from users u \
+         left join user_blocks h on h.blocker_id = u.user_id and h.blocked_id = $2 \
+         where lower(u.username) like $1 and u.user_id <> $2 \
+         order by lower(u.username) limit $3 offset $4"
+    ))
     .bind(&pattern)
     .bind(auth.user_id)
     .bind(limit)
@@ -257,10 +275,15 @@ async fn get_user(
             serde_json::to_value(user).map_err(anyhow::Error::from)?,
         ));
     }
-    let user = sqlx::query_as::<_, PublicUser>(
-        "select user_id, username, status, last_seen_at, created_at, updated_at from users where user_id = $1",
-    )
+    let user = sqlx::query_as::<_, PublicUser>(concat!(
+        "select u.user_id, u.username, ",
+        presence_for_viewer!(),
+        ", u.created_at, u.updated_at from users u \
+         left join user_blocks h on h.blocker_id = u.user_id and h.blocked_id = $2 \
+         where u.user_id = $1"
+    ))
     .bind(id)
+    .bind(auth.user_id)
     .fetch_optional(&db)
     .await?
     .ok_or_else(|| crate::error::ApiError::not_found("user"))?;

@@ -272,21 +272,23 @@ pub async fn notify_message<'c>(
 }
 
 /// Marks `user`'s unread message notification for the conversation read (they have read
-/// the conversation up to its last message). Returns how many were marked (0 or 1).
+/// the conversation up to its last message). Returns the rows it marked (none or one), to
+/// publish so the user's other devices see it read.
 pub async fn mark_conversation_read<'c>(
     db: impl PgExecutor<'c>,
     user: Uuid,
     conversation_id: Uuid,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+) -> Result<Vec<Notification>, sqlx::Error> {
+    sqlx::query_as::<_, Notification>(concat!(
         "update notifications set is_read = true \
-         where user_id = $1 and conversation_id = $2 and type = 'message' and not is_read and deleted_at is null",
-    )
+         where user_id = $1 and conversation_id = $2 and type = 'message' and not is_read and deleted_at is null \
+         returning ",
+        columns!()
+    ))
     .bind(user)
     .bind(conversation_id)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_all(db)
+    .await
 }
 
 /// A system notification for one user (`Some`) or every user (`None`); returns how many

@@ -12,4 +12,5 @@ mod openapi;
 mod ops;
 mod realtime;
 mod realtime_messages;
+mod social_rules;
 mod users;

@@ -1,0 +1,437 @@
+//! The social layer wired into chat: blocks over REST and sockets, group invitations,
+//! message notifications fed by real sends and cleared by reading.
+
+use std::time::Duration;
+
+use chatty::sio_client::SioClient;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    friendships::befriend,
+    helpers::{TestApp, TestUser, assert_error, body, name, spawn_app},
+};
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(400);
+
+async fn block(app: &TestApp, blocker: &TestUser, blocked: &TestUser) {
+    let resp = app
+        .post(
+            &format!("/friendships/block/{}", blocked.id),
+            &blocker.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
+async fn unblock(app: &TestApp, blocker: &TestUser, blocked: &TestUser) {
+    let resp = app
+        .delete(
+            &format!("/friendships/unblock/{}", blocked.id),
+            &blocker.token,
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+}
+
+async fn direct(app: &TestApp, from: &TestUser, to: &TestUser) -> reqwest::Response {
+    app.post(
+        "/conversations",
+        &from.token,
+        json!({ "participant_ids": [to.id] }),
+    )
+    .await
+}
+
+async fn group(app: &TestApp, creator: &TestUser, others: &[&TestUser]) -> reqwest::Response {
+    let ids: Vec<Uuid> = others.iter().map(|u| u.id).collect();
+    app.post(
+        "/conversations",
+        &creator.token,
+        json!({ "name": "Hikers", "is_group": true, "participant_ids": ids }),
+    )
+    .await
+}
+
+async fn id_of(resp: reqwest::Response) -> Uuid {
+    assert!(resp.status().is_success(), "{}", resp.status());
+    body(resp).await["conversation_id"]
+        .as_str()
+        .expect("conversation_id")
+        .parse()
+        .expect("uuid")
+}
+
+async fn send(app: &TestApp, from: &TestUser, conv: Uuid, text: &str) -> reqwest::Response {
+    app.post(
+        "/messages",
+        &from.token,
+        json!({ "content": text, "conversation_id": conv }),
+    )
+    .await
+}
+
+async fn notifications(app: &TestApp, user: &TestUser, query: &str) -> Vec<Value> {
+    let resp = app
+        .get(&format!("/notifications{query}"), &user.token)
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    body(resp).await.as_array().expect("array").clone()
+}
+
+/// The next `notification` event on a `/notifications` socket.
+async fn next_notification(sock: &mut SioClient) -> Value {
+    sock.next_event("notification", WAIT)
+        .await
+        .expect("a notification event")
+}
+
+#[tokio::test]
+async fn a_block_freezes_direct_chats_both_ways_over_rest_and_sockets() {
+    // Arrange: a direct chat with one message, and a group both are in
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let carol = app.register(&name("carol")).await;
+    let chat = id_of(direct(&app, &alice, &bob).await).await;
+    let crew = id_of(group(&app, &carol, &[&alice, &bob]).await).await;
+    assert_eq!(
+        send(&app, &bob, chat, "hi").await.status(),
+        StatusCode::CREATED
+    );
+    let mut alice_sock = app.socket(&alice.token).await;
+    let bob_sock = app.socket(&bob.token).await;
+
+    // Act
+    block(&app, &alice, &bob).await;
+
+    // Assert: neither may start or use the direct chat, over REST or a socket
+    for (from, to) in [(&bob, &alice), (&alice, &bob)] {
+        assert_error(direct(&app, from, to).await, StatusCode::FORBIDDEN).await;
+        let refused = assert_error(
+            send(&app, from, chat, "still there?").await,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+        assert!(
+            refused["message"].as_str().unwrap().contains("blocked"),
+            "{refused}"
+        );
+    }
+    let ack = bob_sock
+        .emit_with_ack(
+            "sendMessage",
+            &json!({ "content": "over the socket", "conversation_id": chat, "client_msg_id": Uuid::new_v4() }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], false, "{ack}");
+    assert_eq!(ack["error"]["statusCode"], 403, "{ack}");
+    assert_eq!(
+        app.count("messages").await,
+        1,
+        "a refused send stored nothing"
+    );
+    assert!(
+        alice_sock.collect("newMessage", QUIET).await.is_empty(),
+        "a refused send was announced"
+    );
+    // A group is not a direct chat: both still talk there.
+    assert_eq!(
+        send(&app, &bob, crew, "in the group").await.status(),
+        StatusCode::CREATED
+    );
+    let got = alice_sock.next_event("newMessage", WAIT).await.unwrap();
+    assert_eq!(got["content"], "in the group");
+    // Strangers still get 404, not a hint about blocks.
+    let eve = app.register(&name("eve")).await;
+    assert_error(
+        send(&app, &eve, chat, "hello?").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    // Act: unblocking thaws the chat
+    unblock(&app, &alice, &bob).await;
+
+    // Assert
+    assert_eq!(direct(&app, &bob, &alice).await.status(), StatusCode::OK);
+    let ack = bob_sock
+        .emit_with_ack(
+            "sendMessage",
+            &json!({ "content": "friends again", "conversation_id": chat, "client_msg_id": Uuid::new_v4() }),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["data"]["seq"], 2, "seqs stay gap-free across refusals");
+}
+
+#[tokio::test]
+async fn users_who_blocked_you_cannot_be_put_into_your_groups() {
+    // Arrange: dave blocked alice
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let dave = app.register(&name("dave")).await;
+    block(&app, &dave, &alice).await;
+
+    // Act + Assert: creating a group with dave, or adding him, is refused and changes nothing
+    let refused = assert_error(
+        group(&app, &alice, &[&bob, &dave]).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains(&dave.id.to_string()),
+        "{refused}"
+    );
+    assert_eq!(app.count("conversations").await, 0);
+    let crew = id_of(group(&app, &alice, &[&bob]).await).await;
+    let add = app
+        .post(
+            &format!("/conversations/{crew}/participants"),
+            &alice.token,
+            json!({ "userIds": [dave.id] }),
+        )
+        .await;
+    assert_error(add, StatusCode::FORBIDDEN).await;
+    assert_eq!(app.count("conversation_participants").await, 2);
+
+    // The blocker may still add the user they blocked: that is their choice.
+    let own = group(&app, &dave, &[&alice]).await;
+    assert_eq!(own.status(), StatusCode::CREATED);
+
+    // Someone already in the group who blocks you later is no obstacle to a no-op add.
+    block(&app, &bob, &alice).await;
+    let again = app
+        .post(
+            &format!("/conversations/{crew}/participants"),
+            &alice.token,
+            json!({ "userIds": [bob.id] }),
+        )
+        .await;
+    assert!(again.status().is_success(), "{}", again.status());
+}
+
+#[tokio::test]
+async fn groups_send_an_invitation_to_each_member_they_add_live_on_any_node() {
+    // Arrange: dave listens on node B
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let carol = a.register(&name("carol")).await;
+    let dave = a.register(&name("dave")).await;
+    let mut dave_notes = b.notifications_socket(&dave.token).await;
+    dave_notes
+        .next_event("notifications:connected", WAIT)
+        .await
+        .unwrap();
+
+    // Act: a group with bob and carol, then dave added
+    let crew = id_of(group(&a, &alice, &[&bob, &carol]).await).await;
+    let add = a
+        .post(
+            &format!("/conversations/{crew}/participants"),
+            &alice.token,
+            json!({ "userIds": [dave.id, bob.id] }),
+        )
+        .await;
+    assert_eq!(add.status(), StatusCode::OK);
+
+    // Assert: one invitation per new member, none for the creator, none twice
+    let expected = json!({
+        "conversation_id": crew, "group_name": "Hikers",
+        "sender_id": alice.id, "sender_name": alice.name,
+    });
+    for u in [&bob, &carol, &dave] {
+        let list = notifications(&a, u, "").await;
+        assert_eq!(list.len(), 1, "{}: {list:?}", u.name);
+        assert_eq!(list[0]["type"], "group_invite");
+        assert_eq!(list[0]["metadata"], expected);
+    }
+    assert!(notifications(&a, &alice, "").await.is_empty());
+    let live = next_notification(&mut dave_notes).await;
+    assert_eq!(live["type"], "group_invite");
+    assert_eq!(live, notifications(&b, &dave, "").await[0]);
+}
+
+#[tokio::test]
+async fn a_hundred_sends_from_three_members_collapse_and_reading_to_the_end_clears_them() {
+    // Arrange: three senders and two readers; r1 listens on node B
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let senders = [
+        a.register(&name("s0")).await,
+        a.register(&name("s1")).await,
+        a.register(&name("s2")).await,
+    ];
+    let readers = [a.register(&name("r0")).await, a.register(&name("r1")).await];
+    let others: Vec<&TestUser> = senders[1..].iter().chain(readers.iter()).collect();
+    let crew = id_of(group(&a, &senders[0], &others).await).await;
+
+    // Act: 100 messages through the API, round robin
+    let mut last = Value::Null;
+    let mut early = Value::Null;
+    for i in 0..100 {
+        let resp = send(&a, &senders[i % 3], crew, &format!("message {i}")).await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        last = body(resp).await;
+        if i == 50 {
+            early = last.clone();
+        }
+    }
+
+    // Assert: each reader ends with one unread message notification counting all 100
+    // (notifications are written off the send path, so wait for the last of them)
+    for r in &readers {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let unread = loop {
+            let unread = notifications(&a, r, "/unread").await;
+            let messages: Vec<&Value> = unread.iter().filter(|n| n["type"] == "message").collect();
+            if messages.len() == 1 && messages[0]["count"] == 100 {
+                break unread;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: {unread:?}",
+                r.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let n = unread.iter().find(|n| n["type"] == "message").unwrap();
+        assert_eq!(n["title"], "Hikers");
+        assert_eq!(n["metadata"]["message_preview"], "message 99");
+        assert_eq!(n["metadata"]["sender_id"], senders[0].id.to_string());
+    }
+    let s0 = notifications(&a, &senders[0], "/unread").await;
+    let s0 = s0.iter().find(|n| n["type"] == "message").unwrap();
+    assert_eq!(
+        s0["count"], 66,
+        "s0 sent 34 of the 100 and is not told of its own"
+    );
+
+    // Act: r0 reads halfway; r1 reads to the end, with a device listening on node B
+    let mut r1_notes = b.notifications_socket(&readers[1].token).await;
+    r1_notes
+        .next_event("notifications:connected", WAIT)
+        .await
+        .unwrap();
+    for (reader, message) in [(&readers[0], &early), (&readers[1], &last)] {
+        let resp = a
+            .put(
+                &format!(
+                    "/messages/{}/status",
+                    message["message_id"].as_str().unwrap()
+                ),
+                &reader.token,
+                json!({ "status": "read" }),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    // Assert: only r1's notification is read, and r1's device hears so at once
+    let unread_count = |u: &TestUser| {
+        let a = &a;
+        let token = u.token.clone();
+        async move {
+            body(a.get("/notifications/unread-count", &token).await).await["count"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        unread_count(&readers[0]).await,
+        2,
+        "an invite and the messages"
+    );
+    let cleared = next_notification(&mut r1_notes).await;
+    assert_eq!(
+        (cleared["type"].as_str(), cleared["is_read"].as_bool()),
+        (Some("message"), Some(true)),
+        "{cleared}"
+    );
+    assert_eq!(cleared["count"], 100);
+    assert_eq!(
+        unread_count(&readers[1]).await,
+        1,
+        "the invite is still unread"
+    );
+    let r1 = notifications(&a, &readers[1], "/unread").await;
+    assert!(r1.iter().all(|n| n["type"] != "message"), "{r1:?}");
+
+    // The next message starts a fresh notification for r1.
+    assert_eq!(
+        send(&a, &senders[1], crew, "one more").await.status(),
+        StatusCode::CREATED
+    );
+    let fresh = next_notification(&mut r1_notes).await;
+    assert_eq!(
+        (fresh["count"].as_i64(), fresh["is_read"].as_bool()),
+        (Some(1), Some(false))
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_user_neither_hears_nor_sees_the_blockers_presence() {
+    // Arrange: alice and bob share a group and carol is alice's friend; alice blocked bob
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let carol = app.register(&name("carol")).await;
+    befriend(&app, &alice, &carol).await;
+    id_of(group(&app, &carol, &[&alice, &bob]).await).await;
+    block(&app, &alice, &bob).await;
+    let mut bob_sock = app.socket(&bob.token).await;
+    let mut carol_sock = app.socket(&carol.token).await;
+
+    // Act: alice comes online
+    let _alice_sock = app.socket(&alice.token).await;
+
+    // Assert: carol hears it, bob does not; REST agrees for each viewer
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = carol_sock
+            .next_event(
+                "userStatus",
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+            )
+            .await
+            .expect("carol hears alice");
+        if ev["userId"] == alice.id.to_string() {
+            assert_eq!(ev["status"], "online");
+            break;
+        }
+    }
+    let heard: Vec<Value> = bob_sock
+        .collect("userStatus", QUIET)
+        .await
+        .into_iter()
+        .filter(|e| e["userId"] == alice.id.to_string())
+        .collect();
+    assert!(heard.is_empty(), "bob heard alice: {heard:?}");
+    let path = format!("/users/{}", alice.id);
+    let seen_by_carol = body(app.get(&path, &carol.token).await).await;
+    assert_eq!(seen_by_carol["status"], "online");
+    assert!(seen_by_carol["last_seen_at"].is_string());
+    let seen_by_bob = body(app.get(&path, &bob.token).await).await;
+    assert_eq!(seen_by_bob["status"], "offline");
+    assert!(seen_by_bob["last_seen_at"].is_null());
+    let listed = body(
+        app.get(&format!("/users?search={}", alice.name), &bob.token)
+            .await,
+    )
+    .await;
+    assert_eq!(listed[0]["user_id"], alice.id.to_string());
+    assert_eq!(listed[0]["status"], "offline");
+}
