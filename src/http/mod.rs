@@ -74,9 +74,11 @@ pub fn api_router(state: AppState) -> Router {
                                 user_id = tracing::field::Empty,
                             )
                         })
-                        // log_request writes the one line per request.
+                        // log_request writes the one line per request (5xx at warn), and
+                        // ApiError logs a server error's cause once.
                         .on_request(())
-                        .on_response(()),
+                        .on_response(())
+                        .on_failure(()),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(panic_response)),
