@@ -130,6 +130,13 @@ impl Settings {
         Duration::from_millis(self.typing_ttl_ms.max(100))
     }
 
+    /// Settles the node id (generating one when unset), so later calls agree.
+    pub fn fix_node_id(&mut self) -> String {
+        let id = self.node_id();
+        self.node_id = Some(id.clone());
+        id
+    }
+
     pub fn node_id(&self) -> String {
         self.node_id
             .clone()

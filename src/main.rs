@@ -129,11 +129,17 @@ fn parse() -> Result<Cli, ExitCode> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match parse() {
+    let mut cli = match parse() {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    telemetry::init(cli.log_format == "json");
+    // Fixed before the first log line, so a generated id is the same in every line, in
+    // metrics and in the probes.
+    let node_id = match &mut cli.command {
+        Command::Serve(settings) => Some(settings.fix_node_id()),
+        Command::Migrate { .. } | Command::Notify(_) => None,
+    };
+    telemetry::init(cli.log_format == "json", node_id.as_deref());
     let result = match cli.command {
         Command::Serve(settings) => serve(*settings).await,
         Command::Migrate { database_url } => migrate(&database_url).await,

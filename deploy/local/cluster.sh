@@ -9,7 +9,8 @@
 #   stop               SIGTERM every node (each drains), then stop nginx
 #   status             one line per process; exit 0 all up, 1 degraded, 3 not running
 #   logs [-f] [K|nginx|all]   last lines of the logs (-f: follow)
-#   restart-node K     SIGTERM node K, wait for it to exit, start it again (rolling restarts)
+#   restart-node K     SIGTERM node K, wait for it to exit, start it again, wait until it is
+#                      ready and back in nginx's rotation (rolling restarts)
 #   kill-node K        SIGKILL node K (a crash: no drain, its presence leases expire)
 #
 # Environment: CHATTY_PROFILE=release|debug (default release), CARGO_TARGET_DIR (honoured),
@@ -23,6 +24,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 STATE=${CHATTY_CLUSTER_DIR:-$ROOT/.chatty/cluster}
 NGX=$STATE/nginx
 TEMPLATE=$ROOT/deploy/nginx/cluster.conf.template
+# How long nginx leaves a node out of rotation after one failed attempt (see render_nginx).
+FAIL_TIMEOUT=5
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -136,8 +139,8 @@ render_nginx() {
   local servers='' k conf user_directive='' conns
   for k in $(seq 1 "$NODES"); do
     # max_fails=1: one refused connection (a node draining or gone) takes it out of rotation
-    # for 5 s, so clients reconnecting after a drain do not keep hitting it.
-    servers+="        server 127.0.0.1:$(node_port "$k") max_fails=1 fail_timeout=5s;"$'\n'
+    # for FAIL_TIMEOUT seconds, so clients reconnecting after a drain do not keep hitting it.
+    servers+="        server 127.0.0.1:$(node_port "$k") max_fails=1 fail_timeout=${FAIL_TIMEOUT}s;"$'\n'
   done
   servers=${servers%$'\n'}
   [ "$(id -u)" -ne 0 ] || user_directive="user $(id -un) $(id -gn);"
@@ -397,6 +400,13 @@ cmd_restart_node() {
   log "node $k: starting"
   start_node "$k"
   wait_ready "$k" || exit 1
+  if nginx_alive; then
+    # nginx took the node out of rotation when it refused connections while draining, and
+    # tries it again only after FAIL_TIMEOUT. Restarting the next node before then could
+    # leave every node marked down at once: 502 "no live upstreams" for everyone.
+    log "node $k: ready; waiting ${FAIL_TIMEOUT} s for nginx to route to it again"
+    sleep "$FAIL_TIMEOUT"
+  fi
   log "node $k: ready"
 }
 

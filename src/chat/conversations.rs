@@ -20,7 +20,7 @@ use crate::{
 pub const MAX_PARTICIPANTS_PER_REQUEST: usize = 500;
 
 /// One member of a conversation as every other member sees them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ParticipantView {
     pub user_id: Uuid,
     pub username: String,
@@ -36,7 +36,7 @@ pub struct ParticipantView {
 }
 
 /// A conversation as every participant sees it (nothing in it depends on who asks).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ConversationView {
     pub conversation_id: Uuid,
     /// Groups only; direct chats are named after the other participant by clients.
@@ -62,7 +62,7 @@ impl ConversationView {
 }
 
 /// A conversation in the caller's list.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ConversationSummary {
     #[serde(flatten)]
     #[sqlx(flatten)]
@@ -72,7 +72,7 @@ pub struct ConversationSummary {
 }
 
 /// A conversation with its newest page of messages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConversationDetails {
     #[serde(flatten)]
     pub summary: ConversationSummary,

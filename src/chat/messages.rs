@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, types::Json};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{events, is_participant, publish};
@@ -224,7 +225,7 @@ fn notify_recipients(state: &AppState, message: &MessageView, recipients: Vec<Uu
     let state = state.clone();
     let (conversation, sender) = (message.conversation_id, message.sender_id);
     let preview: String = message.content.chars().take(100).collect();
-    tokio::spawn(async move {
+    let task = async move {
         let result = async {
             let name: String = sqlx::query_scalar("select username from users where user_id = $1")
                 .bind(sender)
@@ -247,7 +248,9 @@ fn notify_recipients(state: &AppState, message: &MessageView, recipients: Vec<Uu
             }
             Err(e) => tracing::warn!(error = %e, %conversation, "message notifications not stored"),
         }
-    });
+    };
+    // Keeps the request or socket ids on the lines the task logs.
+    tokio::spawn(task.in_current_span());
 }
 
 #[derive(sqlx::FromRow)]

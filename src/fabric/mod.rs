@@ -18,10 +18,11 @@ pub use self::memory::MemoryFabric;
 pub use self::redis::RedisFabric;
 
 /// One device's login.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Session {
     pub session_id: Uuid,
     pub user_id: Uuid,
+    /// The name the client gave at login, else its User-Agent.
     pub device: String,
     pub created_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,

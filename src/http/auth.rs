@@ -8,7 +8,6 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
@@ -34,20 +33,33 @@ pub fn router() -> Router<AppState> {
         .route("/auth/sessions/{sid}", delete(revoke_session))
 }
 
-#[derive(Debug, Serialize)]
+/// A signed-in device: its token and the user behind it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuthResponse {
+    /// HS256 JWT carrying `sub` (user), `sid` (device session) and `exp`.
     pub access_token: String,
+    #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
+    /// This device's session, for `DELETE /auth/sessions/{sid}`.
     pub session_id: Uuid,
     pub expires_at: DateTime<Utc>,
     pub user: User,
 }
 
-#[derive(Debug, Deserialize)]
+// Fields are optional in Rust so that every missing one is reported in one 400; the
+// schema says what a valid request holds.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct RegisterBody {
+    /// 3 to 32 letters, digits, `_`, `.` or `-`; unique regardless of case.
+    #[schema(value_type = String, required = true)]
     username: Option<String>,
+    #[schema(value_type = String, required = true, format = Email)]
     email: Option<String>,
+    /// 8 to 128 characters.
+    #[schema(value_type = String, required = true, format = Password)]
     password: Option<String>,
+    /// A name for this device in `GET /auth/sessions`; defaults to the User-Agent.
+    #[schema(value_type = String, required = false)]
     device: Option<String>,
 }
 
@@ -99,9 +111,9 @@ fn device_name(
     post,
     path = "/auth/register",
     tag = "auth",
-    request_body = Object,
+    request_body = RegisterBody,
     responses(
-        (status = 201, description = "Registered and signed in", body = Object),
+        (status = 201, description = "Registered and signed in", body = AuthResponse),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
@@ -176,11 +188,17 @@ async fn start_session(
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// `username` or `email` identifies the user (a username field may hold an email).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct LoginBody {
+    #[schema(value_type = String, required = false)]
     username: Option<String>,
+    #[schema(value_type = String, required = false)]
     email: Option<String>,
+    #[schema(value_type = String, required = true, format = Password)]
     password: Option<String>,
+    /// A name for this device in `GET /auth/sessions`; defaults to the User-Agent.
+    #[schema(value_type = String, required = false)]
     device: Option<String>,
 }
 
@@ -195,9 +213,9 @@ struct Credentials {
     post,
     path = "/auth/login",
     tag = "auth",
-    request_body = Object,
+    request_body = LoginBody,
     responses(
-        (status = 200, description = "Signed in", body = Object),
+        (status = 200, description = "Signed in", body = AuthResponse),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
@@ -295,12 +313,12 @@ async fn disconnect(state: &AppState, sessions: Vec<Uuid>) {
     path = "/auth/logout",
     tag = "auth",
     responses(
-        (status = 200, description = "This session is revoked", body = Object),
+        (status = 200, description = "This session is revoked", body = LoggedOut),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
     ),
     security(("bearer" = [])),
 )]
-async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<LoggedOut>> {
     if state
         .fabric
         .revoke_session(auth.user_id, auth.session_id)
@@ -308,9 +326,26 @@ async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json
     {
         disconnect(&state, vec![auth.session_id]).await;
     }
-    Ok(Json(
-        json!({ "message": "logged out", "session_id": auth.session_id }),
-    ))
+    Ok(Json(LoggedOut {
+        message: "logged out",
+        session_id: auth.session_id,
+    }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct LoggedOut {
+    #[schema(value_type = String, example = "logged out")]
+    message: &'static str,
+    /// The session that ended.
+    session_id: Uuid,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct LoggedOutEverywhere {
+    #[schema(value_type = String, example = "logged out everywhere")]
+    message: &'static str,
+    /// How many sessions ended.
+    revoked: usize,
 }
 
 #[utoipa::path(
@@ -318,24 +353,30 @@ async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json
     path = "/auth/logout-all",
     tag = "auth",
     responses(
-        (status = 200, description = "Every session of the user is revoked", body = Object),
+        (status = 200, description = "Every session of the user is revoked", body = LoggedOutEverywhere),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
     ),
     security(("bearer" = [])),
 )]
-async fn logout_all(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn logout_all(
+    auth: AuthUser,
+    State(state): State<AppState>,
+) -> ApiResult<Json<LoggedOutEverywhere>> {
     let revoked = state.fabric.revoke_all_sessions(auth.user_id).await?;
     let count = revoked.len();
     disconnect(&state, revoked).await;
-    Ok(Json(
-        json!({ "message": "logged out everywhere", "revoked": count }),
-    ))
+    Ok(Json(LoggedOutEverywhere {
+        message: "logged out everywhere",
+        revoked: count,
+    }))
 }
 
-#[derive(Debug, Serialize)]
+/// One of the user's devices.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SessionView {
     #[serde(flatten)]
     session: Session,
+    /// True for the session of the token that asked.
     current: bool,
 }
 
@@ -344,7 +385,7 @@ struct SessionView {
     path = "/auth/sessions",
     tag = "auth",
     responses(
-        (status = 200, description = "The user's sessions", body = Object),
+        (status = 200, description = "The user's sessions", body = Vec<SessionView>),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
     ),
     security(("bearer" = [])),

@@ -67,12 +67,18 @@ pub(super) fn int_param(
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A new conversation. Without `is_group`, one other participant makes a direct chat.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateConversationBody)]
 struct CreateBody {
+    /// The group's name; direct chats have none.
     name: Option<String>,
+    /// Also accepted as `isGroup`.
     #[serde(alias = "isGroup")]
     is_group: Option<bool>,
+    /// The other members (the caller is added as owner); also accepted as `participantIds`.
     #[serde(default, alias = "participantIds")]
+    #[schema(value_type = Vec<Uuid>)]
     participant_ids: Vec<String>,
 }
 
@@ -81,9 +87,10 @@ struct CreateBody {
     post,
     path = "/conversations",
     tag = "conversations",
-    request_body = Object,
+    request_body = CreateBody,
     responses(
-        (status = 201, description = "Created", body = Object),
+        (status = 201, description = "Created", body = ConversationSummary),
+        (status = 200, description = "The direct chat between the two users exists already", body = ConversationSummary),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
@@ -127,7 +134,7 @@ struct ListParams {
         ("offset" = Option<i64>, Query, description = "Rows to skip"),
     ),
     responses(
-        (status = 200, description = "The caller's conversations", body = Object),
+        (status = 200, description = "The caller's conversations", body = Vec<ConversationSummary>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
     ),
@@ -153,7 +160,7 @@ async fn list(
         ("id" = Uuid, Path, description = "Conversation id"),
     ),
     responses(
-        (status = 200, description = "Conversation with participants", body = Object),
+        (status = 200, description = "Conversation with participants", body = ConversationDetails),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
@@ -170,10 +177,14 @@ async fn details(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// Users to add to a group.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = AddParticipantsBody)]
 struct AddBody {
+    /// Also accepted as `user_ids`.
     #[serde(default, alias = "user_ids")]
     #[serde(rename = "userIds")]
+    #[schema(value_type = Vec<Uuid>, required = true)]
     user_ids: Vec<String>,
 }
 
@@ -184,9 +195,9 @@ struct AddBody {
     params(
         ("id" = Uuid, Path, description = "Conversation id"),
     ),
-    request_body = Object,
+    request_body = AddBody,
     responses(
-        (status = 200, description = "The conversation after adding", body = Object),
+        (status = 200, description = "The conversation after adding", body = ConversationView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
@@ -216,7 +227,7 @@ async fn add_participants(
         ("user_id" = Uuid, Path, description = "Participant to remove"),
     ),
     responses(
-        (status = 200, description = "The conversation after removing", body = Object),
+        (status = 200, description = "The conversation after removing", body = ConversationView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),

@@ -139,6 +139,9 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         let user = Self::from_token(state, bearer(parts)?).await?;
         parts.extensions.insert(user);
+        // The request span declares the field; from here on every line of the request
+        // names its user.
+        tracing::Span::current().record("user_id", tracing::field::display(user.user_id));
         Ok(user)
     }
 }

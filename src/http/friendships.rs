@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     extract::{AppJson, AppPath, AppQuery, AuthUser},
-    users::{PublicUser, contains_pattern, page_limit},
+    users::{PageMeta, PublicUser, contains_pattern, page_limit},
 };
 use crate::{
     error::{ApiError, ApiResult},
@@ -51,10 +51,15 @@ fn offset(offset: Option<i64>) -> ApiResult<i64> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Who to ask: `friendId` (also accepted as `friend_id`) or `username`, not both.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = FriendRequestBody)]
 struct RequestBody {
     #[serde(rename = "friendId", alias = "friend_id")]
+    #[schema(value_type = Uuid, required = false)]
     friend_id: Option<String>,
+    /// Case-insensitive.
+    #[schema(value_type = String, required = false)]
     username: Option<String>,
 }
 
@@ -64,9 +69,10 @@ struct RequestBody {
     post,
     path = "/friendships/request",
     tag = "friendships",
-    request_body = Object,
+    request_body = RequestBody,
     responses(
-        (status = 201, description = "Send a friend request (accepts a pending one from the other side)", body = Object),
+        (status = 201, description = "The pending request", body = FriendshipView),
+        (status = 200, description = "The other user had asked already: the accepted friendship", body = FriendshipView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -119,7 +125,7 @@ async fn send_request(
     tag = "friendships",
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
-        (status = 200, description = "Accept an incoming request", body = Object),
+        (status = 200, description = "Accept an incoming request", body = FriendshipView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -217,7 +223,7 @@ async fn unfriend(
     tag = "friendships",
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
-        (status = 201, description = "Block a user (ends any friendship or request)", body = Object),
+        (status = 201, description = "Block a user (ends any friendship or request)", body = BlockedUser),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -279,7 +285,7 @@ struct FriendsParams {
     path = "/friendships",
     tag = "friendships",
     responses(
-        (status = 200, description = "Friends with live presence", body = Object),
+        (status = 200, description = "Friends with live presence", body = Vec<FriendshipView>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -326,7 +332,7 @@ struct RequestsParams {
     path = "/friendships/requests",
     tag = "friendships",
     responses(
-        (status = 200, description = "Pending requests (direction=incoming|outgoing)", body = Object),
+        (status = 200, description = "Pending requests (direction=incoming|outgoing)", body = Vec<FriendshipView>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -383,7 +389,7 @@ struct PageParams {
     path = "/friendships/blocked",
     tag = "friendships",
     responses(
-        (status = 200, description = "Users the caller blocked", body = Object),
+        (status = 200, description = "Users the caller blocked", body = Vec<BlockedUser>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -423,22 +429,15 @@ struct SearchParams {
     include_blocked: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
-struct Meta {
-    total: i64,
-    page: i64,
-    limit: i64,
-    #[serde(rename = "totalPages")]
-    total_pages: i64,
-}
-
-#[derive(Debug, Serialize)]
-struct SearchPage {
+/// One page of a friend search.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct FriendSearchPage {
     data: Vec<SearchHit>,
-    meta: Meta,
+    meta: PageMeta,
 }
 
-#[derive(Debug, Serialize)]
+/// A user found by a friend search, with how they stand with the caller.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct SearchHit {
     #[serde(flatten)]
     user: PublicUser,
@@ -461,7 +460,7 @@ struct SearchRow {
     path = "/friendships/search",
     tag = "friendships",
     responses(
-        (status = 200, description = "Search users with their relationship to the caller", body = Object),
+        (status = 200, description = "Search users with their relationship to the caller", body = FriendSearchPage),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -474,7 +473,7 @@ async fn search(
     auth: AuthUser,
     State(db): State<PgPool>,
     AppQuery(p): AppQuery<SearchParams>,
-) -> ApiResult<Json<SearchPage>> {
+) -> ApiResult<Json<FriendSearchPage>> {
     let limit = page_limit(p.limit)?;
     let page = p.page.unwrap_or(1);
     if page < 1 {
@@ -531,22 +530,19 @@ async fn search(
             relationship: Relationship::parse(&r.relationship),
         })
         .collect();
-    Ok(Json(SearchPage {
+    Ok(Json(FriendSearchPage {
         data,
-        meta: Meta {
-            total,
-            page,
-            limit,
-            total_pages: (total + limit - 1) / limit,
-        },
+        meta: PageMeta::new(total, page, limit),
     }))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+/// A friend of a friend.
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct Suggestion {
     #[serde(flatten)]
     #[sqlx(flatten)]
     user: PublicUser,
+    /// Friends the caller and this user share.
     mutual_friends: i64,
 }
 
@@ -558,7 +554,7 @@ struct Suggestion {
     path = "/friendships/suggestions",
     tag = "friendships",
     responses(
-        (status = 200, description = "Friends of friends, by mutual friends", body = Object),
+        (status = 200, description = "Friends of friends, by mutual friends", body = Vec<Suggestion>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),

@@ -31,12 +31,23 @@ pub fn router() -> Router<AppState> {
         .route("/messages/{id}/receipts", get(receipts))
 }
 
-#[derive(Debug, Deserialize)]
+// Fields are optional in Rust so that every bad one is reported in one 400; the schema
+// says what a valid request holds.
+/// A message to store (the `sendMessage` socket event takes the same payload).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = SendMessageBody)]
 pub(crate) struct SendBody {
+    /// The text, at most `CHATTY_MAX_MESSAGE_CHARS` (4000) characters after trimming.
+    #[schema(value_type = String, required = true)]
     content: Option<String>,
+    /// Also accepted as `conversationId`.
     #[serde(alias = "conversationId")]
+    #[schema(value_type = Uuid, required = true)]
     conversation_id: Option<String>,
+    /// Client-chosen id that makes retries idempotent: a repeat answers 200 with the
+    /// message stored the first time. Also accepted as `clientMsgId`.
     #[serde(alias = "clientMsgId")]
+    #[schema(value_type = Uuid, required = false)]
     client_msg_id: Option<String>,
 }
 
@@ -102,9 +113,10 @@ pub(crate) fn send_input(
     post,
     path = "/messages",
     tag = "messages",
-    request_body = Object,
+    request_body = SendBody,
     responses(
         (status = 201, description = "Stored message", body = crate::chat::MessageView),
+        (status = 200, description = "The message stored earlier with this `client_msg_id`", body = crate::chat::MessageView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
@@ -210,8 +222,11 @@ async fn one(
     Ok(Json(chat::message_view(&db, auth.user_id, id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// The new text of a message.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = EditMessageBody)]
 struct EditBody {
+    #[schema(value_type = String, required = true)]
     content: Option<String>,
 }
 
@@ -222,7 +237,7 @@ struct EditBody {
     params(
         ("id" = Uuid, Path, description = "Message id"),
     ),
-    request_body = Object,
+    request_body = EditBody,
     responses(
         (status = 200, description = "The edited message", body = crate::chat::MessageView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
@@ -272,8 +287,11 @@ async fn remove(
     Ok(Json(chat::delete_message(&state, auth.user_id, id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+/// How far the caller has got: `delivered` or `read` (read implies delivered).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = MessageStatusBody)]
 struct StatusBody {
+    #[schema(value_type = String, required = true, example = "read")]
     status: Option<String>,
 }
 
@@ -285,7 +303,7 @@ struct StatusBody {
     params(
         ("id" = Uuid, Path, description = "Message id"),
     ),
-    request_body = Object,
+    request_body = StatusBody,
     responses(
         (status = 200, description = "The message with its new status", body = crate::chat::MessageView),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),

@@ -11,13 +11,13 @@ pub mod openapi;
 pub mod typing;
 pub mod users;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::{
     Router,
     extract::{DefaultBodyLimit, Request},
     http::{HeaderName, StatusCode},
-    middleware,
+    middleware::{self, Next},
     response::{IntoResponse, Response},
 };
 use tower::ServiceBuilder;
@@ -53,17 +53,56 @@ pub fn api_router(state: AppState) -> Router {
             Duration::from_secs(settings.request_timeout_secs),
         ))
         .layer(middleware::from_fn(crate::metrics::track_http))
+        .layer(middleware::from_fn(log_request))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                    tracing::info_span!("http", method = %req.method(), uri = %req.uri().path(), request_id = %id)
-                }))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let id = req
+                                .headers()
+                                .get(REQUEST_ID)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            // user_id is filled in by the AuthUser extractor once the token checks out.
+                            tracing::info_span!(
+                                "http",
+                                method = %req.method(),
+                                uri = %req.uri().path(),
+                                request_id = %id,
+                                user_id = tracing::field::Empty,
+                            )
+                        })
+                        // log_request writes the one line per request (5xx at warn), and
+                        // ApiError logs a server error's cause once.
+                        .on_request(())
+                        .on_response(())
+                        .on_failure(()),
+                )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
         .with_state(state)
+}
+
+/// One line per request, inside the request's span (so it carries the request and user
+/// ids). Probes and scrapes log at debug: they arrive every few seconds from every balancer
+/// and would drown everything else.
+async fn log_request(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let probe = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(status, latency_ms, "request");
+    } else if probe {
+        tracing::debug!(status, latency_ms, "request");
+    } else {
+        tracing::info!(status, latency_ms, "request");
+    }
+    resp
 }
 
 async fn not_found(req: Request) -> ApiError {

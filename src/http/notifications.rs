@@ -90,7 +90,7 @@ impl ListParams {
     path = "/notifications",
     tag = "notifications",
     responses(
-        (status = 200, description = "Notifications, newest first, deleted excluded", body = Object),
+        (status = 200, description = "Notifications, newest first, deleted excluded", body = Vec<Notification>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -129,7 +129,7 @@ async fn list(
     path = "/notifications/unread",
     tag = "notifications",
     responses(
-        (status = 200, description = "Unread notifications, newest first", body = Object),
+        (status = 200, description = "Unread notifications, newest first", body = Vec<Notification>),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -162,8 +162,9 @@ async fn list_unread(
     Ok(Json(rows))
 }
 
-#[derive(Debug, Serialize)]
-struct Count {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct UnreadCount {
+    /// Unread notifications; a collapsed message notification counts once.
     count: i64,
 }
 
@@ -174,7 +175,7 @@ struct Count {
     path = "/notifications/unread-count",
     tag = "notifications",
     responses(
-        (status = 200, description = "Number of unread notifications", body = Object),
+        (status = 200, description = "Number of unread notifications", body = UnreadCount),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -183,14 +184,14 @@ struct Count {
     ),
     security(("bearer" = []))
 )]
-async fn unread_count(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<Count>> {
+async fn unread_count(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<UnreadCount>> {
     let count = sqlx::query_scalar::<_, i64>(
         "select count(*) from notifications where user_id = $1 and not is_read and deleted_at is null",
     )
     .bind(auth.user_id)
     .fetch_one(&db)
     .await?;
-    Ok(Json(Count { count }))
+    Ok(Json(UnreadCount { count }))
 }
 
 #[utoipa::path(
@@ -199,7 +200,7 @@ async fn unread_count(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Jso
     tag = "notifications",
     params(("id" = Uuid, Path, description = "Notification id")),
     responses(
-        (status = 200, description = "One notification", body = Object),
+        (status = 200, description = "One notification", body = Notification),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -235,7 +236,7 @@ async fn get_one(
     tag = "notifications",
     params(("id" = Uuid, Path, description = "Notification id")),
     responses(
-        (status = 200, description = "Mark one notification read", body = Object),
+        (status = 200, description = "Mark one notification read", body = Notification),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -274,8 +275,9 @@ async fn mark_read(
     Ok(Json(row))
 }
 
-#[derive(Debug, Serialize)]
-struct Updated {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct MarkedRead {
+    /// How many notifications were unread and now are read.
     updated: u64,
 }
 
@@ -285,7 +287,7 @@ struct Updated {
     path = "/notifications/read-all",
     tag = "notifications",
     responses(
-        (status = 200, description = "Mark every notification read", body = Object),
+        (status = 200, description = "Mark every notification read", body = MarkedRead),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -294,14 +296,14 @@ struct Updated {
     ),
     security(("bearer" = []))
 )]
-async fn read_all(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<Updated>> {
+async fn read_all(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<MarkedRead>> {
     let done = sqlx::query(
         "update notifications set is_read = true where user_id = $1 and not is_read and deleted_at is null",
     )
     .bind(auth.user_id)
     .execute(&db)
     .await?;
-    Ok(Json(Updated {
+    Ok(Json(MarkedRead {
         updated: done.rows_affected(),
     }))
 }

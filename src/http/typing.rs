@@ -12,15 +12,17 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/conversations/{id}/typing", get(who_is_typing))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 struct Typist {
     user_id: Uuid,
     username: String,
 }
 
-#[derive(Debug, Serialize)]
+/// Who is typing in a conversation now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Typing {
     conversation_id: Uuid,
+    /// Members with a live typing mark, by username.
     typing: Vec<Typist>,
 }
 
@@ -34,7 +36,7 @@ struct Typing {
         ("id" = Uuid, Path, description = "Conversation id"),
     ),
     responses(
-        (status = 200, description = "Who is typing now", body = Object),
+        (status = 200, description = "Who is typing now", body = Typing),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),

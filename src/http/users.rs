@@ -138,19 +138,60 @@ struct SearchParams {
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
-struct Meta {
-    total: i64,
-    page: i64,
-    limit: i64,
+/// Where a page sits in the original's paged answers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PageMeta {
+    /// Matches on every page.
+    pub total: i64,
+    /// 1-based.
+    pub page: i64,
+    pub limit: i64,
     #[serde(rename = "totalPages")]
-    total_pages: i64,
+    pub total_pages: i64,
 }
 
-#[derive(Debug, Serialize)]
-struct SearchPage {
+impl PageMeta {
+    pub fn new(total: i64, page: i64, limit: i64) -> Self {
+        Self {
+            total,
+            page,
+            limit,
+            total_pages: (total + limit - 1) / limit,
+        }
+    }
+}
+
+/// One page of a user search.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct UserSearchPage {
     data: Vec<PublicUser>,
-    meta: Meta,
+    meta: PageMeta,
+}
+
+/// A user's profile: the public view, plus the email when the user is the caller.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserProfile {
+    #[serde(flatten)]
+    user: PublicUser,
+    /// Only in the caller's own profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+}
+
+impl From<User> for UserProfile {
+    fn from(u: User) -> Self {
+        Self {
+            email: Some(u.email),
+            user: PublicUser {
+                user_id: u.user_id,
+                username: u.username,
+                status: u.status,
+                last_seen_at: u.last_seen_at,
+                created_at: u.created_at,
+                updated_at: u.updated_at,
+            },
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -171,7 +212,7 @@ struct CountedUser {
         ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
     ),
     responses(
-        (status = 200, description = "A page of users: { data, meta }", body = Object),
+        (status = 200, description = "A page of users: { data, meta }", body = UserSearchPage),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
     ),
@@ -181,7 +222,7 @@ async fn search_users(
     auth: AuthUser,
     State(db): State<PgPool>,
     AppQuery(p): AppQuery<SearchParams>,
-) -> ApiResult<Json<SearchPage>> {
+) -> ApiResult<Json<UserSearchPage>> {
     let limit = page_limit(p.limit)?;
     let page = p.page.unwrap_or(1);
     if page < 1 {
@@ -216,14 +257,9 @@ async fn search_users(
             .await?
         }
     };
-    Ok(Json(SearchPage {
+    Ok(Json(UserSearchPage {
         data: rows.into_iter().map(|r| r.user).collect(),
-        meta: Meta {
-            total,
-            page,
-            limit,
-            total_pages: (total + limit - 1) / limit,
-        },
+        meta: PageMeta::new(total, page, limit),
     }))
 }
 
@@ -257,7 +293,7 @@ async fn me(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<User>> {
         ("id" = Uuid, Path, description = "User id"),
     ),
     responses(
-        (status = 200, description = "The user (with email if it is the caller)", body = Object),
+        (status = 200, description = "The user (with email if it is the caller)", body = UserProfile),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
@@ -268,12 +304,10 @@ async fn get_user(
     auth: AuthUser,
     State(db): State<PgPool>,
     AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<UserProfile>> {
     if id == auth.user_id {
         let Json(user) = me(auth, State(db)).await?;
-        return Ok(Json(
-            serde_json::to_value(user).map_err(anyhow::Error::from)?,
-        ));
+        return Ok(Json(user.into()));
     }
     let user = sqlx::query_as::<_, PublicUser>(concat!(
         "select u.user_id, u.username, ",
@@ -287,7 +321,5 @@ async fn get_user(
     .fetch_optional(&db)
     .await?
     .ok_or_else(|| crate::error::ApiError::not_found("user"))?;
-    Ok(Json(
-        serde_json::to_value(user).map_err(anyhow::Error::from)?,
-    ))
+    Ok(Json(UserProfile { user, email: None }))
 }

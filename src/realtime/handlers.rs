@@ -6,8 +6,9 @@ use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, SocketRef, State, TryData},
     handler::FromMessageParts,
-    socket::Socket,
+    socket::{DisconnectReason, Socket},
 };
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::presence::{self, Status};
@@ -45,9 +46,11 @@ fn reply(
 ) {
     match result {
         Ok(data) => {
+            tracing::debug!(ok = true, "socket event");
             let _ = ack.send(&json!({ "ok": true, "data": data }));
         }
         Err(e) => {
+            tracing::debug!(ok = false, status = e.status().as_u16(), "socket event");
             metrics::counter!("socket_event_errors_total", "event" => event, "code" => e.code())
                 .increment(1);
             if asked {
@@ -74,6 +77,7 @@ where
               AckRequested(asked): AckRequested,
               State(state): State<AppState>| {
             let f = f.clone();
+            let span = socket_span(&s, Some(event));
             async move {
                 metrics::counter!("socket_events_in_total", "event" => event).increment(1);
                 let Some(user) = s.extensions.get::<AuthUser>() else {
@@ -87,8 +91,22 @@ where
                 };
                 reply(&s, ack, asked, event, result);
             }
+            .instrument(span)
         },
     );
+}
+
+/// The span of everything done for one socket: its user and socket id (and the event being
+/// handled, if any) on every log line, as `request_id` and `user_id` are for REST.
+fn socket_span(s: &SocketRef, event: Option<&'static str>) -> tracing::Span {
+    let user = s.extensions.get::<AuthUser>().map(|u| u.user_id);
+    tracing::info_span!(
+        "socket",
+        ns = s.ns(),
+        socket_id = %s.id,
+        user_id = user.map(tracing::field::display),
+        event,
+    )
 }
 
 /// Parses an event payload into `T`, naming what is wrong.
@@ -144,38 +162,54 @@ pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
     on(&s, "deleteMessage", super::chat_events::delete_message);
     on(&s, "sync", super::chat_events::sync);
 
-    s.on_disconnect(move |s: SocketRef, State(state): State<AppState>| async move {
-        let conn = format!("{}:{}", state.node_id, s.id);
-        state.local.remove(&conn);
-        // A draining node leaves its leases to expire: its clients reconnect elsewhere
-        // within the TTL, so their users never flap offline.
-        if state.draining.is_draining() {
-            return;
-        }
-        if let Some(user) = s.extensions.get::<AuthUser>() {
-            match state.fabric.presence_disconnect(user.user_id, &conn).await {
-                Ok(true) => presence::announce(&state, user.user_id, Status::Offline).await,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "presence not cleared; the lease expires by itself"),
+    s.on_disconnect(
+        move |s: SocketRef, reason: DisconnectReason, State(state): State<AppState>| {
+            let span = socket_span(&s, None);
+            async move {
+                tracing::debug!(%reason, "socket disconnected");
+                let conn = format!("{}:{}", state.node_id, s.id);
+                state.local.remove(&conn);
+                // A draining node leaves its leases to expire: its clients reconnect
+                // elsewhere within the TTL, so their users never flap offline.
+                if state.draining.is_draining() {
+                    return;
+                }
+                if let Some(user) = s.extensions.get::<AuthUser>() {
+                    match state.fabric.presence_disconnect(user.user_id, &conn).await {
+                        Ok(true) => {
+                            presence::announce(&state, user.user_id, Status::Offline).await;
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "presence not cleared; the lease expires by itself"),
+                    }
+                }
             }
-        }
-    });
+            .instrument(span)
+        },
+    );
 
     // Counted only once every handler is registered: announcing takes a round trip, and
     // a client may emit the moment it sees the connect answer.
-    let conn = format!("{}:{}", state.node_id, s.id);
-    state
-        .local
-        .insert(conn.clone(), user.user_id, user.session_id);
-    match state
-        .fabric
-        .presence_connect(user.user_id, &conn, state.settings.presence_ttl())
-        .await
-    {
-        Ok(true) => presence::announce(&state, user.user_id, Status::Online).await,
-        Ok(false) => {}
-        Err(e) => tracing::warn!(error = %e, "presence not recorded; the next heartbeat retries"),
+    async {
+        tracing::debug!("socket connected");
+        let conn = format!("{}:{}", state.node_id, s.id);
+        state
+            .local
+            .insert(conn.clone(), user.user_id, user.session_id);
+        match state
+            .fabric
+            .presence_connect(user.user_id, &conn, state.settings.presence_ttl())
+            .await
+        {
+            Ok(true) => presence::announce(&state, user.user_id, Status::Online).await,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "presence not recorded; the next heartbeat retries");
+            }
+        }
     }
+    .instrument(socket_span(&s, None))
+    .await;
 }
 
 #[derive(Deserialize)]

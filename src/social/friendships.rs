@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// How a user stands with the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Relationship {
     None,
@@ -45,7 +45,7 @@ impl Relationship {
 }
 
 /// Who asked, from the viewer's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// The other user asked the viewer.
@@ -55,7 +55,7 @@ pub enum Direction {
 }
 
 /// A friendship (pending or accepted) as one of its two users sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FriendshipView {
     pub friendship_id: Uuid,
     /// `pending` or `accepted`.
@@ -117,7 +117,7 @@ impl FriendshipRow {
 }
 
 /// A user the caller blocked.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct BlockedUser {
     #[serde(flatten)]
     #[sqlx(flatten)]

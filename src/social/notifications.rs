@@ -38,7 +38,7 @@ macro_rules! columns {
 pub(crate) use columns;
 
 /// A notification as stored, and as clients receive it (REST and the `notification` event).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Notification {
     pub notification_id: Uuid,
     /// The recipient; implied by the room or the token, so not repeated to clients.
@@ -50,6 +50,9 @@ pub struct Notification {
     pub kind: String,
     pub title: String,
     pub content: String,
+    /// Kind-specific details, e.g. `conversation_id` and `sender_id` of message
+    /// notifications, `requester_id` of friend requests.
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     /// Already in `metadata` for clients; kept for routing on the server.
     #[serde(skip)]

@@ -54,7 +54,7 @@ static LOG: Once = Once::new();
 fn init_logs() {
     LOG.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            chatty::telemetry::init(false);
+            chatty::telemetry::init(false, None);
         }
     });
 }
@@ -214,6 +214,20 @@ impl TestApp {
     /// Starts `chatty serve` as a separate process in this cluster, for tests that kill a node.
     pub fn spawn_process(&self, extra_env: &[(&str, &str)]) -> ProcessNode {
         let port = free_port();
+        let mut cmd = self.process_command(port);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn chatty");
+        ProcessNode {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `chatty serve` on `port` in this cluster (database, Redis prefix, JWT secret), with
+    /// output discarded unless `TEST_LOG` is set; callers may adjust it before spawning.
+    pub fn process_command(&self, port: u16) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chatty"));
         cmd.arg("serve")
             .env_clear()
@@ -233,14 +247,7 @@ impl TestApp {
         if self.redis {
             cmd.env("REDIS_URL", redis_url());
         }
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn chatty");
-        ProcessNode {
-            child,
-            address: format!("http://127.0.0.1:{port}"),
-        }
+        cmd
     }
 
     /// Stops this node as SIGTERM would, and waits for it to exit.

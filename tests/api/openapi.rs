@@ -165,3 +165,134 @@ async fn docs_serves_swagger_ui_html() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.text().await.unwrap().contains("/openapi.json"));
 }
+
+/// Follows `$ref`s to the schema they name in `doc`.
+fn resolve<'a>(doc: &'a Value, mut schema: &'a Value) -> &'a Value {
+    while let Some(r) = schema["$ref"].as_str() {
+        let path = r
+            .strip_prefix("#/")
+            .unwrap_or_else(|| panic!("non-local $ref {r}"));
+        schema = path.split('/').fold(doc, |v, key| &v[key]);
+        assert!(!schema.is_null(), "dangling $ref {r}");
+    }
+    schema
+}
+
+/// Whether a schema says what the JSON holds: objects name their properties, arrays type
+/// their items, compositions (`allOf`/`oneOf`/`anyOf`) type every member. `{}` and a bare
+/// `{"type": "object"}` say nothing.
+fn typed(doc: &Value, schema: &Value) -> bool {
+    let schema = resolve(doc, schema);
+    for key in ["allOf", "oneOf", "anyOf"] {
+        if let Some(parts) = schema[key].as_array() {
+            return !parts.is_empty() && parts.iter().all(|p| typed(doc, p));
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if types.contains(&"array") {
+        return typed(doc, &schema["items"]);
+    }
+    let has_properties = schema["properties"]
+        .as_object()
+        .is_some_and(|p| !p.is_empty());
+    if types.is_empty() {
+        return has_properties || schema["enum"].is_array();
+    }
+    !types.contains(&"object") || has_properties
+}
+
+/// Every JSON request body and 2xx JSON response of `doc` whose schema is untyped, as
+/// "METHOD path: what".
+fn untyped_bodies(doc: &Value) -> (usize, Vec<String>) {
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        for method in METHODS {
+            let op = &item[method];
+            if op.is_null() {
+                continue;
+            }
+            let mut bodies = vec![("request body".to_owned(), &op["requestBody"]["content"])];
+            if let Some(responses) = op["responses"].as_object() {
+                for (status, resp) in responses {
+                    if status.starts_with('2') {
+                        bodies.push((format!("{status} response"), &resp["content"]));
+                    }
+                }
+            }
+            for (what, content) in bodies {
+                let Some(content) = content.as_object() else {
+                    continue;
+                };
+                for (media, body) in content {
+                    if !media.contains("json") {
+                        continue;
+                    }
+                    checked += 1;
+                    if !typed(doc, &body["schema"]) {
+                        bad.push(format!(
+                            "{} {path}: {what} ({media})",
+                            method.to_uppercase()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    (checked, bad)
+}
+
+#[test]
+fn the_schema_check_sees_through_refs_arrays_and_compositions() {
+    let doc = serde_json::json!({
+        "components": { "schemas": {
+            "Bare": { "type": "object" },
+            "Named": { "type": "object", "properties": { "id": { "type": "string" } } },
+            "Both": { "allOf": [{ "$ref": "#/components/schemas/Named" }, { "$ref": "#/components/schemas/Bare" }] },
+        } },
+        "paths": { "/x": {
+            "get": { "responses": {
+                "200": { "content": { "application/json": { "schema": { "type": "array", "items": { "$ref": "#/components/schemas/Named" } } } } },
+                "201": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Bare" } } } },
+                "404": { "content": { "application/json": { "schema": {} } } },
+            } },
+            "post": {
+                "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Both" } } } },
+                "responses": { "204": { "description": "none" }, "200": { "content": { "text/plain": { "schema": { "type": "string" } } } } },
+            },
+            "put": {
+                "requestBody": { "content": { "application/json": { "schema": { "type": "object" } } } },
+                "responses": { "200": { "content": { "application/json": { "schema": { "type": "string", "enum": ["a"] } } } } },
+            },
+        } },
+    });
+    let (checked, bad) = untyped_bodies(&doc);
+    assert_eq!(checked, 5);
+    assert_eq!(
+        bad,
+        vec![
+            "GET /x: 201 response (application/json)",
+            "POST /x: request body (application/json)",
+            "PUT /x: request body (application/json)",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn every_json_request_and_success_body_has_a_typed_schema() {
+    let doc = document().await;
+    let (checked, bad) = untyped_bodies(&doc);
+    assert!(
+        checked > 40,
+        "only {checked} JSON bodies found: the walk is broken"
+    );
+    assert!(
+        bad.is_empty(),
+        "JSON bodies documented as an untyped object: {bad:#?}"
+    );
+}
