@@ -180,12 +180,19 @@ fn direct_key(a: Uuid, b: Uuid) -> String {
 /// Participants of the conversation aliased `c`, as a JSON array.
 macro_rules! participants_json {
     () => {
-        "(select coalesce(json_agg(json_build_object('user_id', u.user_id, 'username', u.username, \
-             'status', u.status, 'role', pp.role, 'joined_at', pp.joined_at, \
-             'last_delivered_seq', pp.last_delivered_seq, 'last_read_seq', pp.last_read_seq) \
-             order by pp.joined_at, pp.user_id), '[]'::json) \
-           from conversation_participants pp join users u on u.user_id = pp.user_id \
-           where pp.conversation_id = c.conversation_id) as participants"
+        participants_json!("u.status")
+    };
+    ($status:literal) => {
+        concat!(
+            "(select coalesce(json_agg(json_build_object('user_id', u.user_id, 'username', u.username, \
+               'status', ",
+            $status,
+            ", 'role', pp.role, 'joined_at', pp.joined_at, \
+               'last_delivered_seq', pp.last_delivered_seq, 'last_read_seq', pp.last_read_seq) \
+               order by pp.joined_at, pp.user_id), '[]'::json) \
+             from conversation_participants pp join users u on u.user_id = pp.user_id \
+             where pp.conversation_id = c.conversation_id) as participants"
+        )
     };
 }
 
@@ -217,7 +224,12 @@ macro_rules! summary_sql {
             $filter,
             ") select c.conversation_id, c.name, c.is_group, c.created_by, c.last_seq, \
                c.last_message_at, c.created_at, c.updated_at, ",
-            participants_json!(),
+            // What the caller reads is theirs alone: members who blocked them look offline.
+            participants_json!(
+                "case when exists (select 1 from user_blocks b \
+                   where b.blocker_id = u.user_id and b.blocked_id = c.viewer_id) \
+                 then 'offline' else u.status end"
+            ),
             ", case when lm.message_id is null then null else to_json(lm) end as last_message, \
                (select count(*) from messages m where m.conversation_id = c.conversation_id \
                   and m.seq > c.viewer_read and m.sender_id <> c.viewer_id and m.deleted_at is null) \

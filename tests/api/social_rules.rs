@@ -390,7 +390,7 @@ async fn a_blocked_user_neither_hears_nor_sees_the_blockers_presence() {
     let bob = app.register(&name("bob")).await;
     let carol = app.register(&name("carol")).await;
     befriend(&app, &alice, &carol).await;
-    id_of(group(&app, &carol, &[&alice, &bob]).await).await;
+    let crew = id_of(group(&app, &carol, &[&alice, &bob]).await).await;
     block(&app, &alice, &bob).await;
     let mut bob_sock = app.socket(&bob.token).await;
     let mut carol_sock = app.socket(&carol.token).await;
@@ -434,4 +434,24 @@ async fn a_blocked_user_neither_hears_nor_sees_the_blockers_presence() {
     .await;
     assert_eq!(listed[0]["user_id"], alice.id.to_string());
     assert_eq!(listed[0]["status"], "offline");
+    let alice_in_crew = |details: Value| {
+        details["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["user_id"] == alice.id.to_string())
+            .unwrap()["status"]
+            .clone()
+    };
+    let path = format!("/conversations/{crew}");
+    assert_eq!(
+        alice_in_crew(body(app.get(&path, &carol.token).await).await),
+        "online"
+    );
+    assert_eq!(
+        alice_in_crew(body(app.get(&path, &bob.token).await).await),
+        "offline"
+    );
+    let listed = body(app.get("/conversations", &bob.token).await).await;
+    assert_eq!(alice_in_crew(listed[0].clone()), "offline");
 }
