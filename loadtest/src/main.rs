@@ -60,6 +60,11 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub nodes: Vec<String>,
 
+    /// Where to read each node's `/metrics` (memory, connections, CPU), comma-separated.
+    /// Defaults to `--nodes`; give the nodes themselves when `--nodes` is a balancer.
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
+
     /// Users to create.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=200_000))]
     pub users: u32,
@@ -181,6 +186,14 @@ impl Args {
         }
     }
 
+    fn metrics_nodes(&self) -> Vec<String> {
+        if self.metrics.is_empty() {
+            self.socket_nodes()
+        } else {
+            self.metrics.clone()
+        }
+    }
+
     fn chaos_on(&self) -> bool {
         self.chaos_kill_every.is_some() || self.chaos_restart_redis_at.is_some()
     }
@@ -254,8 +267,8 @@ async fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     check_target(&args.url, args.allow_remote)?;
-    for n in args.socket_nodes() {
-        check_target(&n, args.allow_remote)?;
+    for n in args.socket_nodes().iter().chain(&args.metrics) {
+        check_target(n, args.allow_remote)?;
     }
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
@@ -289,14 +302,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         world.groups.len()
     );
 
+    let metrics_nodes = args.metrics_nodes();
     let probes = Probes::new(
         http.clone(),
-        nodes.clone(),
+        metrics_nodes.clone(),
         args.redis_url.as_deref(),
         args.database_url.as_deref(),
     )
     .await;
-    let rss_before = resources::node_samples(&http, &nodes).await;
+    let rss_before = resources::node_samples(&http, &metrics_nodes).await;
 
     // Connect storm, bounded.
     let transport = match args.transport {
@@ -337,7 +351,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if let Some(hold) = args.idle {
         tokio::time::sleep(Duration::from_secs(hold)).await;
-        let rss_after = resources::node_samples(&http, &nodes).await;
+        let rss_after = resources::node_samples(&http, &metrics_nodes).await;
         let report = Report::idle(
             &args,
             connected,
