@@ -562,6 +562,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let report = Report::run(
         &args,
         stats::RunFigures {
+            delivered_in_window,
             connected,
             connect_errors,
             connect_secs,

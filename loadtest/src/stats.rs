@@ -129,6 +129,8 @@ impl Percentiles {
 }
 
 pub struct RunFigures {
+    /// First receipts counted while sending was still on: what kept pace with the offer.
+    pub delivered_in_window: u64,
     pub connected: usize,
     pub connect_errors: u64,
     pub connect_secs: f64,
@@ -174,6 +176,9 @@ pub struct Report {
     pub delivered: u64,
     pub expected_deliveries: u64,
     pub delivered_per_sec: f64,
+    /// Deliveries that happened while sending was on, per second: falls behind the offered
+    /// rate (sent x group size) once the server saturates, even if the backlog drains later.
+    pub delivered_in_window_per_sec: f64,
     pub lost: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
@@ -254,6 +259,7 @@ impl Report {
             delivered: 0,
             expected_deliveries: 0,
             delivered_per_sec: 0.0,
+            delivered_in_window_per_sec: 0.0,
             lost: 0,
             duplicated: 0,
             out_of_order: 0,
@@ -328,6 +334,7 @@ impl Report {
             delivered,
             expected_deliveries: expected,
             delivered_per_sec: per_sec(delivered),
+            delivered_in_window_per_sec: per_sec(f.delivered_in_window),
             lost,
             duplicated: dup,
             out_of_order: ooo,
@@ -367,10 +374,11 @@ impl Report {
                 self.sent, self.acked, self.send_errors, self.sent_per_sec, self.target_rate
             );
             println!(
-                "delivered {} of {} expected at {:.0}/s; lost {}, duplicated {}, out of order {}",
+                "delivered {} of {} expected at {:.0}/s ({:.0}/s while sending); lost {}, duplicated {}, out of order {}",
                 self.delivered,
                 self.expected_deliveries,
                 self.delivered_per_sec,
+                self.delivered_in_window_per_sec,
                 self.lost,
                 self.duplicated,
                 self.out_of_order

@@ -16,8 +16,8 @@ use std::{
 
 use uuid::Uuid;
 
-/// Streams idle this long are forgotten (their next event is delivered as it comes).
-const IDLE: Duration = Duration::from_secs(60);
+/// Streams idle this long are forgotten; the next event of one waits `hold` at most.
+const IDLE: Duration = Duration::from_secs(600);
 
 /// Per-conversation order repair for events of type `T`.
 pub struct Reorder<T> {
@@ -66,8 +66,11 @@ impl<T> Reorder<T> {
     /// Takes one event at `seq` of `stream`; returns what may be delivered now, in order.
     pub fn push(&mut self, stream: Uuid, seq: i64, event: T, now: Instant) -> Vec<T> {
         let mut out = Vec::new();
+        // A stream seen for the first time (a new conversation, or this node just started)
+        // past its first seq: its predecessor may be a moment behind, so it waits for it
+        // like any other event ahead of its turn.
         let s = self.streams.entry(stream).or_insert_with(|| Stream {
-            next: seq,
+            next: if seq > 1 { seq - 1 } else { seq },
             held: BTreeMap::new(),
             last_seen: now,
         });
@@ -154,9 +157,21 @@ mod tests {
     #[test]
     fn events_in_order_go_out_at_once() {
         let (mut r, c, t) = (Reorder::new(HOLD), Uuid::new_v4(), Instant::now());
-        assert_eq!(r.push(c, 7, 7, t), [7]);
-        assert_eq!(r.push(c, 8, 8, t), [8]);
+        assert_eq!(r.push(c, 1, 1, t), [1]);
+        assert_eq!(r.push(c, 2, 2, t), [2]);
         assert_eq!(r.deadline(), None);
+    }
+
+    #[test]
+    fn the_first_event_seen_past_a_conversations_start_waits_for_its_predecessor() {
+        let (mut r, t) = (Reorder::new(HOLD), Instant::now());
+        let (racing, quiet) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(r.push(racing, 8, 8, t).is_empty());
+        assert_eq!(r.push(racing, 7, 7, t), [7, 8]);
+        // A conversation whose previous message went out long ago waits the hold once.
+        assert!(r.push(quiet, 40, 40, t).is_empty());
+        assert_eq!(r.expire(t + HOLD), [40]);
+        assert_eq!(r.push(quiet, 41, 41, t + HOLD), [41]);
     }
 
     #[test]
@@ -190,8 +205,8 @@ mod tests {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         r.push(a, 1, "a1", t);
         assert!(r.push(a, 3, "a3", t).is_empty());
-        assert_eq!(r.push(b, 9, "b9", t), ["b9"]);
-        assert_eq!(r.push(b, 10, "b10", t), ["b10"]);
+        assert_eq!(r.push(b, 1, "b1", t), ["b1"]);
+        assert_eq!(r.push(b, 2, "b2", t), ["b2"]);
     }
 
     #[test]
