@@ -1,133 +1,172 @@
 #!/usr/bin/env bash
-# Benchmarks Chatty against the Node.js Socket.IO reference on this machine, with the same
-# load tool and scenario, and prints (or appends to docs/benchmarks.md with --write) a table.
+# Benchmarks Chatty against the Node.js Socket.IO reference (loadtest/reference) on this
+# machine: the same load tool, scenarios, balancer and Redis for both. Every run gets a
+# fresh cluster (deploy/local/cluster.sh with its own Redis) and a fresh database, and is
+# bounded to tens of seconds. Prints the tables; --write puts them into docs/benchmarks.md
+# between the `bench:begin` and `bench:end` markers.
 #
-# Usage: loadtest/bench.sh [--write] [--only chatty|reference] [--scenario idle|send|both]
-# Env:   NODES (3), USERS (2000), GROUP (10), RATE (2000), DURATION (20), IDLE_USERS (5000)
+# Usage: loadtest/bench.sh [--write] [--only chatty|reference] [--scenario NAME]...
+#   idle       1 node, IDLE_USERS authenticated idle sockets: memory per connection
+#   saturate   NODES nodes behind nginx, USERS users in groups of GROUP: offered rates from
+#              RATES until delivery stops following (delivered < 95% of offered) or p99
+#              explodes (> 10x the first rate's and > 250 ms); saturation = the last rate
+#              that kept up
+#   send       the same at 50% and 90% of each server's saturation (or of SAT_chatty /
+#              SAT_reference when given), DURATION seconds each
+#   chaos      send at CHAOS_SHARE% of saturation while a random node is killed every
+#              CHAOS_KILL_EVERY s and restarted, and Redis is crashed once at
+#              CHAOS_REDIS_AT s
+#   (default: all four, in that order)
+# Env: NODES (3) USERS (2000) GROUP (10) DURATION (20) IDLE_USERS (5000) RATES (250 500 ...)
+#      STEP_DURATION (12) LOAD_MAX (1.0: wait, up to LOAD_WAIT s (300), for the 1-minute load
+#      average of other work to fall below it before each run; the value is recorded)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-write=false only="" scenario=both
+write=false only="" scenarios=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --write) write=true ;;
-    --only) only=$2; shift ;;
-    --scenario) scenario=$2; shift ;;
+    --only) only=${2:?}; shift ;;
+    --scenario) scenarios+=("${2:?}"); shift ;;
     *) echo "bench: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
 done
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(idle saturate send chaos)
 
-NODES=${NODES:-3} USERS=${USERS:-2000} GROUP=${GROUP:-10} RATE=${RATE:-2000} DURATION=${DURATION:-20}
-IDLE_USERS=${IDLE_USERS:-5000}
+NODES=${NODES:-3} USERS=${USERS:-2000} GROUP=${GROUP:-10} DURATION=${DURATION:-20}
+IDLE_USERS=${IDLE_USERS:-5000} STEP_DURATION=${STEP_DURATION:-12}
+RATES=${RATES:-250 500 750 1000 1250 1500 2000 2500 3000 4000}
+LOAD_MAX=${LOAD_MAX:-1.0} LOAD_WAIT=${LOAD_WAIT:-300}
+CHAOS_SHARE=${CHAOS_SHARE:-50} CHAOS_KILL_EVERY=${CHAOS_KILL_EVERY:-6} CHAOS_REDIS_AT=${CHAOS_REDIS_AT:-10}
+BALANCER_PORT=${BALANCER_PORT:-8190} BASE_PORT=${BASE_PORT:-3190} BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-6392}
 
 bash deploy/local/services.sh
+# shellcheck source=deploy/local/env.sh
 source deploy/local/env.sh
 target=${CARGO_TARGET_DIR:-$root/target}
+[[ $target == /* ]] || target=$root/$target
 cargo build --release -p chatty -p chatty-load
-chatty="$target/release/chatty"
-load="$target/release/chatty-load"
-work="$root/.chatty/bench"
-mkdir -p "$work"
-pids=()
+export CHATTY_BIN=$target/release/chatty
+load=$target/release/chatty-load
+work=$root/.chatty/bench
+results=$work/results
+export CHATTY_CLUSTER_DIR=$work/cluster
+ctl=$root/deploy/local/cluster.sh
+mkdir -p "$results"
+[ -d loadtest/reference/node_modules ] || (cd loadtest/reference && npm ci --no-audit --no-fund >/dev/null)
 
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+current_db=''
 cleanup() {
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
+  bash "$ctl" stop >/dev/null 2>&1 || true
+  if [ -n "$current_db" ]; then
+    psql "${CHATTY_TEST_PG}/postgres" -qc "drop database if exists \"$current_db\" with (force)" >/dev/null 2>&1 || true
+    current_db=''
+  fi
 }
 trap cleanup EXIT
 
-wait_ready() {
-  for _ in $(seq 1 200); do
-    curl -sf "$1/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "bench: $1 never became ready" >&2
-  return 1
-}
-
-# Starts $NODES servers of kind $1 on a fresh database and Redis prefix; sets node_urls.
-# Runs in this shell (not a subshell) so that cleanup knows the pids.
-start_cluster() {
-  local kind=$1 base_port=$2 db=$3 prefix=$4 urls=()
-  for i in $(seq 1 "$NODES"); do
-    local port=$((base_port + i))
-    if [ "$kind" = chatty ]; then
-      DATABASE_URL="${CHATTY_TEST_PG}/$db" CHATTY_REDIS_PREFIX=$prefix CHATTY_ADDR=127.0.0.1:$port \
-        CHATTY_NODE_ID="bench-$i" RUST_LOG=warn "$chatty" serve >"$work/$kind-$i.log" 2>&1 &
-    else
-      DATABASE_URL="${CHATTY_TEST_PG}/$db" CHATTY_REDIS_PREFIX=$prefix PORT=$port \
-        node loadtest/reference/server.mjs >"$work/$kind-$i.log" 2>&1 &
+# Waits (bounded) until other work on the machine is light, so runs compare.
+quiet_machine() {
+  local deadline=$((SECONDS + LOAD_WAIT)) l
+  while :; do
+    l=$(cut -d' ' -f1 /proc/loadavg)
+    if awk -v l="$l" -v m="$LOAD_MAX" 'BEGIN { exit !(l <= m) }'; then return; fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "load average still $l after ${LOAD_WAIT}s; running anyway (recorded with the result)"
+      return
     fi
-    pids+=($!)
-    urls+=("http://127.0.0.1:$port")
-    # The first chatty node creates and migrates the database; the rest start after it.
-    [ "$i" -eq 1 ] && wait_ready "http://127.0.0.1:$port"
+    log "load average $l > $LOAD_MAX from other work; waiting"
+    sleep 15
   done
-  for u in "${urls[@]}"; do wait_ready "$u"; done
-  node_urls=$(IFS=,; echo "${urls[*]}")
 }
 
-fresh_db() {
-  local db="chatty_bench_$1_$(date +%s)"
-  # The schema always comes from chatty's migrations, for both servers.
-  DATABASE_URL="${CHATTY_TEST_PG}/$db" "$chatty" migrate >/dev/null 2>&1
-  echo "$db"
-}
-
-run_scenario() {
-  local kind=$1 base_port=$2 name=$3; shift 3
-  local db prefix nodes out
-  db=$(fresh_db "$kind")
-  prefix="bench:$kind:$(date +%s):"
-  start_cluster "$kind" "$base_port" "$db" "$prefix" >&2
-  nodes=$node_urls
-  out="$work/$kind-$name.json"
-  DATABASE_URL="${CHATTY_TEST_PG}/$db" CHATTY_REDIS_PREFIX=$prefix \
-    "$load" --url "${nodes%%,*}" --nodes "$nodes" --seed-sql --json "$@" >"$out" 2>"$work/$kind-$name.err" || true
+# run KIND NAME NODES [chatty-load args...]: one fresh cluster, one run; prints the JSON path.
+run() {
+  local kind=$1 name=$2 nodes=$3 out status=0
+  shift 3
+  out=$results/$kind-$name.json
+  current_db="chatty_bench_${kind}_$(date +%s)"
+  rm -rf "$CHATTY_CLUSTER_DIR/redis"
+  quiet_machine
+  DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" RUST_LOG=warn \
+    bash "$ctl" start --nodes "$nodes" --server "$kind" --port "$BALANCER_PORT" \
+    --base-port "$BASE_PORT" --redis-port "$BENCH_REDIS_PORT" >"$work/$kind-$name.cluster.log" 2>&1 ||
+    { log "cluster did not start; see $work/$kind-$name.cluster.log"; cleanup; return 1; }
+  # shellcheck source=/dev/null
+  source "$CHATTY_CLUSTER_DIR/urls.env"
+  log "$kind $name: chatty-load $*"
+  DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" REDIS_URL=$REDIS_URL \
+    "$load" --url "$CHATTY_URL" --nodes "$CHATTY_URL" --metrics "$CHATTY_NODES" --seed-sql --json \
+    --cluster-ctl "$ctl" "$@" >"$out" 2>"$work/$kind-$name.err" || status=$?
   cleanup
-  psql "${CHATTY_TEST_PG}/postgres" -qc "drop database if exists \"$db\" with (force)" >/dev/null 2>&1 || true
+  [ "$status" -eq 0 ] || log "$kind $name: chatty-load exited $status (2: lost, duplicated or out of order)"
   echo "$out"
 }
 
-kinds=(chatty reference)
-[ -n "$only" ] && kinds=("$only")
-if [ ! -d loadtest/reference/node_modules ]; then (cd loadtest/reference && npm ci --no-audit --no-fund >/dev/null); fi
+# Reads one figure from a result: jq-like path in Python.
+field() { python3 -c 'import json,sys
+r=json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    r = (r or {}).get(k) if isinstance(r, dict) else None
+print("" if r is None else r)' "$1" "$2"; }
 
-declare -A results
+kinds=(chatty reference)
+[ -z "$only" ] || kinds=("$only")
+declare -A saturation
 for kind in "${kinds[@]}"; do
-  port=3300; [ "$kind" = reference ] && port=3400
-  if [ "$scenario" != send ]; then
-    results[$kind-idle]=$(NODES=1 run_scenario "$kind" "$port" idle --users "$IDLE_USERS" --group-size 10 --idle 8 --connect-concurrency 128)
-  fi
-  if [ "$scenario" != idle ]; then
-    results[$kind-send]=$(run_scenario "$kind" "$port" send --users "$USERS" --group-size "$GROUP" --rate "$RATE" \
-      --duration "$DURATION" --ramp-up 2)
-  fi
+  [ -z "${!SAT_$kind:-}" ] 2>/dev/null || true
+  var=SAT_$kind
+  [ -z "${!var:-}" ] || saturation[$kind]=${!var}
 done
 
-python3 - "$write" "${results[@]}" <<'PY'
-import json, sys, os, platform, subprocess
-write = sys.argv[1] == "true"
-rows = []
-for path in sys.argv[2:]:
-    name = os.path.basename(path).removesuffix(".json")
-    try:
-        r = json.load(open(path))
-    except Exception as e:
-        rows.append(f"| {name} | failed: {e} |")
-        continue
-    lat = r.get("latency") or {}
-    rows.append("| {} | {} | {:.0f} | {:.0f} | {} | {} | {} | {} | {} | {} |".format(
-        name, r["connected"], r["sent_per_sec"], r["delivered_per_sec"],
-        lat.get("p50_ms", "-"), lat.get("p99_ms", "-"), lat.get("max_ms", "-"),
-        r["lost"], r["duplicated"], "{:.1f}".format(r["kb_per_connection"]) if r.get("kb_per_connection") is not None else "-"))
-table = "\n".join([
-    "| run | sockets | sent/s | delivered/s | p50 ms | p99 ms | max ms | lost | dup | KB/conn |",
-    "|---|---|---|---|---|---|---|---|---|---|",
-    *rows,
-])
-print(table)
-PY
+for scenario in "${scenarios[@]}"; do
+  for kind in "${kinds[@]}"; do
+    case $scenario in
+      idle)
+        run "$kind" idle 1 --users "$IDLE_USERS" --group-size "$GROUP" --idle 10 --connect-concurrency 128 >/dev/null || true ;;
+      saturate)
+        first_p99='' last_ok=''
+        for rate in $RATES; do
+          f=$(run "$kind" "rate-$rate" "$NODES" --users "$USERS" --group-size "$GROUP" --rate "$rate" \
+            --duration "$STEP_DURATION" --ramp-up 2 --drain 10) || break
+          delivered=$(field "$f" delivered_per_sec) p99=$(field "$f" latency.p99_ms)
+          [ -n "$delivered" ] || break
+          [ -n "$first_p99" ] || first_p99=$p99
+          log "$kind at $rate msg/s: delivered $delivered/s, p99 $p99 ms"
+          if python3 -c 'import sys
+rate, group, steps, delivered, p99, first = map(float, sys.argv[1:])
+offered = rate * group * (steps - 1) / steps   # the 2 s ramp delivers about one second less
+sys.exit(0 if delivered >= 0.95 * offered and not (p99 > 10 * first and p99 > 250) else 1)' \
+            "$rate" "$GROUP" "$STEP_DURATION" "$delivered" "$p99" "$first_p99"; then
+            last_ok=$rate
+          else
+            break
+          fi
+        done
+        saturation[$kind]=${last_ok:-0}
+        echo "${last_ok:-0}" >"$results/$kind-saturation"
+        log "$kind saturates at ${last_ok:-?} msg/s" ;;
+      send|chaos)
+        sat=${saturation[$kind]:-$(cat "$results/$kind-saturation" 2>/dev/null || echo 0)}
+        [ "$sat" -gt 0 ] || { log "$kind: no saturation figure; run --scenario saturate first or set SAT_$kind"; continue; }
+        if [ "$scenario" = send ]; then
+          for share in 50 90; do
+            run "$kind" "send-$share" "$NODES" --users "$USERS" --group-size "$GROUP" \
+              --rate $((sat * share / 100)) --duration "$DURATION" --ramp-up 2 --drain 10 >/dev/null || true
+          done
+        else
+          run "$kind" chaos "$NODES" --users "$USERS" --group-size "$GROUP" \
+            --rate $((sat * CHAOS_SHARE / 100)) --duration "$DURATION" --ramp-up 2 --drain 10 \
+            --chaos-kill-every "$CHAOS_KILL_EVERY" --chaos-restart-redis-at "$CHAOS_REDIS_AT" >/dev/null || true
+        fi ;;
+      *) log "unknown scenario $scenario"; exit 2 ;;
+    esac
+  done
+done
+
+python3 loadtest/bench_report.py "$results" ${write:+$( $write && echo --write docs/benchmarks.md)}

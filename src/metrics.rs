@@ -136,6 +136,11 @@ fn describe() {
         metrics::Unit::Bytes,
         "Resident memory"
     );
+    metrics::describe_gauge!(
+        "process_cpu_seconds_total",
+        metrics::Unit::Seconds,
+        "CPU time used by the process, user and system"
+    );
     metrics::describe_gauge!("node_draining", "1 once the node is draining");
     metrics::describe_counter!("auth_sessions_revoked_total", "Device sessions revoked");
     metrics::describe_counter!(
@@ -150,6 +155,10 @@ pub async fn render() -> impl IntoResponse {
     if let Some(rss) = resident_memory_bytes() {
         #[allow(clippy::cast_precision_loss)] // bytes of RSS are far below 2^52
         metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
+    }
+    // Read at each scrape, so load tests can divide CPU by the work done in between.
+    if let Some(cpu) = cpu_seconds() {
+        metrics::gauge!("process_cpu_seconds_total").set(cpu);
     }
     handle.run_upkeep();
     (
@@ -233,6 +242,22 @@ pub async fn sampler(state: crate::state::AppState, stop: tokio_util::sync::Canc
             0.0
         });
     }
+}
+
+/// User plus system CPU time from /proc (Linux); None elsewhere.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces and parentheses; fields resume after the last ')'.
+    // utime and stime are fields 14 and 15, counted in USER_HZ ticks (100 per second on
+    // every Linux build this runs on).
+    let mut fields = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    #[allow(clippy::cast_precision_loss)] // CPU ticks are far below 2^52
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Resident set size from /proc (Linux); None elsewhere.

@@ -457,5 +457,10 @@ async fn read_loop(
             let _ = events.send(Incoming::Disconnected);
         }
     }
+    // No acknowledgement can come any more: waiters learn it now instead of at their
+    // timeout (a resuming client retries on its next socket at once).
+    acks.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
     let _ = events.send(Incoming::Closed);
 }

@@ -11,6 +11,7 @@ use crate::{
     db,
     fabric::{Fabric, MemoryFabric, RedisFabric},
     http, realtime,
+    social::notifications::{MessageNotifier, MessageNotifierInbox, run_message_notifier},
     state::{AppState, Draining},
 };
 use socketioxide::SocketIo;
@@ -26,6 +27,9 @@ pub struct Application {
     state: AppState,
     /// Socket.IO handle: the bus delivers through it; closed on drain.
     io: SocketIo,
+    /// The notifier task's end of `state.notifier`; moved into the task by
+    /// `run_until_stopped`.
+    notifier_inbox: MessageNotifierInbox,
 }
 
 impl Application {
@@ -61,6 +65,7 @@ impl Application {
             .with_context(|| format!("cannot bind CHATTY_ADDR {}", settings.addr))?;
         let port = listener.local_addr()?.port();
 
+        let (notifier, notifier_inbox) = MessageNotifier::new();
         let state = AppState {
             tokens: Tokens::new(&jwt_key, settings.token_ttl()),
             settings: Arc::new(settings),
@@ -70,6 +75,7 @@ impl Application {
             broker,
             local: Arc::default(),
             draining: Arc::new(Draining::default()),
+            notifier,
         };
         let (sio_layer, io) = realtime::build(&state);
         // Outermost, so Socket.IO traffic (long-polling GETs stay open ~25 s) bypasses the
@@ -81,6 +87,7 @@ impl Application {
             router,
             state,
             io,
+            notifier_inbox,
         })
     }
 
@@ -104,6 +111,7 @@ impl Application {
             state,
             port,
             io,
+            notifier_inbox,
         } = self;
         let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
         let stop = CancellationToken::new();
@@ -122,6 +130,13 @@ impl Application {
             stop.clone(),
         ));
         tasks.spawn(crate::metrics::sampler(state.clone(), stop.clone()));
+        // Stopped after the server, so it writes the notifications of the last requests.
+        tasks.spawn(run_message_notifier(
+            notifier_inbox,
+            state.db.clone(),
+            state.broker.clone(),
+            stop.clone(),
+        ));
         tasks.close();
 
         let draining = state.draining.clone();

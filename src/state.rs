@@ -8,7 +8,7 @@ use sqlx::PgPool;
 
 use crate::{
     auth::Tokens, broker::Broker, config::Settings, fabric::Fabric,
-    realtime::presence::LocalConnections,
+    realtime::presence::LocalConnections, social::notifications::MessageNotifier,
 };
 
 /// Everything a handler may need; cheap to clone (every field is shared).
@@ -26,6 +26,9 @@ pub struct AppState {
     pub local: Arc<LocalConnections>,
     /// Set once on SIGTERM: `/readyz` fails from then on so balancers stop routing here.
     pub draining: Arc<Draining>,
+    /// Queues sent messages for the notification centre; the node's notifier task writes
+    /// them in batches and flushes what is queued when the node stops.
+    pub notifier: MessageNotifier,
 }
 
 #[derive(Debug, Default)]

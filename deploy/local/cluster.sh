@@ -3,15 +3,22 @@
 # nginx, sharing the local PostgreSQL and Redis. Used by people, the e2e tests and load tests.
 #
 # Usage: deploy/local/cluster.sh COMMAND
-#   start [--nodes N] [--port P] [--base-port B]
+#   start [--nodes N] [--port P] [--base-port B] [--redis-port R] [--server chatty|reference]
 #                      build chatty, start N nodes (default 3) on ports B+1..B+N (default
-#                      B=3100) and nginx on P (default 8080); wait until all are ready
-#   stop               SIGTERM every node (each drains), then stop nginx
+#                      B=3100) and nginx on P (default 8080); wait until all are ready.
+#                      --redis-port: the cluster gets a Redis of its own on 127.0.0.1:R
+#                      that persists every write (append-only file), so restart-redis can
+#                      crash it without logging anyone out or touching the shared Redis.
+#                      --server reference: run loadtest/reference (Node.js Socket.IO) as
+#                      the nodes instead, for benchmarks
+#   stop               SIGTERM every node (each drains), then stop nginx (and own Redis)
 #   status             one line per process; exit 0 all up, 1 degraded, 3 not running
 #   logs [-f] [K|nginx|all]   last lines of the logs (-f: follow)
 #   restart-node K     SIGTERM node K, wait for it to exit, start it again, wait until it is
 #                      ready and back in nginx's rotation (rolling restarts)
 #   kill-node K        SIGKILL node K (a crash: no drain, its presence leases expire)
+#   restart-redis      SIGKILL the cluster's own Redis and start it again on the same port
+#                      from its append-only file (needs start --redis-port)
 #
 # Environment: CHATTY_PROFILE=release|debug (default release), CARGO_TARGET_DIR (honoured),
 # CHATTY_BIN (use this binary, build nothing), CHATTY_CLUSTER_LISTEN (nginx address, default
@@ -50,8 +57,12 @@ alive() {
 pid_of() { if [ -s "$1" ]; then cat "$1"; fi; }
 node_pid() { pid_of "$STATE/node-$1.pid"; }
 nginx_pid() { pid_of "$STATE/nginx.pid"; }
-node_alive() { alive "$(node_pid "$1")" chatty; }
+redis_pid() { pid_of "$STATE/redis.pid"; }
+# What a node's command line contains: the chatty binary, or the reference server's script.
+node_match() { if [ "${SERVER:-chatty}" = reference ]; then echo reference/server.mjs; else echo chatty; fi; }
+node_alive() { alive "$(node_pid "$1")" "$(node_match)"; }
 nginx_alive() { alive "$(nginx_pid)" nginx; }
+redis_alive() { alive "$(redis_pid)" redis-server; }
 
 # Waits up to $2 seconds for pid $1 to exit; 1 if it is still there.
 wait_exit() {
@@ -86,6 +97,7 @@ check_node_arg() {
 any_running() {
   local k
   nginx_alive && return 0
+  redis_alive && return 0
   for k in $(seq 1 "${NODES:-0}"); do node_alive "$k" && return 0; done
   return 1
 }
@@ -186,6 +198,40 @@ stop_nginx() {
   rm -f "$STATE/nginx.pid"
 }
 
+# --- the cluster's own Redis (start --redis-port) ------------------------------------------
+
+redis_up() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+
+# Every write is fsynced to the append-only file before Redis answers (few writes happen
+# under chat load: sessions, presence leases, counters; pub/sub is not written), so a
+# SIGKILL loses nothing and device sessions survive a crash.
+start_redis() {
+  local deadline
+  command -v redis-server >/dev/null || die "redis-server is not installed: run 'sudo apt-get install redis-server'"
+  ! port_busy 127.0.0.1 "$REDIS_PORT" || die "port $REDIS_PORT (the cluster's Redis) is already in use"
+  mkdir -p "$STATE/redis"
+  setsid nohup redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+    --appendonly yes --appendfsync always --dir "$STATE/redis" \
+    --logfile "$STATE/redis/redis.log" </dev/null >/dev/null 2>&1 &
+  echo $! >"$STATE/redis.pid"
+  deadline=$((SECONDS + 30))
+  until redis_up; do
+    redis_alive || { log "Redis exited during start; see $STATE/redis/redis.log"; tail -n 5 "$STATE/redis/redis.log" >&2 || true; return 1; }
+    [ "$SECONDS" -lt "$deadline" ] || { log "Redis on port $REDIS_PORT did not answer within 30 s"; return 1; }
+    sleep 0.1
+  done
+}
+
+stop_redis() {
+  local pid signal=${1:-TERM}
+  pid=$(redis_pid)
+  if alive "$pid" redis-server; then
+    kill "-$signal" "$pid" 2>/dev/null || true
+    wait_exit "$pid" 15 || { kill -KILL "$pid" 2>/dev/null || true; wait_exit "$pid" 5 || true; }
+  fi
+  rm -f "$STATE/redis.pid"
+}
+
 # --- nodes -------------------------------------------------------------------------------
 
 start_node() {
@@ -201,7 +247,11 @@ start_node() {
     # Plain text in the log files, without terminal colour codes.
     export NO_COLOR=${NO_COLOR:-1}
     printf '\n=== %s starting node-%s on %s\n' "$(date -Is)" "$k" "$CHATTY_ADDR" >>"$STATE/node-$k.log"
-    setsid nohup "$BIN" serve >>"$STATE/node-$k.log" 2>&1 </dev/null &
+    if [ "${SERVER:-chatty}" = reference ]; then
+      setsid nohup node "$ROOT/loadtest/reference/server.mjs" >>"$STATE/node-$k.log" 2>&1 </dev/null &
+    else
+      setsid nohup "$BIN" serve >>"$STATE/node-$k.log" 2>&1 </dev/null &
+    fi
     echo $! >"$STATE/node-$k.pid"
   )
 }
@@ -211,7 +261,7 @@ start_node() {
 stop_node() {
   local k=$1 signal=${2:-TERM} pid grace
   pid=$(node_pid "$k")
-  if alive "$pid" chatty; then
+  if alive "$pid" "$(node_match)"; then
     kill "-$signal" "$pid" 2>/dev/null || true
     grace=$(grep -o 'CHATTY_SHUTDOWN_GRACE_SECS="[0-9]*"' "$STATE/node.env" 2>/dev/null | tr -dc 0-9 || true)
     if ! wait_exit "$pid" $((${grace:-25} + 10)); then
@@ -245,18 +295,22 @@ wait_ready() {
 # --- commands ------------------------------------------------------------------------------
 
 cmd_start() {
-  local nodes=3 port=8080 base=${CHATTY_CLUSTER_BASE_PORT:-3100} k
+  local nodes=3 port=8080 base=${CHATTY_CLUSTER_BASE_PORT:-3100} redis_port='' server=chatty k
   while [ $# -gt 0 ]; do
     case $1 in
       --nodes) nodes=${2:-}; shift 2 ;;
       --port) port=${2:-}; shift 2 ;;
       --base-port) base=${2:-}; shift 2 ;;
+      --redis-port) redis_port=${2:-}; shift 2 ;;
+      --server) server=${2:-}; shift 2 ;;
       *) usage ;;
     esac
   done
   in_range "$nodes" 1 50 || die "--nodes must be 1 to 50, got '$nodes'"
   in_range "$port" 1 65535 || die "--port must be a TCP port, got '$port'"
   in_range "$base" 1 $((65535 - nodes)) || die "--base-port must leave room for $nodes ports, got '$base'"
+  [ -z "$redis_port" ] || in_range "$redis_port" 1 65535 || die "--redis-port must be a TCP port, got '$redis_port'"
+  case $server in chatty|reference) ;; *) die "--server must be chatty or reference, got '$server'" ;; esac
 
   if [ -s "$STATE/cluster.env" ]; then
     load_state
@@ -268,6 +322,7 @@ cmd_start() {
   fi
 
   NODES=$nodes PORT=$port BASE_PORT=$base LISTEN=${CHATTY_CLUSTER_LISTEN:-127.0.0.1}
+  REDIS_PORT=$redis_port SERVER=$server
   ! port_busy "$LISTEN" "$PORT" || die "port $PORT is already in use (choose another with --port)"
   for k in $(seq 1 "$NODES"); do
     ! port_busy 127.0.0.1 "$(node_port "$k")" || die "port $(node_port "$k") is already in use (choose --base-port)"
@@ -280,9 +335,24 @@ cmd_start() {
   BIN=$(chatty_binary)
   [ -x "$BIN" ] || die "no chatty binary at $BIN"
   nginx_binary >/dev/null
+  if [ "$SERVER" = reference ]; then
+    command -v node >/dev/null || die "the reference server needs Node.js: run 'sudo apt-get install nodejs npm'"
+    [ -d "$ROOT/loadtest/reference/node_modules" ] ||
+      (cd "$ROOT/loadtest/reference" && npm ci --no-audit --no-fund >&2)
+  fi
 
   mkdir -p "$STATE"
-  rm -f "$STATE"/node-*.pid "$STATE/nginx.pid"
+  rm -f "$STATE"/node-*.pid "$STATE/nginx.pid" "$STATE/redis.pid"
+  if [ -n "$REDIS_PORT" ]; then
+    log "starting the cluster's own Redis on 127.0.0.1:$REDIS_PORT (data in $STATE/redis)"
+    start_redis || exit 1
+    export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+  fi
+  # The reference server does not migrate; both servers use chatty's schema.
+  if [ "$SERVER" = reference ] && ! "$BIN" migrate >&2; then
+    stop_redis
+    die "migrating the database for the reference server failed"
+  fi
   (
     umask 077 # node.env holds the JWT secret and database password
     export -p | grep -E '^declare -x (CHATTY_[A-Z_]+|DATABASE_URL|REDIS_URL|JWT_SECRET|RUST_LOG)=' |
@@ -290,15 +360,20 @@ cmd_start() {
   )
   {
     printf 'NODES=%q\nPORT=%q\nBASE_PORT=%q\nLISTEN=%q\nBIN=%q\n' "$NODES" "$PORT" "$BASE_PORT" "$LISTEN" "$BIN"
+    printf 'REDIS_PORT=%q\nSERVER=%q\n' "$REDIS_PORT" "$SERVER"
   } >"$STATE/cluster.env"
   local nodes_urls=''
   for k in $(seq 1 "$NODES"); do nodes_urls+="http://127.0.0.1:$(node_port "$k"),"; done
-  printf 'CHATTY_URL=%q\nCHATTY_NODES=%q\n' "http://$LISTEN:$PORT" "${nodes_urls%,}" >"$STATE/urls.env"
+  {
+    printf 'CHATTY_URL=%q\nCHATTY_NODES=%q\n' "http://$LISTEN:$PORT" "${nodes_urls%,}"
+    # Tools that write sessions themselves (chatty-load --seed-sql) must use the same Redis.
+    [ -z "$REDIS_PORT" ] || printf 'REDIS_URL=%q\n' "$REDIS_URL"
+  } >"$STATE/urls.env"
 
   # Enough descriptors for load tests: nodes and nginx inherit the raised soft limit.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-  log "starting $NODES nodes ($BIN)"
+  if [ "$SERVER" = reference ]; then log "starting $NODES reference nodes (node loadtest/reference/server.mjs)"; else log "starting $NODES nodes ($BIN)"; fi
   for k in $(seq 1 "$NODES"); do start_node "$k"; done
   # Nodes starting together serialise migrations on a PostgreSQL advisory lock.
   for k in $(seq 1 "$NODES"); do
@@ -341,6 +416,7 @@ cmd_stop() {
   [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
   log "nodes stopped"
   stop_nginx
+  if redis_alive; then stop_redis; log "the cluster's Redis stopped"; fi
 }
 
 cmd_status() {
@@ -363,7 +439,17 @@ cmd_status() {
   else
     printf 'nginx    stopped\n'
   fi
-  if [ "$up" -eq $((NODES + 1)) ]; then return 0; fi
+  local want=$((NODES + 1))
+  if [ -n "${REDIS_PORT:-}" ]; then
+    want=$((want + 1))
+    if redis_alive && redis_up; then
+      printf 'redis    pid %-8s 127.0.0.1:%-6s PONG\n' "$(redis_pid)" "$REDIS_PORT"
+      up=$((up + 1))
+    else
+      printf 'redis    stopped\n'
+    fi
+  fi
+  if [ "$up" -eq "$want" ]; then return 0; fi
   if any_running; then return 1; fi
   return 3
 }
@@ -418,6 +504,20 @@ cmd_kill_node() {
   log "node $1 killed (SIGKILL); 'restart-node $1' brings it back"
 }
 
+# A crash of the cluster's Redis: every node loses its event-bus subscription and its
+# command connections at once and must recover by itself; nothing acknowledged is lost
+# from the append-only file, so device sessions survive.
+cmd_restart_redis() {
+  load_state
+  [ -n "${REDIS_PORT:-}" ] ||
+    die "this cluster uses a Redis it does not own (REDIS_URL); start it with --redis-port R to let restart-redis crash and restart it"
+  log "Redis on port $REDIS_PORT: SIGKILL"
+  stop_redis KILL
+  log "Redis: starting again from $STATE/redis"
+  start_redis || exit 1
+  log "Redis: ready"
+}
+
 case ${1:-} in
   start) shift; cmd_start "$@" ;;
   stop) cmd_stop ;;
@@ -425,6 +525,7 @@ case ${1:-} in
   logs) shift; cmd_logs "$@" ;;
   restart-node) cmd_restart_node "${2:-}" ;;
   kill-node) cmd_kill_node "${2:-}" ;;
+  restart-redis) cmd_restart_redis ;;
   render-nginx)
     # For deploy/check.sh: render the template for a 3-node cluster into the given directory.
     NGX=${2:?render-nginx DIR} NODES=3 PORT=8080 BASE_PORT=3100 LISTEN=127.0.0.1

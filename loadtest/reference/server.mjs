@@ -9,8 +9,10 @@ import { createClient } from 'redis';
 import pg from 'pg';
 import jwt from 'jsonwebtoken';
 
-const port = Number(process.env.PORT ?? 3000);
-const host = process.env.HOST ?? '127.0.0.1';
+// PORT/HOST, or CHATTY_ADDR (host:port) as deploy/local/cluster.sh --server reference sets it.
+const [addrHost, addrPort] = (process.env.CHATTY_ADDR ?? '').split(/:(?=\d+$)/);
+const port = Number(process.env.PORT ?? addrPort ?? 3000);
+const host = process.env.HOST ?? (addrHost || '127.0.0.1');
 const secret = process.env.JWT_SECRET;
 if (!secret) {
   console.error('reference: JWT_SECRET is not set');
@@ -43,8 +45,10 @@ const server = http.createServer((req, res) => {
     res.end('{"status":"ok"}');
   } else if (req.url === '/metrics') {
     res.setHeader('content-type', 'text/plain');
+    const cpu = process.cpuUsage();
     res.end(
       `process_resident_memory_bytes ${process.memoryUsage().rss}\n` +
+        `process_cpu_seconds_total ${(cpu.user + cpu.system) / 1e6}\n` +
         `socket_connections{namespace="/"} ${io.of('/').sockets.size}\n`,
     );
   } else {

@@ -4,12 +4,21 @@
 //! Every message carries its send time; every receiving device checks that each message of
 //! its conversations arrives exactly once and in `seq` order. The run is bounded in count
 //! and time, and targets loopback addresses unless `--allow-remote` is given.
+//!
+//! With `--chaos-*` (or `--resume`) devices behave like real clients across failures: they
+//! reconnect, resume with `sync` from the last seq they hold, and retry unacknowledged sends
+//! with the same `client_msg_id`; the check then holds at the application level (each seq
+//! surfaced once) and transport-level redeliveries are counted apart.
 
+mod chaos;
+mod device;
+mod resources;
 mod seed;
 mod stats;
 
 use std::{
     collections::HashMap,
+    path::PathBuf,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -18,13 +27,17 @@ use std::{
 };
 
 use anyhow::bail;
-use chatty::sio_client::SioClient;
+use chatty::sio_client::{SioClient, SioSender};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use uuid::Uuid;
 
-use crate::stats::{DeviceStats, Report};
+use crate::{
+    device::DeviceStats,
+    resources::Probes,
+    stats::{Report, SEND_RETRIES},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Transport {
@@ -46,6 +59,11 @@ pub struct Args {
     /// Defaults to `--url`.
     #[arg(long, value_delimiter = ',')]
     pub nodes: Vec<String>,
+
+    /// Where to read each node's `/metrics` (memory, connections, CPU), comma-separated.
+    /// Defaults to `--nodes`; give the nodes themselves when `--nodes` is a balancer.
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
 
     /// Users to create.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..=200_000))]
@@ -121,6 +139,42 @@ pub struct Args {
     /// Allow targets outside the loopback range.
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// Behave like real clients across failures: reconnect, resume with `sync`, retry
+    /// unacknowledged sends with the same client_msg_id. On with any --chaos option.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Crash (SIGKILL) a random node every SECS seconds of sending and start it again,
+    /// through the launcher's `kill-node K` and `restart-node K`.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub chaos_kill_every: Option<u64>,
+
+    /// Seconds a killed node stays down before it is restarted.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub chaos_down: f64,
+
+    /// Crash and restart Redis once, this many seconds into sending, through the
+    /// launcher's `restart-redis` (a cluster started with `--redis-port`).
+    #[arg(long, value_name = "SECS")]
+    pub chaos_restart_redis_at: Option<u64>,
+
+    /// The local launcher that --chaos options drive.
+    #[arg(
+        long,
+        env = "CHATTY_CLUSTER_CTL",
+        default_value = "deploy/local/cluster.sh"
+    )]
+    pub cluster_ctl: PathBuf,
+
+    /// How many nodes the launcher has (default: counted from its `status`).
+    #[arg(long, value_name = "N")]
+    pub chaos_nodes: Option<u32>,
+
+    /// Seconds to wait for one send's acknowledgement (default 30; 5 when resuming, then
+    /// the send is retried).
+    #[arg(long, value_name = "SECS")]
+    pub ack_timeout: Option<u64>,
 }
 
 impl Args {
@@ -130,6 +184,29 @@ impl Args {
         } else {
             self.nodes.clone()
         }
+    }
+
+    fn metrics_nodes(&self) -> Vec<String> {
+        if self.metrics.is_empty() {
+            self.socket_nodes()
+        } else {
+            self.metrics.clone()
+        }
+    }
+
+    fn chaos_on(&self) -> bool {
+        self.chaos_kill_every.is_some() || self.chaos_restart_redis_at.is_some()
+    }
+
+    pub fn resume_on(&self) -> bool {
+        self.resume || self.chaos_on()
+    }
+
+    fn ack_timeout(&self) -> Duration {
+        Duration::from_secs(
+            self.ack_timeout
+                .unwrap_or(if self.resume_on() { 5 } else { 30 }),
+        )
     }
 
     fn total_rate(&self) -> f64 {
@@ -150,6 +227,8 @@ pub struct Device {
 
 /// What seeding produced.
 pub struct World {
+    /// Per user index; devices log in again with it when their session is gone.
+    pub usernames: Vec<String>,
     pub user_ids: Vec<Uuid>,
     pub devices: Vec<Device>,
     /// Group per user index.
@@ -188,8 +267,8 @@ async fn main() {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     check_target(&args.url, args.allow_remote)?;
-    for n in args.socket_nodes() {
-        check_target(&n, args.allow_remote)?;
+    for n in args.socket_nodes().iter().chain(&args.metrics) {
+        check_target(n, args.allow_remote)?;
     }
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
@@ -197,6 +276,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .build()?;
     let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
     let nodes = args.socket_nodes();
+    let chaos_plan = chaos_plan(&args).await?;
 
     let started = Instant::now();
     eprintln!(
@@ -222,9 +302,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         world.groups.len()
     );
 
-    let rss_before = stats::node_memory(&http, &nodes).await;
+    let metrics_nodes = args.metrics_nodes();
+    let probes = Probes::new(
+        http.clone(),
+        metrics_nodes.clone(),
+        args.redis_url.as_deref(),
+        args.database_url.as_deref(),
+    )
+    .await;
+    let rss_before = resources::node_samples(&http, &metrics_nodes).await;
 
     // Connect storm, bounded.
+    let transport = match args.transport {
+        Transport::Websocket => chatty::sio_client::Transport::WebSocket,
+        Transport::Polling => chatty::sio_client::Transport::Polling,
+    };
     let connect_started = Instant::now();
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let mut connecting = Vec::with_capacity(world.devices.len());
@@ -232,10 +324,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let node = nodes[i % nodes.len()].clone();
         let token = d.token.clone();
         let gate = gate.clone();
-        let transport = match args.transport {
-            Transport::Websocket => chatty::sio_client::Transport::WebSocket,
-            Transport::Polling => chatty::sio_client::Transport::Polling,
-        };
         connecting.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.ok()?;
             SioClient::connect_with(&node, "/", json!({ "token": token }), &[], transport)
@@ -263,7 +351,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if let Some(hold) = args.idle {
         tokio::time::sleep(Duration::from_secs(hold)).await;
-        let rss_after = stats::node_memory(&http, &nodes).await;
+        let rss_after = resources::node_samples(&http, &metrics_nodes).await;
         let report = Report::idle(
             &args,
             connected,
@@ -277,44 +365,65 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // Receivers: one task per device; senders use the first device of each user.
-    let clock = Instant::now();
-    let acked: Arc<Mutex<HashMap<Uuid, Vec<u64>>>> = Arc::default();
-    let stop = tokio_util::sync::CancellationToken::new();
+    // One task per device; each user sends through its first connected device.
+    let resume = args.resume_on();
+    let link = Arc::new(device::Link {
+        nodes: nodes.clone(),
+        transport,
+        gate,
+        clock: Instant::now(),
+        resume,
+        relogin: resume.then(|| device::Relogin {
+            http: http.clone(),
+            url: args.url.clone(),
+            password: seed::PASSWORD,
+        }),
+    });
+    let clock = link.clock;
+    let finish = tokio_util::sync::CancellationToken::new();
     let mut receivers = Vec::new();
-    let mut senders: Vec<Option<chatty::sio_client::SioSender>> = vec![None; world.user_ids.len()];
+    let connected_devices: Vec<bool> = clients.iter().map(Option::is_some).collect();
+    let mut senders: Vec<Option<watch::Receiver<Option<SioSender>>>> =
+        vec![None; world.user_ids.len()];
     for (i, client) in clients.into_iter().enumerate() {
         let Some(client) = client else { continue };
-        let device = &world.devices[i];
-        let (sender, events) = client.split();
-        if senders[device.user].is_none() {
-            senders[device.user] = Some(sender.clone());
+        let d = &world.devices[i];
+        let (current, watching) = watch::channel(None);
+        if senders[d.user].is_none() {
+            senders[d.user] = Some(watching);
         }
-        let conversation = world.groups[world.group_of[device.user]];
-        receivers.push(tokio::spawn(stats::receive(
-            events,
-            sender,
-            conversation,
-            clock,
-            stop.clone(),
+        let spec = device::Spec {
+            home: i % nodes.len(),
+            username: world.usernames[d.user].clone(),
+            token: d.token.clone(),
+            conversation: world.groups[world.group_of[d.user]],
+        };
+        receivers.push(tokio::spawn(device::run(
+            link.clone(),
+            spec,
+            client,
+            current,
+            finish.clone(),
         )));
     }
 
     let sent = Arc::new(AtomicU64::new(0));
     let ack_ok = Arc::new(AtomicU64::new(0));
     let ack_err = Arc::new(AtomicU64::new(0));
+    let acked: Arc<Mutex<HashMap<Uuid, Vec<u64>>>> = Arc::default();
     let ack_hist = Arc::new(Mutex::new(stats::histogram()));
     let progress = tokio::spawn(stats::progress(
         sent.clone(),
         ack_ok.clone(),
         ack_err.clone(),
         args.json,
+        resume,
     ));
 
     let rate = args.total_rate();
     let duration = Duration::from_secs(args.duration);
     let ramp = Duration::from_secs(args.ramp_up).min(duration);
-    let senders: Vec<(usize, chatty::sio_client::SioSender)> = senders
+    let senders: Vec<(usize, watch::Receiver<Option<SioSender>>)> = senders
         .into_iter()
         .enumerate()
         .filter_map(|(u, s)| s.map(|s| (u, s)))
@@ -323,12 +432,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("no socket connected; nothing to send");
     }
     eprintln!(
-        "sending {rate:.0} msg/s for {}s from {} senders",
+        "sending {rate:.0} msg/s for {}s from {} senders{}",
         args.duration,
-        senders.len()
+        senders.len(),
+        if resume {
+            " (resume on: reconnect, sync, retry)"
+        } else {
+            ""
+        }
     );
+    let usage_before = probes.sample().await;
     let padding = "x".repeat(args.size as usize);
     let send_started = Instant::now();
+    let chaos = chaos_plan.map(|plan| {
+        tokio::spawn(chaos::run(
+            plan,
+            send_started,
+            duration,
+            finish.clone(),
+            args.json && std::env::var_os("CHATTY_LOAD_PROGRESS").is_none(),
+        ))
+    });
+    let ack_timeout = args.ack_timeout();
+    // A send is retried until this long after it was first issued.
+    let retry_window = Duration::from_secs(30);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut issued: u64 = 0;
@@ -351,7 +478,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             next_sender += 1;
             let conversation = world.groups[world.group_of[*user]];
             let stamp = clock.elapsed().as_nanos();
-            let mut content = format!("{stamp}|");
+            // Send time and send number travel in the content: the receivers measure
+            // latency with the first and spot a send stored twice with the second.
+            let mut content = format!("{stamp}|{issued}|");
             content.push_str(&padding[..padding.len().saturating_sub(content.len()).max(1)]);
             let payload = json!({ "content": content, "conversation_id": conversation, "client_msg_id": Uuid::new_v4() });
             let sender = sender.clone();
@@ -364,12 +493,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             sent.fetch_add(1, Ordering::Relaxed);
             in_flight.push(tokio::spawn(async move {
                 let t0 = Instant::now();
-                match sender
-                    .emit_with_ack("sendMessage", &payload, Duration::from_secs(30))
-                    .await
-                {
-                    Ok(ack) if ack["ok"] == true => {
-                        let seq = ack["data"]["seq"].as_u64().unwrap_or(0);
+                let give_up = t0 + retry_window;
+                match send_with_retries(sender, &payload, ack_timeout, resume, give_up).await {
+                    Some(seq) => {
                         acked
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -384,7 +510,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                             .unwrap_or_else(std::sync::PoisonError::into_inner)
                             .record(us.max(1));
                     }
-                    Ok(_) | Err(_) => {
+                    None => {
                         ack_err.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -395,36 +521,48 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let send_secs = send_started.elapsed().as_secs_f64();
+    let usage_after = probes.sample().await;
+    let delivered_in_window = stats::DELIVERED.load(Ordering::Relaxed);
     for h in in_flight {
         let _ = h.await;
     }
+    // A node killed near the end comes back before the final check.
+    let chaos_events = match chaos {
+        Some(h) => h.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
 
-    // Let deliveries still in flight land, then stop the receivers.
-    let expected_total = stats::expected_deliveries(&acked, &world);
+    // Let deliveries still in flight land, then stop the devices (resuming, each runs one
+    // last sync first).
+    let acked = acked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let expected_total = stats::expected_deliveries(&acked, &world, &connected_devices);
     let deadline = Instant::now() + Duration::from_secs(args.drain);
     while Instant::now() < deadline && stats::DELIVERED.load(Ordering::Relaxed) < expected_total {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    progress.abort();
-    stop.cancel();
+    finish.cancel();
     let mut devices: Vec<DeviceStats> = Vec::with_capacity(receivers.len());
     for r in receivers {
         if let Ok(d) = r.await {
             devices.push(d);
         }
     }
-    let rss_after = stats::node_memory(&http, &nodes).await;
-    let acked = acked
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    progress.abort();
+    // Memory and connections as they were while every socket was still up.
+    let rss_after = usage_after.nodes.clone();
     let ack_hist = ack_hist
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
+    let usage =
+        resources::Usage::between(&usage_before, &usage_after, send_secs, delivered_in_window);
     let report = Report::run(
         &args,
         stats::RunFigures {
+            delivered_in_window,
             connected,
             connect_errors,
             connect_secs,
@@ -438,18 +576,159 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &devices,
         &ack_hist,
         (&rss_before, &rss_after),
+        chaos_events,
+        Some(usage),
     );
     report.print(args.json);
-    if report.lost > 0 || report.duplicated > 0 || report.out_of_order > 0 {
+    if report.failed() {
         std::process::exit(2);
     }
     Ok(())
 }
 
+/// The chaos plan, checked before anything is seeded: the launcher must exist and know
+/// its nodes.
+async fn chaos_plan(args: &Args) -> anyhow::Result<Option<chaos::Plan>> {
+    if !args.chaos_on() {
+        return Ok(None);
+    }
+    let ctl = &args.cluster_ctl;
+    if !ctl.is_file() {
+        bail!(
+            "--chaos needs the local launcher: {} does not exist (run from the repository root or pass --cluster-ctl)",
+            ctl.display()
+        );
+    }
+    let nodes = match args.chaos_nodes {
+        Some(n) => n,
+        None => chaos::count_nodes(ctl).await?,
+    };
+    if args.chaos_kill_every.is_some() && nodes < 2 {
+        eprintln!("chaos: only one node: every kill is a full outage until it restarts");
+    }
+    if !(0.0..=60.0).contains(&args.chaos_down) {
+        bail!("--chaos-down must be 0 to 60 seconds");
+    }
+    Ok(Some(chaos::Plan {
+        ctl: ctl.clone(),
+        kill_every: args.chaos_kill_every.map(Duration::from_secs),
+        down: Duration::from_secs_f64(args.chaos_down),
+        redis_at: args.chaos_restart_redis_at.map(Duration::from_secs),
+        nodes,
+    }))
+}
+
+/// Sends once, or (resuming) until acknowledged: on the device's current socket, again
+/// with the same payload and so the same `client_msg_id` after a lost acknowledgement or a
+/// 5xx, so the server stores it once. The seq it was stored under, or None.
+async fn send_with_retries(
+    mut sender: watch::Receiver<Option<SioSender>>,
+    payload: &Value,
+    ack_timeout: Duration,
+    resume: bool,
+    give_up: Instant,
+) -> Option<u64> {
+    for attempt in 0u32.. {
+        if attempt > 0 {
+            if !resume || Instant::now() >= give_up {
+                return None;
+            }
+            SEND_RETRIES.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(
+                Duration::from_millis(200) + device::jitter(Duration::from_millis(300)),
+            )
+            .await;
+        }
+        let socket = {
+            let wait = tokio::time::timeout_at(give_up.into(), sender.wait_for(Option::is_some));
+            match wait.await {
+                Ok(Ok(s)) => s.clone(),
+                _ => return None,
+            }
+        };
+        let Some(socket) = socket else { continue };
+        match socket
+            .emit_with_ack("sendMessage", payload, ack_timeout)
+            .await
+        {
+            Ok(ack) if ack["ok"] == true => return ack["data"]["seq"].as_u64(),
+            // Refused on its merits (4xx): retrying cannot help.
+            Ok(ack)
+                if ack["error"]["statusCode"]
+                    .as_u64()
+                    .is_some_and(|s| (400..500).contains(&s)) =>
+            {
+                return None;
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    None
+}
+
 /// The parts of a `newMessage` the checker needs.
-pub fn parse_new_message(v: &Value) -> Option<(Uuid, u64, u128)> {
-    let conv = v["conversation_id"].as_str()?.parse().ok()?;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parsed {
+    pub conversation: Uuid,
+    pub seq: u64,
+    /// Send time on the load tool's clock, in ns.
+    pub stamp: u128,
+    /// Send number, when the content carries one.
+    pub send: Option<u64>,
+}
+
+/// Reads a `newMessage` (or a message of a `sync` answer) written by this tool.
+pub fn parse_new_message(v: &Value) -> Option<Parsed> {
+    let conversation = v["conversation_id"].as_str()?.parse().ok()?;
     let seq = v["seq"].as_u64()?;
-    let stamp = v["content"].as_str()?.split('|').next()?.parse().ok()?;
-    Some((conv, seq, stamp))
+    let mut parts = v["content"].as_str()?.split('|');
+    let stamp = parts.next()?.parse().ok()?;
+    let send = parts.next().and_then(|s| s.parse().ok());
+    Some(Parsed {
+        conversation,
+        seq,
+        stamp,
+        send,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_of_this_tool_gives_its_stamp_and_send_number() {
+        let conv = Uuid::new_v4();
+        let m = json!({ "conversation_id": conv, "seq": 4, "content": "123|9|xxxx" });
+        assert_eq!(
+            parse_new_message(&m),
+            Some(Parsed {
+                conversation: conv,
+                seq: 4,
+                stamp: 123,
+                send: Some(9)
+            })
+        );
+        let old = json!({ "conversation_id": conv, "seq": 4, "content": "123|xxxx" });
+        assert_eq!(parse_new_message(&old).and_then(|p| p.send), None);
+    }
+
+    #[test]
+    fn only_loopback_targets_are_allowed_by_default() {
+        assert!(check_target("http://127.0.0.1:8080", false).is_ok());
+        assert!(check_target("http://localhost:3000/x", false).is_ok());
+        assert!(check_target("http://[::1]:3000", false).is_ok());
+        assert!(check_target("http://10.0.0.1:3000", false).is_err());
+        assert!(check_target("http://10.0.0.1:3000", true).is_ok());
+    }
+
+    #[test]
+    fn chaos_options_turn_resume_on() {
+        let args = Args::parse_from(["chatty-load", "--chaos-kill-every", "5"]);
+        assert!(args.resume_on());
+        assert_eq!(args.ack_timeout(), Duration::from_secs(5));
+        let args = Args::parse_from(["chatty-load"]);
+        assert!(!args.resume_on());
+        assert_eq!(args.ack_timeout(), Duration::from_secs(30));
+    }
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{Args, Device, World};
 
-const PASSWORD: &str = "load-test-password";
+pub const PASSWORD: &str = "load-test-password";
 
 /// Group index of each user: consecutive users share a group; a short tail joins the last.
 fn grouping(users: usize, group_size: usize) -> (usize, Vec<usize>) {
@@ -119,6 +119,7 @@ pub async fn by_api(args: &Args, http: &reqwest::Client, run: &str) -> anyhow::R
         .await;
     let groups = groups.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     Ok(World {
+        usernames: (0..users).map(|i| format!("lt{run}_{i}")).collect(),
         user_ids,
         devices,
         group_of,
@@ -238,6 +239,7 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         .await;
     let devices = devices.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     Ok(World {
+        usernames: names,
         user_ids,
         devices,
         group_of,

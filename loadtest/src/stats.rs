@@ -1,101 +1,53 @@
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
-use chatty::sio_client::{Incoming, SioSender};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::{Args, World, parse_new_message};
+use crate::{
+    Args, World,
+    chaos::Event,
+    device::DeviceStats,
+    resources::{NodeSample, Usage},
+};
 
-/// Deliveries counted by every receiver, for the progress line and the drain wait.
+/// First receipts counted by every device, for the progress line and the drain wait.
 pub static DELIVERED: AtomicU64 = AtomicU64::new(0);
+/// Seqs a device received again (resume on).
+pub static REDELIVERED: AtomicU64 = AtomicU64::new(0);
+/// First receipts that came through `sync`.
+pub static RECOVERED: AtomicU64 = AtomicU64::new(0);
+pub static RECONNECTS: AtomicU64 = AtomicU64::new(0);
+pub static RECONNECT_FAILURES: AtomicU64 = AtomicU64::new(0);
+pub static RELOGINS: AtomicU64 = AtomicU64::new(0);
+pub static SYNCS: AtomicU64 = AtomicU64::new(0);
+pub static SYNC_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// Send attempts after the first (resume on: ack lost or refused with a 5xx).
+pub static SEND_RETRIES: AtomicU64 = AtomicU64::new(0);
 
 /// Microsecond histogram up to 60 s.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds")
 }
 
-/// What one device saw.
-pub struct DeviceStats {
-    pub conversation: Uuid,
-    pub seen: HashSet<u64>,
-    pub duplicated: u64,
-    pub out_of_order: u64,
-    pub latency_us: Histogram<u64>,
-    pub disconnected: bool,
-}
-
-/// Reads one device's events until `stop`: checks exactly-once and order by `seq`, records
-/// send → delivery latency from the timestamp in the content.
-pub async fn receive(
-    mut events: mpsc::UnboundedReceiver<Incoming>,
-    _keepalive: SioSender,
-    conversation: Uuid,
-    clock: Instant,
-    stop: tokio_util::sync::CancellationToken,
-) -> DeviceStats {
-    let mut st = DeviceStats {
-        conversation,
-        seen: HashSet::new(),
-        duplicated: 0,
-        out_of_order: 0,
-        latency_us: histogram(),
-        disconnected: false,
-    };
-    let mut highest = 0u64;
-    loop {
-        let ev = tokio::select! {
-            () = stop.cancelled() => break,
-            ev = events.recv() => ev,
-        };
-        match ev {
-            Some(Incoming::Event { name, data }) if name == "newMessage" => {
-                let Some((conv, seq, stamp)) = parse_new_message(&data) else {
-                    continue;
-                };
-                if conv != conversation {
-                    continue;
-                }
-                if !st.seen.insert(seq) {
-                    st.duplicated += 1;
-                    continue;
-                }
-                if seq < highest {
-                    st.out_of_order += 1;
-                }
-                highest = highest.max(seq);
-                DELIVERED.fetch_add(1, Ordering::Relaxed);
-                let now = clock.elapsed().as_nanos();
-                #[allow(clippy::cast_possible_truncation)]
-                let us = (now.saturating_sub(stamp) / 1000) as u64;
-                let _ = st.latency_us.record(us.max(1));
-            }
-            Some(Incoming::Event { .. }) => {}
-            Some(Incoming::Disconnected | Incoming::Closed) | None => {
-                st.disconnected = true;
-                break;
-            }
-        }
-    }
-    st
-}
-
 /// Every acked message must reach every connected device of its conversation.
-pub fn expected_deliveries(acked: &Arc<Mutex<HashMap<Uuid, Vec<u64>>>>, world: &World) -> u64 {
-    let acked = acked
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+pub fn expected_deliveries(
+    acked: &HashMap<Uuid, Vec<u64>>,
+    world: &World,
+    devices: &[bool],
+) -> u64 {
     let mut devices_per_group = vec![0u64; world.groups.len()];
-    for d in &world.devices {
-        devices_per_group[world.group_of[d.user]] += 1;
+    for (d, connected) in world.devices.iter().zip(devices) {
+        if *connected {
+            devices_per_group[world.group_of[d.user]] += 1;
+        }
     }
     world
         .groups
@@ -106,7 +58,13 @@ pub fn expected_deliveries(acked: &Arc<Mutex<HashMap<Uuid, Vec<u64>>>>, world: &
 }
 
 /// One line per second on stderr while sending.
-pub async fn progress(sent: Arc<AtomicU64>, ok: Arc<AtomicU64>, err: Arc<AtomicU64>, quiet: bool) {
+pub async fn progress(
+    sent: Arc<AtomicU64>,
+    ok: Arc<AtomicU64>,
+    err: Arc<AtomicU64>,
+    quiet: bool,
+    resume: bool,
+) {
     let started = Instant::now();
     let mut last = (0, 0);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -118,8 +76,20 @@ pub async fn progress(sent: Arc<AtomicU64>, ok: Arc<AtomicU64>, err: Arc<AtomicU
             DELIVERED.load(Ordering::Relaxed),
         );
         if !quiet || std::env::var_os("CHATTY_LOAD_PROGRESS").is_some() {
+            let extra = if resume {
+                format!(
+                    "  reconnects {}  syncs {}  recovered {}  redelivered {}  retries {}",
+                    RECONNECTS.load(Ordering::Relaxed),
+                    SYNCS.load(Ordering::Relaxed),
+                    RECOVERED.load(Ordering::Relaxed),
+                    REDELIVERED.load(Ordering::Relaxed),
+                    SEND_RETRIES.load(Ordering::Relaxed),
+                )
+            } else {
+                String::new()
+            };
             eprintln!(
-                "[{:>4}s] sent {:>8} ({:>6}/s)  acked {:>8}  errors {:>5}  delivered {:>9} ({:>7}/s)",
+                "[{:>4}s] sent {:>8} ({:>6}/s)  acked {:>8}  errors {:>5}  delivered {:>9} ({:>7}/s){extra}",
                 started.elapsed().as_secs(),
                 s,
                 s - last.0,
@@ -131,39 +101,6 @@ pub async fn progress(sent: Arc<AtomicU64>, ok: Arc<AtomicU64>, err: Arc<AtomicU
         }
         last = (s, d);
     }
-}
-
-/// Resident memory and chat connections of each node, from its `/metrics`.
-pub async fn node_memory(http: &reqwest::Client, nodes: &[String]) -> Vec<NodeMemory> {
-    let mut out = Vec::new();
-    for n in nodes {
-        let Ok(resp) = http.get(format!("{n}/metrics")).send().await else {
-            continue;
-        };
-        let Ok(text) = resp.text().await else {
-            continue;
-        };
-        let value = |prefix: &str| {
-            text.lines()
-                .find(|l| l.starts_with(prefix))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-        };
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        out.push(NodeMemory {
-            node: n.clone(),
-            rss_bytes: value("process_resident_memory_bytes").unwrap_or(0.0) as u64,
-            chat_connections: value("socket_connections{namespace=\"/\"}").unwrap_or(0.0) as u64,
-        });
-    }
-    out
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeMemory {
-    pub node: String,
-    pub rss_bytes: u64,
-    pub chat_connections: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -192,6 +129,8 @@ impl Percentiles {
 }
 
 pub struct RunFigures {
+    /// First receipts counted while sending was still on: what kept pace with the offer.
+    pub delivered_in_window: u64,
     pub connected: usize,
     pub connect_errors: u64,
     pub connect_secs: f64,
@@ -200,6 +139,23 @@ pub struct RunFigures {
     pub sent: u64,
     pub ack_ok: u64,
     pub ack_err: u64,
+}
+
+/// How resuming went (present when resume was on).
+#[derive(Debug, Serialize)]
+pub struct Resume {
+    pub reconnects: u64,
+    pub reconnect_failures: u64,
+    pub relogins: u64,
+    pub syncs: u64,
+    pub sync_errors: u64,
+    /// First receipts that came through `sync` instead of live.
+    pub recovered_by_sync: u64,
+    /// Seqs received again (transport level); never surfaced twice.
+    pub redelivered: u64,
+    pub send_retries: u64,
+    /// Devices that ended the run without a socket.
+    pub devices_without_socket: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -220,19 +176,25 @@ pub struct Report {
     pub delivered: u64,
     pub expected_deliveries: u64,
     pub delivered_per_sec: f64,
+    /// Deliveries that happened while sending was on, per second: falls behind the offered
+    /// rate (sent x group size) once the server saturates, even if the backlog drains later.
+    pub delivered_in_window_per_sec: f64,
     pub lost: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
     pub latency: Option<Percentiles>,
     pub ack_latency: Option<Percentiles>,
-    pub nodes_before: Vec<NodeMemory>,
-    pub nodes_after: Vec<NodeMemory>,
+    pub resume: Option<Resume>,
+    pub chaos: Vec<Event>,
+    pub nodes_before: Vec<NodeSample>,
+    pub nodes_after: Vec<NodeSample>,
     pub kb_per_connection: Option<f64>,
+    pub usage: Option<Usage>,
 }
 
 fn kb_per_connection(
-    before: &[NodeMemory],
-    after: &[NodeMemory],
+    before: &[NodeSample],
+    after: &[NodeSample],
     connections: usize,
 ) -> Option<f64> {
     if connections == 0 || after.is_empty() {
@@ -252,14 +214,33 @@ fn kb_per_connection(
     Some(grown as f64 / 1024.0 / connections as f64)
 }
 
+/// Seqs a device should have and did not get. Resuming, every seq up to the newest the
+/// run knows of (acked, received, or the conversation's last seq from the final `sync`) is
+/// a stored message the device must end up with; without resume, every acked seq.
+fn missing(d: &DeviceStats, acked: Option<&Vec<u64>>, resume: bool) -> (u64, u64) {
+    if resume {
+        let top = acked
+            .and_then(|a| a.iter().max().copied())
+            .unwrap_or(0)
+            .max(d.last_seq)
+            .max(d.received.iter().max().copied().unwrap_or(0));
+        let lost = (1..=top).filter(|s| !d.received.contains(s)).count() as u64;
+        (top, lost)
+    } else {
+        let Some(seqs) = acked else { return (0, 0) };
+        let lost = seqs.iter().filter(|s| !d.received.contains(s)).count() as u64;
+        (seqs.len() as u64, lost)
+    }
+}
+
 impl Report {
     pub fn idle(
         args: &Args,
         connected: usize,
         connect_errors: u64,
         connect_secs: f64,
-        before: &[NodeMemory],
-        after: &[NodeMemory],
+        before: &[NodeSample],
+        after: &[NodeSample],
     ) -> Self {
         Self {
             scenario: "idle",
@@ -278,37 +259,44 @@ impl Report {
             delivered: 0,
             expected_deliveries: 0,
             delivered_per_sec: 0.0,
+            delivered_in_window_per_sec: 0.0,
             lost: 0,
             duplicated: 0,
             out_of_order: 0,
             latency: None,
             ack_latency: None,
+            resume: None,
+            chaos: Vec::new(),
             kb_per_connection: kb_per_connection(before, after, connected),
             nodes_before: before.to_vec(),
             nodes_after: after.to_vec(),
+            usage: None,
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn run(
         args: &Args,
         f: RunFigures,
         acked: &HashMap<Uuid, Vec<u64>>,
         devices: &[DeviceStats],
         ack_hist: &Histogram<u64>,
-        (before, after): (&[NodeMemory], &[NodeMemory]),
+        (before, after): (&[NodeSample], &[NodeSample]),
+        chaos: Vec<Event>,
+        usage: Option<Usage>,
     ) -> Self {
+        let resume = args.resume_on();
         let mut latency = histogram();
         let (mut delivered, mut expected, mut lost, mut dup, mut ooo) =
             (0u64, 0u64, 0u64, 0u64, 0u64);
         for d in devices {
             let _ = latency.add(&d.latency_us);
-            delivered += d.seen.len() as u64;
+            delivered += d.received.len() as u64;
             dup += d.duplicated;
             ooo += d.out_of_order;
-            if let Some(seqs) = acked.get(&d.conversation) {
-                expected += seqs.len() as u64;
-                lost += seqs.iter().filter(|s| !d.seen.contains(s)).count() as u64;
-            }
+            let (e, l) = missing(d, acked.get(&d.conversation), resume);
+            expected += e;
+            lost += l;
         }
         #[allow(clippy::cast_precision_loss)]
         let per_sec = |n: u64| {
@@ -318,8 +306,19 @@ impl Report {
                 0.0
             }
         };
+        let resume = resume.then(|| Resume {
+            reconnects: RECONNECTS.load(Ordering::Relaxed),
+            reconnect_failures: RECONNECT_FAILURES.load(Ordering::Relaxed),
+            relogins: RELOGINS.load(Ordering::Relaxed),
+            syncs: SYNCS.load(Ordering::Relaxed),
+            sync_errors: SYNC_ERRORS.load(Ordering::Relaxed),
+            recovered_by_sync: devices.iter().map(|d| d.recovered).sum(),
+            redelivered: devices.iter().map(|d| d.redelivered).sum(),
+            send_retries: SEND_RETRIES.load(Ordering::Relaxed),
+            devices_without_socket: devices.iter().filter(|d| d.disconnected).count() as u64,
+        });
         Self {
-            scenario: "send",
+            scenario: if chaos.is_empty() { "send" } else { "chaos" },
             users: args.users,
             devices_per_user: args.devices,
             group_size: args.group_size,
@@ -335,15 +334,23 @@ impl Report {
             delivered,
             expected_deliveries: expected,
             delivered_per_sec: per_sec(delivered),
+            delivered_in_window_per_sec: per_sec(f.delivered_in_window),
             lost,
             duplicated: dup,
             out_of_order: ooo,
             latency: (!latency.is_empty()).then(|| Percentiles::of(&latency)),
             ack_latency: (!ack_hist.is_empty()).then(|| Percentiles::of(ack_hist)),
+            resume,
+            chaos,
             kb_per_connection: kb_per_connection(before, after, f.connected),
             nodes_before: before.to_vec(),
             nodes_after: after.to_vec(),
+            usage,
         }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.lost > 0 || self.duplicated > 0 || self.out_of_order > 0
     }
 
     pub fn print(&self, json: bool) {
@@ -361,16 +368,17 @@ impl Report {
             self.connect_errors,
             self.connect_secs
         );
-        if self.scenario == "send" {
+        if self.scenario != "idle" {
             println!(
                 "sent {} (acked {}, errors {}) at {:.0}/s (target {:.0}/s)",
                 self.sent, self.acked, self.send_errors, self.sent_per_sec, self.target_rate
             );
             println!(
-                "delivered {} of {} expected at {:.0}/s; lost {}, duplicated {}, out of order {}",
+                "delivered {} of {} expected at {:.0}/s ({:.0}/s while sending); lost {}, duplicated {}, out of order {}",
                 self.delivered,
                 self.expected_deliveries,
                 self.delivered_per_sec,
+                self.delivered_in_window_per_sec,
                 self.lost,
                 self.duplicated,
                 self.out_of_order
@@ -388,16 +396,71 @@ impl Report {
                 );
             }
         }
-        for n in &self.nodes_after {
+        if let Some(r) = &self.resume {
             println!(
-                "node {}: RSS {:.1} MiB, {} chat connections",
-                n.node,
-                n.rss_bytes as f64 / 1_048_576.0,
-                n.chat_connections
+                "resume: {} reconnects ({} failed attempts, {} re-logins), {} syncs ({} failed), \
+                 {} recovered by sync, {} redelivered (transport level), {} send retries, \
+                 {} devices ended without a socket",
+                r.reconnects,
+                r.reconnect_failures,
+                r.relogins,
+                r.syncs,
+                r.sync_errors,
+                r.recovered_by_sync,
+                r.redelivered,
+                r.send_retries,
+                r.devices_without_socket
+            );
+        }
+        for e in &self.chaos {
+            println!(
+                "chaos at {:>5.1}s: {}{} ({:.1}s{})",
+                e.at_secs,
+                e.action,
+                e.node.map(|k| format!(" {k}")).unwrap_or_default(),
+                e.took_secs,
+                if e.ok { "" } else { ", FAILED" }
+            );
+        }
+        for n in &self.nodes_after {
+            #[allow(clippy::cast_precision_loss)]
+            let mib = n.rss_bytes as f64 / 1_048_576.0;
+            println!(
+                "node {}: RSS {mib:.1} MiB, {} chat connections",
+                n.node, n.chat_connections
             );
         }
         if let Some(kb) = self.kb_per_connection {
             println!("memory per connection: {kb:.1} KB (RSS growth / connections)");
+        }
+        if let Some(u) = &self.usage {
+            let cpu: Vec<String> = u
+                .nodes
+                .iter()
+                .filter_map(|n| n.cpu_pct.map(|p| format!("{p:.0}%")))
+                .collect();
+            if !cpu.is_empty() {
+                println!(
+                    "node CPU (of one core): {}; {} CPU-ms per 1,000 deliveries",
+                    cpu.join(" "),
+                    u.nodes_cpu_ms_per_1k_deliveries
+                        .map_or("-".to_owned(), |v| format!("{v:.1}"))
+                );
+            }
+            let opt =
+                |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.1}{unit}"));
+            println!(
+                "PostgreSQL {} commits/s, {} CPU; Redis {} commands/s, {} CPU; machine {} busy; load {}",
+                opt(u.pg_commits_per_sec, ""),
+                opt(u.pg_cpu_secs, " s"),
+                opt(u.redis_commands_per_sec, ""),
+                opt(u.redis_cpu_secs, " s"),
+                opt(u.machine_busy_pct, "%"),
+                u.loadavg_before.map_or("-".to_owned(), |l| format!(
+                    "{:.2} {:.2} {:.2}",
+                    l[0], l[1], l[2]
+                ))
+            );
         }
     }
 }

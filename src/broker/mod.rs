@@ -70,6 +70,17 @@ pub struct Emit {
     pub data: Box<RawValue>,
     /// Publisher's clock, for the fan-out latency histogram.
     pub sent_at_ms: i64,
+    /// Position in a stream whose events must reach clients in order (a conversation's
+    /// `newMessage`s by seq); receiving nodes restore that order before delivering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<StreamPosition>,
+}
+
+/// Where an event sits in an ordered stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPosition {
+    pub stream: Uuid,
+    pub seq: i64,
 }
 
 impl Emit {
@@ -86,7 +97,15 @@ impl Emit {
             except: Vec::new(),
             data: serde_json::value::to_raw_value(data)?,
             sent_at_ms: chrono::Utc::now().timestamp_millis(),
+            order: None,
         })
+    }
+
+    /// Marks the event as `seq` of `stream`, to be delivered in seq order.
+    #[must_use]
+    pub fn ordered(mut self, stream: Uuid, seq: i64) -> Self {
+        self.order = Some(StreamPosition { stream, seq });
+        self
     }
 
     #[must_use]
@@ -102,6 +121,9 @@ impl Emit {
 pub enum BusMessage {
     /// Deliver an event to rooms.
     Emit(Emit),
+    /// Deliver several events, in order: one bus message where a change has many
+    /// differently addressed payloads (e.g. the notifications of a batch of messages).
+    EmitMany(Vec<Emit>),
     /// Disconnect every socket of these device sessions (logout, revoked device).
     DisconnectSessions { sessions: Vec<Uuid> },
     /// Make these users' sockets join (or leave) a room, e.g. when added to a group.

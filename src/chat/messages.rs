@@ -4,7 +4,7 @@ use sqlx::{PgPool, types::Json};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::{events, is_participant, publish};
+use super::{events, is_participant, publish, publish_at};
 use crate::{
     domain::{MessageBody, ReceiptStatus},
     error::{ApiError, ApiResult},
@@ -176,7 +176,8 @@ pub async fn send_message(
             recipients,
         })) => {
             metrics::counter!("messages_stored_total").increment(1);
-            publish(state, events::NEW_MESSAGE, &recipients, &message).await;
+            let position = Some((message.conversation_id, message.seq));
+            publish_at(state, events::NEW_MESSAGE, &recipients, &message, position).await;
             notify_recipients(state, &message, recipients);
             Ok((message, true))
         }
@@ -219,38 +220,19 @@ async fn why_not_sent(db: &PgPool, sender: Uuid, conversation_id: Uuid) -> ApiEr
     }
 }
 
-/// Collapsed notification-centre entries for everyone but the sender, off the send's
-/// critical path: the message is stored and announced already.
+/// Collapsed notification-centre entries for everyone but the sender, written by the
+/// node's notifier in batches, off the send's critical path: the message is stored and
+/// announced already.
 fn notify_recipients(state: &AppState, message: &MessageView, recipients: Vec<Uuid>) {
-    let state = state.clone();
-    let (conversation, sender) = (message.conversation_id, message.sender_id);
-    let preview: String = message.content.chars().take(100).collect();
-    let task = async move {
-        let result = async {
-            let name: String = sqlx::query_scalar("select username from users where user_id = $1")
-                .bind(sender)
-                .fetch_one(&state.db)
-                .await?;
-            crate::social::notifications::notify_message(
-                &state.db,
-                conversation,
-                sender,
-                &name,
-                &preview,
-                &recipients,
-            )
-            .await
-        }
-        .await;
-        match result {
-            Ok(rows) => {
-                crate::social::notifications::publish_all(state.broker.as_ref(), &rows).await
-            }
-            Err(e) => tracing::warn!(error = %e, %conversation, "message notifications not stored"),
-        }
-    };
-    // Keeps the request or socket ids on the lines the task logs.
-    tokio::spawn(task.in_current_span());
+    state
+        .notifier
+        .push(crate::social::notifications::SentMessage {
+            conversation_id: message.conversation_id,
+            sender_id: message.sender_id,
+            seq: message.seq,
+            preview: crate::social::notifications::message_preview(&message.content),
+            recipients,
+        });
 }
 
 #[derive(sqlx::FromRow)]

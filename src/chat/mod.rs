@@ -96,12 +96,30 @@ async fn publish(
     recipients: &[Uuid],
     data: &impl Serialize,
 ) {
+    publish_at(state, event, recipients, data, None).await;
+}
+
+/// [`publish`] for an event that is `seq` of a conversation's ordered stream: nodes
+/// deliver those in seq order even when two publishes race on the bus.
+async fn publish_at(
+    state: &AppState,
+    event: &'static str,
+    recipients: &[Uuid],
+    data: &impl Serialize,
+    position: Option<(Uuid, i64)>,
+) {
     if recipients.is_empty() {
         return;
     }
     let rooms = recipients.iter().map(|id| room::user(*id)).collect();
     match Emit::new(Namespace::Chat, event, rooms, data) {
-        Ok(emit) => broker::publish_or_log(state.broker.as_ref(), BusMessage::Emit(emit)).await,
+        Ok(emit) => {
+            let emit = match position {
+                Some((stream, seq)) => emit.ordered(stream, seq),
+                None => emit,
+            };
+            broker::publish_or_log(state.broker.as_ref(), BusMessage::Emit(emit)).await;
+        }
         Err(e) => tracing::error!(error = %e, event, "event payload cannot be encoded"),
     }
 }

@@ -4,6 +4,7 @@
 
 mod chat_events;
 mod handlers;
+mod order;
 pub mod presence;
 
 use std::{sync::Arc, time::Duration};
@@ -18,7 +19,7 @@ use socketioxide::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    broker::{BusMessage, Namespace, room},
+    broker::{BusMessage, Emit, Namespace, room},
     http::extract::AuthUser,
     state::AppState,
 };
@@ -92,16 +93,43 @@ async fn authenticate(
     }
 }
 
-/// Delivers what the bus carries to this node's sockets until `stop`.
+/// How long an event ahead of its conversation's next seq waits for the ones before it.
+/// Publishes race by a few milliseconds at most; a longer gap is a lost publish, which
+/// clients fill with `sync`.
+const REORDER_HOLD: Duration = Duration::from_millis(100);
+
+/// Delivers what the bus carries to this node's sockets until `stop`, each conversation's
+/// messages in seq order.
 pub async fn bus_loop(io: SocketIo, state: AppState, stop: CancellationToken) {
     let mut rx = state.broker.subscribe();
+    let mut reorder = order::Reorder::new(REORDER_HOLD);
     loop {
+        let deadline = reorder.deadline();
         let msg = tokio::select! {
             () = stop.cancelled() => return,
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(std::time::Instant::now).into()), if deadline.is_some() => {
+                for m in reorder.expire(std::time::Instant::now()) {
+                    deliver(&io, &m).await;
+                }
+                continue;
+            }
             msg = rx.recv() => msg,
         };
         match msg {
-            Ok(msg) => deliver(&io, &msg).await,
+            Ok(msg) => {
+                let position = match msg.as_ref() {
+                    BusMessage::Emit(e) => e.order,
+                    _ => None,
+                };
+                match position {
+                    Some(p) => {
+                        for m in reorder.push(p.stream, p.seq, msg, std::time::Instant::now()) {
+                            deliver(&io, &m).await;
+                        }
+                    }
+                    None => deliver(&io, &msg).await,
+                }
+            }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 metrics::counter!("bus_lagged_events_total").increment(n);
                 tracing::warn!(
@@ -114,18 +142,25 @@ pub async fn bus_loop(io: SocketIo, state: AppState, stop: CancellationToken) {
     }
 }
 
+async fn deliver_emit(io: &SocketIo, e: &Emit) {
+    let Some(ns) = io.of(e.ns.path()) else { return };
+    let ops = ns.to(e.rooms.clone()).except(e.except.clone());
+    if let Err(err) = ops.emit(&e.event, &e.data).await {
+        tracing::debug!(error = %err, event = %e.event, "emit failed");
+    }
+    metrics::counter!("socket_events_out_total", "event" => e.event.clone()).increment(1);
+    let lag_ms = chrono::Utc::now().timestamp_millis() - e.sent_at_ms;
+    #[allow(clippy::cast_precision_loss)] // a latency in ms is far below 2^52
+    metrics::histogram!("fanout_latency_seconds").record(lag_ms.max(0) as f64 / 1000.0);
+}
+
 async fn deliver(io: &SocketIo, msg: &Arc<BusMessage>) {
     match msg.as_ref() {
-        BusMessage::Emit(e) => {
-            let Some(ns) = io.of(e.ns.path()) else { return };
-            let ops = ns.to(e.rooms.clone()).except(e.except.clone());
-            if let Err(err) = ops.emit(&e.event, &e.data).await {
-                tracing::debug!(error = %err, event = %e.event, "emit failed");
+        BusMessage::Emit(e) => deliver_emit(io, e).await,
+        BusMessage::EmitMany(list) => {
+            for e in list {
+                deliver_emit(io, e).await;
             }
-            metrics::counter!("socket_events_out_total", "event" => e.event.clone()).increment(1);
-            let lag_ms = chrono::Utc::now().timestamp_millis() - e.sent_at_ms;
-            #[allow(clippy::cast_precision_loss)] // a latency in ms is far below 2^52
-            metrics::histogram!("fanout_latency_seconds").record(lag_ms.max(0) as f64 / 1000.0);
         }
         BusMessage::DisconnectSessions { sessions } => {
             let rooms: Vec<String> = sessions.iter().copied().map(room::session).collect();

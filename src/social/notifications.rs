@@ -2,10 +2,14 @@
 //! cluster bus as a `notification` event to the recipient's `user:` room on
 //! `/notifications`. A client that missed the event finds the row through the REST routes.
 
+use std::{sync::Arc, time::Duration};
+
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::{PgExecutor, PgPool};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
@@ -83,6 +87,37 @@ pub async fn publish(broker: &dyn Broker, notification: &Notification) {
 pub async fn publish_all(broker: &dyn Broker, notifications: &[Notification]) {
     for n in notifications {
         publish(broker, n).await;
+    }
+}
+
+/// Notification events per bus message when many are announced together.
+const EMITS_PER_BUS_MESSAGE: usize = 256;
+
+/// Announces many notifications with one bus message per [`EMITS_PER_BUS_MESSAGE`], so a
+/// batch costs every node one decode instead of one per recipient.
+pub async fn publish_batch(broker: &dyn Broker, notifications: &[Notification]) {
+    for chunk in notifications.chunks(EMITS_PER_BUS_MESSAGE) {
+        let emits: Vec<Emit> = chunk
+            .iter()
+            .filter_map(|n| {
+                Emit::new(
+                    Namespace::Notifications,
+                    "notification",
+                    vec![room::user(n.user_id)],
+                    n,
+                )
+                .map_err(|e| tracing::error!(error = %e, "cannot encode a notification"))
+                .ok()
+            })
+            .collect();
+        match emits.len() {
+            0 => {}
+            1 => {
+                let emit = emits.into_iter().next().expect("one emit");
+                broker::publish_or_log(broker, BusMessage::Emit(emit)).await;
+            }
+            _ => broker::publish_or_log(broker, BusMessage::EmitMany(emits)).await,
+        }
     }
 }
 
@@ -272,6 +307,184 @@ pub async fn notify_message<'c>(
     .bind(&recipients)
     .fetch_all(db)
     .await
+}
+
+/// A stored message, as its recipients' notification centres need it.
+#[derive(Debug, Clone)]
+pub struct SentMessage {
+    pub conversation_id: Uuid,
+    pub sender_id: Uuid,
+    pub seq: i64,
+    /// Already cut by [`message_preview`].
+    pub preview: String,
+    /// Every participant; the sender is skipped.
+    pub recipients: Vec<Uuid>,
+}
+
+/// [`notify_message`] for many messages in ONE statement. Per recipient and conversation
+/// the messages of others collapse into one upsert: the count goes up by their number and
+/// the preview, sender and title become those of the latest (highest seq). The same rules
+/// hold: the sender is never notified, nor are recipients who blocked that sender. Nor is
+/// a recipient who has read the message already: batches are written a moment after the
+/// send, and a reader who caught up in that moment must not find it unread.
+pub async fn notify_messages<'c>(
+    db: impl PgExecutor<'c>,
+    messages: &[SentMessage],
+) -> Result<Vec<Notification>, sqlx::Error> {
+    let mut conversations = Vec::with_capacity(messages.len());
+    let mut senders = Vec::with_capacity(messages.len());
+    let mut previews = Vec::with_capacity(messages.len());
+    let mut seqs = Vec::with_capacity(messages.len());
+    let (mut users, mut of_message) = (Vec::new(), Vec::new());
+    for (i, m) in messages.iter().enumerate() {
+        conversations.push(m.conversation_id);
+        senders.push(m.sender_id);
+        previews.push(m.preview.as_str());
+        seqs.push(m.seq);
+        for r in recipients_sorted(m.sender_id, &m.recipients) {
+            users.push(r);
+            of_message.push(i64::try_from(i + 1).unwrap_or(i64::MAX));
+        }
+    }
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Rows are upserted in (user, conversation) order, so concurrent batches from several
+    // nodes lock the same rows in the same order and cannot deadlock.
+    sqlx::query_as::<_, Notification>(concat!(
+        "with m as (select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[]) \
+                    with ordinality as m(conversation_id, sender_id, preview, seq, i)), \
+              r as (select p.user_id, m.conversation_id, m.sender_id, m.preview, m.seq \
+                    from unnest($5::uuid[], $6::bigint[]) as p(user_id, i) join m on m.i = p.i \
+                    where exists (select 1 from users x where x.user_id = p.user_id) \
+                      and not exists (select 1 from user_blocks b \
+                                      where b.blocker_id = p.user_id and b.blocked_id = m.sender_id) \
+                      and not exists (select 1 from conversation_participants cp \
+                                      where cp.conversation_id = m.conversation_id \
+                                        and cp.user_id = p.user_id and cp.last_read_seq >= m.seq)), \
+              latest as (select distinct on (user_id, conversation_id) user_id, conversation_id, \
+                           sender_id, preview, count(*) over (partition by user_id, conversation_id) as n \
+                         from r order by user_id, conversation_id, seq desc) \
+         insert into notifications (user_id, type, title, content, metadata, conversation_id, count) \
+         select l.user_id, 'message', \
+                case when c.is_group then c.name else u.username end, \
+                case when c.is_group then u.username || ': ' || l.preview else l.preview end, \
+                jsonb_build_object('conversation_id', l.conversation_id, 'sender_id', l.sender_id, \
+                                   'sender_name', u.username, 'message_preview', l.preview), \
+                l.conversation_id, l.n \
+         from latest l \
+         join conversations c on c.conversation_id = l.conversation_id \
+         join users u on u.user_id = l.sender_id \
+         order by l.user_id, l.conversation_id \
+         on conflict (user_id, conversation_id) where type = 'message' and not is_read and deleted_at is null \
+         do update set count = notifications.count + excluded.count, title = excluded.title, \
+                       content = excluded.content, metadata = excluded.metadata, updated_at = now() \
+         returning ",
+        columns!()
+    ))
+    .bind(&conversations)
+    .bind(&senders)
+    .bind(&previews)
+    .bind(&seqs)
+    .bind(&users)
+    .bind(&of_message)
+    .fetch_all(db)
+    .await
+}
+
+/// How long sent messages gather before their notifications are written. A message is
+/// live on `newMessage` at once; its notification-centre entry only needs to be there
+/// when someone looks, so a busy group writes each member's row once per window instead
+/// of once per message.
+pub const MESSAGE_NOTIFY_WINDOW: Duration = Duration::from_millis(500);
+
+/// Recipient rows in one statement at most; a larger batch is written in parts.
+const MAX_ROWS_PER_STATEMENT: usize = 20_000;
+
+/// Hands sent messages to this node's notification writer ([`run_message_notifier`]).
+/// Cheap to clone; sending never waits.
+#[derive(Clone)]
+pub struct MessageNotifier {
+    tx: mpsc::UnboundedSender<SentMessage>,
+}
+
+/// The writer's end of a [`MessageNotifier`]; owned by the node's notifier task.
+pub struct MessageNotifierInbox(mpsc::UnboundedReceiver<SentMessage>);
+
+impl MessageNotifier {
+    pub fn new() -> (Self, MessageNotifierInbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, MessageNotifierInbox(rx))
+    }
+
+    /// Queues a stored message's notifications. Once the node has stopped they are
+    /// dropped: the message itself is stored and delivered either way.
+    pub fn push(&self, message: SentMessage) {
+        let _ = self.tx.send(message);
+    }
+}
+
+/// Writes queued message notifications every [`MESSAGE_NOTIFY_WINDOW`], one statement per
+/// batch, and announces the rows they produced. On `stop` it writes what is queued, then
+/// returns.
+pub async fn run_message_notifier(
+    inbox: MessageNotifierInbox,
+    db: PgPool,
+    broker: Arc<dyn Broker>,
+    stop: CancellationToken,
+) {
+    let mut rx = inbox.0;
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return,
+            },
+            () = stop.cancelled() => {
+                let rest = drain(&mut rx, Vec::new());
+                write_batch(&db, broker.as_ref(), &rest).await;
+                return;
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(MESSAGE_NOTIFY_WINDOW) => {}
+            () = stop.cancelled() => {}
+        }
+        let batch = drain(&mut rx, vec![first]);
+        write_batch(&db, broker.as_ref(), &batch).await;
+    }
+}
+
+fn drain(
+    rx: &mut mpsc::UnboundedReceiver<SentMessage>,
+    mut batch: Vec<SentMessage>,
+) -> Vec<SentMessage> {
+    while let Ok(m) = rx.try_recv() {
+        batch.push(m);
+    }
+    batch
+}
+
+async fn write_batch(db: &PgPool, broker: &dyn Broker, batch: &[SentMessage]) {
+    let mut start = 0;
+    while start < batch.len() {
+        let mut rows = 0;
+        let mut end = start;
+        while end < batch.len()
+            && (end == start || rows + batch[end].recipients.len() <= MAX_ROWS_PER_STATEMENT)
+        {
+            rows += batch[end].recipients.len();
+            end += 1;
+        }
+        let part = &batch[start..end];
+        match notify_messages(db, part).await {
+            Ok(stored) => publish_batch(broker, &stored).await,
+            Err(e) => {
+                tracing::warn!(error = %e, messages = part.len(), "message notifications not stored")
+            }
+        }
+        start = end;
+    }
 }
 
 /// Marks `user`'s unread message notification for the conversation read (they have read

@@ -60,6 +60,27 @@ async fn metrics_exports_http_counters_by_route_template() {
 }
 
 #[tokio::test]
+async fn metrics_exports_the_process_cpu_time_and_resident_memory() {
+    // Arrange
+    let app = spawn_app_memory().await;
+
+    // Act
+    let resp = app.request(Method::GET, "/metrics", None, None).await;
+
+    // Assert: what load tests divide by the work done between two scrapes
+    let text = resp.text().await.unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let cpu = value("process_cpu_seconds_total").expect("process_cpu_seconds_total");
+    assert!(cpu > 0.0, "{cpu}");
+    let rss = value("process_resident_memory_bytes").expect("process_resident_memory_bytes");
+    assert!(rss > 1_000_000.0, "{rss}");
+}
+
+#[tokio::test]
 async fn unknown_routes_answer_404_in_the_error_shape() {
     let app = spawn_app_memory().await;
     let resp = app.request(Method::GET, "/no/such/route", None, None).await;

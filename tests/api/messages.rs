@@ -123,6 +123,14 @@ async fn a_sent_message_gets_the_next_seq_and_is_published_to_every_participant(
         "the sender's devices hear it too"
     );
     assert_eq!(data, first);
+    assert_eq!(
+        emit.order,
+        Some(chatty::broker::StreamPosition {
+            stream: group,
+            seq: 1
+        }),
+        "nodes restore the conversation's seq order from it"
+    );
     let (_, data) = next_emit(&mut bus, "newMessage").await;
     assert_eq!(data["seq"], 2);
     let conv = body(

@@ -366,6 +366,91 @@ async fn concurrent_message_notifications_count_every_message() {
 }
 
 #[tokio::test]
+async fn a_batch_of_messages_collapses_per_recipient_counting_only_others_messages() {
+    // Arrange: carol blocked bob; a group of three and a direct chat alice-bob
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let carol = app.register(&name("carol")).await;
+    let group = conversation(&app, Some("Trio"), &[&alice, &bob, &carol]).await;
+    let direct = conversation(&app, None, &[&alice, &bob]).await;
+    app.post(
+        &format!("/friendships/block/{}", bob.id),
+        &carol.token,
+        json!({}),
+    )
+    .await;
+    let trio = [alice.id, bob.id, carol.id];
+    let sent = |conversation_id, sender_id, seq, preview: &str, recipients: &[Uuid]| {
+        notifications::SentMessage {
+            conversation_id,
+            sender_id,
+            seq,
+            preview: preview.to_owned(),
+            recipients: recipients.to_vec(),
+        }
+    };
+
+    // Act: one batch, out of seq order as nodes may queue them
+    let rows = notifications::notify_messages(
+        &app.db,
+        &[
+            sent(group, alice.id, 2, "a2", &trio),
+            sent(group, bob.id, 3, "b3", &trio),
+            sent(group, alice.id, 1, "a1", &trio),
+            sent(direct, bob.id, 1, "direct", &[alice.id, bob.id]),
+        ],
+    )
+    .await
+    .expect("notify_messages");
+
+    // Assert: one row per recipient and conversation, counting what others sent
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let alice_list = list(&app, &alice, "").await;
+    let in_group = alice_list
+        .iter()
+        .find(|n| n["metadata"]["conversation_id"] == group.to_string())
+        .expect("alice's group notification");
+    assert_eq!(in_group["count"], 1);
+    assert_eq!(in_group["title"], "Trio");
+    assert_eq!(in_group["content"], format!("{}: b3", bob.name));
+    let in_direct = alice_list
+        .iter()
+        .find(|n| n["metadata"]["conversation_id"] == direct.to_string())
+        .expect("alice's direct notification");
+    assert_eq!(
+        (&in_direct["title"], &in_direct["content"]),
+        (&json!(bob.name), &json!("direct"))
+    );
+    let bobs = list(&app, &bob, "").await;
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(bobs[0]["count"], 2);
+    assert_eq!(
+        bobs[0]["metadata"]["message_preview"], "a2",
+        "latest by seq"
+    );
+    let carols = list(&app, &carol, "").await;
+    assert_eq!(carols[0]["count"], 2, "bob's message is blocked for carol");
+    assert_eq!(carols[0]["metadata"]["sender_name"], alice.name.as_str());
+
+    // Act: a second batch adds to the same unread rows
+    notifications::notify_messages(&app.db, &[sent(group, alice.id, 4, "a4", &trio)])
+        .await
+        .unwrap();
+
+    // Assert
+    let bobs = list(&app, &bob, "").await;
+    assert_eq!((bobs.len(), bobs[0]["count"].as_i64()), (1, Some(3)));
+    assert_eq!(list(&app, &carol, "").await[0]["count"], 3);
+    assert!(
+        notifications::notify_messages(&app.db, &[sent(group, bob.id, 5, "x", &[bob.id])])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn message_notifications_spare_the_sender_and_those_who_blocked_them() {
     let app = spawn_app().await;
     let alice = app.register(&name("alice")).await;

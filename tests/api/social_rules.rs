@@ -455,3 +455,44 @@ async fn a_blocked_user_neither_hears_nor_sees_the_blockers_presence() {
     let listed = body(app.get("/conversations", &bob.token).await).await;
     assert_eq!(alice_in_crew(listed[0].clone()), "offline");
 }
+
+#[tokio::test]
+async fn a_message_read_before_its_notification_is_written_never_shows_as_unread() {
+    // Arrange
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let carol = app.register(&name("carol")).await;
+    let crew = id_of(group(&app, &alice, &[&bob, &carol]).await).await;
+
+    // Act: bob reads the message at once, before the node writes notifications
+    let sent = body(send(&app, &alice, crew, "quick one").await).await;
+    let resp = app
+        .put(
+            &format!("/messages/{}/status", sent["message_id"].as_str().unwrap()),
+            &bob.token,
+            json!({ "status": "read" }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Assert: carol, who did not read, gets the notification; bob never does (both are
+    // written by the same batch, so once carol's is there bob's would be too)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !notifications(&app, &carol, "/unread")
+        .await
+        .iter()
+        .any(|n| n["type"] == "message")
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "carol was never notified"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bob_unread = notifications(&app, &bob, "/unread").await;
+    assert!(
+        bob_unread.iter().all(|n| n["type"] != "message"),
+        "{bob_unread:?}"
+    );
+}

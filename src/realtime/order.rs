@@ -1,0 +1,219 @@
+//! Puts each conversation's `newMessage` events back into `seq` order before this node
+//! delivers them.
+//!
+//! Seqs are handed out in commit order, but each node publishes after its own commit, so
+//! two sends to one conversation committed a millisecond apart on two nodes (or on two
+//! tasks of one node) can reach the bus in the opposite order. Every node reads the one
+//! bus in the same order, so each can repair it alone: an event whose seq is ahead of the
+//! next expected one waits, for at most `hold`, for the ones before it. If they never come
+//! (their publish failed, their node died between commit and publish) the waiting events
+//! go out anyway and clients fill the gap with `sync`, as after any loss.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use uuid::Uuid;
+
+/// Streams idle this long are forgotten; the next event of one waits `hold` at most.
+const IDLE: Duration = Duration::from_secs(600);
+
+/// Per-conversation order repair for events of type `T`.
+pub struct Reorder<T> {
+    hold: Duration,
+    streams: HashMap<Uuid, Stream<T>>,
+    /// Streams holding events, so deadlines are found without scanning every stream.
+    waiting: HashSet<Uuid>,
+    last_sweep: Instant,
+}
+
+struct Stream<T> {
+    /// The seq that may go out now; anything above waits for it.
+    next: i64,
+    /// Waiting events by seq, with when each arrived.
+    held: BTreeMap<i64, (Instant, T)>,
+    last_seen: Instant,
+}
+
+impl<T> Stream<T> {
+    fn oldest(&self) -> Option<Instant> {
+        self.held.values().map(|(at, _)| *at).min()
+    }
+
+    /// Moves every held event that is now in order to `out`.
+    fn release_ready(&mut self, out: &mut Vec<T>) {
+        while let Some(entry) = self.held.first_entry() {
+            if *entry.key() != self.next {
+                break;
+            }
+            out.push(entry.remove().1);
+            self.next += 1;
+        }
+    }
+}
+
+impl<T> Reorder<T> {
+    pub fn new(hold: Duration) -> Self {
+        Self {
+            hold,
+            streams: HashMap::new(),
+            waiting: HashSet::new(),
+            last_sweep: Instant::now(),
+        }
+    }
+
+    /// Takes one event at `seq` of `stream`; returns what may be delivered now, in order.
+    pub fn push(&mut self, stream: Uuid, seq: i64, event: T, now: Instant) -> Vec<T> {
+        let mut out = Vec::new();
+        // A stream seen for the first time (a new conversation, or this node just started)
+        // past its first seq: its predecessor may be a moment behind, so it waits for it
+        // like any other event ahead of its turn.
+        let s = self.streams.entry(stream).or_insert_with(|| Stream {
+            next: if seq > 1 { seq - 1 } else { seq },
+            held: BTreeMap::new(),
+            last_seen: now,
+        });
+        s.last_seen = now;
+        if seq < s.next {
+            // Late (its wait expired) or published twice: the client sorts it out by seq.
+            out.push(event);
+        } else if seq == s.next {
+            out.push(event);
+            s.next += 1;
+            s.release_ready(&mut out);
+        } else {
+            metrics::counter!("bus_reorder_held_total").increment(1);
+            s.held.insert(seq, (now, event));
+        }
+        if s.held.is_empty() {
+            self.waiting.remove(&stream);
+        } else {
+            self.waiting.insert(stream);
+        }
+        self.sweep(now);
+        out
+    }
+
+    /// When the oldest waiting event must go out even if its predecessors never come.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.waiting
+            .iter()
+            .filter_map(|id| self.streams.get(id)?.oldest())
+            .min()
+            .map(|at| at + self.hold)
+    }
+
+    /// Releases, in seq order, the events of every stream whose wait is over; the gap
+    /// before them is given up on.
+    pub fn expire(&mut self, now: Instant) -> Vec<T> {
+        let mut out = Vec::new();
+        let due: Vec<Uuid> = self
+            .waiting
+            .iter()
+            .filter(|id| {
+                self.streams
+                    .get(id)
+                    .and_then(Stream::oldest)
+                    .is_some_and(|at| at + self.hold <= now)
+            })
+            .copied()
+            .collect();
+        for id in due {
+            let Some(s) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            metrics::counter!("bus_reorder_gaps_total").increment(1);
+            while let Some((seq, (_, event))) = s.held.pop_first() {
+                out.push(event);
+                s.next = seq + 1;
+            }
+            self.waiting.remove(&id);
+        }
+        out
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        if now.duration_since(self.last_sweep) < IDLE {
+            return;
+        }
+        self.last_sweep = now;
+        self.streams
+            .retain(|_, s| !s.held.is_empty() || now.duration_since(s.last_seen) < IDLE);
+    }
+
+    #[cfg(test)]
+    fn streams(&self) -> usize {
+        self.streams.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOLD: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn events_in_order_go_out_at_once() {
+        let (mut r, c, t) = (Reorder::new(HOLD), Uuid::new_v4(), Instant::now());
+        assert_eq!(r.push(c, 1, 1, t), [1]);
+        assert_eq!(r.push(c, 2, 2, t), [2]);
+        assert_eq!(r.deadline(), None);
+    }
+
+    #[test]
+    fn the_first_event_seen_past_a_conversations_start_waits_for_its_predecessor() {
+        let (mut r, t) = (Reorder::new(HOLD), Instant::now());
+        let (racing, quiet) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(r.push(racing, 8, 8, t).is_empty());
+        assert_eq!(r.push(racing, 7, 7, t), [7, 8]);
+        // A conversation whose previous message went out long ago waits the hold once.
+        assert!(r.push(quiet, 40, 40, t).is_empty());
+        assert_eq!(r.expire(t + HOLD), [40]);
+        assert_eq!(r.push(quiet, 41, 41, t + HOLD), [41]);
+    }
+
+    #[test]
+    fn an_event_ahead_of_its_predecessor_waits_for_it() {
+        let (mut r, c, t) = (Reorder::new(HOLD), Uuid::new_v4(), Instant::now());
+        assert_eq!(r.push(c, 1, 1, t), [1]);
+        assert!(r.push(c, 3, 3, t).is_empty());
+        assert!(r.push(c, 4, 4, t).is_empty());
+        assert_eq!(r.deadline(), Some(t + HOLD));
+        assert_eq!(r.push(c, 2, 2, t), [2, 3, 4]);
+        assert_eq!(r.deadline(), None);
+    }
+
+    #[test]
+    fn a_gap_that_never_fills_is_given_up_after_the_hold() {
+        let (mut r, c, t) = (Reorder::new(HOLD), Uuid::new_v4(), Instant::now());
+        r.push(c, 1, 1, t);
+        assert!(r.push(c, 3, 3, t).is_empty());
+        assert!(r.push(c, 5, 5, t + HOLD / 2).is_empty());
+        assert!(r.expire(t + HOLD / 2).is_empty());
+        assert_eq!(r.expire(t + HOLD), [3, 5]);
+        // The stream goes on after the last released event; the missing one, if it ever
+        // comes, goes out as it is.
+        assert_eq!(r.push(c, 6, 6, t + HOLD), [6]);
+        assert_eq!(r.push(c, 2, 2, t + HOLD), [2]);
+    }
+
+    #[test]
+    fn conversations_do_not_wait_for_each_other() {
+        let (mut r, t) = (Reorder::new(HOLD), Instant::now());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        r.push(a, 1, "a1", t);
+        assert!(r.push(a, 3, "a3", t).is_empty());
+        assert_eq!(r.push(b, 1, "b1", t), ["b1"]);
+        assert_eq!(r.push(b, 2, "b2", t), ["b2"]);
+    }
+
+    #[test]
+    fn idle_streams_are_forgotten() {
+        let (mut r, t) = (Reorder::new(HOLD), Instant::now());
+        r.push(Uuid::new_v4(), 1, 1, t);
+        r.push(Uuid::new_v4(), 1, 1, t + IDLE + Duration::from_secs(1));
+        assert_eq!(r.streams(), 1);
+    }
+}
