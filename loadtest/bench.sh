@@ -19,7 +19,8 @@
 #              CHAOS_REDIS_AT s
 #   (default: all four, in that order)
 # Env: NODES (3) USERS (2000) GROUP (10) DURATION (20) IDLE_USERS (5000) RATES (250 500 ...)
-#      STEP_DURATION (12) LOAD_MAX (1.0: wait, up to LOAD_WAIT s (300), for the 1-minute load
+#      STEP_DURATION (12) BENCH_RESULTS (.chatty/bench/results) CHATTY_BIN (a server build to
+#      measure instead of building this checkout's) LOAD_MAX (1.0: wait, up to LOAD_WAIT s (300), for the 1-minute load
 #      average of other work to fall below it before each run; the value is recorded)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +56,8 @@ target=${CARGO_TARGET_DIR:-$root/target}
 export CHATTY_BIN=${CHATTY_BIN:-$target/release/chatty}
 load=$target/release/chatty-load
 work=$root/.chatty/bench
-results=$work/results
+results=${BENCH_RESULTS:-$work/results}
+[[ $results == /* ]] || results=$root/$results
 export CHATTY_CLUSTER_DIR=$work/cluster
 ctl=$root/deploy/local/cluster.sh
 mkdir -p "$results"
