@@ -20,8 +20,9 @@
 #   (default: all four, in that order)
 # Env: NODES (3) USERS (2000) GROUP (10) DURATION (20) IDLE_USERS (5000) RATES (250 500 ...)
 #      STEP_DURATION (12) BENCH_RESULTS (.chatty/bench/results) CHATTY_BIN (a server build to
-#      measure instead of building this checkout's) LOAD_MAX (1.0: wait, up to LOAD_WAIT s (300), for the 1-minute load
-#      average of other work to fall below it before each run; the value is recorded)
+#      measure instead of building this checkout's) LOAD_MAX (1.0) BUSY_MAX (25) LOAD_WAIT
+#      (300): before the first run, wait up to LOAD_WAIT s for the 1-minute load average to
+#      fall to LOAD_MAX; before each run, for other work to use at most BUSY_MAX% of the CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -41,7 +42,7 @@ done
 NODES=${NODES:-3} USERS=${USERS:-2000} GROUP=${GROUP:-10} DURATION=${DURATION:-20}
 IDLE_USERS=${IDLE_USERS:-5000} STEP_DURATION=${STEP_DURATION:-12}
 RATES=${RATES:-250 500 750 1000 1250 1500 2000 2500 3000 4000}
-LOAD_MAX=${LOAD_MAX:-1.0} LOAD_WAIT=${LOAD_WAIT:-300}
+LOAD_MAX=${LOAD_MAX:-1.0} LOAD_WAIT=${LOAD_WAIT:-300} BUSY_MAX=${BUSY_MAX:-25}
 CHAOS_SHARE=${CHAOS_SHARE:-50} CHAOS_KILL_EVERY=${CHAOS_KILL_EVERY:-6} CHAOS_REDIS_AT=${CHAOS_REDIS_AT:-10}
 BALANCER_PORT=${BALANCER_PORT:-8190} BASE_PORT=${BASE_PORT:-3190} BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-6392}
 
@@ -75,38 +76,62 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Waits (bounded) until other work on the machine is light, so runs compare.
-quiet_machine() {
+# Percent of the whole machine's CPU busy over the next 3 seconds.
+busy_now() {
+  local a b
+  a=$(head -1 /proc/stat) && sleep 3 && b=$(head -1 /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN {
+    n = split(a, x); split(b, y); busy = 0; total = 0
+    for (i = 2; i <= 9 && i <= n; i++) { d = y[i] - x[i]; total += d; if (i != 5 && i != 6) busy += d }
+    printf "%.0f", (total > 0 ? 100 * busy / total : 0) }'
+}
+
+# Waits (bounded) until other work on the machine is light, so runs compare: once for the
+# 1-minute load average, then before every run for the CPU in use right now (the load
+# average still carries the previous run for a minute or two). What each run found is kept
+# next to its result.
+wait_load() {
   local deadline=$((SECONDS + LOAD_WAIT)) l
-  while :; do
-    l=$(cut -d' ' -f1 /proc/loadavg)
-    if awk -v l="$l" -v m="$LOAD_MAX" 'BEGIN { exit !(l <= m) }'; then return; fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "load average still $l after ${LOAD_WAIT}s; running anyway (recorded with the result)"
-      return
-    fi
+  while l=$(cut -d' ' -f1 /proc/loadavg); ! awk -v l="$l" -v m="$LOAD_MAX" 'BEGIN { exit !(l <= m) }'; do
+    [ "$SECONDS" -lt "$deadline" ] || { log "load average still $l; starting anyway"; return; }
     log "load average $l > $LOAD_MAX from other work; waiting"
     sleep 15
   done
 }
 
+quiet_busy=''
+quiet_machine() {
+  local deadline=$((SECONDS + LOAD_WAIT)) b
+  while b=$(busy_now); [ "$b" -gt "$BUSY_MAX" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || { log "other work still uses $b% of the CPU; running anyway (recorded)"; break; }
+    log "other work uses $b% of the CPU; waiting"
+    sleep 10
+  done
+  quiet_busy=$b
+}
+
 # run KIND NAME NODES [chatty-load args...]: one fresh cluster, one run; prints the JSON path.
+# Sockets go through nginx, or straight to the nodes with VIA=direct.
 run() {
-  local kind=$1 name=$2 nodes=$3 out status=0
+  local kind=$1 name=$2 nodes=$3 out status=0 targets
   shift 3
   out=$results/$kind-$name.json
   current_db="chatty_bench_${kind}_$(date +%s)"
   rm -rf "$CHATTY_CLUSTER_DIR/redis"
   quiet_machine
+  printf '{"busy_before_pct": %s, "loadavg": "%s"}\n' "${quiet_busy:-null}" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" >"$results/$kind-$name.quiet"
   DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" RUST_LOG=warn \
     bash "$ctl" start --nodes "$nodes" --server "$kind" --port "$BALANCER_PORT" \
     --base-port "$BASE_PORT" --redis-port "$BENCH_REDIS_PORT" >"$work/$kind-$name.cluster.log" 2>&1 ||
     { log "cluster did not start; see $work/$kind-$name.cluster.log"; cleanup; return 1; }
   # shellcheck source=/dev/null
   source "$CHATTY_CLUSTER_DIR/urls.env"
+  targets=$CHATTY_URL
+  [ "${VIA:-}" != direct ] || targets=$CHATTY_NODES
   log "$kind $name: chatty-load $*"
   DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" REDIS_URL=$REDIS_URL \
-    "$load" --url "$CHATTY_URL" --nodes "$CHATTY_URL" --metrics "$CHATTY_NODES" --seed-sql --json \
+    "$load" --url "$CHATTY_URL" --nodes "$targets" --metrics "$CHATTY_NODES" --seed-sql --json \
     --cluster-ctl "$ctl" "$@" >"$out" 2>"$work/$kind-$name.err" || status=$?
   cleanup
   [ "$status" -eq 0 ] || log "$kind $name: chatty-load exited $status (2: lost, duplicated or out of order)"
@@ -128,11 +153,14 @@ for kind in "${kinds[@]}"; do
   [ -z "${!var:-}" ] || saturation[$kind]=${!var}
 done
 
+wait_load
 for scenario in "${scenarios[@]}"; do
   for kind in "${kinds[@]}"; do
     case $scenario in
       idle)
-        run "$kind" idle 1 --users "$IDLE_USERS" --group-size "$GROUP" --idle 10 --connect-concurrency 128 >/dev/null || true ;;
+        # Straight to the node: through nginx each socket would cost the balancer two
+        # descriptors, and only the node's memory is measured.
+        VIA=direct run "$kind" idle 1 --users "$IDLE_USERS" --group-size "$GROUP" --idle 10 --connect-concurrency 128 >/dev/null || true ;;
       saturate)
         rm -f "$results/$kind"-rate-*.json "$results/$kind-saturation"
         first_p99='' last_ok=''

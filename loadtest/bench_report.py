@@ -19,9 +19,15 @@ def load(results, name):
     path = os.path.join(results, name + ".json")
     try:
         with open(path) as f:
-            return json.load(f)
+            r = json.load(f)
     except (OSError, ValueError):
         return None
+    try:
+        with open(os.path.join(results, name + ".quiet")) as f:
+            r["_busy_before_pct"] = json.load(f).get("busy_before_pct")
+    except (OSError, ValueError):
+        pass
+    return r
 
 
 def num(v, fmt="{:,.0f}"):
@@ -34,8 +40,11 @@ def ms(r, key):
 
 
 def load_avg(r):
+    """1-minute load average / CPU other work used just before the run."""
     l = ((r or {}).get("usage") or {}).get("loadavg_before")
-    return "-" if not l else "{:.2f}".format(l[0])
+    text = "-" if not l else "{:.2f}".format(l[0])
+    busy = (r or {}).get("_busy_before_pct")
+    return text if busy is None else f"{text} / {busy}%"
 
 
 def usage(r, key, fmt="{:,.0f}"):
@@ -224,7 +233,11 @@ def chaos_table(results):
 
 
 def report(results):
-    parts = [f"Machine: {machine()}."]
+    parts = [
+        f"Machine: {machine()}. The `load` columns give the 1-minute load average when the run "
+        "started (it still carries the previous run for a minute) / the CPU share other work "
+        "used in the 3 s before it."
+    ]
     for title, table in (
         ("Chatty against the reference", ratio_table(results)),
         ("Scenario 1: idle authenticated sockets, one node", idle_table(results)),
