@@ -350,16 +350,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     if let Some(hold) = args.idle {
+        let usage_before = probes.sample().await;
         tokio::time::sleep(Duration::from_secs(hold)).await;
-        let rss_after = resources::node_samples(&http, &metrics_nodes).await;
-        let report = Report::idle(
+        let usage_after = probes.sample().await;
+        let mut report = Report::idle(
             &args,
             connected,
             connect_errors,
             connect_secs,
             &rss_before,
-            &rss_after,
+            &usage_after.nodes,
         );
+        #[allow(clippy::cast_precision_loss)]
+        let held = hold as f64;
+        report.usage = Some(resources::Usage::between(
+            &usage_before,
+            &usage_after,
+            held,
+            0,
+        ));
         report.print(args.json);
         drop(clients);
         return Ok(());

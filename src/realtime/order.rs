@@ -19,6 +19,10 @@ use uuid::Uuid;
 /// Streams idle this long are forgotten; the next event of one waits `hold` at most.
 const IDLE: Duration = Duration::from_secs(600);
 
+/// Seqs up to this are a conversation's first messages: seen for the first time, they wait
+/// for every seq from 1, since a new group's first messages are the likeliest to race.
+const YOUNG: i64 = 16;
+
 /// Per-conversation order repair for events of type `T`.
 pub struct Reorder<T> {
     hold: Duration,
@@ -66,11 +70,12 @@ impl<T> Reorder<T> {
     /// Takes one event at `seq` of `stream`; returns what may be delivered now, in order.
     pub fn push(&mut self, stream: Uuid, seq: i64, event: T, now: Instant) -> Vec<T> {
         let mut out = Vec::new();
-        // A stream seen for the first time (a new conversation, or this node just started)
-        // past its first seq: its predecessor may be a moment behind, so it waits for it
-        // like any other event ahead of its turn.
+        // A stream seen for the first time (a new conversation, or this node just started):
+        // its predecessors may be a moment behind, so it waits for them like any other
+        // event ahead of its turn: all of them in a young conversation, the one before it
+        // otherwise (what came earlier was delivered before this node was listening).
         let s = self.streams.entry(stream).or_insert_with(|| Stream {
-            next: if seq > 1 { seq - 1 } else { seq },
+            next: if seq <= YOUNG { 1 } else { seq - 1 },
             held: BTreeMap::new(),
             last_seen: now,
         });
@@ -165,9 +170,13 @@ mod tests {
     #[test]
     fn the_first_event_seen_past_a_conversations_start_waits_for_its_predecessor() {
         let (mut r, t) = (Reorder::new(HOLD), Instant::now());
-        let (racing, quiet) = (Uuid::new_v4(), Uuid::new_v4());
-        assert!(r.push(racing, 8, 8, t).is_empty());
-        assert_eq!(r.push(racing, 7, 7, t), [7, 8]);
+        let (young, racing, quiet) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        assert!(r.push(young, 4, 4, t).is_empty());
+        assert!(r.push(young, 2, 2, t).is_empty());
+        assert_eq!(r.push(young, 1, 1, t), [1, 2]);
+        assert_eq!(r.push(young, 3, 3, t), [3, 4]);
+        assert!(r.push(racing, 80, 80, t).is_empty());
+        assert_eq!(r.push(racing, 79, 79, t), [79, 80]);
         // A conversation whose previous message went out long ago waits the hold once.
         assert!(r.push(quiet, 40, 40, t).is_empty());
         assert_eq!(r.expire(t + HOLD), [40]);

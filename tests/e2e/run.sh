@@ -42,5 +42,14 @@ node --test "$@"
 profile=${CHATTY_PROFILE:-release}
 flag=(); [ "$profile" = release ] && flag=(--release)
 (cd "$root" && cargo build "${flag[@]}" -p chatty-load)
-"${CARGO_TARGET_DIR:-$root/target}/$profile/chatty-load" --url "$CHATTY_URL" --nodes "$CHATTY_NODES" \
+load=${CARGO_TARGET_DIR:-$root/target}/$profile/chatty-load
+"$load" --url "$CHATTY_URL" --nodes "$CHATTY_NODES" \
   --users 20 --group-size 5 --rate 40 --duration 3 --ramp-up 1
+
+# The same through a crash: 3 s in, a random node is killed (SIGKILL) and, a second later,
+# restarted by the launcher. Its clients reconnect through nginx, resume with `sync` from
+# the last seq they hold and retry unacknowledged sends with the same client_msg_id;
+# anything lost or stored twice fails the run.
+"$load" --url "$CHATTY_URL" --nodes "$CHATTY_URL" --metrics "$CHATTY_NODES" \
+  --users 20 --group-size 5 --rate 40 --duration 5 --ramp-up 1 \
+  --chaos-kill-every 3 --cluster-ctl "$cluster"

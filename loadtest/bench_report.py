@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""Turns the JSON results of loadtest/bench.sh into the Markdown tables of
+docs/benchmarks.md. Usage: bench_report.py RESULTS_DIR [--write docs/benchmarks.md]
+(--write replaces what is between the `bench:begin` and `bench:end` markers)."""
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+KINDS = ("chatty", "reference")
+NAMES = {"chatty": "Chatty", "reference": "Reference (Node.js Socket.IO + Redis adapter)"}
+
+
+def load(results, name):
+    path = os.path.join(results, name + ".json")
+    try:
+        with open(path) as f:
+            r = json.load(f)
+    except (OSError, ValueError):
+        return None
+    try:
+        with open(os.path.join(results, name + ".quiet")) as f:
+            r["_busy_before_pct"] = json.load(f).get("busy_before_pct")
+    except (OSError, ValueError):
+        pass
+    return r
+
+
+def num(v, fmt="{:,.0f}"):
+    return "-" if v is None else fmt.format(v)
+
+
+def ms(r, key):
+    lat = (r or {}).get("latency") or {}
+    return num(lat.get(key), "{:.1f}")
+
+
+def load_avg(r):
+    """1-minute load average / CPU other work used just before the run."""
+    l = ((r or {}).get("usage") or {}).get("loadavg_before")
+    text = "-" if not l else "{:.2f}".format(l[0])
+    busy = (r or {}).get("_busy_before_pct")
+    return text if busy is None else f"{text} / {busy}%"
+
+
+def usage(r, key, fmt="{:,.0f}"):
+    return num(((r or {}).get("usage") or {}).get(key), fmt)
+
+
+def node_cpu(r):
+    nodes = ((r or {}).get("usage") or {}).get("nodes") or []
+    pcts = [n.get("cpu_pct") for n in nodes if n.get("cpu_pct") is not None]
+    return "-" if not pcts else " / ".join("{:.0f}".format(p) for p in pcts)
+
+
+def kept_up(r):
+    """Deliveries while sending over what the acknowledged sends asked for."""
+    if not r or not r.get("sent_per_sec"):
+        return None
+    return r["delivered_in_window_per_sec"] / (r["sent_per_sec"] * r["group_size"])
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:
+        return ""
+
+
+def machine():
+    cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    mem = sh("awk '/MemTotal/ {printf \"%.0f GB\", $2/1048576}' /proc/meminfo")
+    return "; ".join(
+        x
+        for x in [
+            f"{os.cpu_count()} vCPUs ({cpu})" if cpu else f"{os.cpu_count()} vCPUs",
+            mem,
+            f"Linux {platform.release()}",
+            sh("psql --version | cut -d' ' -f3 | sed 's/^/PostgreSQL /'"),
+            sh("redis-server --version | grep -o 'v=[0-9.]*' | sed 's/v=/Redis /'"),
+            sh("nginx -v 2>&1 | cut -d/ -f2 | sed 's/^/nginx /'"),
+            sh("node --version | sed 's/^v/Node.js /'"),
+            sh("rustc --version | cut -d' ' -f1-2"),
+        ]
+        if x
+    )
+
+
+def idle_table(results):
+    rows = []
+    for kind in KINDS:
+        r = load(results, f"{kind}-idle")
+        if not r:
+            continue
+        before = sum(n["rss_bytes"] for n in r["nodes_before"]) / 1048576
+        after = sum(n["rss_bytes"] for n in r["nodes_after"]) / 1048576
+        rows.append(
+            f"| {NAMES[kind]} | {r['connected']:,} | {r['connect_errors']} | {r['connect_secs']:.1f} "
+            f"| {before:.1f} | {after:.1f} | **{num(r.get('kb_per_connection'), '{:.1f}')}** | {load_avg(r)} |"
+        )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "| server | idle sockets | connect errors | connect s | RSS before MiB | RSS after MiB | KB per connection | load |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def rate_steps(results, kind):
+    steps = []
+    for f in os.listdir(results):
+        m = re.fullmatch(rf"{kind}-rate-(\d+)\.json", f)
+        if m:
+            steps.append((int(m.group(1)), load(results, f[:-5])))
+    return sorted(steps)
+
+
+def saturation_table(results):
+    rows = []
+    for kind in KINDS:
+        for rate, r in rate_steps(results, kind):
+            if not r:
+                rows.append(f"| {NAMES[kind]} | {rate:,} | failed |||||||||")
+                continue
+            k = kept_up(r)
+            rows.append(
+                f"| {NAMES[kind]} | {rate:,} | {r['sent_per_sec']:,.0f} | {r['delivered_in_window_per_sec']:,.0f} "
+                f"| {num(k and 100 * k, '{:.0f}%')} | {ms(r, 'p50_ms')} | {ms(r, 'p99_ms')} | {ms(r, 'max_ms')} "
+                f"| {node_cpu(r)} | {usage(r, 'pg_commits_per_sec')} | {usage(r, 'machine_busy_pct', '{:.0f}%')} | {load_avg(r)} |"
+            )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "| server | offered msg/s | acked msg/s | delivered/s while sending | kept up | p50 ms | p99 ms | max ms | node CPU % | PG commits/s | machine busy | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def saturation_of(results, kind):
+    try:
+        with open(os.path.join(results, f"{kind}-saturation")) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+
+
+def send_table(results):
+    rows = []
+    for kind in KINDS:
+        sat = saturation_of(results, kind)
+        for share in (50, 90):
+            r = load(results, f"{kind}-send-{share}")
+            if not r:
+                continue
+            rows.append(
+                f"| {NAMES[kind]} | {share}% of {num(sat)} | {r['target_rate']:,.0f} | {r['delivered_in_window_per_sec']:,.0f} "
+                f"| {ms(r, 'p50_ms')} | {ms(r, 'p90_ms')} | **{ms(r, 'p99_ms')}** | {ms(r, 'p999_ms')} | {ms(r, 'max_ms')} "
+                f"| {r['lost']} | {r['duplicated']} | {r['out_of_order']} | {usage(r, 'nodes_cpu_ms_per_1k_deliveries', '{:.0f}')} "
+                f"| {usage(r, 'pg_commits_per_sec')} | {load_avg(r)} |"
+            )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "| server | load point | msg/s | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | out of order | node CPU-ms per 1k deliveries | PG commits/s | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def ratio_table(results):
+    c, ref = saturation_of(results, "chatty"), saturation_of(results, "reference")
+    rows = []
+    if c and ref:
+        rows.append(f"| saturation (msg/s sent, groups of 10) | {c:,} | {ref:,} | **{c / ref:.1f}x** |")
+    for share in (50, 90):
+        a, b = load(results, f"chatty-send-{share}"), load(results, f"reference-send-{share}")
+        if a and b:
+            da, db = a["delivered_in_window_per_sec"], b["delivered_in_window_per_sec"]
+            rows.append(
+                f"| delivered/s at {share}% of own saturation | {da:,.0f} | {db:,.0f} | **{da / db:.1f}x** |"
+                if db
+                else f"| delivered/s at {share}% | {da:,.0f} | {db:,.0f} | - |"
+            )
+            rows.append(f"| p99 ms at {share}% of own saturation | {ms(a, 'p99_ms')} | {ms(b, 'p99_ms')} | |")
+    a, b = load(results, "chatty-idle"), load(results, "reference-idle")
+    if a and b and (a.get("kb_per_connection") or 0) > 0 and (b.get("kb_per_connection") or 0) > 0:
+        rows.append(
+            f"| KB per idle connection | {a['kb_per_connection']:.1f} | {b['kb_per_connection']:.1f} "
+            f"| **{b['kb_per_connection'] / a['kb_per_connection']:.1f}x less** |"
+        )
+    if not rows:
+        return ""
+    return "\n".join(["| measure | Chatty | reference | ratio |", "|---|---|---|---|", *rows])
+
+
+def chaos_table(results):
+    rows = []
+    for kind in KINDS:
+        r = load(results, f"{kind}-chaos")
+        if not r:
+            continue
+        res = r.get("resume") or {}
+        events = ", ".join(
+            f"{e['action']}{' ' + str(e['node']) if e.get('node') else ''} @{e['at_secs']:.0f}s" for e in r.get("chaos", [])
+        )
+        rows.append(
+            f"| {NAMES[kind]} | {r['target_rate']:,.0f} | {r['acked']:,} | {r['send_errors']} | {r['delivered']:,} "
+            f"| **{r['lost']}** | **{r['duplicated']}** | {r['out_of_order']} | {res.get('reconnects', '-')} "
+            f"| {res.get('recovered_by_sync', '-')} | {res.get('redelivered', '-')} | {res.get('send_retries', '-')} "
+            f"| {res.get('sync_errors', '-')} | {ms(r, 'p50_ms')} | {ms(r, 'p99_ms')} | {ms(r, 'max_ms')} | {load_avg(r)} | {events} |"
+        )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "| server | msg/s | acked | unacked | delivered | lost | dup | out of order (live) | reconnects | recovered by sync | redelivered | send retries | failed syncs | p50 ms | p99 ms | max ms | load | what happened |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def report(results):
+    parts = [
+        f"Machine: {machine()}. The `load` columns give the 1-minute load average when the run "
+        "started (it still carries the previous run for a minute) / the CPU share other work "
+        "used in the 3 s before it."
+    ]
+    for title, table in (
+        ("Chatty against the reference", ratio_table(results)),
+        ("Scenario 1: idle authenticated sockets, one node", idle_table(results)),
+        ("Scenario 2a: finding saturation (3 nodes behind nginx, 2,000 users in groups of 10)", saturation_table(results)),
+        ("Scenario 2b: sustained sends at 50% and 90% of saturation", send_table(results)),
+        ("Scenario 3: node kills and a Redis crash while sending", chaos_table(results)),
+    ):
+        if table:
+            parts.append(f"#### {title}\n\n{table}")
+    return "\n\n".join(parts) + "\n"
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    text = report(sys.argv[1])
+    print(text)
+    if len(sys.argv) >= 4 and sys.argv[2] == "--write":
+        path = sys.argv[3]
+        with open(path) as f:
+            doc = f.read()
+        if BEGIN not in doc or END not in doc:
+            sys.exit(f"{path} has no {BEGIN} ... {END} markers")
+        head, rest = doc.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        with open(path, "w") as f:
+            f.write(f"{head}{BEGIN}\n{text}{END}{tail}")
+        print(f"bench: tables written to {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
