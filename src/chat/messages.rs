@@ -1,7 +1,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, types::Json};
-use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{events, is_participant, publish, publish_at};
