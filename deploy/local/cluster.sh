@@ -150,9 +150,13 @@ nginx_binary() {
 render_nginx() {
   local servers='' k conf user_directive='' conns
   for k in $(seq 1 "$NODES"); do
-    # max_fails=1: one refused connection (a node draining or gone) takes it out of rotation
-    # for FAIL_TIMEOUT seconds, so clients reconnecting after a drain do not keep hitting it.
-    servers+="        server 127.0.0.1:$(node_port "$k") max_fails=1 fail_timeout=${FAIL_TIMEOUT}s;"$'\n'
+    # max_fails=0: nginx never benches a node by itself. On loopback a stopped or draining
+    # node refuses at once and the request moves on (proxy_next_upstream), so remembering
+    # failures gains nothing; and nginx forgets a failure only when a later request to that
+    # node *ends*, which a WebSocket does not do for hours. With max_fails=1 a restarted node
+    # got one new socket per fail_timeout, and once every node had failed (chatty-load
+    # --chaos-kill-every) the balancer refused nearly every reconnect ("no live upstreams").
+    servers+="        server 127.0.0.1:$(node_port "$k") max_fails=0;"$'\n'
   done
   servers=${servers%$'\n'}
   [ "$(id -u)" -ne 0 ] || user_directive="user $(id -un) $(id -gn);"
