@@ -32,7 +32,6 @@ STATE=${CHATTY_CLUSTER_DIR:-$ROOT/.chatty/cluster}
 NGX=$STATE/nginx
 TEMPLATE=$ROOT/deploy/nginx/cluster.conf.template
 # How long nginx leaves a node out of rotation after one failed attempt (see render_nginx).
-FAIL_TIMEOUT=5
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -490,13 +489,7 @@ cmd_restart_node() {
   log "node $k: starting"
   start_node "$k"
   wait_ready "$k" || exit 1
-  if nginx_alive; then
-    # nginx took the node out of rotation when it refused connections while draining, and
-    # tries it again only after FAIL_TIMEOUT. Restarting the next node before then could
-    # leave every node marked down at once: 502 "no live upstreams" for everyone.
-    log "node $k: ready; waiting ${FAIL_TIMEOUT} s for nginx to route to it again"
-    sleep "$FAIL_TIMEOUT"
-  fi
+  # nginx routes to it at once: the balancer never benches a node (max_fails=0, above).
   log "node $k: ready"
 }
 
