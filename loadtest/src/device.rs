@@ -9,8 +9,9 @@
 //!   resume nothing may ever arrive twice, so it is a duplicate;
 //! - one send stored under two seqs (a retried `client_msg_id` not deduplicated) is a
 //!   duplicate at the application level, resume or not;
-//! - a live event with a lower seq than an earlier live event on the same socket is out of
-//!   order.
+//! - a live event seen for the first time with a lower seq than an earlier live event on the
+//!   same socket is out of order; a late live copy of a seq `sync` already brought is only a
+//!   redelivery.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -146,13 +147,16 @@ impl DeviceStats {
             return;
         }
         let is_live = live.is_some();
+        let first = self.received.insert(m.seq);
         if let Some(highest_live) = live {
-            if m.seq < *highest_live {
+            // Only a first receipt can be out of order: a seq the device already holds (from a
+            // `sync` that raced the live event) changes nothing the user would see.
+            if first && m.seq < *highest_live {
                 self.out_of_order += 1;
             }
             *highest_live = (*highest_live).max(m.seq);
         }
-        if !self.received.insert(m.seq) {
+        if !first {
             if resume {
                 self.redelivered += 1;
                 stats::REDELIVERED.fetch_add(1, Ordering::Relaxed);
@@ -465,6 +469,21 @@ mod tests {
         st.receive(&msg(conv, 2, 2), Some(&mut live), false, Instant::now());
         st.receive(&msg(conv, 1, 1), Some(&mut live), false, Instant::now());
         assert_eq!(st.out_of_order, 1);
+    }
+
+    #[test]
+    fn a_late_live_copy_of_a_synced_seq_is_a_redelivery_not_disorder() {
+        let conv = Uuid::new_v4();
+        let clock = Instant::now();
+        let mut st = DeviceStats::new(conv);
+        let mut live = 0;
+        st.receive(&msg(conv, 1, 1), Some(&mut live), true, clock);
+        st.receive(&msg(conv, 3, 3), Some(&mut live), true, clock);
+        let ack = json!({ "ok": true, "data": { "conversations": { conv.to_string(): {
+            "messages": [msg(conv, 2, 2)], "has_more": false, "last_seq": 3 } } } });
+        st.take_sync(&ack, true, clock);
+        st.receive(&msg(conv, 2, 2), Some(&mut live), true, clock);
+        assert_eq!((st.out_of_order, st.redelivered, st.duplicated), (0, 1, 0));
     }
 
     #[test]
