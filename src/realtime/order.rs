@@ -5,9 +5,15 @@
 //! two sends to one conversation committed a millisecond apart on two nodes (or on two
 //! tasks of one node) can reach the bus in the opposite order. Every node reads the one
 //! bus in the same order, so each can repair it alone: an event whose seq is ahead of the
-//! next expected one waits, for at most `hold`, for the ones before it. If they never come
-//! (their publish failed, their node died between commit and publish) the waiting events
-//! go out anyway and clients fill the gap with `sync`, as after any loss.
+//! next expected one waits for the ones before it. If they never come (their publish
+//! failed, their node died between commit and publish) the waiting events go out anyway
+//! and clients fill the gap with `sync`, as after any loss.
+//!
+//! Two waits: a gap inside a conversation this node has been delivering is a publish
+//! running late, and an overloaded cluster can run hundreds of milliseconds late, so it
+//! waits `gap_hold`; the first event this node sees of a conversation past its start most
+//! likely has its predecessor delivered before the node was listening, so it waits only
+//! `first_hold`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -16,7 +22,7 @@ use std::{
 
 use uuid::Uuid;
 
-/// Streams idle this long are forgotten; the next event of one waits `hold` at most.
+/// Streams idle this long are forgotten; the next event of one waits `first_hold` at most.
 const IDLE: Duration = Duration::from_secs(600);
 
 /// Seqs up to this are a conversation's first messages: seen for the first time, they wait
@@ -25,7 +31,8 @@ const YOUNG: i64 = 16;
 
 /// Per-conversation order repair for events of type `T`.
 pub struct Reorder<T> {
-    hold: Duration,
+    first_hold: Duration,
+    gap_hold: Duration,
     streams: HashMap<Uuid, Stream<T>>,
     /// Streams holding events, so deadlines are found without scanning every stream.
     waiting: HashSet<Uuid>,
@@ -38,11 +45,15 @@ struct Stream<T> {
     /// Waiting events by seq, with when each arrived.
     held: BTreeMap<i64, (Instant, T)>,
     last_seen: Instant,
+    /// Something of it went out after its predecessor: `next` is known, not guessed.
+    settled: bool,
 }
 
 impl<T> Stream<T> {
-    fn oldest(&self) -> Option<Instant> {
-        self.held.values().map(|(at, _)| *at).min()
+    /// When its held events must go out even if their predecessors never come.
+    fn deadline(&self, first_hold: Duration, gap_hold: Duration) -> Option<Instant> {
+        let oldest = self.held.values().map(|(at, _)| *at).min()?;
+        Some(oldest + if self.settled { gap_hold } else { first_hold })
     }
 
     /// Moves every held event that is now in order to `out`.
@@ -58,9 +69,10 @@ impl<T> Stream<T> {
 }
 
 impl<T> Reorder<T> {
-    pub fn new(hold: Duration) -> Self {
+    pub fn new(first_hold: Duration, gap_hold: Duration) -> Self {
         Self {
-            hold,
+            first_hold,
+            gap_hold,
             streams: HashMap::new(),
             waiting: HashSet::new(),
             last_sweep: Instant::now(),
@@ -78,6 +90,7 @@ impl<T> Reorder<T> {
             next: if seq <= YOUNG { 1 } else { seq - 1 },
             held: BTreeMap::new(),
             last_seen: now,
+            settled: false,
         });
         s.last_seen = now;
         if seq < s.next {
@@ -86,6 +99,7 @@ impl<T> Reorder<T> {
         } else if seq == s.next {
             out.push(event);
             s.next += 1;
+            s.settled = true;
             s.release_ready(&mut out);
         } else {
             metrics::counter!("bus_reorder_held_total").increment(1);
@@ -104,9 +118,12 @@ impl<T> Reorder<T> {
     pub fn deadline(&self) -> Option<Instant> {
         self.waiting
             .iter()
-            .filter_map(|id| self.streams.get(id)?.oldest())
+            .filter_map(|id| {
+                self.streams
+                    .get(id)?
+                    .deadline(self.first_hold, self.gap_hold)
+            })
             .min()
-            .map(|at| at + self.hold)
     }
 
     /// Releases, in seq order, the events of every stream whose wait is over; the gap
@@ -119,8 +136,8 @@ impl<T> Reorder<T> {
             .filter(|id| {
                 self.streams
                     .get(id)
-                    .and_then(Stream::oldest)
-                    .is_some_and(|at| at + self.hold <= now)
+                    .and_then(|s| s.deadline(self.first_hold, self.gap_hold))
+                    .is_some_and(|at| at <= now)
             })
             .copied()
             .collect();
@@ -133,6 +150,7 @@ impl<T> Reorder<T> {
                 out.push(event);
                 s.next = seq + 1;
             }
+            s.settled = true;
             self.waiting.remove(&id);
         }
         out
@@ -157,11 +175,16 @@ impl<T> Reorder<T> {
 mod tests {
     use super::*;
 
-    const HOLD: Duration = Duration::from_millis(100);
+    const FIRST: Duration = Duration::from_millis(100);
+    const HOLD: Duration = Duration::from_millis(1000);
+
+    fn reorder<T>() -> Reorder<T> {
+        Reorder::new(FIRST, HOLD)
+    }
 
     #[test]
     fn events_in_order_go_out_at_once() {
-        let (mut r, c, t) = (Reorder::new(HOLD), Uuid::new_v4(), Instant::now());
+        let (mut r, c, t) = (reorder(), Uuid::new_v4(), Instant::now());
         assert_eq!(r.push(c, 1, 1, t), [1]);
         assert_eq!(r.push(c, 2, 2, t), [2]);
         assert_eq!(r.deadline(), None);
@@ -169,7 +192,7 @@ mod tests {
 
     #[test]
     fn the_first_event_seen_past_a_conversations_start_waits_for_its_predecessor() {
-        let (mut r, t) = (Reorder::new(HOLD), Instant::now());
+        let (mut r, t) = (reorder(), Instant::now());
         let (young, racing, quiet) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         assert!(r.push(young, 4, 4, t).is_empty());
         assert!(r.push(young, 2, 2, t).is_empty());
@@ -177,15 +200,20 @@ mod tests {
         assert_eq!(r.push(young, 3, 3, t), [3, 4]);
         assert!(r.push(racing, 80, 80, t).is_empty());
         assert_eq!(r.push(racing, 79, 79, t), [79, 80]);
-        // A conversation whose previous message went out long ago waits the hold once.
+        // A conversation whose previous message went out long ago waits the short hold
+        // once; from then on its gaps wait the long one.
         assert!(r.push(quiet, 40, 40, t).is_empty());
-        assert_eq!(r.expire(t + HOLD), [40]);
-        assert_eq!(r.push(quiet, 41, 41, t + HOLD), [41]);
+        assert_eq!(r.deadline(), Some(t + FIRST));
+        assert_eq!(r.expire(t + FIRST), [40]);
+        assert_eq!(r.push(quiet, 41, 41, t + FIRST), [41]);
+        assert!(r.push(quiet, 43, 43, t + FIRST).is_empty());
+        assert!(r.expire(t + FIRST * 2).is_empty());
+        assert_eq!(r.deadline(), Some(t + FIRST + HOLD));
     }
 
     #[test]
     fn an_event_ahead_of_its_predecessor_waits_for_it() {
-        let (mut r, c, t) = (Reorder::new(HOLD), Uuid::new_v4(), Instant::now());
+        let (mut r, c, t) = (reorder(), Uuid::new_v4(), Instant::now());
         assert_eq!(r.push(c, 1, 1, t), [1]);
         assert!(r.push(c, 3, 3, t).is_empty());
         assert!(r.push(c, 4, 4, t).is_empty());
@@ -196,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_gap_that_never_fills_is_given_up_after_the_hold() {
-        let (mut r, c, t) = (Reorder::new(HOLD), Uuid::new_v4(), Instant::now());
+        let (mut r, c, t) = (reorder(), Uuid::new_v4(), Instant::now());
         r.push(c, 1, 1, t);
         assert!(r.push(c, 3, 3, t).is_empty());
         assert!(r.push(c, 5, 5, t + HOLD / 2).is_empty());
@@ -210,7 +238,7 @@ mod tests {
 
     #[test]
     fn conversations_do_not_wait_for_each_other() {
-        let (mut r, t) = (Reorder::new(HOLD), Instant::now());
+        let (mut r, t) = (reorder(), Instant::now());
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         r.push(a, 1, "a1", t);
         assert!(r.push(a, 3, "a3", t).is_empty());
@@ -220,7 +248,7 @@ mod tests {
 
     #[test]
     fn idle_streams_are_forgotten() {
-        let (mut r, t) = (Reorder::new(HOLD), Instant::now());
+        let (mut r, t) = (reorder(), Instant::now());
         r.push(Uuid::new_v4(), 1, 1, t);
         r.push(Uuid::new_v4(), 1, 1, t + IDLE + Duration::from_secs(1));
         assert_eq!(r.streams(), 1);
