@@ -80,7 +80,9 @@ impl Application {
         let (sio_layer, io) = realtime::build(&state);
         // Outermost, so Socket.IO traffic (long-polling GETs stay open ~25 s) bypasses the
         // REST timeout and body limit.
-        let router = http::api_router(state.clone()).layer(sio_layer);
+        let router = http::api_router(state.clone())
+            .layer(sio_layer)
+            .layer(axum::middleware::map_request(realtime::detach_handshake));
         Ok(Self {
             port,
             listener,

@@ -138,10 +138,14 @@ async fn require_participant(state: &AppState, conversation: Uuid, user: Uuid) -
     }
 }
 
-pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
+/// Connect middleware of `/`, after `authenticate`: joins the user's rooms and registers
+/// every handler. socketioxide sends the connect answer before it spawns the connect
+/// handler, and a client emits the moment it sees that answer (socket.io-client flushes
+/// its buffer, a reconnecting client asks `sync`): an event that found no handler yet
+/// would be dropped without an answer. Middlewares run before the answer goes out.
+pub async fn prepare_chat(s: SocketRef) -> Result<(), Infallible> {
     let Some(user) = s.extensions.get::<AuthUser>() else {
-        let _ = s.disconnect();
-        return;
+        return Ok(());
     };
     s.join([room::user(user.user_id), room::session(user.session_id)]);
     on(&s, "joinConversation", |state, user, s, v| async move {
@@ -167,29 +171,43 @@ pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
             let span = socket_span(&s, None);
             async move {
                 tracing::debug!(%reason, "socket disconnected");
-                let conn = format!("{}:{}", state.node_id, s.id);
-                state.local.remove(&conn);
                 // A draining node leaves its leases to expire: its clients reconnect
                 // elsewhere within the TTL, so their users never flap offline.
-                if state.draining.is_draining() {
-                    return;
-                }
-                if let Some(user) = s.extensions.get::<AuthUser>() {
-                    match state.fabric.presence_disconnect(user.user_id, &conn).await {
-                        Ok(true) => {
-                            presence::announce(&state, user.user_id, Status::Offline).await;
-                        }
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!(error = %e, "presence not cleared; the lease expires by itself"),
-                    }
-                }
+                let keep_lease = state.draining.is_draining();
+                release(&state, &s, keep_lease).await;
             }
             .instrument(span)
         },
     );
+    Ok(())
+}
 
-    // Counted only once every handler is registered: announcing takes a round trip, and
-    // a client may emit the moment it sees the connect answer.
+/// Forgets a socket of this node and, unless `keep_lease`, its presence lease, announcing
+/// the user offline when it was their last connection anywhere.
+async fn release(state: &AppState, s: &SocketRef, keep_lease: bool) {
+    let conn = format!("{}:{}", state.node_id, s.id);
+    state.local.remove(&conn);
+    if keep_lease {
+        return;
+    }
+    if let Some(user) = s.extensions.get::<AuthUser>() {
+        match state.fabric.presence_disconnect(user.user_id, &conn).await {
+            Ok(true) => presence::announce(state, user.user_id, Status::Offline).await,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "presence not cleared; the lease expires by itself");
+            }
+        }
+    }
+}
+
+/// Counts the socket in this node's connections and the user's presence. Runs after the
+/// connect answer: announcing takes a round trip no client should wait for.
+pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
+    let Some(user) = s.extensions.get::<AuthUser>() else {
+        let _ = s.disconnect();
+        return;
+    };
     async {
         tracing::debug!("socket connected");
         let conn = format!("{}:{}", state.node_id, s.id);
@@ -206,6 +224,11 @@ pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
             Err(e) => {
                 tracing::warn!(error = %e, "presence not recorded; the next heartbeat retries");
             }
+        }
+        // A socket that closed meanwhile ran its disconnect handler before it was counted;
+        // left counted, heartbeats would renew its lease for ever.
+        if !s.connected() {
+            release(&state, &s, state.draining.is_draining()).await;
         }
     }
     .instrument(socket_span(&s, None))
@@ -267,15 +290,24 @@ async fn typing(state: AppState, user: AuthUser, _s: SocketRef, v: Value) -> Api
 /// Typing events a user may send per conversation per second before 429.
 const TYPING_EVENTS_PER_SECOND: u64 = 10;
 
-pub async fn on_notifications_connect(s: SocketRef) {
+/// Connect middleware of `/notifications`, after `authenticate`: rooms and the disconnect
+/// handler in place before the connect answer, as for `/` (see [`prepare_chat`]).
+pub async fn prepare_notifications(s: SocketRef) -> Result<(), Infallible> {
     let Some(user) = s.extensions.get::<AuthUser>() else {
-        let _ = s.disconnect();
-        return;
+        return Ok(());
     };
     s.join([room::user(user.user_id), room::session(user.session_id)]);
     metrics::gauge!("socket_connections", "namespace" => "/notifications").increment(1.0);
     s.on_disconnect(|| async {
         metrics::gauge!("socket_connections", "namespace" => "/notifications").decrement(1.0);
     });
+    Ok(())
+}
+
+pub async fn on_notifications_connect(s: SocketRef) {
+    if s.extensions.get::<AuthUser>().is_none() {
+        let _ = s.disconnect();
+        return;
+    }
     let _ = s.emit("notifications:connected", &json!({ "status": "connected" }));
 }

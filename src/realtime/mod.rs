@@ -24,6 +24,57 @@ use crate::{
     state::AppState,
 };
 
+/// Engine.io keeps each session's handshake request (URI, headers, extensions) for the
+/// session's lifetime. hyper parses the URI and header values as slices of its connection
+/// read buffer (16 KB once a request arrives in two reads), and axum's `OriginalUri`
+/// extension is one more slice, so keeping them keeps that buffer alive after the
+/// WebSocket upgrade. Owned copies of the few hundred bytes let it go. Requests of an
+/// existing session (`sid=`) are not kept and pass as they are.
+pub async fn detach_handshake(mut req: axum::extract::Request) -> axum::extract::Request {
+    use axum::{extract::OriginalUri, http::Uri};
+    let uri = req.uri();
+    if !uri.path().starts_with(SOCKET_IO_PATH) || uri.query().is_some_and(|q| q.contains("sid=")) {
+        return req;
+    }
+    if let Ok(owned) = Uri::try_from(uri.to_string()) {
+        *req.uri_mut() = owned;
+    }
+    let original = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|o| o.0.to_string());
+    if let Some(Ok(owned)) = original.map(Uri::try_from) {
+        req.extensions_mut().insert(OriginalUri(owned));
+    }
+    let headers = std::mem::take(req.headers_mut());
+    let mut owned = axum::http::HeaderMap::with_capacity(headers.len());
+    let mut last = None;
+    for (name, value) in headers {
+        // `None` repeats the previous name (a header sent several times).
+        let name = match name {
+            Some(n) => {
+                last = Some(n.clone());
+                n
+            }
+            None => match &last {
+                Some(n) => n.clone(),
+                None => continue,
+            },
+        };
+        let sensitive = value.is_sensitive();
+        let copy = axum::http::HeaderValue::from_bytes(value.as_bytes()).map_or(value, |mut c| {
+            c.set_sensitive(sensitive);
+            c
+        });
+        owned.append(name, copy);
+    }
+    *req.headers_mut() = owned;
+    req
+}
+
+/// Where socketioxide serves Engine.io (its default).
+const SOCKET_IO_PATH: &str = "/socket.io";
+
 /// Builds the Socket.IO layer and its handle.
 pub fn build(state: &AppState) -> (SocketIoLayer, SocketIo) {
     let (layer, io) = SocketIo::builder()
@@ -31,11 +82,23 @@ pub fn build(state: &AppState) -> (SocketIoLayer, SocketIo) {
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
         .max_payload(state.settings.max_body_bytes as u64)
+        // Client frames are small (sends, receipts, typing); the 4 KB default is resident in
+        // every idle socket, and a larger frame still grows the buffer when it comes.
+        .ws_read_buffer_size(1024)
         .build_layer();
-    io.ns("/", handlers::on_chat_connect.with(authenticate));
+    // Middlewares run last-added first: authenticate, then register handlers, all before
+    // the connect answer.
+    io.ns(
+        "/",
+        handlers::on_chat_connect
+            .with(handlers::prepare_chat)
+            .with(authenticate),
+    );
     io.ns(
         "/notifications",
-        handlers::on_notifications_connect.with(authenticate),
+        handlers::on_notifications_connect
+            .with(handlers::prepare_notifications)
+            .with(authenticate),
     );
     (layer, io)
 }
@@ -93,16 +156,20 @@ async fn authenticate(
     }
 }
 
-/// How long an event ahead of its conversation's next seq waits for the ones before it.
-/// Publishes race by a few milliseconds at most; a longer gap is a lost publish, which
-/// clients fill with `sync`.
-const REORDER_HOLD: Duration = Duration::from_millis(100);
+/// How long an event ahead of its conversation's next seq waits for the ones before it:
+/// the first event this node sees of a conversation briefly (its predecessor most likely
+/// went out before the node listened), a gap in a conversation it has been delivering
+/// longer, since publishes of an overloaded cluster run hundreds of milliseconds late
+/// (100 ms let a few events out of order at saturation). A gap that outlasts it is a lost
+/// publish, which clients fill with `sync`.
+const REORDER_FIRST_HOLD: Duration = Duration::from_millis(100);
+const REORDER_GAP_HOLD: Duration = Duration::from_millis(1000);
 
 /// Delivers what the bus carries to this node's sockets until `stop`, each conversation's
 /// messages in seq order.
 pub async fn bus_loop(io: SocketIo, state: AppState, stop: CancellationToken) {
     let mut rx = state.broker.subscribe();
-    let mut reorder = order::Reorder::new(REORDER_HOLD);
+    let mut reorder = order::Reorder::new(REORDER_FIRST_HOLD, REORDER_GAP_HOLD);
     loop {
         let deadline = reorder.deadline();
         let msg = tokio::select! {
@@ -181,6 +248,80 @@ async fn deliver(io: &SocketIo, msg: &Arc<BusMessage>) {
             if !leave.is_empty() {
                 let _ = op.to(targets).leave(leave.clone()).await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::{Body, Bytes},
+        extract::{OriginalUri, Request},
+        http::{HeaderValue, Uri, header},
+    };
+
+    use super::detach_handshake;
+
+    /// A request whose URI, header values and `OriginalUri` are slices of one buffer, as
+    /// hyper and axum build them.
+    fn shared_request(path_and_query: &str) -> (Bytes, Request) {
+        let buf = Bytes::from(format!("{path_and_query} Bearer abc text/plain text/html"));
+        let uri = Uri::from_maybe_shared(buf.slice(..path_and_query.len())).unwrap();
+        let at = |s: &str| {
+            let i = path_and_query.len()
+                + 1
+                + buf[path_and_query.len() + 1..]
+                    .windows(s.len())
+                    .position(|w| w == s.as_bytes())
+                    .unwrap();
+            HeaderValue::from_maybe_shared(buf.slice(i..i + s.len())).unwrap()
+        };
+        let mut auth = at("Bearer abc");
+        auth.set_sensitive(true);
+        let mut req = Request::builder()
+            .uri(uri.clone())
+            .body(Body::empty())
+            .unwrap();
+        req.headers_mut().insert(header::AUTHORIZATION, auth);
+        req.headers_mut().append(header::ACCEPT, at("text/plain"));
+        req.headers_mut().append(header::ACCEPT, at("text/html"));
+        req.extensions_mut().insert(OriginalUri(uri));
+        (buf, req)
+    }
+
+    fn inside(buf: &Bytes, bytes: &[u8]) -> bool {
+        buf.as_ptr_range().contains(&bytes.as_ptr())
+    }
+
+    #[tokio::test]
+    async fn a_handshake_keeps_nothing_of_the_connection_buffer() {
+        let (buf, req) = shared_request("/socket.io/?EIO=4&transport=websocket");
+        let req = detach_handshake(req).await;
+        assert_eq!(req.uri(), "/socket.io/?EIO=4&transport=websocket");
+        assert!(!inside(&buf, req.uri().path().as_bytes()));
+        let original = &req.extensions().get::<OriginalUri>().unwrap().0;
+        assert_eq!(original, req.uri());
+        assert!(!inside(&buf, original.path().as_bytes()));
+        let auth = &req.headers()[header::AUTHORIZATION];
+        assert_eq!(auth, "Bearer abc");
+        assert!(auth.is_sensitive());
+        let accept: Vec<_> = req.headers().get_all(header::ACCEPT).iter().collect();
+        assert_eq!(accept, ["text/plain", "text/html"]);
+        for v in req.headers().values() {
+            assert!(!inside(&buf, v.as_bytes()));
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_of_an_existing_session_and_rest_calls_pass_untouched() {
+        for path in ["/socket.io/?EIO=4&transport=polling&sid=abc", "/users/me"] {
+            let (buf, req) = shared_request(path);
+            let req = detach_handshake(req).await;
+            assert!(inside(&buf, req.uri().path().as_bytes()), "{path}");
+            assert!(inside(
+                &buf,
+                req.headers()[header::AUTHORIZATION].as_bytes()
+            ));
         }
     }
 }

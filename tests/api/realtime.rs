@@ -606,3 +606,31 @@ async fn long_polling_clients_and_websocket_clients_hear_each_other_across_nodes
         SioClient::connect_with(&a.address, "/", json!({}), &[], Transport::Polling).await;
     assert!(matches!(refused, Err(ConnectError::Refused(_))));
 }
+
+/// A socket that closes while its connect is still being counted must not stay counted:
+/// heartbeats would renew its presence lease for ever and the user would never go offline.
+#[tokio::test]
+async fn sockets_closed_right_after_connecting_leave_no_presence_behind() {
+    let a = spawn_app().await;
+    let alice = a.register(&name("alice")).await;
+    let mut node = a.spawn_process(&[]);
+    node.ready().await;
+
+    let attempts = (0..100).map(|_| {
+        let (address, token) = (node.address.clone(), alice.token.clone());
+        tokio::spawn(async move {
+            let sock = SioClient::connect(&address, "/", json!({ "token": token }))
+                .await
+                .unwrap();
+            drop(sock);
+        })
+    });
+    for t in futures_util::future::join_all(attempts).await {
+        t.unwrap();
+    }
+
+    // Long enough for every connect to be counted and every close to be handled.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a.status_of(alice.id).await, "offline");
+    node.kill();
+}

@@ -396,3 +396,51 @@ async fn sent_messages_collapse_into_one_live_notification_per_recipient_and_con
         .unwrap();
     assert_eq!(alice_unread["count"], 0, "the sender notified itself");
 }
+
+/// Clients emit the moment they see the connect answer (socket.io-client flushes its
+/// buffer then, and a reconnecting client asks `sync` at once). Every such event must be
+/// answered: the handlers have to be in place before the answer goes out. Many sockets
+/// connecting at once on a node process of its own make a late registration show.
+#[tokio::test]
+async fn an_event_sent_the_moment_the_connect_answer_arrives_is_answered() {
+    let a = spawn_app().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let conv = group(&a, &alice, &[&bob]).await;
+    let mut node = a.spawn_process(&[]);
+    node.ready().await;
+
+    let attempts = (0..200).map(|i| {
+        let (address, token) = (
+            node.address.clone(),
+            if i % 2 == 0 { &alice.token } else { &bob.token }.clone(),
+        );
+        tokio::spawn(async move {
+            let sock =
+                chatty::sio_client::SioClient::connect(&address, "/", json!({ "token": token }))
+                    .await
+                    .unwrap();
+            let ack = sock
+                .emit_with_ack(
+                    "sync",
+                    &json!({ "conversations": { conv.to_string(): 0 } }),
+                    WAIT,
+                )
+                .await;
+            ack.map(|v| v["ok"] == true)
+        })
+    });
+    let mut unanswered = 0;
+    for t in futures_util::future::join_all(attempts).await {
+        match t.unwrap() {
+            Ok(true) => {}
+            Ok(false) => panic!("sync refused"),
+            Err(_) => unanswered += 1,
+        }
+    }
+    assert_eq!(
+        unanswered, 0,
+        "events sent right after connect went unanswered"
+    );
+    node.kill();
+}
