@@ -61,7 +61,7 @@ results=${BENCH_RESULTS:-$work/results}
 [[ $results == /* ]] || results=$root/$results
 export CHATTY_CLUSTER_DIR=$work/cluster
 ctl=$root/deploy/local/cluster.sh
-mkdir -p "$results"
+mkdir -p "$results" "$work"
 [ -d loadtest/reference/node_modules ] || (cd loadtest/reference && npm ci --no-audit --no-fund >/dev/null)
 
 log() { printf 'bench: %s\n' "$*" >&2; }

@@ -87,16 +87,37 @@ struct UserStatus {
 
 /// Records a presence transition in PostgreSQL and tells the user's friends, conversation
 /// partners and own devices, in one publish. Users the subject has blocked are not told.
-pub async fn announce(state: &AppState, user: Uuid, status: Status) {
-    let result: Result<(), sqlx::Error> = async {
-        let last_seen: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+///
+/// Transitions of one user can run at once on different nodes (one device leaving a node
+/// while another joins elsewhere), and their writes and publishes could land in either
+/// order, leaving the opposite of the truth. So announces of one user take turns under a
+/// cluster-wide lock, and each reads the fabric's current state and writes and publishes
+/// that: the last one tells what is true after every transition before it. The event
+/// goes out after the write is committed, so a client that reads the user back agrees.
+/// `transition` is used only when the fabric cannot be read.
+pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
+    let result: Result<Status, sqlx::Error> = async {
+        let mut lock = UserLock::acquire(&state.db, user).await?;
+        let status = match state.fabric.online(&[user]).await {
+            Ok(online) if online.contains(&user) => Status::Online,
+            Ok(_) => Status::Offline,
+            Err(e) => {
+                tracing::warn!(error = %e, %user, "presence not readable; announcing the transition");
+                transition
+            }
+        };
+        let conn = lock.conn();
+        let Some(last_seen) = sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
             "update users set status = $2, last_seen_at = now() where user_id = $1 returning last_seen_at",
         )
         .bind(user)
         .bind(status.as_str())
-        .fetch_optional(&state.db)
+        .fetch_optional(&mut *conn)
         .await?
-        .unwrap_or_else(chrono::Utc::now);
+        else {
+            lock.release().await;
+            return Ok(status);
+        };
         let audience: Vec<Uuid> = sqlx::query_scalar(
             "select p.user_id from conversation_participants me \
                join conversation_participants p on p.conversation_id = me.conversation_id \
@@ -108,7 +129,7 @@ pub async fn announce(state: &AppState, user: Uuid, status: Status) {
              select blocked_id from user_blocks where blocker_id = $1",
         )
         .bind(user)
-        .fetch_all(&state.db)
+        .fetch_all(&mut *conn)
         .await?;
         let mut rooms: Vec<String> = audience.into_iter().map(room::user).collect();
         rooms.push(room::user(user));
@@ -117,13 +138,70 @@ pub async fn announce(state: &AppState, user: Uuid, status: Status) {
             Ok(emit) => broker::publish_or_log(state.broker.as_ref(), BusMessage::Emit(emit)).await,
             Err(e) => tracing::error!(error = %e, "cannot encode userStatus"),
         }
-        Ok(())
+        lock.release().await;
+        Ok(status)
     }
     .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, %user, ?status, "presence transition not recorded");
+    match result {
+        Ok(status) => {
+            metrics::counter!("presence_transitions_total", "status" => status.as_str())
+                .increment(1);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, %user, ?transition, "presence transition not recorded")
+        }
     }
-    metrics::counter!("presence_transitions_total", "status" => status.as_str()).increment(1);
+}
+
+/// A PostgreSQL session advisory lock on one user, held on one pooled connection. A
+/// connection that could not be unlocked (an error, or the holder dropped mid-way) is
+/// closed rather than pooled, which releases the lock on the server.
+struct UserLock {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    key: i64,
+}
+
+impl UserLock {
+    async fn acquire(db: &sqlx::PgPool, user: Uuid) -> Result<Self, sqlx::Error> {
+        let (high, _) = user.as_u64_pair();
+        // The lock key space is 64 bits; a collision only makes two users take turns.
+        #[allow(clippy::cast_possible_wrap)]
+        let key = high as i64;
+        let mut conn = db.acquire().await?;
+        sqlx::query("select pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Self {
+            conn: Some(conn),
+            key,
+        })
+    }
+
+    fn conn(&mut self) -> &mut sqlx::PgConnection {
+        self.conn.as_mut().expect("connection held until release")
+    }
+
+    async fn release(mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let unlocked = sqlx::query_scalar::<_, bool>("select pg_advisory_unlock($1)")
+            .bind(self.key)
+            .fetch_one(&mut *conn)
+            .await;
+        if !matches!(unlocked, Ok(true)) {
+            drop(conn.detach());
+        }
+    }
+}
+
+impl Drop for UserLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
+        }
+    }
 }
 
 /// Renews this node's leases every third of the TTL, in one round trip, and re-registers

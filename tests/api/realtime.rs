@@ -634,3 +634,37 @@ async fn sockets_closed_right_after_connecting_leave_no_presence_behind() {
     assert_eq!(a.status_of(alice.id).await, "offline");
     node.kill();
 }
+
+/// Presence transitions of one user race when devices come and go on different nodes at
+/// once; the announce that runs last must write and tell the current truth, whatever the
+/// transition that triggered it believed.
+#[tokio::test]
+async fn a_late_presence_transition_announces_the_current_truth() {
+    use chatty::realtime::presence::{Status, announce};
+    let a = spawn_app().await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    a.conversation_of(&[&alice, &bob]).await;
+    let mut bob_sock = a.socket(&bob.token).await;
+
+    // A late "online" for a user without a live connection.
+    announce(&a.state, alice.id, Status::Online).await;
+    assert_eq!(
+        status_of(&mut bob_sock, alice.id, WAIT).await["status"],
+        "offline"
+    );
+    assert_eq!(a.status_of(alice.id).await, "offline");
+
+    // A late "offline" for a user with one.
+    let _alice_sock = a.socket(&alice.token).await;
+    assert_eq!(
+        status_of(&mut bob_sock, alice.id, WAIT).await["status"],
+        "online"
+    );
+    announce(&a.state, alice.id, Status::Offline).await;
+    assert_eq!(
+        status_of(&mut bob_sock, alice.id, WAIT).await["status"],
+        "online"
+    );
+    assert_eq!(a.status_of(alice.id).await, "online");
+}
