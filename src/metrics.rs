@@ -40,6 +40,7 @@ fn zero() {
         "broker_publish_errors_total",
         "broker_reconnects_total",
         "bus_lagged_events_total",
+        "bus_replayed_messages_total",
         "db_errors_total",
         "redis_errors_total",
         "auth_sessions_revoked_total",
@@ -101,6 +102,10 @@ fn describe() {
     metrics::describe_counter!(
         "broker_reconnects_total",
         "Event bus resubscriptions after losing Redis"
+    );
+    metrics::describe_counter!(
+        "bus_replayed_messages_total",
+        "Messages handed to this node's sockets from PostgreSQL after a resubscription"
     );
     metrics::describe_counter!(
         "presence_transitions_total",

@@ -40,6 +40,10 @@ impl Broker for MemoryBroker {
         self.tx.subscribe()
     }
 
+    fn deliver_local(&self, msg: BusMessage) {
+        let _ = self.tx.send(Arc::new(msg));
+    }
+
     fn connected(&self) -> bool {
         true
     }

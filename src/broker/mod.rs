@@ -132,6 +132,10 @@ pub enum BusMessage {
         join: Vec<String>,
         leave: Vec<String>,
     },
+    /// Never published: a node's own note that its subscription was down and is back.
+    /// Whatever was published in that window never reached this node; `missed_ms` is
+    /// how long, from noticing the loss to hearing the bus again.
+    Resubscribed { missed_ms: u64 },
 }
 
 /// A failure to publish. Callers that stored data already log it and carry on: clients
@@ -150,6 +154,9 @@ pub trait Broker: Send + Sync + 'static {
 
     /// What this node receives, in publish order per publisher.
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>>;
+
+    /// Hands `msg` to this node's subscribers only, as if it came from the bus.
+    fn deliver_local(&self, msg: BusMessage);
 
     /// Whether the subscription to other nodes is live right now.
     fn connected(&self) -> bool;

@@ -3,7 +3,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context;
@@ -80,7 +80,8 @@ async fn subscriber(
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = RESUBSCRIBE_MIN;
+    let mut lost_at: Option<Instant> = None;
     loop {
         match subscribe(&client, &channel).await {
             Ok(mut pubsub) => {
@@ -92,10 +93,17 @@ async fn subscriber(
                     tracing::info!(channel, "event bus reconnected to Redis");
                     metrics::counter!("broker_reconnects_total").increment(1);
                 }
-                backoff = Duration::from_millis(50);
+                if let Some(at) = lost_at.take() {
+                    let missed_ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    let _ = tx.send(Arc::new(BusMessage::Resubscribed { missed_ms }));
+                }
+                backoff = RESUBSCRIBE_MIN;
                 let mut stream = pubsub.on_message();
                 while let Some(msg) = stream.next().await {
                     match serde_json::from_slice::<BusMessage>(msg.get_payload_bytes()) {
+                        Ok(BusMessage::Resubscribed { .. }) => {
+                            metrics::counter!("broker_decode_errors_total").increment(1);
+                        }
                         Ok(m) => {
                             let _ = tx.send(Arc::new(m));
                         }
@@ -105,6 +113,7 @@ async fn subscriber(
                         }
                     }
                 }
+                lost_at = Some(Instant::now());
                 connected.store(false, Ordering::SeqCst);
                 metrics::gauge!("broker_connected").set(0.0);
                 tracing::warn!(
@@ -117,9 +126,15 @@ async fn subscriber(
             }
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
     }
 }
+
+/// Resubscribe backoff. Short at most: publishes that reach Redis while this node is not
+/// subscribed never reach it, so every moment between Redis's return and the resubscription
+/// is replayed from PostgreSQL afterwards; one connection attempt costs next to nothing.
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
+const RESUBSCRIBE_MAX: Duration = Duration::from_millis(250);
 
 async fn subscribe(
     client: &redis::Client,
@@ -172,6 +187,10 @@ impl Broker for RedisBroker {
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
         self.tx.subscribe()
+    }
+
+    fn deliver_local(&self, msg: BusMessage) {
+        let _ = self.tx.send(Arc::new(msg));
     }
 
     fn connected(&self) -> bool {

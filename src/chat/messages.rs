@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, types::Json};
@@ -5,6 +7,7 @@ use uuid::Uuid;
 
 use super::{events, is_participant, publish, publish_at};
 use crate::{
+    broker::{BusMessage, Emit, Namespace, room},
     domain::{MessageBody, ReceiptStatus},
     error::{ApiError, ApiResult},
     state::AppState,
@@ -150,7 +153,8 @@ const SEND: &str = concat!(
 
 /// Stores a message and announces it as `newMessage` to every participant, the sender's
 /// other devices included. Returns the message and whether it was stored now (`false`: a
-/// retry with a `client_msg_id` already used by this sender, answered with the original).
+/// retry with a `client_msg_id` already used by this sender, answered with the original,
+/// which is announced again).
 #[tracing::instrument(skip_all, fields(%conversation_id, %sender))]
 pub async fn send_message(
     state: &AppState,
@@ -189,6 +193,17 @@ pub async fn send_message(
                 client_msg_id.ok_or_else(|| ApiError::Conflict("duplicate message".into()))?;
             let original =
                 original_of_retry(&state.db, sender, conversation_id, client_msg_id).await?;
+            // A sender retries when it saw no answer, which is also when the first publish
+            // may have died with its node: announcing again repairs that, and receivers
+            // already drop a message id and seq they hold. No second notification.
+            let recipients: Vec<Uuid> = sqlx::query_scalar(
+                "select user_id from conversation_participants where conversation_id = $1",
+            )
+            .bind(conversation_id)
+            .fetch_all(&state.db)
+            .await?;
+            let position = Some((original.conversation_id, original.seq));
+            publish_at(state, events::NEW_MESSAGE, &recipients, &original, position).await;
             Ok((original, false))
         }
         Err(e) => Err(e.into()),
@@ -609,4 +624,74 @@ pub(super) async fn page(
         .bind(range.limit.clamp(1, MAX_MESSAGE_PAGE))
         .fetch_all(db)
         .await?)
+}
+
+/// Messages stored in a window, oldest id first, with who must hear about each. The ids
+/// are time-ordered (UUIDv7), so the window is a range of the primary key, not a scan.
+const REPLAY: &str = concat!(
+    "select ",
+    message_columns!(),
+    ", ",
+    message_status!(),
+    " as status, \
+       array(select p.user_id from conversation_participants p where p.conversation_id = m.conversation_id) \
+       as recipients \
+     from messages m \
+     where m.message_id >= $1 and m.message_id < $2 and m.deleted_at is null \
+     order by m.message_id \
+     limit $3"
+);
+
+/// Most messages one replay hands over; beyond it clients resume with `sync`.
+const REPLAY_MAX: i64 = 20_000;
+
+/// How far ahead of this node's clock another node's message ids may run.
+const REPLAY_SKEW: Duration = Duration::from_secs(5);
+
+/// The smallest UUIDv7 of a millisecond: a bound for a range of time-ordered ids.
+fn v7_floor(at: DateTime<Utc>) -> Uuid {
+    let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70;
+    bytes[8] = 0x80;
+    Uuid::from_bytes(bytes)
+}
+
+/// Hands this node's own subscribers, as if from the bus, the `newMessage` of every message
+/// stored within `window` before now: after its bus subscription was down, what was
+/// published meanwhile never reached it. Each conversation's messages go in seq order, so
+/// they also close the gaps its live events are waiting on. Clients drop those they hold
+/// (by message id and seq). Returns how many were handed over.
+pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, sqlx::Error> {
+    let now = Utc::now();
+    let from = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let to = now + chrono::Duration::from_std(REPLAY_SKEW).unwrap_or(chrono::Duration::zero());
+    let mut rows: Vec<Addressed> = sqlx::query_as(REPLAY)
+        .bind(v7_floor(from))
+        .bind(v7_floor(to))
+        .bind(REPLAY_MAX)
+        .fetch_all(&state.db)
+        .await?;
+    if rows.len() as i64 >= REPLAY_MAX {
+        tracing::warn!(
+            messages = rows.len(),
+            "replay capped; clients catch up on the rest through sync"
+        );
+    }
+    rows.sort_unstable_by_key(|a| (a.message.conversation_id, a.message.seq));
+    for Addressed {
+        message,
+        recipients,
+    } in &rows
+    {
+        let rooms = recipients.iter().map(|id| room::user(*id)).collect();
+        match Emit::new(Namespace::Chat, events::NEW_MESSAGE, rooms, message) {
+            Ok(emit) => state.broker.deliver_local(BusMessage::Emit(
+                emit.ordered(message.conversation_id, message.seq),
+            )),
+            Err(e) => tracing::error!(error = %e, "event payload cannot be encoded"),
+        }
+    }
+    Ok(rows.len())
 }

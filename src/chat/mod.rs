@@ -48,7 +48,7 @@ pub use self::conversations::{
 pub use self::messages::{
     DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageStatus,
     MessageStatusEvent, MessageView, Receipt, delete_message, edit_message, mark_status,
-    message_view, messages_after, messages_page, receipts, send_message,
+    message_view, messages_after, messages_page, receipts, replay_recent, send_message,
 };
 use crate::{
     broker::{self, BusMessage, Emit, Namespace, room},

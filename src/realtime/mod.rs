@@ -183,6 +183,12 @@ pub async fn bus_loop(io: SocketIo, state: AppState, stop: CancellationToken) {
             msg = rx.recv() => msg,
         };
         match msg {
+            Ok(msg) if matches!(msg.as_ref(), BusMessage::Resubscribed { .. }) => {
+                let BusMessage::Resubscribed { missed_ms } = *msg else {
+                    continue;
+                };
+                tokio::spawn(replay_missed(state.clone(), missed_ms));
+            }
             Ok(msg) => {
                 let position = match msg.as_ref() {
                     BusMessage::Emit(e) => e.order,
@@ -221,6 +227,29 @@ async fn deliver_emit(io: &SocketIo, e: &Emit) {
     metrics::histogram!("fanout_latency_seconds").record(lag_ms.max(0) as f64 / 1000.0);
 }
 
+/// How long before the loss was noticed a publish may have gone unheard: a Redis that died
+/// took what it had not forwarded yet, and ids come from the senders' clocks.
+const REPLAY_MARGIN: Duration = Duration::from_secs(2);
+
+/// After the bus subscription came back: hands this node's sockets the messages published
+/// while it was away, from PostgreSQL, so nothing waits for the client's next `sync`.
+async fn replay_missed(state: AppState, missed_ms: u64) {
+    let window = Duration::from_millis(missed_ms) + REPLAY_MARGIN;
+    match crate::chat::replay_recent(&state, window).await {
+        Ok(n) => {
+            metrics::counter!("bus_replayed_messages_total").increment(n as u64);
+            tracing::info!(
+                messages = n,
+                window_ms = window.as_millis(),
+                "replayed messages the bus missed"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "replay after resubscribing failed; clients catch up through sync")
+        }
+    }
+}
+
 async fn deliver(io: &SocketIo, msg: &Arc<BusMessage>) {
     match msg.as_ref() {
         BusMessage::Emit(e) => deliver_emit(io, e).await,
@@ -249,6 +278,7 @@ async fn deliver(io: &SocketIo, msg: &Arc<BusMessage>) {
                 let _ = op.to(targets).leave(leave.clone()).await;
             }
         }
+        BusMessage::Resubscribed { .. } => {}
     }
 }
 

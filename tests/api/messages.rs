@@ -404,7 +404,7 @@ async fn concurrent_sends_to_one_conversation_get_gap_free_unique_seqs() {
 }
 
 #[tokio::test]
-async fn a_repeated_client_msg_id_returns_the_original_message_without_a_duplicate() {
+async fn a_repeated_client_msg_id_returns_and_announces_the_original_without_a_duplicate() {
     // Arrange
     let app = spawn_app().await;
     let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
@@ -427,9 +427,12 @@ async fn a_repeated_client_msg_id_returns_the_original_message_without_a_duplica
     assert_eq!(retry["seq"], 1);
     assert_eq!(retry["client_msg_id"], client_msg_id.to_string());
     assert_eq!(app.count("messages").await, 1);
-    // The retry published nothing and burnt no seq: the next event is the next message, seq 2.
-    let (_, data) = next_emit(&mut bus, "newMessage").await;
-    assert_eq!(data["message_id"], first["message_id"]);
+    // The retry announced the original again (same id, same seq) and burnt no seq.
+    for _ in 0..2 {
+        let (_, data) = next_emit(&mut bus, "newMessage").await;
+        assert_eq!(data["message_id"], first["message_id"]);
+        assert_eq!(data["seq"], 1);
+    }
     let next = send(&app, &alice, conv, "next").await;
     assert_eq!(next["seq"], 2);
     let (_, data) = next_emit(&mut bus, "newMessage").await;

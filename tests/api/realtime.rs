@@ -668,3 +668,49 @@ async fn a_late_presence_transition_announces_the_current_truth() {
     );
     assert_eq!(a.status_of(alice.id).await, "online");
 }
+
+/// A message whose publish never reached a node (its sender's node died between commit and
+/// publish, or it was published while this node was resubscribing) reaches that node's
+/// sockets once the node hears the bus again, without the client asking `sync`.
+#[tokio::test]
+async fn messages_the_bus_missed_are_replayed_once_the_node_resubscribes() {
+    // Arrange: bob's socket on a node of a private Redis
+    let mut redis = PrivateRedis::start(crate::helpers::free_port());
+    redis.wait_up().await;
+    let url = redis.url();
+    let a = spawn_configured(true, |s: &mut chatty::config::Settings| {
+        s.redis_url = Some(url.clone());
+    })
+    .await;
+    let alice = a.register(&name("alice")).await;
+    let bob = a.register(&name("bob")).await;
+    let conv = a.conversation_of(&[&alice, &bob]).await;
+    let mut bob_sock = a.socket(&bob.token).await;
+    // Stored by a node that died before it published: the row, and no event.
+    let message_id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "with c as (update conversations set last_seq = last_seq + 1 where conversation_id = $1 \
+           returning last_seq) \
+         insert into messages (message_id, conversation_id, sender_id, seq, content) \
+         select $2, $1, $3, c.last_seq, 'unheard' from c",
+    )
+    .bind(conv)
+    .bind(message_id)
+    .bind(alice.id)
+    .execute(&a.db)
+    .await
+    .unwrap();
+    assert!(bob_sock.collect("newMessage", QUIET).await.is_empty());
+
+    // Act: Redis restarts, so the node loses its subscription and takes it up again
+    redis.restart().await;
+
+    // Assert
+    let got = bob_sock
+        .next_event("newMessage", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(got["message_id"], message_id.to_string());
+    assert_eq!(got["content"], "unheard");
+    assert_eq!(got["seq"], 1);
+}
