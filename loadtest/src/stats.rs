@@ -181,7 +181,11 @@ pub struct Report {
     pub delivered_in_window_per_sec: f64,
     pub lost: u64,
     pub duplicated: u64,
+    /// Live first receipts below an earlier live seq. A failure unless resuming: a resuming
+    /// device orders by seq, and a late live event then fills a gap as `sync` would.
     pub out_of_order: u64,
+    #[serde(skip)]
+    pub resuming: bool,
     pub latency: Option<Percentiles>,
     pub ack_latency: Option<Percentiles>,
     pub resume: Option<Resume>,
@@ -263,6 +267,7 @@ impl Report {
             lost: 0,
             duplicated: 0,
             out_of_order: 0,
+            resuming: false,
             latency: None,
             ack_latency: None,
             resume: None,
@@ -338,6 +343,7 @@ impl Report {
             lost,
             duplicated: dup,
             out_of_order: ooo,
+            resuming: resume.is_some(),
             latency: (!latency.is_empty()).then(|| Percentiles::of(&latency)),
             ack_latency: (!ack_hist.is_empty()).then(|| Percentiles::of(ack_hist)),
             resume,
@@ -350,7 +356,7 @@ impl Report {
     }
 
     pub fn failed(&self) -> bool {
-        self.lost > 0 || self.duplicated > 0 || self.out_of_order > 0
+        self.lost > 0 || self.duplicated > 0 || (self.out_of_order > 0 && !self.resuming)
     }
 
     pub fn print(&self, json: bool) {
@@ -374,14 +380,15 @@ impl Report {
                 self.sent, self.acked, self.send_errors, self.sent_per_sec, self.target_rate
             );
             println!(
-                "delivered {} of {} expected at {:.0}/s ({:.0}/s while sending); lost {}, duplicated {}, out of order {}",
+                "delivered {} of {} expected at {:.0}/s ({:.0}/s while sending); lost {}, duplicated {}, out of order {}{}",
                 self.delivered,
                 self.expected_deliveries,
                 self.delivered_per_sec,
                 self.delivered_in_window_per_sec,
                 self.lost,
                 self.duplicated,
-                self.out_of_order
+                self.out_of_order,
+                if self.resuming { " (live, late gap fills: not failures when resuming)" } else { "" }
             );
             if let Some(l) = &self.latency {
                 println!(
@@ -462,5 +469,25 @@ impl Report {
                 ))
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn disorder_fails_a_run_unless_its_devices_resume() {
+        let args = crate::Args::parse_from(["chatty-load"]);
+        let mut r = Report::idle(&args, 0, 0, 0.0, &[], &[]);
+        assert!(!r.failed());
+        r.out_of_order = 1;
+        assert!(r.failed());
+        r.resuming = true;
+        assert!(!r.failed());
+        r.lost = 1;
+        assert!(r.failed());
     }
 }
