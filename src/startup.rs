@@ -18,6 +18,9 @@ use socketioxide::SocketIo;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long a stopping node waits for socket disconnect work before closing its pool.
+const SOCKET_WORK_GRACE: Duration = Duration::from_secs(5);
+
 /// One node, bound and wired, not yet serving.
 pub struct Application {
     port: u16,
@@ -76,6 +79,7 @@ impl Application {
             local: Arc::default(),
             draining: Arc::new(Draining::default()),
             notifier,
+            socket_work: TaskTracker::new(),
         };
         let (sio_layer, io) = realtime::build(&state);
         // Outermost, so Socket.IO traffic (long-polling GETs stay open ~25 s) bypasses the
@@ -176,6 +180,15 @@ impl Application {
         }
         stop.cancel();
         tasks.wait().await;
+        // Sockets that closed just before the signal are still recording their users
+        // offline; a closed pool would leave those users online in PostgreSQL.
+        state.socket_work.close();
+        if tokio::time::timeout(SOCKET_WORK_GRACE, state.socket_work.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("socket disconnect work still running at shutdown");
+        }
         state.db.close().await;
         tracing::info!(node = %state.node_id, "stopped");
         Ok(())

@@ -29,6 +29,9 @@ pub struct AppState {
     /// Queues sent messages for the notification centre; the node's notifier task writes
     /// them in batches and flushes what is queued when the node stops.
     pub notifier: MessageNotifier,
+    /// Socket connect and disconnect work still under way (presence writes), which a
+    /// stopping node waits for before it closes its database pool.
+    pub socket_work: tokio_util::task::TaskTracker,
 }
 
 #[derive(Debug, Default)]

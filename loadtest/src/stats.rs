@@ -388,7 +388,11 @@ impl Report {
                 self.lost,
                 self.duplicated,
                 self.out_of_order,
-                if self.resuming { " (live, late gap fills: not failures when resuming)" } else { "" }
+                if self.resuming {
+                    " (live, late gap fills: not failures when resuming)"
+                } else {
+                    ""
+                }
             );
             if let Some(l) = &self.latency {
                 println!(

@@ -169,7 +169,9 @@ pub async fn prepare_chat(s: SocketRef) -> Result<(), Infallible> {
     s.on_disconnect(
         move |s: SocketRef, reason: DisconnectReason, State(state): State<AppState>| {
             let span = socket_span(&s, None);
+            let working = state.socket_work.token();
             async move {
+                let _working = working;
                 tracing::debug!(%reason, "socket disconnected");
                 // A draining node leaves its leases to expire: its clients reconnect
                 // elsewhere within the TTL, so their users never flap offline.
@@ -208,7 +210,9 @@ pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
         let _ = s.disconnect();
         return;
     };
+    let working = state.socket_work.token();
     async {
+        let _working = working;
         tracing::debug!("socket connected");
         let conn = format!("{}:{}", state.node_id, s.id);
         state
