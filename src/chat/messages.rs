@@ -642,8 +642,12 @@ const REPLAY: &str = concat!(
      limit $3"
 );
 
-/// Most messages one replay hands over; beyond it clients resume with `sync`.
-const REPLAY_MAX: i64 = 20_000;
+/// Most messages one replay hands over; beyond it clients resume with `sync`. Well below
+/// the node's local channel capacity, which the replay shares with live events.
+const REPLAY_MAX: i64 = 5_000;
+
+/// Messages handed over between yields, so the bus loop drains the channel as it fills.
+const REPLAY_CHUNK: usize = 250;
 
 /// How far ahead of this node's clock another node's message ids may run.
 const REPLAY_SKEW: Duration = Duration::from_secs(5);
@@ -680,11 +684,17 @@ pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, 
         );
     }
     rows.sort_unstable_by_key(|a| (a.message.conversation_id, a.message.seq));
-    for Addressed {
-        message,
-        recipients,
-    } in &rows
+    for (
+        i,
+        Addressed {
+            message,
+            recipients,
+        },
+    ) in rows.iter().enumerate()
     {
+        if i > 0 && i % REPLAY_CHUNK == 0 {
+            tokio::task::yield_now().await;
+        }
         let rooms = recipients.iter().map(|id| room::user(*id)).collect();
         match Emit::new(Namespace::Chat, events::NEW_MESSAGE, rooms, message) {
             Ok(emit) => state.broker.deliver_local(BusMessage::Emit(
