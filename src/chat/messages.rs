@@ -293,16 +293,26 @@ async fn original_of_retry(
     }
 }
 
+/// Messages aliased `m` as their sender sees them, with who must hear about each
+/// ([`Addressed`]); the caller adds the `where`.
+macro_rules! addressed_messages {
+    () => {
+        concat!(
+            "select ",
+            message_columns!(),
+            ", ",
+            message_status!(),
+            " as status, \
+               array(select p.user_id from conversation_participants p \
+                     where p.conversation_id = m.conversation_id) as recipients \
+             from messages m "
+        )
+    };
+}
+
 const VIEW: &str = concat!(
-    "select ",
-    message_columns!(),
-    ", ",
-    message_status!(),
-    " as status, \
-       array(select p.user_id from conversation_participants p where p.conversation_id = m.conversation_id) \
-       as recipients \
-     from messages m \
-     where m.message_id = $1 and m.deleted_at is null \
+    addressed_messages!(),
+    "where m.message_id = $1 and m.deleted_at is null \
        and exists(select 1 from conversation_participants me \
                   where me.conversation_id = m.conversation_id and me.user_id = $2)"
 );
@@ -629,15 +639,8 @@ pub(super) async fn page(
 /// Messages stored in a window, oldest id first, with who must hear about each. The ids
 /// are time-ordered (UUIDv7), so the window is a range of the primary key, not a scan.
 const REPLAY: &str = concat!(
-    "select ",
-    message_columns!(),
-    ", ",
-    message_status!(),
-    " as status, \
-       array(select p.user_id from conversation_participants p where p.conversation_id = m.conversation_id) \
-       as recipients \
-     from messages m \
-     where m.message_id >= $1 and m.message_id < $2 and m.deleted_at is null \
+    addressed_messages!(),
+    "where m.message_id >= $1 and m.message_id < $2 and m.deleted_at is null \
      order by m.message_id \
      limit $3"
 );
@@ -655,11 +658,7 @@ const REPLAY_SKEW: Duration = Duration::from_secs(5);
 /// The smallest UUIDv7 of a millisecond: a bound for a range of time-ordered ids.
 fn v7_floor(at: DateTime<Utc>) -> Uuid {
     let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-    bytes[6] = 0x70;
-    bytes[8] = 0x80;
-    Uuid::from_bytes(bytes)
+    uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10]).into_uuid()
 }
 
 /// Hands this node's own subscribers, as if from the bus, the `newMessage` of every message
@@ -704,4 +703,28 @@ pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, 
         }
     }
     Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v7_floor_bounds_every_id_of_its_millisecond_and_none_before() {
+        let at = Utc::now();
+        let ms = u64::try_from(at.timestamp_millis()).unwrap();
+        let floor = v7_floor(at);
+        for _ in 0..100 {
+            let same = uuid::Builder::from_unix_timestamp_millis(ms, &rand_bytes()).into_uuid();
+            let before =
+                uuid::Builder::from_unix_timestamp_millis(ms - 1, &rand_bytes()).into_uuid();
+            assert!(floor <= same && before < floor);
+        }
+    }
+
+    fn rand_bytes() -> [u8; 10] {
+        let mut b = [0; 10];
+        b.copy_from_slice(&Uuid::new_v4().as_bytes()[..10]);
+        b
+    }
 }
