@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use argon2::{
@@ -8,9 +8,10 @@ use argon2::{
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::{domain::Password, error::ApiError};
+use crate::{domain::Password, error::ApiError, limits::Limit};
 
 /// What an access token says: who, which device session, until when.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,18 +80,76 @@ impl Tokens {
     }
 }
 
-/// argon2id with the crate's defaults (19 MiB, 2 passes); runs on the blocking pool so a
-/// login never stalls the sockets served by the same worker.
-pub async fn hash_password(password: Password) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
-    })
-    .await
-    .context("password hashing task")?
-    .map_err(ApiError::Internal)
+/// Runs password hashing, which is the most expensive thing an anonymous client can ask
+/// for: argon2id with the crate's defaults holds 19 MiB and a core for tens of
+/// milliseconds. At most `slots` run at once, on the blocking pool so a login never stalls
+/// the sockets served by the same worker; a request that finds no slot within `wait`
+/// gets 503 with `Retry-After` instead of queueing behind a flood. Cheap to clone.
+#[derive(Clone)]
+pub struct Hasher {
+    slots: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl Hasher {
+    pub fn new(slots: usize, wait: Duration) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            wait,
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) | Err(_) => {
+                Limit::HashBusy.refused();
+                return Err(ApiError::Busy {
+                    message: Limit::HashBusy.message(),
+                    retry_after_secs: 1,
+                });
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f()
+        })
+        .await
+        .context(what)
+        .map_err(ApiError::Internal)
+    }
+
+    pub async fn hash(&self, password: Password) -> Result<String, ApiError> {
+        self.run("password hashing task", move || {
+            Argon2::default()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))
+        })
+        .await?
+        .map_err(ApiError::Internal)
+    }
+
+    /// Whether `password` matches `hash` (or, with no hash, spend the same time and say no).
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, ApiError> {
+        self.run("password verification task", move || {
+            let stored = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
+            let ok = PasswordHash::new(stored)
+                .map(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false);
+            ok && hash.is_some()
+        })
+        .await
+    }
 }
 
 /// A hash computed once, so that logins for unknown users cost as much as real ones and
@@ -101,21 +160,3 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .map(|h| h.to_string())
         .unwrap_or_default()
 });
-
-/// Whether `password` matches `hash` (or, with no hash, spend the same time and say no).
-pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let stored = hash.as_deref().unwrap_or(DUMMY_HASH.as_str());
-        let ok = PasswordHash::new(stored)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false);
-        ok && hash.is_some()
-    })
-    .await
-    .context("password verification task")
-    .map_err(ApiError::Internal)
-}

@@ -2,6 +2,8 @@ use std::{fmt, net::SocketAddr, time::Duration};
 
 use clap::Args;
 
+use crate::fabric::Rate;
+
 /// Secrets shorter than this are rejected outside dev mode: HS256 keys should carry at
 /// least as many bytes as the hash output.
 pub const MIN_JWT_SECRET_LEN: usize = 32;
@@ -13,12 +15,12 @@ const DEV_JWT_SECRET: &str = "chatty-dev-secret-do-not-use-in-production-0123456
 #[derive(Clone, Args)]
 pub struct Settings {
     /// PostgreSQL URL; the only durable store. The database is created when missing.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
 
     /// Redis URL (Redis >= 7). Without it the node runs alone with in-process fan-out,
     /// presence and sessions.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// HS256 key for access tokens; at least 32 bytes. Required unless `--dev`.
@@ -61,13 +63,69 @@ pub struct Settings {
     #[arg(long, env = "CHATTY_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 
-    /// Failed logins allowed per username within `login_window_secs` before 429.
-    #[arg(long, env = "CHATTY_LOGIN_MAX_FAILURES", default_value_t = 10)]
-    pub login_max_failures: u64,
+    /// Failed logins per account (however it is addressed: username, email, any case),
+    /// as `N/period` (`10/5m`: ten at once, then one more every 30 s).
+    #[arg(long, env = "CHATTY_LIMIT_LOGIN_FAILURES", default_value = "10/5m", value_parser = parse_rate)]
+    pub limit_login_failures: Rate,
 
-    /// Window of the failed-login limit, in seconds.
-    #[arg(long, env = "CHATTY_LOGIN_WINDOW_SECS", default_value_t = 300)]
-    pub login_window_secs: u64,
+    /// Failed logins per client address, whatever the account (password spraying).
+    #[arg(long, env = "CHATTY_LIMIT_ADDRESS_LOGIN_FAILURES", default_value = "30/5m", value_parser = parse_rate)]
+    pub limit_address_login_failures: Rate,
+
+    /// Sign-ups per client address.
+    #[arg(long, env = "CHATTY_LIMIT_ADDRESS_SIGNUPS", default_value = "20/1h", value_parser = parse_rate)]
+    pub limit_address_signups: Rate,
+
+    /// Messages per user, over REST and sockets and all of the user's devices together.
+    #[arg(long, env = "CHATTY_LIMIT_SENDS", default_value = "30/10s", value_parser = parse_rate)]
+    pub limit_sends: Rate,
+
+    /// Client events per socket (any event, refused or not).
+    #[arg(long, env = "CHATTY_LIMIT_SOCKET_EVENTS", default_value = "200/10s", value_parser = parse_rate)]
+    pub limit_socket_events: Rate,
+
+    /// Client events one socket may have in flight at once; more are refused with 429
+    /// ("slow down") instead of queueing for the database.
+    #[arg(long, env = "CHATTY_SOCKET_MAX_IN_FLIGHT", default_value_t = 32)]
+    pub socket_max_in_flight: u32,
+
+    /// Packets that may wait to be written to one socket; a socket whose acknowledgements
+    /// do not fit is told so and disconnected.
+    #[arg(long, env = "CHATTY_SOCKET_BUFFER_PACKETS", default_value_t = 128)]
+    pub socket_buffer_packets: usize,
+
+    /// Largest Socket.IO frame or Engine.IO payload accepted, in bytes; a larger one
+    /// closes the connection before it is parsed.
+    #[arg(long, env = "CHATTY_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Sockets one user may hold across the cluster, each namespace counted.
+    #[arg(long, env = "CHATTY_MAX_SOCKETS_PER_USER", default_value_t = 20)]
+    pub max_sockets_per_user: usize,
+
+    /// Password hashes computed at once (argon2id takes 19 MiB each); 0: one per core.
+    #[arg(long, env = "CHATTY_HASH_CONCURRENCY", default_value_t = 0)]
+    pub hash_concurrency: usize,
+
+    /// How long a login or sign-up waits for a hashing slot before 503, in milliseconds.
+    #[arg(long, env = "CHATTY_HASH_WAIT_MS", default_value_t = 2000)]
+    pub hash_wait_ms: u64,
+
+    /// Shortest time between two re-announcements of one message by retried sends, in
+    /// milliseconds.
+    #[arg(long, env = "CHATTY_REANNOUNCE_WINDOW_MS", default_value_t = 5000)]
+    pub reannounce_window_ms: u64,
+
+    /// Header that the trusted balancer in front sets to the client's address
+    /// (`X-Real-IP`, or `X-Forwarded-For`, whose last entry is taken). Unset: the peer
+    /// address of the connection. Never set it when clients reach the node directly: they
+    /// could then name any address.
+    #[arg(long, env = "CHATTY_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// A separate listen address for `/metrics`; when set, the public port does not serve it.
+    #[arg(long, env = "CHATTY_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// How long a draining node may take to finish in-flight work after SIGTERM, in seconds.
     #[arg(long, env = "CHATTY_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
@@ -101,6 +159,32 @@ impl fmt::Debug for Settings {
     }
 }
 
+/// `N/period`: `30/10s`, `10/5m`, `20/1h`, `5/500ms`; N from 1.
+pub fn parse_rate(raw: &str) -> Result<Rate, String> {
+    let bad = || format!("{raw:?} is not a rate: expected N/period, e.g. 30/10s, 10/5m or 20/1h");
+    let (n, period) = raw.trim().split_once('/').ok_or_else(bad)?;
+    let burst: u32 = n.trim().parse().map_err(|_| bad())?;
+    let period = period.trim();
+    let split = period.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (amount, unit) = period.split_at(split);
+    let amount: u64 = if amount.is_empty() {
+        1
+    } else {
+        amount.parse().map_err(|_| bad())?
+    };
+    let per = match unit {
+        "ms" => Duration::from_millis(amount),
+        "s" => Duration::from_secs(amount),
+        "m" => Duration::from_secs(amount * 60),
+        "h" => Duration::from_secs(amount * 3600),
+        _ => return Err(bad()),
+    };
+    if burst == 0 || per.is_zero() {
+        return Err(bad());
+    }
+    Ok(Rate::new(burst, per))
+}
+
 impl Settings {
     /// The key tokens are signed with, or the one-line reason there is none.
     pub fn jwt_key(&self) -> Result<String, String> {
@@ -126,6 +210,15 @@ impl Settings {
         Duration::from_millis(self.presence_ttl_ms.max(300))
     }
 
+    /// Password hashes computed at once.
+    pub fn hash_slots(&self) -> usize {
+        if self.hash_concurrency > 0 {
+            self.hash_concurrency
+        } else {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        }
+    }
+
     pub fn typing_ttl(&self) -> Duration {
         Duration::from_millis(self.typing_ttl_ms.max(100))
     }
@@ -141,5 +234,33 @@ impl Settings {
         self.node_id
             .clone()
             .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_as_count_per_period() {
+        assert_eq!(
+            parse_rate("30/10s"),
+            Ok(Rate::new(30, Duration::from_secs(10)))
+        );
+        assert_eq!(
+            parse_rate(" 10 / 5m "),
+            Ok(Rate::new(10, Duration::from_secs(300)))
+        );
+        assert_eq!(
+            parse_rate("20/h"),
+            Ok(Rate::new(20, Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            parse_rate("5/500ms"),
+            Ok(Rate::new(5, Duration::from_millis(500)))
+        );
+        for bad in ["", "10", "0/1s", "10/0s", "10/5d", "x/1s", "10/s5", "-1/1s"] {
+            assert!(parse_rate(bad).is_err(), "{bad} accepted");
+        }
     }
 }

@@ -42,10 +42,18 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(Cow<'static, str>),
-    #[error("too many requests")]
-    TooManyRequests { retry_after_secs: u64 },
-    #[error("service unavailable")]
-    Unavailable(Cow<'static, str>),
+    /// A limit refused the request; the client may try again after `retry_after_secs`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: &'static str,
+        retry_after_secs: u64,
+    },
+    /// Bounded work (password hashing) is at capacity; try again shortly.
+    #[error("{message}")]
+    Busy {
+        message: &'static str,
+        retry_after_secs: u64,
+    },
     /// The database failed; details are logged, never sent.
     #[error("database error: {0}")]
     Sqlx(#[from] sqlx::Error),
@@ -62,6 +70,29 @@ impl ApiError {
         Self::Invalid(vec![FieldError::new(field, reason)])
     }
 
+    /// 429 for a limit, waiting at least a second (`Retry-After` counts whole seconds).
+    pub fn rate_limited(message: &'static str, retry_after: std::time::Duration) -> Self {
+        Self::TooManyRequests {
+            message,
+            retry_after_secs: u64::try_from(retry_after.as_millis().div_ceil(1000))
+                .unwrap_or(u64::MAX)
+                .max(1),
+        }
+    }
+
+    /// When the client may try again, for 429 and 503 answers.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            }
+            | Self::Busy {
+                retry_after_secs, ..
+            } => Some((*retry_after_secs).max(1)),
+            _ => None,
+        }
+    }
+
     pub fn not_found(what: &'static str) -> Self {
         Self::NotFound(Cow::Owned(format!("{what} not found")))
     }
@@ -76,7 +107,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Sqlx(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -93,7 +124,7 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::TooManyRequests { .. } => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
+            Self::Busy { .. } => "busy",
             Self::Sqlx(_) | Self::Internal(_) => "internal",
         }
     }
@@ -119,6 +150,10 @@ impl ApiError {
         if let Self::Invalid(errs) = self {
             body["fields"] = errs.iter().map(|e| Value::from(e.field.as_ref())).collect();
         }
+        // Socket clients have no Retry-After header; the body says it for them.
+        if let Some(secs) = self.retry_after_secs() {
+            body["retryAfter"] = secs.into();
+        }
         body
     }
 
@@ -141,11 +176,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log();
         let mut resp = (self.status(), Json(self.body())).into_response();
-        if let Self::TooManyRequests { retry_after_secs } = self {
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs.max(1)),
-            );
+        if let Some(secs) = self.retry_after_secs() {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -18,6 +18,8 @@ pub mod error;
 pub mod fabric;
 /// REST routes, one router per feature.
 pub mod http;
+/// Limits on client-driven costs: limiter names, refusals, per-socket bounds.
+pub mod limits;
 /// Prometheus recorder and HTTP metrics middleware.
 pub mod metrics;
 /// Socket.IO namespaces, event handlers, presence and delivery from the bus.

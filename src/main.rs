@@ -38,7 +38,7 @@ enum Command {
     Serve(Box<Settings>),
     /// Apply pending database migrations and exit.
     Migrate {
-        #[arg(long, env = "DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
     /// Send a system notification to one user or to everyone, pushed live to connected clients.
@@ -51,12 +51,12 @@ enum Command {
 #[command(group(ArgGroup::new("recipients").required(true).args(["user", "all"])))]
 struct NotifyArgs {
     /// PostgreSQL URL of the cluster.
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
 
     /// Redis URL of the cluster. Without it the notifications are stored but not pushed:
     /// clients see them on their next fetch.
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
 
     /// Prefix of the cluster's Redis keys and channels (as given to its nodes).

@@ -57,6 +57,9 @@ fn zero() {
     for outcome in ["ok", "invalid", "rate_limited"] {
         metrics::counter!("auth_logins_total", "outcome" => outcome).absolute(0);
     }
+    for limit in crate::limits::Limit::ALL {
+        metrics::counter!("limit_refusals_total", "reason" => limit.reason()).absolute(0);
+    }
 }
 
 fn describe() {
@@ -70,6 +73,10 @@ fn describe() {
         "HTTP request latency by method and route template"
     );
     metrics::describe_counter!("auth_logins_total", "Login attempts by outcome");
+    metrics::describe_counter!(
+        "limit_refusals_total",
+        "Requests, events and connections refused by a limit, by reason"
+    );
     metrics::describe_gauge!(
         "socket_connections",
         "Open Socket.IO connections on this node by namespace"
@@ -173,21 +180,40 @@ pub async fn render() -> impl IntoResponse {
 }
 
 /// Counts and times every request by its route template (never the raw URI, which would
-/// explode label cardinality with ids).
+/// explode label cardinality with ids). No label holds client input: a method outside
+/// the standard ones is `OTHER`, a path no route matches is `unmatched`, and a status is
+/// one the server chose.
 pub async fn track_http(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     resp
+}
+
+/// The method as a label: one of the standard methods, else `OTHER`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// Samples what no request path measures: pool usage, dependency round trips, event-loop

@@ -5,12 +5,13 @@ use axum::{Router, serve::ListenerExt};
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::Tokens,
-    broker::{Broker, MemoryBroker, RedisBroker},
+    auth::{Hasher, Tokens},
+    broker::{Broker, MemoryBroker, Namespace, RedisBroker},
     config::Settings,
     db,
     fabric::{Fabric, MemoryFabric, RedisFabric},
-    http, realtime,
+    http,
+    realtime::{self, presence::LocalConnections},
     social::notifications::{MessageNotifier, MessageNotifierInbox, run_message_notifier},
     state::{AppState, Draining},
 };
@@ -33,6 +34,8 @@ pub struct Application {
     /// The notifier task's end of `state.notifier`; moved into the task by
     /// `run_until_stopped`.
     notifier_inbox: MessageNotifierInbox,
+    /// `/metrics` on its own address (`CHATTY_METRICS_ADDR`), served until the node stops.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
@@ -67,16 +70,29 @@ impl Application {
             .await
             .with_context(|| format!("cannot bind CHATTY_ADDR {}", settings.addr))?;
         let port = listener.local_addr()?.port();
+        let metrics_listener = match settings.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot bind CHATTY_METRICS_ADDR {addr}"))?,
+            ),
+            None => None,
+        };
 
         let (notifier, notifier_inbox) = MessageNotifier::new();
         let state = AppState {
             tokens: Tokens::new(&jwt_key, settings.token_ttl()),
+            hasher: Hasher::new(
+                settings.hash_slots(),
+                Duration::from_millis(settings.hash_wait_ms),
+            ),
             settings: Arc::new(settings),
             node_id,
             db: pool,
             fabric,
             broker,
-            local: Arc::default(),
+            local: Arc::new(LocalConnections::new(Namespace::Chat)),
+            local_notifications: Arc::new(LocalConnections::new(Namespace::Notifications)),
             draining: Arc::new(Draining::default()),
             notifier,
             socket_work: TaskTracker::new(),
@@ -94,7 +110,16 @@ impl Application {
             state,
             io,
             notifier_inbox,
+            metrics_listener,
         })
+    }
+
+    /// The port of the separate metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     pub fn port(&self) -> u16 {
@@ -118,6 +143,7 @@ impl Application {
             port,
             io,
             notifier_inbox,
+            metrics_listener,
         } = self;
         let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
         let stop = CancellationToken::new();
@@ -136,6 +162,20 @@ impl Application {
             stop.clone(),
         ));
         tasks.spawn(crate::metrics::sampler(state.clone(), stop.clone()));
+        if let Some(listener) = metrics_listener {
+            // Scrapes go on while the node drains; the listener closes when it stops.
+            let router =
+                Router::new().route("/metrics", axum::routing::get(crate::metrics::render));
+            let stopped = stop.clone();
+            tasks.spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { stopped.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            });
+        }
         // Stopped after the server, so it writes the notifications of the last requests.
         tasks.spawn(run_message_notifier(
             notifier_inbox,

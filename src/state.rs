@@ -7,8 +7,12 @@ use axum::extract::FromRef;
 use sqlx::PgPool;
 
 use crate::{
-    auth::Tokens, broker::Broker, config::Settings, fabric::Fabric,
-    realtime::presence::LocalConnections, social::notifications::MessageNotifier,
+    auth::{Hasher, Tokens},
+    broker::Broker,
+    config::Settings,
+    fabric::Fabric,
+    realtime::presence::LocalConnections,
+    social::notifications::MessageNotifier,
 };
 
 /// Everything a handler may need; cheap to clone (every field is shared).
@@ -22,8 +26,14 @@ pub struct AppState {
     /// Cluster event bus; every state change clients must hear about is published here.
     pub broker: Arc<dyn Broker>,
     pub tokens: Tokens,
+    /// Bounded password hashing, shared by login and sign-up.
+    pub hasher: Hasher,
     /// This node's chat sockets, renewed in Redis by one batched heartbeat.
     pub local: Arc<LocalConnections>,
+    /// This node's `/notifications` sockets, likewise (they count against the per-user
+    /// socket limit but not for presence).
+    #[from_ref(skip)]
+    pub local_notifications: Arc<LocalConnections>,
     /// Set once on SIGTERM: `/readyz` fails from then on so balancers stop routing here.
     pub draining: Arc<Draining>,
     /// Queues sent messages for the notification centre; the node's notifier task writes

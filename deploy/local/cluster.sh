@@ -356,6 +356,12 @@ cmd_start() {
     stop_redis
     die "migrating the database for the reference server failed"
   fi
+  # Clients reach the nodes through this nginx, which sets X-Real-IP. Every test and load
+  # client comes from 127.0.0.1, so the per-address login and sign-up limits are raised
+  # unless given (docs/security.md).
+  export CHATTY_CLIENT_IP_HEADER=${CHATTY_CLIENT_IP_HEADER:-X-Real-IP}
+  export CHATTY_LIMIT_ADDRESS_SIGNUPS=${CHATTY_LIMIT_ADDRESS_SIGNUPS:-100000/1h}
+  export CHATTY_LIMIT_ADDRESS_LOGIN_FAILURES=${CHATTY_LIMIT_ADDRESS_LOGIN_FAILURES:-100000/1h}
   (
     umask 077 # node.env holds the JWT secret and database password
     export -p | grep -E '^declare -x (CHATTY_[A-Z_]+|DATABASE_URL|REDIS_URL|JWT_SECRET|RUST_LOG)=' |

@@ -2,7 +2,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use chatty::{
-    auth::{Tokens, hash_password},
+    auth::{Hasher, Tokens},
     domain::Password,
     fabric::{Fabric, RedisFabric, Session},
 };
@@ -149,10 +149,10 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         .context("PostgreSQL")?;
     let fabric = Arc::new(RedisFabric::connect(redis_url, &args.redis_prefix).await?);
     let tokens = Tokens::new(secret, Duration::from_secs(24 * 3600));
-    let hash =
-        hash_password(Password::parse(PASSWORD.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = Hasher::new(1, Duration::from_secs(60))
+        .hash(Password::parse(PASSWORD.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let users = args.users as usize;
     let names: Vec<String> = (0..users).map(|i| format!("lt{run}_{i}")).collect();

@@ -10,6 +10,8 @@ use crate::{
     broker::{BusMessage, Emit, Namespace, room},
     domain::{MessageBody, ReceiptStatus},
     error::{ApiError, ApiResult},
+    fabric::{Rate, Verdict},
+    limits::{self, Limit},
     state::AppState,
 };
 
@@ -163,6 +165,13 @@ pub async fn send_message(
     body: MessageBody,
     client_msg_id: Option<Uuid>,
 ) -> ApiResult<(MessageView, bool)> {
+    limits::take(
+        state.fabric.as_ref(),
+        Limit::Sends,
+        &limits::key::sends(sender),
+        state.settings.limit_sends,
+    )
+    .await?;
     let stored = sqlx::query_as::<_, Addressed>(SEND)
         .bind(conversation_id)
         .bind(sender)
@@ -195,7 +204,19 @@ pub async fn send_message(
                 original_of_retry(&state.db, sender, conversation_id, client_msg_id).await?;
             // A sender retries when it saw no answer, which is also when the first publish
             // may have died with its node: announcing again repairs that, and receivers
-            // already drop a message id and seq they hold. No second notification.
+            // already drop a message id and seq they hold. No second notification, and at
+            // most one announcement per window however often the client retries.
+            let window = Rate::new(
+                1,
+                Duration::from_millis(state.settings.reannounce_window_ms),
+            );
+            let again = state
+                .fabric
+                .limit_take(&limits::key::announce(original.message_id), window)
+                .await?;
+            if again != Verdict::Allowed {
+                return Ok((original, false));
+            }
             let recipients: Vec<Uuid> = sqlx::query_scalar(
                 "select user_id from conversation_participants where conversation_id = $1",
             )

@@ -3,8 +3,10 @@
 
 mod conversation;
 mod message;
+mod nul;
 mod user;
 
 pub use conversation::{ConversationName, MAX_CONVERSATION_NAME_CHARS};
 pub use message::{MessageBody, ReceiptStatus};
+pub use nul::{field_with_nul, json_has_nul};
 pub use user::{DeviceName, Email, Password, Username};

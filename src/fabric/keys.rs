@@ -52,8 +52,13 @@ impl RedisKeys {
         format!("{}bus", self.prefix)
     }
 
-    /// STRING counter with TTL: a fixed-window rate limit.
+    /// STRING with TTL: a rate limiter's theoretical arrival time (ms).
     pub fn ratelimit(&self, key: &str) -> String {
         format!("{}ratelimit:{key}", self.prefix)
+    }
+
+    /// ZSET connection → lease expiry ms: a user's sockets on every node, both namespaces.
+    pub fn sockets(&self, user_id: Uuid) -> String {
+        format!("{}sockets:{user_id}", self.prefix)
     }
 }

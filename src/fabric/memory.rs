@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Fabric, FabricResult, Session, Window};
+use super::{Fabric, FabricResult, Rate, Session, Verdict};
 
 /// The fabric of a single node with no Redis. Expiry is checked on read, as Redis does.
 #[derive(Default)]
@@ -20,7 +20,13 @@ pub struct MemoryFabric {
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<Uuid, Session>,
-    counters: HashMap<String, (u64, Instant)>,
+    /// limiter key → theoretical arrival time; entries in the past are spent and pruned.
+    limits: HashMap<String, Instant>,
+    /// Size of `limits` at which spent entries are next pruned, so a flood of distinct
+    /// keys (login names, addresses) cannot grow the map without bound.
+    prune_limits_at: usize,
+    /// user → socket → lease end.
+    sockets: HashMap<Uuid, HashMap<String, Instant>>,
     /// user → connection → lease end.
     presence: HashMap<Uuid, HashMap<String, Instant>>,
     /// conversation → user → mark end.
@@ -46,25 +52,39 @@ impl Inner {
         self.sessions.retain(|_, s| s.expires_at > now);
     }
 
-    fn window(&mut self, key: &str) -> Window {
+    /// One GCRA step; `take` false gives a hit back.
+    fn limit(&mut self, key: &str, rate: Rate, take: bool) -> Verdict {
         let now = Instant::now();
-        match self.counters.get(key) {
-            Some(&(count, until)) if until > now => Window {
-                count,
-                resets_in: until - now,
-            },
-            Some(_) => {
-                self.counters.remove(key);
-                Window {
-                    count: 0,
-                    resets_in: Duration::ZERO,
-                }
+        let interval = rate.interval();
+        let tat = self
+            .limits
+            .get(key)
+            .copied()
+            .filter(|t| *t > now)
+            .unwrap_or(now);
+        let new_tat = if take {
+            let new_tat = tat + interval;
+            let ahead = new_tat - now;
+            let allowance = interval * rate.burst;
+            if ahead > allowance {
+                return Verdict::Refused {
+                    retry_after: ahead - allowance,
+                };
             }
-            None => Window {
-                count: 0,
-                resets_in: Duration::ZERO,
-            },
+            new_tat
+        } else {
+            tat.checked_sub(interval).unwrap_or(now)
+        };
+        if new_tat > now {
+            self.limits.insert(key.to_owned(), new_tat);
+        } else {
+            self.limits.remove(key);
         }
+        if self.limits.len() >= self.prune_limits_at.max(1024) {
+            self.limits.retain(|_, t| *t > now);
+            self.prune_limits_at = self.limits.len() * 2;
+        }
+        Verdict::Allowed
     }
 }
 
@@ -150,28 +170,59 @@ impl Fabric for MemoryFabric {
         Ok(ids)
     }
 
-    async fn read_counter(&self, key: &str) -> FabricResult<Window> {
-        Ok(self.lock().window(key))
+    async fn limit_take(&self, key: &str, rate: Rate) -> FabricResult<Verdict> {
+        Ok(self.lock().limit(key, rate, true))
     }
 
-    async fn hit_counter(&self, key: &str, window: Duration) -> FabricResult<Window> {
+    async fn limit_give_back(&self, key: &str, rate: Rate) -> FabricResult<()> {
+        self.lock().limit(key, rate, false);
+        Ok(())
+    }
+
+    async fn limit_reset(&self, key: &str) -> FabricResult<()> {
+        self.lock().limits.remove(key);
+        Ok(())
+    }
+
+    async fn sockets_admit(
+        &self,
+        user: Uuid,
+        conn: &str,
+        ttl: Duration,
+        cap: usize,
+    ) -> FabricResult<bool> {
         let mut inner = self.lock();
-        let current = inner.window(key);
-        let until = if current.count == 0 {
-            Instant::now() + window
-        } else {
-            Instant::now() + current.resets_in
-        };
-        let count = current.count + 1;
-        inner.counters.insert(key.to_owned(), (count, until));
-        Ok(Window {
-            count,
-            resets_in: until.saturating_duration_since(Instant::now()),
-        })
+        let now = Instant::now();
+        let conns = inner.sockets.entry(user).or_default();
+        conns.retain(|_, until| *until > now);
+        if !conns.contains_key(conn) && conns.len() >= cap {
+            return Ok(false);
+        }
+        conns.insert(conn.to_owned(), now + ttl);
+        Ok(true)
     }
 
-    async fn reset_counter(&self, key: &str) -> FabricResult<()> {
-        self.lock().counters.remove(key);
+    async fn sockets_release(&self, user: Uuid, conn: &str) -> FabricResult<()> {
+        let mut inner = self.lock();
+        if let Some(conns) = inner.sockets.get_mut(&user) {
+            conns.remove(conn);
+            if conns.is_empty() {
+                inner.sockets.remove(&user);
+            }
+        }
+        Ok(())
+    }
+
+    async fn sockets_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()> {
+        let mut inner = self.lock();
+        let until = Instant::now() + ttl;
+        for (user, conn) in conns {
+            inner
+                .sockets
+                .entry(*user)
+                .or_default()
+                .insert(conn.clone(), until);
+        }
         Ok(())
     }
 

@@ -54,12 +54,36 @@ impl From<FabricError> for crate::error::ApiError {
 
 pub type FabricResult<T> = Result<T, FabricError>;
 
-/// State of a fixed-window counter after a read or a hit.
+/// A limit: `burst` hits at once, refilled evenly so that `burst` more fit in each `per`
+/// (a generic cell rate algorithm, so there is no window edge to burst across).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
-    pub count: u64,
-    /// Time until the window resets; zero when there is no window.
-    pub resets_in: Duration,
+pub struct Rate {
+    pub burst: u32,
+    pub per: Duration,
+}
+
+impl Rate {
+    pub fn new(burst: u32, per: Duration) -> Self {
+        Self {
+            burst: burst.max(1),
+            per,
+        }
+    }
+
+    /// Time between two refills; at least a millisecond, the limiters' resolution.
+    pub fn interval(&self) -> Duration {
+        (self.per / self.burst.max(1)).max(Duration::from_millis(1))
+    }
+}
+
+/// Whether a limited action may go ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Refused; the next hit is allowed after `retry_after`.
+    Refused {
+        retry_after: Duration,
+    },
 }
 
 #[async_trait]
@@ -88,14 +112,32 @@ pub trait Fabric: Send + Sync + 'static {
     /// Revokes every session of the user and returns their ids.
     async fn revoke_all_sessions(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>>;
 
-    /// Reads a fixed-window counter without changing it.
-    async fn read_counter(&self, key: &str) -> FabricResult<Window>;
+    /// Takes one hit from the limiter `key` under `rate`, atomically across the cluster:
+    /// of many concurrent callers, exactly as many as the limit allows go ahead.
+    async fn limit_take(&self, key: &str, rate: Rate) -> FabricResult<Verdict>;
 
-    /// Adds one to a fixed-window counter; the window starts at the first hit.
-    async fn hit_counter(&self, key: &str, window: Duration) -> FabricResult<Window>;
+    /// Gives one hit back (the action it paid for turned out not to count).
+    async fn limit_give_back(&self, key: &str, rate: Rate) -> FabricResult<()>;
 
-    /// Forgets a counter.
-    async fn reset_counter(&self, key: &str) -> FabricResult<()>;
+    /// Forgets a limiter: its next caller finds the whole burst.
+    async fn limit_reset(&self, key: &str) -> FabricResult<()>;
+
+    /// Counts a new socket of `user` with a lease of `ttl`, unless the user already holds
+    /// `cap` live sockets anywhere in the cluster (then false, and nothing changes).
+    async fn sockets_admit(
+        &self,
+        user: Uuid,
+        conn: &str,
+        ttl: Duration,
+        cap: usize,
+    ) -> FabricResult<bool>;
+
+    /// Stops counting a socket.
+    async fn sockets_release(&self, user: Uuid, conn: &str) -> FabricResult<()>;
+
+    /// Renews the leases of this node's sockets in one round trip (and re-registers them
+    /// after the backing store lost its data).
+    async fn sockets_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()>;
 
     /// Registers a live connection with a lease of `ttl`; true when the user had no other
     /// live connection anywhere (the user just came online).

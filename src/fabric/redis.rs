@@ -7,7 +7,7 @@ use deadpool_redis::{Pool, Runtime};
 use redis::Script;
 use uuid::Uuid;
 
-use super::{Fabric, FabricResult, RedisKeys, Session, Window};
+use super::{Fabric, FabricResult, Rate, RedisKeys, Session, Verdict};
 
 /// Returns the session's owner and refreshes its last-seen time, without resurrecting a
 /// key that has just expired (HSET on a missing key would create it).
@@ -23,12 +23,6 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   return 1
 end
 return 0";
-
-/// Fixed window: the first hit sets the expiry, later hits only count.
-const HIT_COUNTER: &str = r"
-local c = redis.call('INCR', KEYS[1])
-if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return {c, redis.call('PTTL', KEYS[1])}";
 
 /// Adds a connection lease; answers 1 when the user had no live connection before.
 const PRESENCE_CONNECT: &str = r"
@@ -86,7 +80,8 @@ pub struct RedisFabric {
     keys: RedisKeys,
     touch_session: Script,
     revoke_session: Script,
-    hit_counter: Script,
+    rate_limit: Script,
+    sockets_admit: Script,
     presence_connect: Script,
     presence_disconnect: Script,
     presence_reap: Script,
@@ -112,7 +107,8 @@ impl RedisFabric {
             keys: RedisKeys::new(prefix),
             touch_session: Script::new(TOUCH_SESSION),
             revoke_session: Script::new(REVOKE_SESSION),
-            hit_counter: Script::new(HIT_COUNTER),
+            rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
+            sockets_admit: Script::new(include_str!("lua/sockets_admit.lua")),
             presence_connect: Script::new(PRESENCE_CONNECT),
             presence_disconnect: Script::new(PRESENCE_DISCONNECT),
             presence_reap: Script::new(PRESENCE_REAP),
@@ -136,6 +132,20 @@ impl RedisFabric {
 
     async fn conn(&self) -> FabricResult<deadpool_redis::Connection> {
         Ok(self.pool.get().await?)
+    }
+
+    /// One call of the limiter script: (allowed, ms until the next hit fits).
+    async fn run_limit(&self, key: &str, rate: Rate, cost: i64) -> FabricResult<(i64, i64)> {
+        let interval = u64::try_from(rate.interval().as_millis()).unwrap_or(u64::MAX / 4);
+        let mut c = self.conn().await?;
+        Ok(self
+            .rate_limit
+            .key(self.keys.ratelimit(key))
+            .arg(interval)
+            .arg(rate.burst)
+            .arg(cost)
+            .invoke_async(&mut c)
+            .await?)
     }
 }
 
@@ -348,40 +358,77 @@ impl Fabric for RedisFabric {
         Ok(ids)
     }
 
-    async fn read_counter(&self, key: &str) -> FabricResult<Window> {
-        let key = self.keys.ratelimit(key);
-        let mut c = self.conn().await?;
-        let (count, pttl): (Option<u64>, i64) = redis::pipe()
-            .cmd("GET")
-            .arg(&key)
-            .cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut c)
-            .await?;
-        Ok(window(count.unwrap_or(0), pttl))
+    async fn limit_take(&self, key: &str, rate: Rate) -> FabricResult<Verdict> {
+        let (allowed, wait_ms) = self.run_limit(key, rate, 1).await?;
+        Ok(if allowed == 1 {
+            Verdict::Allowed
+        } else {
+            Verdict::Refused {
+                retry_after: Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)),
+            }
+        })
     }
 
-    async fn hit_counter(&self, key: &str, window_len: Duration) -> FabricResult<Window> {
-        let mut c = self.conn().await?;
-        let (count, pttl): (u64, i64) = self
-            .hit_counter
-            .key(self.keys.ratelimit(key))
-            .arg(
-                u64::try_from(window_len.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            )
-            .invoke_async(&mut c)
-            .await?;
-        Ok(window(count, pttl))
+    async fn limit_give_back(&self, key: &str, rate: Rate) -> FabricResult<()> {
+        self.run_limit(key, rate, -1).await.map(drop)
     }
 
-    async fn reset_counter(&self, key: &str) -> FabricResult<()> {
+    async fn limit_reset(&self, key: &str) -> FabricResult<()> {
         let mut c = self.conn().await?;
         let _: i64 = redis::cmd("DEL")
             .arg(self.keys.ratelimit(key))
             .query_async(&mut c)
             .await?;
+        Ok(())
+    }
+
+    async fn sockets_admit(
+        &self,
+        user: Uuid,
+        conn: &str,
+        ttl: Duration,
+        cap: usize,
+    ) -> FabricResult<bool> {
+        let now = Utc::now().timestamp_millis();
+        let ttl_ms = ttl_ms(ttl);
+        let mut c = self.conn().await?;
+        let admitted: i64 = self
+            .sockets_admit
+            .key(self.keys.sockets(user))
+            .arg(now)
+            .arg(now + ttl_ms)
+            .arg(conn)
+            .arg(cap)
+            .arg(ttl_ms)
+            .invoke_async(&mut c)
+            .await?;
+        Ok(admitted == 1)
+    }
+
+    async fn sockets_release(&self, user: Uuid, conn: &str) -> FabricResult<()> {
+        let mut c = self.conn().await?;
+        let _: i64 = redis::cmd("ZREM")
+            .arg(self.keys.sockets(user))
+            .arg(conn)
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    async fn sockets_heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()> {
+        if conns.is_empty() {
+            return Ok(());
+        }
+        let ttl_ms = ttl_ms(ttl);
+        let expiry = Utc::now().timestamp_millis() + ttl_ms;
+        let mut pipe = redis::pipe();
+        for (user, conn) in conns {
+            let key = self.keys.sockets(*user);
+            pipe.cmd("ZADD").arg(&key).arg(expiry).arg(conn).ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
+        }
+        let mut c = self.conn().await?;
+        pipe.query_async::<()>(&mut c).await?;
         Ok(())
     }
 
@@ -541,11 +588,4 @@ fn ttl_ms(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis())
         .unwrap_or(i64::MAX / 4)
         .max(1)
-}
-
-fn window(count: u64, pttl_ms: i64) -> Window {
-    Window {
-        count,
-        resets_in: Duration::from_millis(u64::try_from(pttl_ms).unwrap_or(0)),
-    }
 }

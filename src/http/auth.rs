@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use axum::{
     Json, Router,
     extract::State,
@@ -11,15 +9,15 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    extract::{AppJson, AppPath, AuthUser},
+    extract::{AppJson, AppPath, AuthUser, ClientAddr},
     users::User,
 };
 use crate::{
-    auth::{hash_password, verify_password},
     broker::{self, BusMessage},
     domain::{DeviceName, Email, Password, Username},
     error::{ApiError, ApiResult, FieldError, ResultExt},
     fabric::Session,
+    limits::{self, Limit, key},
     state::AppState,
 };
 
@@ -117,10 +115,13 @@ fn device_name(
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "Too many sign-ups from this address", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "Password hashing at capacity; retry after Retry-After", body = crate::http::openapi::ErrorBody),
     ),
 )]
 async fn register(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     AppJson(body): AppJson<RegisterBody>,
 ) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
@@ -138,7 +139,14 @@ async fn register(
         return Err(ApiError::Invalid(errs));
     };
 
-    let hash = hash_password(password).await?;
+    limits::take(
+        state.fabric.as_ref(),
+        Limit::SignupAddress,
+        &key::signup_address(addr),
+        state.settings.limit_address_signups,
+    )
+    .await?;
+    let hash = state.hasher.hash(password).await?;
     let user = sqlx::query_as::<_, User>(
         "insert into users (username, email, password_hash) values ($1, $2, $3) \
          returning user_id, username, email, status, last_seen_at, created_at, updated_at",
@@ -219,11 +227,13 @@ struct Credentials {
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "Too many attempts", body = crate::http::openapi::ErrorBody),
+        (status = 429, description = "Too many failed attempts for this account or from this address", body = crate::http::openapi::ErrorBody),
+        (status = 503, description = "Password hashing at capacity; retry after Retry-After", body = crate::http::openapi::ErrorBody),
     ),
 )]
 async fn login(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     AppJson(body): AppJson<LoginBody>,
 ) -> ApiResult<Json<AuthResponse>> {
@@ -234,11 +244,16 @@ async fn login(
         .or(body.email.as_deref())
         .map(str::trim)
         .filter(|s| !s.is_empty());
-    if identifier.is_none() {
-        errs.push(FieldError::new(
+    match identifier {
+        None => errs.push(FieldError::new(
             "username",
             "is required (a username or an email)",
-        ));
+        )),
+        Some(id) if id.len() > MAX_LOGIN_NAME_BYTES => errs.push(FieldError::new(
+            "username",
+            "must be at most 254 characters (a username or an email)",
+        )),
+        Some(_) => {}
     }
     let password = match body.password {
         Some(p) if !p.is_empty() && p.chars().count() <= 128 => Some(p),
@@ -261,16 +276,18 @@ async fn login(
         return Err(ApiError::Invalid(errs));
     };
 
-    let limit_key = format!("login:{}", identifier.to_lowercase());
-    let window = Duration::from_secs(state.settings.login_window_secs);
-    let failures = state.fabric.read_counter(&limit_key).await?;
-    if failures.count >= state.settings.login_max_failures {
-        metrics::counter!("auth_logins_total", "outcome" => "rate_limited").increment(1);
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: failures.resets_in.as_secs().max(1),
-        });
-    }
-
+    // Each attempt takes its failure from both limiters before any password is evaluated,
+    // so parallel attempts cannot all slip under a check; a success gives them back.
+    let rates = &state.settings;
+    let address_key = key::login_address(addr);
+    limits::take(
+        state.fabric.as_ref(),
+        Limit::LoginAddress,
+        &address_key,
+        rates.limit_address_login_failures,
+    )
+    .await
+    .map_err(count_refusal)?;
     let found = sqlx::query_as::<_, Credentials>(
         "select user_id, username, email, status, last_seen_at, created_at, updated_at, password_hash \
          from users where lower(username) = lower($1) or lower(email) = lower($1) limit 1",
@@ -278,22 +295,62 @@ async fn login(
     .bind(identifier)
     .fetch_optional(&state.db)
     .await?;
+    // Counted on the account however it was spelled (username, email, any case).
+    let account_key = match &found {
+        Some(c) => key::login_account(c.user.user_id),
+        None => key::login_unknown(&identifier.to_lowercase()),
+    };
+    limits::take(
+        state.fabric.as_ref(),
+        Limit::LoginAccount,
+        &account_key,
+        rates.limit_login_failures,
+    )
+    .await
+    .map_err(count_refusal)?;
     let (user, hash) = match found {
         Some(c) => (Some(c.user), Some(c.password_hash)),
         None => (None, None),
     };
-    let ok = verify_password(password, hash).await?;
+    let ok = match state.hasher.verify(password, hash).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            // No password was evaluated: the attempt does not count.
+            let _ = state
+                .fabric
+                .limit_give_back(&account_key, rates.limit_login_failures)
+                .await;
+            let _ = state
+                .fabric
+                .limit_give_back(&address_key, rates.limit_address_login_failures)
+                .await;
+            return Err(e);
+        }
+    };
     let (true, Some(user)) = (ok, user) else {
-        state.fabric.hit_counter(&limit_key, window).await?;
         metrics::counter!("auth_logins_total", "outcome" => "invalid").increment(1);
         return Err(ApiError::Unauthorized(
             "invalid username or password".into(),
         ));
     };
-    state.fabric.reset_counter(&limit_key).await?;
+    state.fabric.limit_reset(&account_key).await?;
+    state
+        .fabric
+        .limit_give_back(&address_key, rates.limit_address_login_failures)
+        .await?;
     metrics::counter!("auth_logins_total", "outcome" => "ok").increment(1);
     Ok(Json(start_session(&state, user, device).await?))
 }
+
+fn count_refusal(e: ApiError) -> ApiError {
+    if matches!(e, ApiError::TooManyRequests { .. }) {
+        metrics::counter!("auth_logins_total", "outcome" => "rate_limited").increment(1);
+    }
+    e
+}
+
+/// Longest login name: an email address can be 254 bytes, a username is shorter.
+const MAX_LOGIN_NAME_BYTES: usize = 254;
 
 /// Drops the sockets of revoked sessions on every node.
 async fn disconnect(state: &AppState, sessions: Vec<Uuid>) {

@@ -1,6 +1,8 @@
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
 use axum::{
     extract::{
-        FromRequest, FromRequestParts, Request,
+        ConnectInfo, FromRequest, FromRequestParts, Request,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{StatusCode, header, request::Parts},
@@ -17,11 +19,54 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for AppJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(json_rejection(&JsonRejection::MissingJsonContentType(
+                Default::default(),
+            )));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| match r.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::BadRequest(r.body_text().into()),
+            })?;
+        // PostgreSQL text cannot hold NUL, and no identifier or message needs one.
+        if crate::domain::json_has_nul(&bytes) {
+            return Err(nul_in_json(&bytes));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(json_rejection(&rejection)),
         }
     }
+}
+
+/// `application/json` or any `+json` type, as axum's `Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The 400 for a body with a NUL in some string, naming the field (the cold path: the
+/// body is parsed a second time only to find it).
+fn nul_in_json(bytes: &[u8]) -> ApiError {
+    let field = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| crate::domain::field_with_nul(&v))
+        .unwrap_or_else(|| "body".to_owned());
+    ApiError::invalid(field, "must not contain NUL characters")
 }
 
 fn json_rejection(r: &JsonRejection) -> ApiError {
@@ -71,6 +116,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(field) = parts.uri.query().and_then(query_field_with_nul) {
+            return Err(ApiError::invalid(field, "must not contain NUL characters"));
+        }
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(Self(v)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::BadRequest(
@@ -80,6 +128,55 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
             )),
             Err(other) => Err(ApiError::BadRequest(other.body_text().into())),
         }
+    }
+}
+
+/// The name of the first query parameter whose name or value holds an encoded NUL.
+fn query_field_with_nul(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let nul = |s: &str| s.as_bytes().windows(3).any(|w| w == b"%00");
+        (nul(name) || nul(value)).then(|| name.replace("%00", "").chars().take(64).collect())
+    })
+}
+
+/// The client's address as the limits count it: the one the trusted balancer names in
+/// `CHATTY_CLIENT_IP_HEADER` when that is set (for `X-Forwarded-For` the last entry,
+/// which the balancer appended), else the connection's peer.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let from_header = state.settings.client_ip_header.as_deref().and_then(|name| {
+            let value = parts
+                .headers
+                .get_all(name)
+                .iter()
+                .next_back()?
+                .to_str()
+                .ok()?;
+            let last = value.rsplit(',').map(str::trim).find(|s| !s.is_empty())?;
+            last.parse::<IpAddr>()
+                .ok()
+                .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        });
+        let peer = || {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        };
+        Ok(Self(
+            from_header
+                .or_else(peer)
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        ))
     }
 }
 

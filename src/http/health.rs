@@ -3,11 +3,16 @@ use serde::Serialize;
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// Probes, and `/metrics` unless it has a listener of its own (`CHATTY_METRICS_ADDR`).
+pub fn router(serve_metrics: bool) -> Router<AppState> {
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    if serve_metrics {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    }
 }
 
 /// What `/healthz` answers.

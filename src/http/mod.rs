@@ -36,7 +36,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn api_router(state: AppState) -> Router {
     let settings = state.settings.clone();
     Router::new()
-        .merge(health::router())
+        .merge(health::router(settings.metrics_addr.is_none()))
         .merge(auth::router())
         .merge(users::router())
         .merge(conversations::router())

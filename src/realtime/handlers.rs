@@ -3,6 +3,7 @@ use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use socketioxide::{
+    SendError, SocketError,
     adapter::Adapter,
     extract::{AckSender, SocketRef, State, TryData},
     handler::FromMessageParts,
@@ -14,8 +15,11 @@ use uuid::Uuid;
 use super::presence::{self, Status};
 use crate::{
     broker::{self, BusMessage, Emit, Namespace, room},
+    domain::field_with_nul,
     error::{ApiError, ApiResult},
+    fabric::Rate,
     http::extract::AuthUser,
+    limits::{self, Limit, SocketBudget},
     state::AppState,
 };
 
@@ -36,34 +40,70 @@ impl<A: Adapter> FromMessageParts<A> for AckRequested {
 }
 
 /// Answers an event: `{ ok: true, data }` or `{ ok: false, error }` through the ack, or an
-/// `error` event when no ack was asked for. The socket lives on either way.
+/// `error` event when no ack was asked for. The socket lives on either way, unless it
+/// cannot take the answer (see [`slow_consumer`]): no answer is dropped silently.
 fn reply(
     s: &SocketRef,
+    budget: &SocketBudget,
     ack: AckSender,
     asked: bool,
     event: &'static str,
     result: ApiResult<Value>,
 ) {
-    match result {
+    let sent = match result {
         Ok(data) => {
             tracing::debug!(ok = true, "socket event");
-            let _ = ack.send(&json!({ "ok": true, "data": data }));
+            ack.send(&json!({ "ok": true, "data": data }))
         }
         Err(e) => {
             tracing::debug!(ok = false, status = e.status().as_u16(), "socket event");
             metrics::counter!("socket_event_errors_total", "event" => event, "code" => e.code())
                 .increment(1);
             if asked {
-                let _ = ack.send(&e.to_ack());
+                ack.send(&e.to_ack())
             } else {
-                let _ = s.emit("error", &json!({ "event": event, "error": e.body() }));
+                s.emit("error", &json!({ "event": event, "error": e.body() }))
             }
         }
+    };
+    if let Err(SendError::Socket(SocketError::InternalChannelFull)) = sent {
+        slow_consumer(s, budget);
     }
 }
 
-/// Registers `f` for `event` with the shared envelope: authenticated caller, payload
-/// decoding, metrics, and the reply.
+/// How long a socket that could not take an answer gets to read enough of its backlog for
+/// the reason and the disconnect to fit. One that reads nothing meanwhile is closed by its
+/// next heartbeat, which fails on the same full buffer.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(2);
+
+/// A socket whose outgoing buffer is full cannot take its acknowledgements: it is told why
+/// (an `error` event with code `slow_consumer`) and disconnected, and counted, rather than
+/// left with answers silently missing. Its later events are not handled.
+fn slow_consumer(s: &SocketRef, budget: &SocketBudget) {
+    if !budget.overflow() {
+        return;
+    }
+    Limit::AckOverflow.refused();
+    tracing::info!("socket cannot take its acknowledgements; disconnecting it");
+    let s = s.clone();
+    tokio::spawn(async move {
+        let mut error = ApiError::rate_limited(Limit::AckOverflow.message(), Duration::ZERO).body();
+        error["code"] = "slow_consumer".into();
+        let notice = json!({ "event": Value::Null, "error": error });
+        let deadline = tokio::time::Instant::now() + SLOW_CONSUMER_GRACE;
+        let mut told = false;
+        while s.connected() && tokio::time::Instant::now() < deadline {
+            told = told || s.emit("error", &notice).is_ok();
+            if told && s.clone().disconnect().is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
+}
+
+/// Registers `f` for `event` with the shared envelope: authenticated caller, the socket's
+/// bounds (events per period, events in flight), payload decoding, metrics, and the reply.
 fn on<F, Fut>(s: &SocketRef, event: &'static str, f: F)
 where
     F: Fn(AppState, AuthUser, SocketRef, Value) -> Fut + Clone + Send + Sync + 'static,
@@ -80,16 +120,34 @@ where
             let span = socket_span(&s, Some(event));
             async move {
                 metrics::counter!("socket_events_in_total", "event" => event).increment(1);
-                let Some(user) = s.extensions.get::<AuthUser>() else {
+                let (Some(user), Some(budget)) = (
+                    s.extensions.get::<AuthUser>(),
+                    s.extensions.get::<Arc<SocketBudget>>(),
+                ) else {
                     return;
                 };
+                if budget.overflowed() {
+                    return;
+                }
+                // Refusals are answered at once, without touching Redis or PostgreSQL; an
+                // admitted event holds its in-flight slot until it is answered.
+                let slot = match budget.admit() {
+                    Ok(slot) => slot,
+                    Err(refused) => return reply(&s, &budget, ack, asked, event, Err(refused)),
+                };
                 let result = match data {
-                    Ok(v) => f(state, user, s.clone(), v).await,
+                    Ok(v) => match field_with_nul(&v) {
+                        Some(field) => {
+                            Err(ApiError::invalid(field, "must not contain NUL characters"))
+                        }
+                        None => f(state, user, s.clone(), v).await,
+                    },
                     Err(e) => Err(ApiError::BadRequest(
                         format!("malformed {event} payload: {e}").into(),
                     )),
                 };
-                reply(&s, ack, asked, event, result);
+                reply(&s, &budget, ack, asked, event, result);
+                drop(slot);
             }
             .instrument(span)
         },
@@ -138,15 +196,20 @@ async fn require_participant(state: &AppState, conversation: Uuid, user: Uuid) -
     }
 }
 
-/// Connect middleware of `/`, after `authenticate`: joins the user's rooms and registers
-/// every handler. socketioxide sends the connect answer before it spawns the connect
-/// handler, and a client emits the moment it sees that answer (socket.io-client flushes
-/// its buffer, a reconnecting client asks `sync`): an event that found no handler yet
-/// would be dropped without an answer. Middlewares run before the answer goes out.
-pub async fn prepare_chat(s: SocketRef) -> Result<(), Infallible> {
+/// Connect middleware of `/`, after `authenticate`: joins the user's rooms, registers
+/// every handler and counts the socket against the user's limit. socketioxide sends the
+/// connect answer before it spawns the connect handler, and a client emits the moment it
+/// sees that answer (socket.io-client flushes its buffer, a reconnecting client asks
+/// `sync`): an event that found no handler yet would be dropped without an answer.
+/// Middlewares run before the answer goes out.
+pub async fn prepare_chat(s: SocketRef, State(state): State<AppState>) -> Result<(), String> {
     let Some(user) = s.extensions.get::<AuthUser>() else {
         return Ok(());
     };
+    s.extensions.insert(SocketBudget::new(
+        state.settings.limit_socket_events,
+        state.settings.socket_max_in_flight,
+    ));
     s.join([room::user(user.user_id), room::session(user.session_id)]);
     on(&s, "joinConversation", |state, user, s, v| async move {
         let id = conversation_id(&v)?;
@@ -181,18 +244,79 @@ pub async fn prepare_chat(s: SocketRef) -> Result<(), Infallible> {
             .instrument(span)
         },
     );
+    admit(&state, user, &chat_conn(&state, &s)).await
+}
+
+/// This socket's connection id in the fabric (presence and socket leases).
+fn chat_conn(state: &AppState, s: &SocketRef) -> String {
+    format!("{}:{}", state.node_id, s.id)
+}
+
+/// The connection id of a `/notifications` socket, apart from the chat ones.
+fn notifications_conn(state: &AppState, s: &SocketRef) -> String {
+    format!("{}:n:{}", state.node_id, s.id)
+}
+
+/// The last step of a connect middleware: counts the socket against the user's limit, then
+/// checks the device session once more. A logout that raced this connect either revoked
+/// the session before this check (refused here) or publishes its disconnect after it, when
+/// the socket is already in its `session:` room; the check after the socket is in the
+/// namespace ([`still_live`]) closes the gap between the two.
+async fn admit(state: &AppState, user: AuthUser, conn: &str) -> Result<(), String> {
+    let admitted = state
+        .fabric
+        .sockets_admit(
+            user.user_id,
+            conn,
+            state.settings.presence_ttl(),
+            state.settings.max_sockets_per_user,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "socket limit not readable");
+            "service unavailable: retry".to_owned()
+        })?;
+    if !admitted {
+        Limit::SocketsPerUser.refused();
+        return Err(format!(
+            "{} (at most {})",
+            Limit::SocketsPerUser.message(),
+            state.settings.max_sockets_per_user
+        ));
+    }
+    if matches!(state.fabric.live_sessions(&[user.session_id]).await, Ok(live) if live.is_empty()) {
+        let _ = state.fabric.sockets_release(user.user_id, conn).await;
+        return Err("session has been revoked or has expired".to_owned());
+    }
     Ok(())
+}
+
+/// After the socket entered its namespace: whether its session is still live. A revoked
+/// one is disconnected here (its logout's broadcast may have passed while the socket was
+/// not yet in the namespace).
+async fn still_live(state: &AppState, s: &SocketRef, user: AuthUser) -> bool {
+    match state.fabric.live_sessions(&[user.session_id]).await {
+        Ok(live) if live.is_empty() => {
+            tracing::info!("session revoked while connecting; disconnecting");
+            let _ = s.clone().disconnect();
+            false
+        }
+        _ => true,
+    }
 }
 
 /// Forgets a socket of this node and, unless `keep_lease`, its presence lease, announcing
 /// the user offline when it was their last connection anywhere.
 async fn release(state: &AppState, s: &SocketRef, keep_lease: bool) {
-    let conn = format!("{}:{}", state.node_id, s.id);
+    let conn = chat_conn(state, s);
     state.local.remove(&conn);
     if keep_lease {
         return;
     }
     if let Some(user) = s.extensions.get::<AuthUser>() {
+        if let Err(e) = state.fabric.sockets_release(user.user_id, &conn).await {
+            tracing::debug!(error = %e, "socket lease not released; it expires by itself");
+        }
         match state.fabric.presence_disconnect(user.user_id, &conn).await {
             Ok(true) => presence::announce(state, user.user_id, Status::Offline).await,
             Ok(false) => {}
@@ -214,7 +338,10 @@ pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
     async {
         let _working = working;
         tracing::debug!("socket connected");
-        let conn = format!("{}:{}", state.node_id, s.id);
+        if !still_live(&state, &s, user).await {
+            return;
+        }
+        let conn = chat_conn(&state, &s);
         state
             .local
             .insert(conn.clone(), user.user_id, user.session_id);
@@ -252,18 +379,13 @@ struct TypingPayload {
 /// room except the typist's own devices, and only when the state changes.
 async fn typing(state: AppState, user: AuthUser, _s: SocketRef, v: Value) -> ApiResult<Value> {
     let p: TypingPayload = payload("typing", v)?;
-    let window = state
-        .fabric
-        .hit_counter(
-            &format!("typing:{}:{}", user.user_id, p.conversation_id),
-            Duration::from_secs(1),
-        )
-        .await?;
-    if window.count > TYPING_EVENTS_PER_SECOND {
-        return Err(ApiError::TooManyRequests {
-            retry_after_secs: 1,
-        });
-    }
+    limits::take(
+        state.fabric.as_ref(),
+        Limit::Typing,
+        &limits::key::typing(user.user_id, p.conversation_id),
+        TYPING_RATE,
+    )
+    .await?;
     require_participant(&state, p.conversation_id, user.user_id).await?;
     let changed = if p.is_typing {
         state
@@ -291,26 +413,50 @@ async fn typing(state: AppState, user: AuthUser, _s: SocketRef, v: Value) -> Api
     Ok(json!({ "conversationId": p.conversation_id, "isTyping": p.is_typing }))
 }
 
-/// Typing events a user may send per conversation per second before 429.
-const TYPING_EVENTS_PER_SECOND: u64 = 10;
+/// Typing events a user may send per conversation before 429: ten a second.
+const TYPING_RATE: Rate = Rate {
+    burst: 10,
+    per: Duration::from_secs(1),
+};
 
-/// Connect middleware of `/notifications`, after `authenticate`: rooms and the disconnect
-/// handler in place before the connect answer, as for `/` (see [`prepare_chat`]).
-pub async fn prepare_notifications(s: SocketRef) -> Result<(), Infallible> {
+/// Connect middleware of `/notifications`, after `authenticate`: rooms, the disconnect
+/// handler and the socket's count against the user's limit, all before the connect
+/// answer, as for `/` (see [`prepare_chat`]).
+pub async fn prepare_notifications(
+    s: SocketRef,
+    State(state): State<AppState>,
+) -> Result<(), String> {
     let Some(user) = s.extensions.get::<AuthUser>() else {
         return Ok(());
     };
     s.join([room::user(user.user_id), room::session(user.session_id)]);
-    metrics::gauge!("socket_connections", "namespace" => "/notifications").increment(1.0);
-    s.on_disconnect(|| async {
-        metrics::gauge!("socket_connections", "namespace" => "/notifications").decrement(1.0);
+    s.on_disconnect(|s: SocketRef, State(state): State<AppState>| async move {
+        let conn = notifications_conn(&state, &s);
+        if state.local_notifications.remove(&conn).is_some() {
+            if let Some(user) = s.extensions.get::<AuthUser>() {
+                let _ = state.fabric.sockets_release(user.user_id, &conn).await;
+            }
+        }
     });
-    Ok(())
+    admit(&state, user, &notifications_conn(&state, &s)).await
 }
 
-pub async fn on_notifications_connect(s: SocketRef) {
-    if s.extensions.get::<AuthUser>().is_none() {
+pub async fn on_notifications_connect(s: SocketRef, State(state): State<AppState>) {
+    let Some(user) = s.extensions.get::<AuthUser>() else {
         let _ = s.disconnect();
+        return;
+    };
+    let conn = notifications_conn(&state, &s);
+    state
+        .local_notifications
+        .insert(conn.clone(), user.user_id, user.session_id);
+    if !s.connected() {
+        // Closed before it was counted: its disconnect handler found nothing to remove.
+        state.local_notifications.remove(&conn);
+        let _ = state.fabric.sockets_release(user.user_id, &conn).await;
+        return;
+    }
+    if !still_live(&state, &s, user).await {
         return;
     }
     let _ = s.emit("notifications:connected", &json!({ "status": "connected" }));

@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
 use socketioxide::{
-    SocketIo,
+    ParserConfig, SocketIo,
     extract::{SocketRef, State, TryData},
     handler::ConnectHandler,
     layer::SocketIoLayer,
@@ -72,16 +72,31 @@ pub async fn detach_handshake(mut req: axum::extract::Request) -> axum::extract:
     req
 }
 
+/// Chatty's events carry no binary attachments; a few are tolerated, thousands are not.
+const MAX_BINARY_ATTACHMENTS: usize = 8;
+
 /// Where socketioxide serves Engine.io (its default).
 const SOCKET_IO_PATH: &str = "/socket.io";
 
 /// Builds the Socket.IO layer and its handle.
 pub fn build(state: &AppState) -> (SocketIoLayer, SocketIo) {
+    let max_frame = state.settings.max_frame_bytes;
     let (layer, io) = SocketIo::builder()
         .with_state(state.clone())
         .ping_interval(Duration::from_secs(25))
         .ping_timeout(Duration::from_secs(20))
-        .max_payload(state.settings.max_body_bytes as u64)
+        // Every way in is bounded before it is parsed: a polling POST body, a WebSocket
+        // message or frame, and the binary attachments one event may gather.
+        .max_payload(max_frame as u64)
+        .ws_max_message_size(max_frame)
+        .ws_max_frame_size(max_frame)
+        .with_parser(
+            ParserConfig::common()
+                .max_incoming_binary_buf_size(max_frame)
+                .max_incoming_binaries(MAX_BINARY_ATTACHMENTS)
+                .packet_completion_timeout(Duration::from_secs(10)),
+        )
+        .max_buffer_size(state.settings.socket_buffer_packets)
         // Client frames are small (sends, receipts, typing); the 4 KB default is resident in
         // every idle socket, and a larger frame still grows the buffer when it comes.
         .ws_read_buffer_size(1024)

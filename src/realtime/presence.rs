@@ -8,25 +8,34 @@ use crate::{
     state::AppState,
 };
 
-/// This node's chat connections, for the batched heartbeat. Entries are added on connect
-/// and removed by the socket's disconnect handler; a crashed node's entries vanish with it
-/// and its Redis leases expire by themselves.
-#[derive(Debug, Default)]
+/// This node's connections of one namespace, for the batched heartbeat. Entries are added
+/// on connect and removed by the socket's disconnect handler; a crashed node's entries
+/// vanish with it and its Redis leases expire by themselves.
+#[derive(Debug)]
 pub struct LocalConnections {
+    /// The namespace, as the `socket_connections` gauge labels it.
+    ns: &'static str,
     /// connection id → (user, device session); std Mutex, never held across an await.
     conns: Mutex<HashMap<String, (Uuid, Uuid)>>,
 }
 
 impl LocalConnections {
+    pub fn new(ns: Namespace) -> Self {
+        Self {
+            ns: ns.path(),
+            conns: Mutex::default(),
+        }
+    }
+
     pub fn insert(&self, conn: String, user: Uuid, session: Uuid) {
         self.lock().insert(conn, (user, session));
-        metrics::gauge!("socket_connections", "namespace" => "/").increment(1.0);
+        metrics::gauge!("socket_connections", "namespace" => self.ns).increment(1.0);
     }
 
     pub fn remove(&self, conn: &str) -> Option<Uuid> {
         let removed = self.lock().remove(conn).map(|(user, _)| user);
         if removed.is_some() {
-            metrics::gauge!("socket_connections", "namespace" => "/").decrement(1.0);
+            metrics::gauge!("socket_connections", "namespace" => self.ns).decrement(1.0);
         }
         removed
     }
@@ -226,7 +235,16 @@ pub async fn heartbeat_loop(
             tracing::warn!(error = %e, connections = conns.len(), "presence heartbeat failed");
             continue;
         }
-        let sessions = state.local.sessions();
+        let mut sockets = conns;
+        sockets.extend(state.local_notifications.snapshot());
+        if let Err(e) = state.fabric.sockets_heartbeat(&sockets, ttl).await {
+            metrics::counter!("presence_heartbeat_errors_total").increment(1);
+            tracing::warn!(error = %e, "socket lease heartbeat failed");
+        }
+        let mut sessions = state.local.sessions();
+        sessions.extend(state.local_notifications.sessions());
+        sessions.sort_unstable();
+        sessions.dedup();
         let Ok(live) = state.fabric.live_sessions(&sessions).await else {
             continue;
         };

@@ -187,7 +187,7 @@ async fn repeated_failed_logins_are_rate_limited_with_429_across_nodes() {
     let a = spawn_app().await;
     let b = a.spawn_peer().await;
     let user = a.register(&name("target")).await;
-    let max = a.state.settings.login_max_failures;
+    let max = a.state.settings.limit_login_failures.burst;
     for i in 0..max {
         let node = if i % 2 == 0 { &a } else { &b };
         let resp = node

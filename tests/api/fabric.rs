@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chatty::fabric::{Fabric, MemoryFabric, RedisFabric, Session};
+use chatty::fabric::{Fabric, MemoryFabric, Rate, RedisFabric, Session, Verdict};
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -97,38 +97,115 @@ async fn sessions_expire_by_themselves() {
 }
 
 #[tokio::test]
-async fn counters_count_within_a_window_and_reset() {
+async fn limiters_allow_a_burst_then_refill_evenly_give_back_and_reset() {
     for f in both().await {
         let key = format!("k:{}", Uuid::new_v4());
-        assert_eq!(f.read_counter(&key).await.unwrap().count, 0);
-        for i in 1..=3 {
+        // Three at once, then one every 200 ms.
+        let rate = Rate::new(3, Duration::from_millis(600));
+        for i in 0..3 {
             assert_eq!(
-                f.hit_counter(&key, Duration::from_millis(400))
-                    .await
-                    .unwrap()
-                    .count,
-                i,
-                "{}",
+                f.limit_take(&key, rate).await.unwrap(),
+                Verdict::Allowed,
+                "{}: hit {i}",
                 f.kind()
             );
         }
-        let w = f.read_counter(&key).await.unwrap();
-        assert_eq!(w.count, 3);
+        let Verdict::Refused { retry_after } = f.limit_take(&key, rate).await.unwrap() else {
+            panic!("{}: a fourth hit went through", f.kind());
+        };
         assert!(
-            w.resets_in > Duration::ZERO && w.resets_in <= Duration::from_millis(400),
-            "{}: {w:?}",
+            retry_after > Duration::ZERO && retry_after <= Duration::from_millis(200),
+            "{}: {retry_after:?}",
             f.kind()
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(retry_after + Duration::from_millis(30)).await;
         assert_eq!(
-            f.read_counter(&key).await.unwrap().count,
-            0,
-            "{}: window did not end",
+            f.limit_take(&key, rate).await.unwrap(),
+            Verdict::Allowed,
+            "{}: no refill",
             f.kind()
         );
-        f.hit_counter(&key, Duration::from_secs(10)).await.unwrap();
-        f.reset_counter(&key).await.unwrap();
-        assert_eq!(f.read_counter(&key).await.unwrap().count, 0);
+        assert!(matches!(
+            f.limit_take(&key, rate).await.unwrap(),
+            Verdict::Refused { .. }
+        ));
+        f.limit_give_back(&key, rate).await.unwrap();
+        assert_eq!(
+            f.limit_take(&key, rate).await.unwrap(),
+            Verdict::Allowed,
+            "{}: a hit given back was not there",
+            f.kind()
+        );
+        f.limit_reset(&key).await.unwrap();
+        for _ in 0..3 {
+            assert_eq!(f.limit_take(&key, rate).await.unwrap(), Verdict::Allowed);
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_hits_let_exactly_the_burst_through() {
+    for f in both().await {
+        let key = format!("k:{}", Uuid::new_v4());
+        let rate = Rate::new(10, Duration::from_secs(3600));
+        let hits = (0..40).map(|_| {
+            let f = f.clone();
+            let key = key.clone();
+            tokio::spawn(async move { f.limit_take(&key, rate).await.unwrap() })
+        });
+        let mut allowed = 0;
+        for h in hits {
+            if h.await.unwrap() == Verdict::Allowed {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 10, "{}", f.kind());
+    }
+}
+
+#[tokio::test]
+async fn sockets_are_admitted_up_to_the_cap_released_and_expire() {
+    for f in both().await {
+        let user = Uuid::new_v4();
+        let ttl = Duration::from_secs(30);
+        assert!(f.sockets_admit(user, "n1:a", ttl, 2).await.unwrap());
+        assert!(f.sockets_admit(user, "n2:b", ttl, 2).await.unwrap());
+        assert!(
+            !f.sockets_admit(user, "n1:c", ttl, 2).await.unwrap(),
+            "{}: a third socket admitted",
+            f.kind()
+        );
+        assert!(
+            f.sockets_admit(Uuid::new_v4(), "n1:c", ttl, 2)
+                .await
+                .unwrap(),
+            "{}: another user's cap is their own",
+            f.kind()
+        );
+        assert!(
+            f.sockets_admit(user, "n1:a", ttl, 2).await.unwrap(),
+            "{}: a counted socket is counted once",
+            f.kind()
+        );
+        f.sockets_release(user, "n1:a").await.unwrap();
+        assert!(f.sockets_admit(user, "n1:c", ttl, 2).await.unwrap());
+        // A dead node's sockets stop counting when their leases run out; a heartbeat
+        // keeps live ones counted.
+        let short = Duration::from_millis(300);
+        let other = Uuid::new_v4();
+        assert!(f.sockets_admit(other, "dead:a", short, 2).await.unwrap());
+        assert!(f.sockets_admit(other, "live:b", short, 2).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        f.sockets_heartbeat(&[(other, "live:b".to_owned())], short)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(f.sockets_admit(other, "new:c", short, 2).await.unwrap());
+        assert!(
+            !f.sockets_admit(other, "new:d", short, 2).await.unwrap(),
+            "{}: the renewed socket stopped counting",
+            f.kind()
+        );
     }
 }
 

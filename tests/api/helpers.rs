@@ -18,6 +18,15 @@ pub fn redis_url() -> String {
     std::env::var("CHATTY_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// Limits raised for every test node (as `limit-sends` flags and `CHATTY_LIMIT_SENDS`
+/// variables): every test client comes from 127.0.0.1, and most tests send faster than a
+/// person. The limits are tested with their own settings in `tests/api/limits.rs`.
+const GENEROUS_LIMITS: &[(&str, &str)] = &[
+    ("LIMIT_ADDRESS_SIGNUPS", "100000/1h"),
+    ("LIMIT_ADDRESS_LOGIN_FAILURES", "100000/1h"),
+    ("LIMIT_SENDS", "100000/1s"),
+];
+
 #[derive(Parser)]
 struct Wrapper {
     #[command(flatten)]
@@ -44,6 +53,12 @@ pub fn test_settings(db_name: &str, prefix: &str, redis: bool) -> Settings {
         JWT_SECRET.to_owned(),
     ]);
     args.extend(["--db-max-connections".to_owned(), "5".to_owned()]);
+    for (name, value) in GENEROUS_LIMITS {
+        args.extend([
+            format!("--{}", name.to_lowercase().replace('_', "-")),
+            (*value).to_owned(),
+        ]);
+    }
     Wrapper::try_parse_from(args)
         .expect("test settings parse")
         .settings
@@ -116,6 +131,8 @@ pub struct TestApp {
     pub redis: bool,
     pub state: AppState,
     pub db: sqlx::PgPool,
+    /// The port of `/metrics` when it has a listener of its own (`CHATTY_METRICS_ADDR`).
+    pub metrics_port: Option<u16>,
     /// Stops this node when dropped (or sent to).
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -238,6 +255,11 @@ impl TestApp {
             .env("CHATTY_REDIS_PREFIX", &self.prefix)
             .env("CHATTY_NO_MIGRATE", "true")
             .env("RUST_LOG", "warn")
+            .envs(
+                GENEROUS_LIMITS
+                    .iter()
+                    .map(|(name, value)| (format!("CHATTY_{name}"), *value)),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(if std::env::var_os("TEST_LOG").is_some() {
                 std::process::Stdio::inherit()
@@ -417,6 +439,7 @@ async fn start(settings: Settings) -> TestApp {
     let prefix = settings.redis_prefix.clone();
     let app = Application::build(settings).await.expect("build app");
     let port = app.port();
+    let metrics_port = app.metrics_port();
     let state = app.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -435,6 +458,7 @@ async fn start(settings: Settings) -> TestApp {
         prefix,
         redis,
         db: state.db.clone(),
+        metrics_port,
         state,
         stop: Some(tx),
         server: Some(server),

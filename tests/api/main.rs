@@ -6,6 +6,7 @@ mod fabric;
 mod friendships;
 mod health;
 mod helpers;
+mod limits;
 mod logs;
 mod messages;
 mod notifications;

@@ -613,7 +613,7 @@ async fn long_polling_clients_and_websocket_clients_hear_each_other_across_nodes
 async fn sockets_closed_right_after_connecting_leave_no_presence_behind() {
     let a = spawn_app().await;
     let alice = a.register(&name("alice")).await;
-    let mut node = a.spawn_process(&[]);
+    let mut node = a.spawn_process(&[("CHATTY_MAX_SOCKETS_PER_USER", "1000")]);
     node.ready().await;
 
     let attempts = (0..100).map(|_| {

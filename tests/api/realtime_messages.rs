@@ -407,7 +407,7 @@ async fn an_event_sent_the_moment_the_connect_answer_arrives_is_answered() {
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
     let conv = group(&a, &alice, &[&bob]).await;
-    let mut node = a.spawn_process(&[]);
+    let mut node = a.spawn_process(&[("CHATTY_MAX_SOCKETS_PER_USER", "1000")]);
     node.ready().await;
 
     let attempts = (0..200).map(|i| {
