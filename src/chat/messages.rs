@@ -154,9 +154,10 @@ const SEND: &str = concat!(
 );
 
 /// Stores a message and announces it as `newMessage` to every participant, the sender's
-/// other devices included. Returns the message and whether it was stored now (`false`: a
-/// retry with a `client_msg_id` already used by this sender, answered with the original,
-/// which is announced again).
+/// other devices included, within the sender's message limit (429 past it). Returns the
+/// message and whether it was stored now (`false`: a retry with a `client_msg_id` already
+/// used by this sender, answered with the original, which is announced again at most once
+/// per `CHATTY_REANNOUNCE_WINDOW_MS`).
 #[tracing::instrument(skip_all, fields(%conversation_id, %sender))]
 pub async fn send_message(
     state: &AppState,

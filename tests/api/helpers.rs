@@ -219,6 +219,25 @@ impl TestApp {
         id
     }
 
+    /// A group of `creator` and `others`, created through the API.
+    pub async fn group(&self, creator: &TestUser, others: &[&TestUser]) -> Uuid {
+        let ids: Vec<Uuid> = others.iter().map(|u| u.id).collect();
+        let resp = self
+            .post(
+                "/conversations",
+                &creator.token,
+                json!({ "name": "crew", "is_group": true, "participant_ids": ids }),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "group");
+        let b: Value = resp.json().await.expect("group body");
+        b["conversation_id"]
+            .as_str()
+            .expect("conversation id")
+            .parse()
+            .expect("uuid")
+    }
+
     /// The user's status column.
     pub async fn status_of(&self, user: Uuid) -> String {
         sqlx::query_scalar("select status from users where user_id = $1")

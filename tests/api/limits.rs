@@ -10,31 +10,12 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::helpers::{
-    TestApp, TestUser, assert_error, assert_invalid, body, name, spawn_app, spawn_configured,
-};
+use crate::helpers::{TestApp, assert_error, assert_invalid, name, spawn_app, spawn_configured};
 
 const WAIT: Duration = Duration::from_secs(5);
 
 fn rate(raw: &str) -> chatty::fabric::Rate {
     chatty::config::parse_rate(raw).expect("rate")
-}
-
-async fn group(app: &TestApp, creator: &TestUser, others: &[&TestUser]) -> Uuid {
-    let ids: Vec<Uuid> = others.iter().map(|u| u.id).collect();
-    let resp = app
-        .post(
-            "/conversations",
-            &creator.token,
-            json!({ "name": "crew", "is_group": true, "participant_ids": ids }),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    body(resp).await["conversation_id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 async fn metrics_text(app: &TestApp) -> String {
@@ -66,7 +47,7 @@ async fn a_user_is_limited_across_rest_sockets_devices_and_nodes() {
     let b = a.spawn_peer_configured(tweak).await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
     let second_device = b.login(&alice, "tablet").await;
     let sock_b = b.socket(&second_device).await;
     let send = json!({ "content": "hi", "conversation_id": conv });
@@ -121,7 +102,7 @@ async fn a_burst_of_events_from_one_socket_is_refused_past_its_bounds_without_se
     let a = spawn_configured(true, |s| s.socket_buffer_packets = 8192).await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
     let attacker = a.socket(&alice.token).await;
     let burst = 2_000;
     let (max_in_flight, events) = (
@@ -188,7 +169,7 @@ async fn a_socket_that_cannot_take_its_acks_is_told_and_disconnected_never_left_
     let a = spawn_configured(true, |s| s.socket_buffer_packets = 4).await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
     sqlx::query(
         "insert into messages (conversation_id, sender_id, seq, content) \
          select $1, $2, g, repeat('x', 4000) from generate_series(1, 200) g",
@@ -387,7 +368,7 @@ async fn retried_sends_reannounce_a_message_at_most_once_per_window() {
     let a = spawn_app().await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
     let mut bob_sock = a.socket(&bob.token).await;
     let send =
         json!({ "content": "once", "conversation_id": conv, "client_msg_id": Uuid::new_v4() });
@@ -425,7 +406,7 @@ async fn a_logout_racing_a_socket_connect_on_another_node_always_ends_the_socket
     let b = a.spawn_peer().await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
 
     for round in 0..30 {
         let token = a.login(&alice, &format!("phone {round}")).await;

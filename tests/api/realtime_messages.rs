@@ -6,24 +6,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser, name, spawn_app};
+use crate::helpers::{name, spawn_app};
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(400);
-
-async fn group(app: &TestApp, creator: &TestUser, others: &[&TestUser]) -> Uuid {
-    let ids: Vec<Uuid> = others.iter().map(|u| u.id).collect();
-    let resp = app
-        .post(
-            "/conversations",
-            &creator.token,
-            json!({ "name": "crew", "is_group": true, "participant_ids": ids }),
-        )
-        .await;
-    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
-    let b: Value = resp.json().await.unwrap();
-    b["conversation_id"].as_str().unwrap().parse().unwrap()
-}
 
 #[tokio::test]
 async fn send_message_reaches_every_device_of_every_participant_on_every_node_once() {
@@ -33,7 +19,7 @@ async fn send_message_reaches_every_device_of_every_participant_on_every_node_on
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
     let eve = a.register(&name("eve")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
     let alice_phone = a.login(&alice, "phone").await;
     let alice_sock = a.socket(&alice.token).await;
     let mut alice_phone_sock = b.socket(&alice_phone).await;
@@ -86,7 +72,7 @@ async fn invalid_or_foreign_sends_are_refused_through_the_ack_and_store_nothing(
     let alice = app.register(&name("alice")).await;
     let bob = app.register(&name("bob")).await;
     let eve = app.register(&name("eve")).await;
-    let conv = group(&app, &alice, &[&bob]).await;
+    let conv = app.group(&alice, &[&bob]).await;
     let alice_sock = app.socket(&alice.token).await;
     let eve_sock = app.socket(&eve.token).await;
 
@@ -147,7 +133,7 @@ async fn read_receipts_edits_and_deletes_are_pushed_across_nodes() {
     let b = a.spawn_peer().await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
     let mut alice_sock = a.socket(&alice.token).await;
     let mut bob_sock = b.socket(&bob.token).await;
     let ack = alice_sock
@@ -216,7 +202,7 @@ async fn sync_returns_what_a_reconnecting_client_missed_with_cursors() {
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
     let eve = a.register(&name("eve")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
     let alice_sock = a.socket(&alice.token).await;
     for i in 1..=5 {
         alice_sock
@@ -287,7 +273,7 @@ async fn a_removed_member_stops_hearing_the_conversation_at_once() {
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
     let carol = a.register(&name("carol")).await;
-    let conv = group(&a, &alice, &[&bob, &carol]).await;
+    let conv = a.group(&alice, &[&bob, &carol]).await;
     let alice_sock = a.socket(&alice.token).await;
     let mut carol_sock = b.socket(&carol.token).await;
     carol_sock
@@ -344,7 +330,7 @@ async fn sent_messages_collapse_into_one_live_notification_per_recipient_and_con
     let b = a.spawn_peer().await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
     let mut notes = b.notifications_socket(&bob.token).await;
     notes
         .next_event("notifications:connected", WAIT)
@@ -406,7 +392,7 @@ async fn an_event_sent_the_moment_the_connect_answer_arrives_is_answered() {
     let a = spawn_app().await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
-    let conv = group(&a, &alice, &[&bob]).await;
+    let conv = a.group(&alice, &[&bob]).await;
     let mut node = a.spawn_process(&[("CHATTY_MAX_SOCKETS_PER_USER", "1000")]);
     node.ready().await;
 
