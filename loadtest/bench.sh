@@ -17,12 +17,17 @@
 #   chaos      send at CHAOS_SHARE% of saturation while a random node is killed every
 #              CHAOS_KILL_EVERY s and restarted, and Redis is crashed once at
 #              CHAOS_REDIS_AT s
-#   (default: all four, in that order)
+#   hostile    Chatty only (the reference has no per-socket limits): HOSTILE_NODES nodes,
+#              HOSTILE_RUNS runs of `chatty-load --hostile`: one socket emits HOSTILE_EVENTS
+#              acked events at once while another user of its group measures REST and
+#              socket round trip latency (users registered through the API)
+#   (default: idle, saturate, send, chaos, in that order; hostile only when asked for)
 # Env: NODES (3) USERS (2000) GROUP (10) DURATION (20) IDLE_USERS (5000) RATES (250 500 ...)
 #      STEP_DURATION (12) BENCH_RESULTS (.chatty/bench/results) CHATTY_BIN (a server build to
 #      measure instead of building this checkout's) LOAD_MAX (1.0) BUSY_MAX (25) LOAD_WAIT
 #      (300): before the first run, wait up to LOAD_WAIT s for the 1-minute load average to
 #      fall to LOAD_MAX; before each run, for other work to use at most BUSY_MAX% of the CPU
+#      HOSTILE_NODES (1) HOSTILE_RUNS (2) HOSTILE_EVENTS (15000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -44,6 +49,7 @@ IDLE_USERS=${IDLE_USERS:-5000} STEP_DURATION=${STEP_DURATION:-12}
 RATES=${RATES:-250 500 750 1000 1250 1500 2000 2500 3000 4000}
 LOAD_MAX=${LOAD_MAX:-1.0} LOAD_WAIT=${LOAD_WAIT:-300} BUSY_MAX=${BUSY_MAX:-25}
 CHAOS_SHARE=${CHAOS_SHARE:-50} CHAOS_KILL_EVERY=${CHAOS_KILL_EVERY:-6} CHAOS_REDIS_AT=${CHAOS_REDIS_AT:-10}
+HOSTILE_NODES=${HOSTILE_NODES:-1} HOSTILE_RUNS=${HOSTILE_RUNS:-2} HOSTILE_EVENTS=${HOSTILE_EVENTS:-15000}
 BALANCER_PORT=${BALANCER_PORT:-8190} BASE_PORT=${BASE_PORT:-3190} BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-6392}
 
 bash deploy/local/services.sh
@@ -62,7 +68,6 @@ results=${BENCH_RESULTS:-$work/results}
 export CHATTY_CLUSTER_DIR=$work/cluster
 ctl=$root/deploy/local/cluster.sh
 mkdir -p "$results" "$work"
-[ -d loadtest/reference/node_modules ] || (cd loadtest/reference && npm ci --no-audit --no-fund >/dev/null)
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -111,9 +116,11 @@ quiet_machine() {
 }
 
 # run KIND NAME NODES [chatty-load args...]: one fresh cluster, one run; prints the JSON path.
-# Sockets go through nginx, or straight to the nodes with VIA=direct.
+# Sockets go through nginx, or straight to the nodes with VIA=direct. Users are seeded
+# straight into PostgreSQL and Redis, or through the API with SEED=api.
 run() {
-  local kind=$1 name=$2 nodes=$3 out status=0 targets
+  local kind=$1 name=$2 nodes=$3 out status=0 targets seed=(--seed-sql)
+  [ "${SEED:-sql}" != api ] || seed=()
   shift 3
   out=$results/$kind-$name.json
   current_db="chatty_bench_${kind}_$(date +%s)"
@@ -131,7 +138,7 @@ run() {
   [ "${VIA:-}" != direct ] || targets=$CHATTY_NODES
   log "$kind $name: chatty-load $*"
   DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" REDIS_URL=$REDIS_URL \
-    "$load" --url "$CHATTY_URL" --nodes "$targets" --metrics "$CHATTY_NODES" --seed-sql --json \
+    "$load" --url "$CHATTY_URL" --nodes "$targets" --metrics "$CHATTY_NODES" "${seed[@]}" --json \
     --cluster-ctl "$ctl" "$@" >"$out" 2>"$work/$kind-$name.err" || status=$?
   cleanup
   [ "$status" -eq 0 ] || log "$kind $name: chatty-load exited $status (2: lost, duplicated or out of order)"
@@ -147,6 +154,10 @@ print("" if r is None else r)' "$1" "$2"; }
 
 kinds=(chatty reference)
 [ -z "$only" ] || kinds=("$only")
+# The reference's dependencies, only when it runs.
+if [[ " ${kinds[*]} " == *" reference "* ]] && [ ! -d loadtest/reference/node_modules ]; then
+  (cd loadtest/reference && npm ci --no-audit --no-fund >/dev/null)
+fi
 declare -A saturation
 for kind in "${kinds[@]}"; do
   var=SAT_$kind
@@ -199,6 +210,15 @@ sys.exit(0 if kept and not (p99 > 5 * first and p99 > 100) else 1)' \
             --rate $((sat * CHAOS_SHARE / 100)) --duration "$DURATION" --ramp-up 2 --drain 10 \
             --chaos-kill-every "$CHAOS_KILL_EVERY" --chaos-restart-redis-at "$CHAOS_REDIS_AT" >/dev/null || true
         fi ;;
+      hostile)
+        # The reference has no per-socket rate or queue limits: flooding it measures nothing
+        # this scenario is about.
+        [ "$kind" = chatty ] || { log "hostile: skipped for $kind (Chatty only)"; continue; }
+        rm -f "$results/$kind"-hostile-*.json
+        for i in $(seq 1 "$HOSTILE_RUNS"); do
+          f=$(SEED=api run "$kind" "hostile-$i" "$HOSTILE_NODES" --hostile --hostile-events "$HOSTILE_EVENTS") || continue
+          log "$kind hostile $i: victim REST p99 $(field "$f" victim_burst.rest.p99_ms) ms, socket RTT p99 $(field "$f" victim_burst.socket_rtt.p99_ms) ms"
+        done ;;
       *) log "unknown scenario $scenario"; exit 2 ;;
     esac
   done

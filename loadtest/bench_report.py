@@ -232,6 +232,67 @@ def chaos_table(results):
     )
 
 
+def hostile_runs(results):
+    runs = []
+    for f in os.listdir(results):
+        m = re.fullmatch(r"chatty-hostile-(\d+)\.json", f)
+        if m:
+            runs.append((int(m.group(1)), load(results, f[:-5])))
+    return sorted(runs)
+
+
+def probe(p):
+    """p50 / p99 / max of a victim probe, in ms."""
+    if not p or not p.get("count"):
+        return "-"
+    return "{:.1f} / **{:.1f}** / {:.1f}".format(p["p50_ms"], p["p99_ms"], p["max_ms"])
+
+
+def corrected(p):
+    """p99 corrected for coordinated omission (a stall stands for every probe it held up)."""
+    return num((p or {}).get("p99_corrected_ms"), "{:.1f}")
+
+
+def failures(*probes):
+    counts = {}
+    for p in probes:
+        for k, n in ((p or {}).get("failures") or {}).items():
+            counts[k] = counts.get(k, 0) + n
+    return ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "0"
+
+
+def hostile_table(results):
+    rows = []
+    for i, r in hostile_runs(results):
+        if not r:
+            rows.append(f"| {i} | failed ||||||||||||||")
+            continue
+        a, burst, base = r["attacker"], r["victim_burst"], r["victim_baseline"]
+        t = a["total"]
+        gone = a.get("disconnected_at_secs")
+        err = (a.get("first_error") or {}).get("code") if isinstance(a.get("first_error"), dict) else None
+        rows.append(
+            f"| {i} | {r['events']:,} in {a['emit_secs']:.2f} s | {num(a.get('last_ack_secs'), '{:.1f} s')} | {r['victim_burst']['secs']:.1f} s | {t['ok']:,} | {t['limited']:,} | {t['unavailable']:,} "
+            f"| {t['refused_other']:,} | {t['unacked']:,} "
+            f"| {'-' if gone is None else '{:.1f} s ({})'.format(gone, a.get('disconnected_by'))}{'' if not err else ', ' + err} "
+            f"| {probe(burst['rest'])} | {probe(burst['socket_rtt'])} "
+            f"| {corrected(burst['rest'])} ; {corrected(burst['socket_rtt'])} "
+            f"| {probe(base['rest'])} ; {probe(base['socket_rtt'])} | {failures(burst['rest'], burst['socket_rtt'])} "
+            f"| {usage(r, 'machine_busy_pct', '{:.0f}%')} |"
+        )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "| run | attacker events | last ack | victim window | acked ok | 429 | 503 | other refusals | unacked | attacker disconnected | "
+            "victim REST ms p50 / p99 / max | victim socket RTT ms p50 / p99 / max | p99 corrected for coordinated omission REST ; RTT | "
+            "baseline REST ; RTT | victim failures | machine busy |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
 def report(results):
     parts = [
         f"Machine: {machine()}. The `load` columns give the 1-minute load average when the run "
@@ -244,6 +305,7 @@ def report(results):
         ("Scenario 2a: finding saturation (3 nodes behind nginx, 2,000 users in groups of 10)", saturation_table(results)),
         ("Scenario 2b: sustained sends at 50% and 90% of saturation", send_table(results)),
         ("Scenario 3: node kills and a Redis crash while sending", chaos_table(results)),
+        ("Scenario 4: one hostile socket's burst, felt by another user (Chatty only)", hostile_table(results)),
     ):
         if table:
             parts.append(f"#### {title}\n\n{table}")

@@ -12,6 +12,7 @@
 
 mod chaos;
 mod device;
+mod hostile;
 mod resources;
 mod seed;
 mod stats;
@@ -171,6 +172,16 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub chaos_nodes: Option<u32>,
 
+    /// Hostile client: one socket emits `--hostile-events` acknowledged events as fast as it
+    /// can while another user of its group measures REST and socket latency (see
+    /// `hostile.rs`). Registers its two users through the API.
+    #[arg(long, conflicts_with_all = ["seed_sql", "idle", "chaos_kill_every", "chaos_restart_redis_at"])]
+    pub hostile: bool,
+
+    /// Events in the hostile burst.
+    #[arg(long, value_name = "N", default_value_t = 15_000, value_parser = clap::value_parser!(u32).range(1..=200_000))]
+    pub hostile_events: u32,
+
     /// Seconds to wait for one send's acknowledgement (default 30; 5 when resuming, then
     /// the send is retried).
     #[arg(long, value_name = "SECS")]
@@ -274,6 +285,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .tcp_nodelay(true)
         .no_proxy()
         .build()?;
+    if args.hostile {
+        return hostile::run(&args, &http).await;
+    }
     let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
     let nodes = args.socket_nodes();
     let chaos_plan = chaos_plan(&args).await?;
@@ -739,5 +753,13 @@ mod tests {
         let args = Args::parse_from(["chatty-load"]);
         assert!(!args.resume_on());
         assert_eq!(args.ack_timeout(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn hostile_defaults_to_fifteen_thousand_events_and_excludes_the_sql_seed() {
+        let args = Args::parse_from(["chatty-load", "--hostile"]);
+        assert!(args.hostile);
+        assert_eq!(args.hostile_events, 15_000);
+        assert!(Args::try_parse_from(["chatty-load", "--hostile", "--seed-sql"]).is_err());
     }
 }

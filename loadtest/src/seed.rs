@@ -25,30 +25,95 @@ fn grouping(users: usize, group_size: usize) -> (usize, Vec<usize>) {
     )
 }
 
+/// Registration attempts per user when the server answers 429 (registrations are limited
+/// per client address, and every load tool request comes from the same one).
+const REGISTER_ATTEMPTS: u32 = 6;
+/// The longest a refused registration waits before its next attempt, whatever Retry-After
+/// says: with `REGISTER_ATTEMPTS` it bounds how long one registration can take.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
+
+/// How long a 429 asks to wait: its Retry-After in seconds (the form Chatty sends), else
+/// one second; never more than `RETRY_AFTER_MAX`.
+fn retry_after(header: Option<&str>) -> Duration {
+    header
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(1), |s| {
+            Duration::from_secs(s.max(1)).min(RETRY_AFTER_MAX)
+        })
+}
+
+/// Registers `name` through the API (waiting out 429s, a bounded number of times); its user
+/// id and access token.
+pub async fn register(
+    http: &reqwest::Client,
+    url: &str,
+    name: String,
+    device: &str,
+) -> anyhow::Result<(Uuid, String)> {
+    let body = json!({ "username": name, "email": format!("{name}@load.test"), "password": PASSWORD, "device": device });
+    for attempt in 1..=REGISTER_ATTEMPTS {
+        let resp = http
+            .post(format!("{url}/auth/register"))
+            .json(&body)
+            .send()
+            .await?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < REGISTER_ATTEMPTS {
+            let wait = retry_after(
+                resp.headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let body: Value = resp.json().await?;
+        if !status.is_success() {
+            bail!("register {name}: {status} {body}");
+        }
+        let id = body["user"]["user_id"]
+            .as_str()
+            .context("user id")?
+            .parse()?;
+        return Ok((
+            id,
+            body["access_token"].as_str().context("token")?.to_owned(),
+        ));
+    }
+    bail!("register {name}: still 429 after {REGISTER_ATTEMPTS} attempts")
+}
+
+/// Creates a group conversation of `token`'s user with `others`; its id.
+pub async fn create_group(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    name: String,
+    others: Vec<Uuid>,
+) -> anyhow::Result<Uuid> {
+    let resp = http
+        .post(format!("{url}/conversations"))
+        .bearer_auth(token)
+        .json(&json!({ "name": name, "is_group": true, "participant_ids": others }))
+        .send()
+        .await?;
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    if !status.is_success() {
+        bail!("create group {name}: {status} {body}");
+    }
+    Ok(body["conversation_id"]
+        .as_str()
+        .context("conversation id")?
+        .parse()?)
+}
+
 /// Through the public API, as real clients would: register, log in extra devices, create groups.
 pub async fn by_api(args: &Args, http: &reqwest::Client, run: &str) -> anyhow::Result<World> {
     let users = args.users as usize;
     // Registration is dominated by argon2 on the server; more parallelism only queues.
     let registered: Vec<anyhow::Result<(Uuid, String)>> = stream::iter(0..users)
-        .map(|i| {
-            let http = http.clone();
-            let url = format!("{}/auth/register", args.url);
-            let name = format!("lt{run}_{i}");
-            async move {
-                let resp = http
-                    .post(url)
-                    .json(&json!({ "username": name, "email": format!("{name}@load.test"), "password": PASSWORD, "device": "load-0" }))
-                    .send()
-                    .await?;
-                let status = resp.status();
-                let body: Value = resp.json().await?;
-                if !status.is_success() {
-                    bail!("register {name}: {status} {body}");
-                }
-                let id = body["user"]["user_id"].as_str().context("user id")?.parse()?;
-                Ok((id, body["access_token"].as_str().context("token")?.to_owned()))
-            }
-        })
+        .map(|i| register(http, &args.url, format!("lt{run}_{i}"), "load-0"))
         .buffered(8)
         .collect()
         .await;
@@ -96,23 +161,8 @@ pub async fn by_api(args: &Args, http: &reqwest::Client, run: &str) -> anyhow::R
         .collect();
     let groups: Vec<anyhow::Result<Uuid>> = stream::iter(creators.into_iter().enumerate())
         .map(|(g, (creator, others))| {
-            let http = http.clone();
-            let url = format!("{}/conversations", args.url);
-            let token = devices[creator].token.clone();
-            async move {
-                let resp = http
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&json!({ "name": format!("load {run} {g}"), "is_group": true, "participant_ids": others }))
-                    .send()
-                    .await?;
-                let status = resp.status();
-                let body: Value = resp.json().await?;
-                if !status.is_success() {
-                    bail!("create group {g}: {status} {body}");
-                }
-                Ok(body["conversation_id"].as_str().context("conversation id")?.parse()?)
-            }
+            let token = &devices[creator].token;
+            create_group(http, &args.url, token, format!("load {run} {g}"), others)
         })
         .buffered(16)
         .collect()
@@ -245,4 +295,22 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         group_of,
         groups,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        assert_eq!(retry_after(Some("3")), Duration::from_secs(3));
+        assert_eq!(retry_after(Some(" 0 ")), Duration::from_secs(1));
+        assert_eq!(retry_after(Some("3600")), RETRY_AFTER_MAX);
+        // An HTTP date or nothing at all: wait a second.
+        assert_eq!(
+            retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Duration::from_secs(1)
+        );
+        assert_eq!(retry_after(None), Duration::from_secs(1));
+    }
 }
