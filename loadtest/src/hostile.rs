@@ -5,9 +5,9 @@
 //! asking for an acknowledgement, without waiting for any. Meanwhile a victim, another user
 //! of the same group conversation with its own HTTP client and its own socket (connected
 //! before the burst), measures what a real user would feel: `GET /users/me` with one request
-//! in flight, and the round trip of an acknowledged `joinConversation`, each about every
-//! 10 ms. The victim measures for one second before the burst (the baseline) and from the
-//! burst's first emit until every attacker event is settled (answered, or given up after
+//! in flight about every 10 ms, and the round trip of an acknowledged `joinConversation`
+//! about every 60 ms (under the per-socket event limit). The victim measures for one second
+//! before the burst (the baseline) and from the burst's first emit until every attacker event is settled (answered, or given up after
 //! `ACK_WAIT`, or once no answer came for `ACK_IDLE`), plus `TAIL`.
 //!
 //! The server may refuse events (`{ ok: false, error: { statusCode: 429, code:
@@ -58,6 +58,10 @@ const TAIL: Duration = Duration::from_secs(2);
 const BASELINE: Duration = Duration::from_secs(1);
 /// Pace of each victim probe (one in flight; a slow answer delays the next).
 const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// Pace of the victim's socket probe: a real client's, under the server's per-socket event
+/// limit (`CHATTY_LIMIT_SOCKET_EVENTS`, 200 per 10 s by default), so that the victim
+/// measures the attacker's effect and not its own refusals.
+const SOCKET_PROBE_EVERY: Duration = Duration::from_millis(60);
 /// Time limit of one victim probe; a probe past it counts as a timeout.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -193,14 +197,17 @@ pub struct Probe {
 /// A probe's raw figures while it runs.
 struct ProbeRecord {
     hist: Histogram<u64>,
-    /// The same answers, corrected for coordinated omission at `PROBE_EVERY`.
+    /// The same answers, corrected for coordinated omission at `every`.
     corrected: Histogram<u64>,
     failures: BTreeMap<String, u64>,
+    /// The probe's pace.
+    every: Duration,
 }
 
 impl ProbeRecord {
-    fn new() -> Self {
+    fn new(every: Duration) -> Self {
         Self {
+            every,
             hist: stats::histogram(),
             corrected: stats::histogram(),
             failures: BTreeMap::new(),
@@ -214,7 +221,7 @@ impl ProbeRecord {
         #[allow(clippy::cast_possible_truncation)]
         let _ = self
             .corrected
-            .record_correct(us, PROBE_EVERY.as_micros() as u64);
+            .record_correct(us, self.every.as_micros() as u64);
     }
 
     fn failed(&mut self, why: impl Into<String>) {
@@ -527,7 +534,7 @@ async fn burst(socket: &SioSender, events: u32, conversation: Uuid, t0: Instant)
             (kind, Outcome::of(&ack), sent.elapsed())
         });
     }
-    let mut ack = ProbeRecord::new();
+    let mut ack = ProbeRecord::new(PROBE_EVERY);
     let mut last_ack_secs = 0.0;
     while let Ok(Some((kind, outcome, took))) = tokio::time::timeout(ACK_IDLE, pending.next()).await
     {
@@ -610,8 +617,8 @@ async fn victim_window(
 ) -> VictimWindow {
     let started = Instant::now();
     let (rest, socket_rtt) = tokio::join!(
-        probe_loop(end.clone(), || rest_probe(&victim)),
-        probe_loop(end, || socket_probe(&victim)),
+        probe_loop(end.clone(), PROBE_EVERY, || rest_probe(&victim)),
+        probe_loop(end, SOCKET_PROBE_EVERY, || socket_probe(&victim)),
     );
     VictimWindow {
         secs: started.elapsed().as_secs_f64(),
@@ -620,19 +627,20 @@ async fn victim_window(
     }
 }
 
-/// Runs `probe` about every `PROBE_EVERY`, one at a time, until `end`'s deadline passes.
+/// Runs `probe` about every `every`, one at a time, until `end`'s deadline passes.
 /// A probe gives how long its answer took, or why there was none (which ends the loop when
 /// the socket is gone).
 async fn probe_loop<F, Fut>(
     mut end: watch::Receiver<Option<tokio::time::Instant>>,
+    every: Duration,
     mut probe: F,
 ) -> ProbeRecord
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Duration, (Duration, String)>>,
 {
-    let mut record = ProbeRecord::new();
-    let mut tick = tokio::time::interval(PROBE_EVERY);
+    let mut record = ProbeRecord::new(every);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let hard = tokio::time::Instant::now() + HARD_LIMIT;
     loop {
@@ -886,7 +894,7 @@ mod tests {
 
     #[test]
     fn a_stall_counts_once_in_p99_but_for_every_probe_it_held_up_once_corrected() {
-        let mut r = ProbeRecord::new();
+        let mut r = ProbeRecord::new(PROBE_EVERY);
         for _ in 0..999 {
             r.answered(Duration::from_millis(1));
         }

@@ -117,18 +117,22 @@ where
               AckRequested(asked): AckRequested,
               State(state): State<AppState>| {
             let f = f.clone();
-            let span = socket_span(&s, Some(event));
+            // A socket being disconnected for not reading its answers may still have
+            // thousands of events queued behind this one: each costs as little as possible.
+            let budget = s.extensions.get::<Arc<SocketBudget>>();
+            let dropped = budget.as_ref().is_none_or(|b| b.overflowed());
+            let span = if dropped {
+                tracing::Span::none()
+            } else {
+                socket_span(&s, Some(event))
+            };
             async move {
-                metrics::counter!("socket_events_in_total", "event" => event).increment(1);
-                let (Some(user), Some(budget)) = (
-                    s.extensions.get::<AuthUser>(),
-                    s.extensions.get::<Arc<SocketBudget>>(),
-                ) else {
+                let (Some(user), Some(budget), false) =
+                    (s.extensions.get::<AuthUser>(), budget, dropped)
+                else {
                     return;
                 };
-                if budget.overflowed() {
-                    return;
-                }
+                metrics::counter!("socket_events_in_total", "event" => event).increment(1);
                 // Refusals are answered at once, without touching Redis or PostgreSQL; an
                 // admitted event holds its in-flight slot until it is answered.
                 let slot = match budget.admit() {
