@@ -144,7 +144,9 @@ where
                         Some(field) => {
                             Err(ApiError::invalid(field, "must not contain NUL characters"))
                         }
-                        None => f(state, user, s.clone(), v).await,
+                        // Boxed: handler futures are kilobytes, and a burst spawns one
+                        // task per event; refused events then stay small.
+                        None => Box::pin(f(state, user, s.clone(), v)).await,
                     },
                     Err(e) => Err(ApiError::BadRequest(
                         format!("malformed {event} payload: {e}").into(),
