@@ -20,6 +20,9 @@ pub struct Claims {
     pub sid: Uuid,
     pub iat: i64,
     pub exp: i64,
+    /// Makes every token distinct, even two issued in the same second for one session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<Uuid>,
 }
 
 /// Signs and checks access tokens. Cheap to clone: keys are reference counted inside.
@@ -56,6 +59,7 @@ impl Tokens {
             sid: session_id,
             iat: now,
             exp: now + ttl,
+            jti: Some(Uuid::new_v4()),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .context("signing a token")?;
@@ -77,6 +81,39 @@ impl Tokens {
                     .into(),
                 )
             })
+    }
+}
+
+/// An opaque refresh token: `<session id>.<secret>`, 244 random bits of secret. Only its
+/// SHA-256 is stored, so a copy of Redis cannot be replayed; the session id in front
+/// finds the session without an index.
+pub struct RefreshToken;
+
+impl RefreshToken {
+    /// A new token for `session_id`, and the hash to store.
+    pub fn issue(session_id: Uuid) -> (String, String) {
+        let token = format!(
+            "{}.{}{}",
+            session_id.simple(),
+            Uuid::new_v4().simple(),
+            Uuid::new_v4().simple()
+        );
+        let hash = Self::hash(&token);
+        (token, hash)
+    }
+
+    /// The session a presented token names, and its hash; `None` for a malformed token.
+    pub fn parse(raw: &str) -> Option<(Uuid, String)> {
+        let (sid, secret) = raw.split_once('.')?;
+        if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some((Uuid::try_parse(sid).ok()?, Self::hash(raw)))
+    }
+
+    fn hash(token: &str) -> String {
+        use sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(token.as_bytes()))
     }
 }
 
@@ -160,3 +197,27 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .map(|h| h.to_string())
         .unwrap_or_default()
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refresh_token_names_its_session_and_is_stored_only_as_a_hash() {
+        let sid = Uuid::new_v4();
+        let (token, hash) = RefreshToken::issue(sid);
+        assert!(!token.contains(&hash) && hash.len() == 64);
+        assert_eq!(RefreshToken::parse(&token), Some((sid, hash.clone())));
+        let (other, _) = RefreshToken::issue(sid);
+        assert_ne!(RefreshToken::parse(&other).map(|p| p.1), Some(hash));
+        for bad in [
+            "",
+            "x",
+            "abc.def",
+            &format!("{}.zz", sid.simple()),
+            &token[1..],
+        ] {
+            assert!(RefreshToken::parse(bad).is_none(), "{bad} accepted");
+        }
+    }
+}

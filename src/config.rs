@@ -39,9 +39,14 @@ pub struct Settings {
     #[arg(long, env = "CHATTY_REDIS_PREFIX", default_value = "chatty:")]
     pub redis_prefix: String,
 
-    /// Lifetime of an access token and of the device session behind it, in seconds.
+    /// Lifetime of a device session and its refresh token, in seconds; each refresh starts
+    /// it again, so a device in use stays signed in.
     #[arg(long, env = "CHATTY_TOKEN_TTL_SECS", default_value_t = 7 * 24 * 3600)]
     pub token_ttl_secs: u64,
+
+    /// Lifetime of an access token, in seconds; clients renew it with their refresh token.
+    #[arg(long, env = "CHATTY_ACCESS_TOKEN_TTL_SECS", default_value_t = 15 * 60)]
+    pub access_token_ttl_secs: u64,
 
     /// Dev mode: allows a missing JWT secret (a fixed, public one is used).
     #[arg(long, env = "CHATTY_DEV", default_value_t = false)]
@@ -202,8 +207,13 @@ impl Settings {
         }
     }
 
+    /// Lifetime of a device session (and of its refresh token).
     pub fn token_ttl(&self) -> Duration {
         Duration::from_secs(self.token_ttl_secs)
+    }
+
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs.max(1))
     }
 
     pub fn presence_ttl(&self) -> Duration {

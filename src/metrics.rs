@@ -57,6 +57,9 @@ fn zero() {
     for outcome in ["ok", "invalid", "rate_limited"] {
         metrics::counter!("auth_logins_total", "outcome" => outcome).absolute(0);
     }
+    for outcome in ["ok", "reused", "invalid"] {
+        metrics::counter!("auth_refreshes_total", "outcome" => outcome).absolute(0);
+    }
     for limit in crate::limits::Limit::ALL {
         metrics::counter!("limit_refusals_total", "reason" => limit.reason()).absolute(0);
     }
@@ -73,6 +76,10 @@ fn describe() {
         "HTTP request latency by method and route template"
     );
     metrics::describe_counter!("auth_logins_total", "Login attempts by outcome");
+    metrics::describe_counter!(
+        "auth_refreshes_total",
+        "Refresh token presentations by outcome (reused: the session was revoked)"
+    );
     metrics::describe_counter!(
         "limit_refusals_total",
         "Requests, events and connections refused by a limit, by reason"

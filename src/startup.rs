@@ -81,7 +81,7 @@ impl Application {
 
         let (notifier, notifier_inbox) = MessageNotifier::new();
         let state = AppState {
-            tokens: Tokens::new(&jwt_key, settings.token_ttl()),
+            tokens: Tokens::new(&jwt_key, settings.access_token_ttl()),
             hasher: Hasher::new(
                 settings.hash_slots(),
                 Duration::from_millis(settings.hash_wait_ms),

@@ -2,7 +2,7 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use chatty::{
-    auth::{Hasher, Tokens},
+    auth::{Hasher, RefreshToken, Tokens},
     domain::Password,
     fabric::{Fabric, RedisFabric, Session},
 };
@@ -272,14 +272,18 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
                     .issue(user, sid)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 fabric
-                    .create_session(&Session {
-                        session_id: sid,
-                        user_id: user,
-                        device: format!("load-{d}"),
-                        created_at: now,
-                        last_seen_at: now,
-                        expires_at: chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(now),
-                    })
+                    .create_session(
+                        &Session {
+                            session_id: sid,
+                            user_id: user,
+                            device: format!("load-{d}"),
+                            created_at: now,
+                            last_seen_at: now,
+                            expires_at: chrono::DateTime::from_timestamp(claims.exp, 0)
+                                .unwrap_or(now),
+                        },
+                        &RefreshToken::issue(sid).1,
+                    )
                     .await?;
                 Ok(Device { user: u, token })
             }

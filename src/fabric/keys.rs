@@ -22,6 +22,11 @@ impl RedisKeys {
         format!("{}session:{session_id}", self.prefix)
     }
 
+    /// SET: hashes of a session's rotated refresh tokens, to recognise reuse.
+    pub fn rotated(&self, session_id: Uuid) -> String {
+        format!("{}rotated:{session_id}", self.prefix)
+    }
+
     /// ZSET session id → expiry ms: a user's devices.
     pub fn sessions(&self, user_id: Uuid) -> String {
         format!("{}sessions:{user_id}", self.prefix)

@@ -1,5 +1,5 @@
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Fabric, FabricResult, Rate, Session, Verdict};
+use super::{Fabric, FabricResult, Rate, Rotation, Session, Verdict};
 
 /// The fabric of a single node with no Redis. Expiry is checked on read, as Redis does.
 #[derive(Default)]
@@ -20,6 +20,8 @@ pub struct MemoryFabric {
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<Uuid, Session>,
+    /// session → (hash of its current refresh token, hashes of its rotated ones).
+    refresh: HashMap<Uuid, (String, HashSet<String>)>,
     /// limiter key → theoretical arrival time; entries in the past are spent and pruned.
     limits: HashMap<String, Instant>,
     /// Size of `limits` at which spent entries are next pruned, so a flood of distinct
@@ -50,6 +52,8 @@ impl Inner {
     fn prune_sessions(&mut self) {
         let now = Utc::now();
         self.sessions.retain(|_, s| s.expires_at > now);
+        let sessions = &self.sessions;
+        self.refresh.retain(|sid, _| sessions.contains_key(sid));
     }
 
     /// One GCRA step; `take` false gives a hit back.
@@ -98,11 +102,47 @@ impl Fabric for MemoryFabric {
         Ok(())
     }
 
-    async fn create_session(&self, session: &Session) -> FabricResult<()> {
+    async fn create_session(&self, session: &Session, refresh_hash: &str) -> FabricResult<()> {
         let mut inner = self.lock();
         inner.prune_sessions();
         inner.sessions.insert(session.session_id, session.clone());
+        inner.refresh.insert(
+            session.session_id,
+            (refresh_hash.to_owned(), HashSet::new()),
+        );
         Ok(())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        session_id: Uuid,
+        presented: &str,
+        next: &str,
+        lifetime: Duration,
+    ) -> FabricResult<Rotation> {
+        let mut inner = self.lock();
+        inner.prune_sessions();
+        let Some(user) = inner.sessions.get(&session_id).map(|s| s.user_id) else {
+            return Ok(Rotation::Unknown);
+        };
+        let Some((current, rotated)) = inner.refresh.get_mut(&session_id) else {
+            return Ok(Rotation::Unknown);
+        };
+        if current == presented {
+            rotated.insert(std::mem::replace(current, next.to_owned()));
+            let now = Utc::now();
+            if let Some(s) = inner.sessions.get_mut(&session_id) {
+                s.last_seen_at = now;
+                s.expires_at =
+                    now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
+            }
+            return Ok(Rotation::Rotated { user });
+        }
+        Ok(if rotated.contains(presented) {
+            Rotation::Reused { user }
+        } else {
+            Rotation::Unknown
+        })
     }
 
     async fn touch_session(&self, session_id: Uuid) -> FabricResult<Option<Uuid>> {

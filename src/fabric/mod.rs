@@ -29,6 +29,17 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// It was the session's current token; the session has a new one now.
+    Rotated { user: Uuid },
+    /// It was rotated before: someone else holds (or held) the session's token.
+    Reused { user: Uuid },
+    /// No live session has or had it.
+    Unknown,
+}
+
 /// A failure of the fabric's backing store (Redis down, protocol error).
 #[derive(Debug, thiserror::Error)]
 #[error("fabric: {0}")]
@@ -94,8 +105,20 @@ pub trait Fabric: Send + Sync + 'static {
     /// Whether the backing store answers.
     async fn ping(&self) -> FabricResult<()>;
 
-    /// Stores a new session for `session.expires_at - now`.
-    async fn create_session(&self, session: &Session) -> FabricResult<()>;
+    /// Stores a new session for `session.expires_at - now`, with the hash of its first
+    /// refresh token.
+    async fn create_session(&self, session: &Session, refresh_hash: &str) -> FabricResult<()>;
+
+    /// Replaces the session's refresh token `presented` (a hash) by `next` and starts the
+    /// session's `lifetime` again, atomically: of two concurrent uses of one token, one
+    /// rotates and the other finds it already rotated.
+    async fn rotate_refresh(
+        &self,
+        session_id: Uuid,
+        presented: &str,
+        next: &str,
+        lifetime: Duration,
+    ) -> FabricResult<Rotation>;
 
     /// The owner of a live session, refreshing its last-seen time; `None` once revoked or expired.
     async fn touch_session(&self, session_id: Uuid) -> FabricResult<Option<Uuid>>;

@@ -7,7 +7,7 @@ use deadpool_redis::{Pool, Runtime};
 use redis::Script;
 use uuid::Uuid;
 
-use super::{Fabric, FabricResult, Rate, RedisKeys, Session, Verdict};
+use super::{Fabric, FabricResult, Rate, RedisKeys, Rotation, Session, Verdict};
 
 /// Returns the session's owner and refreshes its last-seen time, without resurrecting a
 /// key that has just expired (HSET on a missing key would create it).
@@ -82,6 +82,7 @@ pub struct RedisFabric {
     revoke_session: Script,
     rate_limit: Script,
     sockets_admit: Script,
+    refresh_rotate: Script,
     presence_connect: Script,
     presence_disconnect: Script,
     presence_reap: Script,
@@ -109,6 +110,7 @@ impl RedisFabric {
             revoke_session: Script::new(REVOKE_SESSION),
             rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
             sockets_admit: Script::new(include_str!("lua/sockets_admit.lua")),
+            refresh_rotate: Script::new(include_str!("lua/refresh_rotate.lua")),
             presence_connect: Script::new(PRESENCE_CONNECT),
             presence_disconnect: Script::new(PRESENCE_DISCONNECT),
             presence_reap: Script::new(PRESENCE_REAP),
@@ -195,7 +197,7 @@ impl Fabric for RedisFabric {
     }
 
     #[tracing::instrument(skip_all, fields(session_id = %s.session_id))]
-    async fn create_session(&self, s: &Session) -> FabricResult<()> {
+    async fn create_session(&self, s: &Session, refresh_hash: &str) -> FabricResult<()> {
         let ttl_ms = (s.expires_at - Utc::now()).num_milliseconds().max(1);
         let key = self.keys.session(s.session_id);
         let list = self.keys.sessions(s.user_id);
@@ -212,6 +214,8 @@ impl Fabric for RedisFabric {
             .arg(ms(s.created_at))
             .arg("last_seen")
             .arg(ms(s.last_seen_at))
+            .arg("refresh")
+            .arg(refresh_hash)
             .ignore()
             .cmd("PEXPIRE")
             .arg(&key)
@@ -236,6 +240,43 @@ impl Fabric for RedisFabric {
             .query_async::<()>(&mut c)
             .await?;
         Ok(())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        session_id: Uuid,
+        presented: &str,
+        next: &str,
+        lifetime: Duration,
+    ) -> FabricResult<Rotation> {
+        let key = self.keys.session(session_id);
+        let mut c = self.conn().await?;
+        // The user's session list is a key of the script too, so it is read first.
+        let user: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("user")
+            .query_async(&mut c)
+            .await?;
+        let Some(user) = user.and_then(|u| u.parse::<Uuid>().ok()) else {
+            return Ok(Rotation::Unknown);
+        };
+        let outcome: i64 = self
+            .refresh_rotate
+            .key(&key)
+            .key(self.keys.sessions(user))
+            .key(self.keys.rotated(session_id))
+            .arg(presented)
+            .arg(next)
+            .arg(session_id.to_string())
+            .arg(ttl_ms(lifetime))
+            .arg(ms(Utc::now()))
+            .invoke_async(&mut c)
+            .await?;
+        Ok(match outcome {
+            1 => Rotation::Rotated { user },
+            2 => Rotation::Reused { user },
+            _ => Rotation::Unknown,
+        })
     }
 
     async fn touch_session(&self, session_id: Uuid) -> FabricResult<Option<Uuid>> {

@@ -13,10 +13,11 @@ use super::{
     users::User,
 };
 use crate::{
+    auth::RefreshToken,
     broker::{self, BusMessage},
     domain::{DeviceName, Email, Password, Username},
     error::{ApiError, ApiResult, FieldError, ResultExt},
-    fabric::Session,
+    fabric::{Rotation, Session},
     limits::{self, Limit, key},
     state::AppState,
 };
@@ -25,22 +26,29 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/register", post(register))
         .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
         .route("/auth/logout-all", post(logout_all))
         .route("/auth/sessions", get(list_sessions))
         .route("/auth/sessions/{sid}", delete(revoke_session))
 }
 
-/// A signed-in device: its token and the user behind it.
+/// A signed-in device: its tokens and the user behind it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuthResponse {
-    /// HS256 JWT carrying `sub` (user), `sid` (device session) and `exp`.
+    /// Short-lived HS256 JWT carrying `sub` (user), `sid` (device session) and `exp`.
     pub access_token: String,
     #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
+    /// When the access token expires; renew it with `POST /auth/refresh` before then.
+    pub expires_at: DateTime<Utc>,
+    /// Opaque, single use: `POST /auth/refresh` answers with a new one. Presenting one that
+    /// was already used revokes the device session.
+    pub refresh_token: String,
+    /// When the device session ends unless refreshed (each refresh starts it again).
+    pub refresh_expires_at: DateTime<Utc>,
     /// This device's session, for `DELETE /auth/sessions/{sid}`.
     pub session_id: Uuid,
-    pub expires_at: DateTime<Utc>,
     pub user: User,
 }
 
@@ -173,27 +181,132 @@ async fn start_session(
     device: DeviceName,
 ) -> ApiResult<AuthResponse> {
     let session_id = Uuid::new_v4();
-    let (access_token, claims) = state.tokens.issue(user.user_id, session_id)?;
     let now = Utc::now();
-    let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
+    let refresh_expires_at = now + lifetime(state);
+    let (refresh_token, refresh_hash) = RefreshToken::issue(session_id);
     state
         .fabric
-        .create_session(&Session {
-            session_id,
-            user_id: user.user_id,
-            device: device.as_str().to_owned(),
-            created_at: now,
-            last_seen_at: now,
-            expires_at,
-        })
+        .create_session(
+            &Session {
+                session_id,
+                user_id: user.user_id,
+                device: device.as_str().to_owned(),
+                created_at: now,
+                last_seen_at: now,
+                expires_at: refresh_expires_at,
+            },
+            &refresh_hash,
+        )
         .await?;
+    signed_in(state, user, session_id, refresh_token, refresh_expires_at)
+}
+
+/// A device session's lifetime, which every refresh starts again.
+fn lifetime(state: &AppState) -> chrono::Duration {
+    chrono::Duration::from_std(state.settings.token_ttl()).unwrap_or(chrono::Duration::days(7))
+}
+
+/// The answer for a device with a live session: a fresh access token beside the refresh
+/// token it holds now.
+fn signed_in(
+    state: &AppState,
+    user: User,
+    session_id: Uuid,
+    refresh_token: String,
+    refresh_expires_at: DateTime<Utc>,
+) -> ApiResult<AuthResponse> {
+    let (access_token, claims) = state.tokens.issue(user.user_id, session_id)?;
     Ok(AuthResponse {
         access_token,
         token_type: "Bearer",
+        expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now),
+        refresh_token,
+        refresh_expires_at,
         session_id,
-        expires_at,
         user,
     })
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+struct RefreshBody {
+    /// The refresh token of the last sign-in or refresh.
+    #[serde(alias = "refreshToken")]
+    #[schema(value_type = String, required = true)]
+    refresh_token: Option<String>,
+}
+
+/// Longest refresh token accepted: ours are 97 characters.
+const MAX_REFRESH_TOKEN_CHARS: usize = 128;
+
+/// Trades a refresh token for a new access token and a new refresh token (rotation). The
+/// old refresh token is spent: presenting it again means two parties hold it, so the device
+/// session is revoked on every node, as the OAuth 2.0 security best practice asks.
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "auth",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "New access and refresh tokens", body = AuthResponse),
+        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
+        (status = 401, description = "Unknown, expired or already used refresh token (a reused one also ends the session)", body = crate::http::openapi::ErrorBody),
+    ),
+)]
+async fn refresh(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RefreshBody>,
+) -> ApiResult<Json<AuthResponse>> {
+    let raw = match body.refresh_token.as_deref().map(str::trim) {
+        None | Some("") => return Err(ApiError::invalid("refresh_token", "is required")),
+        Some(t) if t.len() > MAX_REFRESH_TOKEN_CHARS => {
+            return Err(ApiError::invalid("refresh_token", "is not a refresh token"));
+        }
+        Some(t) => t,
+    };
+    let invalid = || ApiError::Unauthorized("refresh token is invalid or has expired".into());
+    let (session_id, presented) = RefreshToken::parse(raw).ok_or_else(invalid)?;
+    let (next_token, next_hash) = RefreshToken::issue(session_id);
+    let rotation = state
+        .fabric
+        .rotate_refresh(
+            session_id,
+            &presented,
+            &next_hash,
+            state.settings.token_ttl(),
+        )
+        .await?;
+    match rotation {
+        Rotation::Rotated { user } => {
+            let user = sqlx::query_as::<_, User>(
+                "select user_id, username, email, status, last_seen_at, created_at, updated_at \
+                 from users where user_id = $1",
+            )
+            .bind(user)
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or_else(invalid)?;
+            metrics::counter!("auth_refreshes_total", "outcome" => "ok").increment(1);
+            let expires = Utc::now() + lifetime(&state);
+            Ok(Json(signed_in(
+                &state, user, session_id, next_token, expires,
+            )?))
+        }
+        Rotation::Reused { user } => {
+            metrics::counter!("auth_refreshes_total", "outcome" => "reused").increment(1);
+            tracing::warn!(%user, %session_id, "a rotated refresh token was presented again; revoking the session");
+            if state.fabric.revoke_session(user, session_id).await? {
+                disconnect(&state, vec![session_id]).await;
+            }
+            Err(ApiError::Unauthorized(
+                "refresh token was already used: the session has been revoked, sign in again"
+                    .into(),
+            ))
+        }
+        Rotation::Unknown => {
+            metrics::counter!("auth_refreshes_total", "outcome" => "invalid").increment(1);
+            Err(invalid())
+        }
+    }
 }
 
 /// `username` or `email` identifies the user (a username field may hold an email).
@@ -384,14 +497,14 @@ async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json
         disconnect(&state, vec![auth.session_id]).await;
     }
     Ok(Json(LoggedOut {
-        message: "logged out",
+        message: "Successfully logged out",
         session_id: auth.session_id,
     }))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 struct LoggedOut {
-    #[schema(value_type = String, example = "logged out")]
+    #[schema(value_type = String, example = "Successfully logged out")]
     message: &'static str,
     /// The session that ended.
     session_id: Uuid,

@@ -223,7 +223,7 @@ async fn unfriend(
     tag = "friendships",
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
-        (status = 201, description = "Block a user (ends any friendship or request)", body = BlockedUser),
+        (status = 200, description = "Block a user (ends any friendship or request); blocking again changes nothing", body = BlockedUser),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -236,16 +236,10 @@ async fn block(
     auth: AuthUser,
     State(state): State<AppState>,
     AppPath(raw): AppPath<String>,
-) -> ApiResult<(StatusCode, Json<BlockedUser>)> {
-    let (created, blocked) = social::block(&state, auth.user_id, friend_id(&raw)?).await?;
-    Ok((
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(blocked),
-    ))
+) -> ApiResult<Json<BlockedUser>> {
+    // 200 whether or not the block is new, as the original answered.
+    let (_created, blocked) = social::block(&state, auth.user_id, friend_id(&raw)?).await?;
+    Ok(Json(blocked))
 }
 
 #[utoipa::path(
@@ -254,7 +248,7 @@ async fn block(
     tag = "friendships",
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
-        (status = 204, description = "Unblock a user"),
+        (status = 200, description = "Unblock a user", body = Unblocked),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -267,9 +261,22 @@ async fn unblock(
     auth: AuthUser,
     State(state): State<AppState>,
     AppPath(raw): AppPath<String>,
-) -> ApiResult<StatusCode> {
-    social::unblock(&state, auth.user_id, friend_id(&raw)?).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> ApiResult<Json<Unblocked>> {
+    let user_id = friend_id(&raw)?;
+    social::unblock(&state, auth.user_id, user_id).await?;
+    Ok(Json(Unblocked {
+        message: "User unblocked successfully",
+        user_id,
+    }))
+}
+
+/// The answer to an unblock: a body, as the original's clients parse one.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Unblocked {
+    #[schema(value_type = String, example = "User unblocked successfully")]
+    message: &'static str,
+    /// The user no longer blocked.
+    user_id: Uuid,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,6 @@
 use axum::{
     Json, Router,
     extract::State,
-    http::StatusCode,
     routing::{get, post},
 };
 use chrono::{DateTime, Utc};
@@ -308,14 +307,15 @@ async fn read_all(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<Ma
     }))
 }
 
-/// `DELETE /notifications/:id`: soft delete; the row stays, it is never listed again.
+/// `DELETE /notifications/:id`: soft delete; the row stays, it is never listed again. The
+/// answer is the deleted notification, as the original's was (a body, not a 204).
 #[utoipa::path(
     delete,
     path = "/notifications/{id}",
     tag = "notifications",
     params(("id" = Uuid, Path, description = "Notification id")),
     responses(
-        (status = 204, description = "Soft-delete a notification"),
+        (status = 200, description = "Soft-delete a notification; the answer is the deleted notification", body = Notification),
         (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
         (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
@@ -328,18 +328,17 @@ async fn soft_delete(
     auth: AuthUser,
     State(db): State<PgPool>,
     AppPath(raw): AppPath<String>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
-    let done = sqlx::query(
+    let deleted = sqlx::query_as::<_, Notification>(concat!(
         "update notifications set deleted_at = now() \
-         where notification_id = $1 and user_id = $2 and deleted_at is null",
-    )
+         where notification_id = $1 and user_id = $2 and deleted_at is null returning ",
+        columns!()
+    ))
     .bind(id)
     .bind(auth.user_id)
-    .execute(&db)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(ApiError::not_found("notification"));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    .fetch_optional(&db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("notification"))?;
+    Ok(Json(deleted))
 }

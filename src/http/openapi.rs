@@ -22,6 +22,7 @@ use crate::state::AppState;
         super::health::metrics,
         super::auth::register,
         super::auth::login,
+        super::auth::refresh,
         super::auth::logout,
         super::auth::logout_all,
         super::auth::list_sessions,

@@ -228,6 +228,7 @@ async fn protected_routes_refuse_missing_malformed_forged_and_expired_tokens() {
             sid: Uuid::new_v4(),
             iat: 0,
             exp: 1000,
+            jti: None,
         };
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use chatty::fabric::{Fabric, MemoryFabric, Rate, RedisFabric, Session, Verdict};
+use chatty::fabric::{Fabric, MemoryFabric, Rate, RedisFabric, Rotation, Session, Verdict};
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -38,8 +38,8 @@ async fn sessions_are_created_touched_listed_and_revoked() {
         let user = Uuid::new_v4();
         let s1 = session(user, chrono::Duration::hours(1));
         let s2 = session(user, chrono::Duration::hours(1));
-        f.create_session(&s1).await.unwrap();
-        f.create_session(&s2).await.unwrap();
+        f.create_session(&s1, "hash-1").await.unwrap();
+        f.create_session(&s2, "hash-2").await.unwrap();
         assert_eq!(
             f.touch_session(s1.session_id).await.unwrap(),
             Some(user),
@@ -79,7 +79,7 @@ async fn sessions_expire_by_themselves() {
     for f in both().await {
         let user = Uuid::new_v4();
         let s = session(user, chrono::Duration::milliseconds(300));
-        f.create_session(&s).await.unwrap();
+        f.create_session(&s, "hash").await.unwrap();
         assert_eq!(f.touch_session(s.session_id).await.unwrap(), Some(user));
         tokio::time::sleep(Duration::from_millis(450)).await;
         assert_eq!(
@@ -93,6 +93,95 @@ async fn sessions_expire_by_themselves() {
             "{}",
             f.kind()
         );
+    }
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
+    for f in both().await {
+        let user = Uuid::new_v4();
+        let s = session(user, chrono::Duration::seconds(2));
+        f.create_session(&s, "first").await.unwrap();
+        let long = Duration::from_secs(3600);
+
+        // The current token rotates, and the session's lifetime starts again.
+        assert_eq!(
+            f.rotate_refresh(s.session_id, "first", "second", long)
+                .await
+                .unwrap(),
+            Rotation::Rotated { user },
+            "{}",
+            f.kind()
+        );
+        let listed = f.list_sessions(user).await.unwrap();
+        assert!(
+            listed[0].expires_at > Utc::now() + chrono::Duration::minutes(50),
+            "{}: {listed:?}",
+            f.kind()
+        );
+        // The spent one is reuse; one that never belonged is unknown; so is any token of
+        // another session.
+        assert_eq!(
+            f.rotate_refresh(s.session_id, "first", "third", long)
+                .await
+                .unwrap(),
+            Rotation::Reused { user },
+            "{}",
+            f.kind()
+        );
+        assert_eq!(
+            f.rotate_refresh(s.session_id, "forged", "third", long)
+                .await
+                .unwrap(),
+            Rotation::Unknown
+        );
+        assert_eq!(
+            f.rotate_refresh(Uuid::new_v4(), "second", "third", long)
+                .await
+                .unwrap(),
+            Rotation::Unknown
+        );
+        // A revoked session has no token left.
+        assert!(f.revoke_session(user, s.session_id).await.unwrap());
+        assert_eq!(
+            f.rotate_refresh(s.session_id, "second", "third", long)
+                .await
+                .unwrap(),
+            Rotation::Unknown,
+            "{}",
+            f.kind()
+        );
+    }
+}
+
+#[tokio::test]
+async fn of_two_concurrent_uses_of_one_refresh_token_one_rotates() {
+    for f in both().await {
+        let user = Uuid::new_v4();
+        let s = session(user, chrono::Duration::hours(1));
+        f.create_session(&s, "only").await.unwrap();
+        let uses = (0..8).map(|i| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                f.rotate_refresh(
+                    s.session_id,
+                    "only",
+                    &format!("next-{i}"),
+                    Duration::from_secs(60),
+                )
+                .await
+                .unwrap()
+            })
+        });
+        let mut rotated = 0;
+        for u in uses {
+            match u.await.unwrap() {
+                Rotation::Rotated { .. } => rotated += 1,
+                Rotation::Reused { .. } => {}
+                Rotation::Unknown => panic!("{}: the token was forgotten", f.kind()),
+            }
+        }
+        assert_eq!(rotated, 1, "{}", f.kind());
     }
 }
 

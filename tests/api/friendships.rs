@@ -564,8 +564,8 @@ async fn blocking_removes_the_friendship_and_stops_requests_both_ways() {
         )
         .await;
 
-    // Assert
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    // Assert: 200 with the block, as the original answered.
+    assert_eq!(resp.status(), StatusCode::OK);
     let blocked = body(resp).await;
     assert_eq!(blocked["user_id"], bob.id.to_string());
     assert!(blocked["blocked_at"].is_string());
@@ -645,7 +645,10 @@ async fn blocking_removes_the_friendship_and_stops_requests_both_ways() {
     let resp = app
         .delete(&format!("/friendships/unblock/{}", bob.id), &alice.token)
         .await;
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.status(), StatusCode::OK);
+    let unblocked = body(resp).await;
+    assert_eq!(unblocked["user_id"], bob.id.to_string());
+    assert!(unblocked["message"].is_string(), "{unblocked}");
     assert_error(
         app.delete(&format!("/friendships/unblock/{}", bob.id), &alice.token)
             .await,

@@ -1,6 +1,7 @@
 //! One integration binary: every test drives real nodes against real PostgreSQL and Redis.
 
 mod auth;
+mod compat;
 mod conversations;
 mod fabric;
 mod friendships;
@@ -14,5 +15,6 @@ mod openapi;
 mod ops;
 mod realtime;
 mod realtime_messages;
+mod refresh;
 mod social_rules;
 mod users;

@@ -314,7 +314,7 @@ async fn message_notifications_collapse_to_one_unread_per_user_and_conversation(
         app.delete(&format!("/notifications/{id}"), &readers[0].token)
             .await
             .status(),
-        StatusCode::NO_CONTENT
+        StatusCode::OK
     );
     notifications::notify_message(&app.db, conv, s.id, &s.name, "again", &everyone)
         .await
@@ -617,8 +617,11 @@ async fn only_the_owner_reads_or_deletes_a_notification_and_deleted_ones_are_nev
         .delete(&format!("/notifications/{newest}"), &alice.token)
         .await;
 
-    // Assert: gone from every listing and route, still in the table
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    // Assert: answered with the deleted notification (the original's 200 with a body),
+    // gone from every listing and route, still in the table
+    assert_eq!(resp.status(), StatusCode::OK);
+    let deleted = body(resp).await;
+    assert_eq!(deleted["notification_id"], newest);
     let all = list(&app, &alice, "").await;
     assert_eq!(all.len(), 1);
     assert!(all.iter().all(|n| n["deleted_at"].is_null()));
