@@ -184,18 +184,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<redis::RedisError> for ApiError {
-    fn from(e: redis::RedisError) -> Self {
-        Self::Internal(anyhow::Error::new(e).context("redis"))
-    }
-}
-
-impl From<deadpool_redis::PoolError> for ApiError {
-    fn from(e: deadpool_redis::PoolError) -> Self {
-        Self::Internal(anyhow::Error::new(e).context("redis pool"))
-    }
-}
-
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// Maps a named constraint violation to a client error where the query is called.

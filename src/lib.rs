@@ -26,8 +26,6 @@ pub mod metrics;
 pub mod realtime;
 /// SIGTERM / ctrl-c handling.
 pub mod shutdown;
-/// A small Socket.IO v4 client for tests and the load generator.
-pub mod sio_client;
 /// Friendships, blocks and notifications.
 pub mod social;
 /// Building and running one node.

@@ -172,7 +172,6 @@ fn describe() {
 pub async fn render() -> impl IntoResponse {
     let handle = install();
     if let Some(rss) = resident_memory_bytes() {
-        #[allow(clippy::cast_precision_loss)] // bytes of RSS are far below 2^52
         metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
     }
     // Read at each scrape, so load tests can divide CPU by the work done in between.
@@ -241,7 +240,6 @@ pub async fn sampler(state: crate::state::AppState, stop: tokio_util::sync::Canc
         metrics::gauge!("event_loop_lag_seconds").set(lag.as_secs_f64());
 
         let size = state.db.size();
-        #[allow(clippy::cast_possible_truncation)] // pool sizes are tiny
         let idle = state.db.num_idle() as u32;
         metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
         metrics::gauge!("db_pool_connections", "state" => "used")
@@ -267,11 +265,9 @@ pub async fn sampler(state: crate::state::AppState, stop: tokio_util::sync::Canc
             Err(_) => metrics::counter!("redis_errors_total").increment(1),
         }
         if let Ok(n) = state.fabric.online_count().await {
-            #[allow(clippy::cast_precision_loss)] // user counts are far below 2^52
             metrics::gauge!("presence_online_users").set(n as f64);
         }
         if let Some(rss) = resident_memory_bytes() {
-            #[allow(clippy::cast_precision_loss)]
             metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
         }
         metrics::gauge!("node_draining").set(if state.draining.is_draining() {
@@ -294,7 +290,6 @@ pub fn cpu_seconds() -> Option<f64> {
         .skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    #[allow(clippy::cast_precision_loss)] // CPU ticks are far below 2^52
     Some((utime + stime) as f64 / 100.0)
 }
 

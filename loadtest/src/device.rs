@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chatty::sio_client::{ConnectError, Incoming, SioClient, SioSender, Transport};
+use chatty_testkit::{ConnectError, Incoming, SioClient, SioSender, Transport};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, watch};

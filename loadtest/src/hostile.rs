@@ -28,7 +28,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use chatty::sio_client::{Incoming, SioClient, SioSender, Transport};
+use chatty_testkit::{Incoming, SioClient, SioSender, Transport};
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use hdrhistogram::Histogram;
 use serde::Serialize;

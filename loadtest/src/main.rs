@@ -28,7 +28,7 @@ use std::{
 };
 
 use anyhow::bail;
-use chatty::sio_client::{SioClient, SioSender};
+use chatty_testkit::{SioClient, SioSender};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
@@ -328,8 +328,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // Connect storm, bounded.
     let transport = match args.transport {
-        Transport::Websocket => chatty::sio_client::Transport::WebSocket,
-        Transport::Polling => chatty::sio_client::Transport::Polling,
+        Transport::Websocket => chatty_testkit::Transport::WebSocket,
+        Transport::Polling => chatty_testkit::Transport::Polling,
     };
     let connect_started = Instant::now();
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));

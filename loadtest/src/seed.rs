@@ -1,11 +1,12 @@
 use std::{sync::Arc, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chatty::{
     auth::{Hasher, RefreshToken, Tokens},
     domain::Password,
     fabric::{Fabric, RedisFabric, Session},
 };
+use chatty_testkit::Api;
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -25,62 +26,19 @@ fn grouping(users: usize, group_size: usize) -> (usize, Vec<usize>) {
     )
 }
 
-/// Registration attempts per user when the server answers 429 (registrations are limited
-/// per client address, and every load tool request comes from the same one).
-const REGISTER_ATTEMPTS: u32 = 6;
-/// The longest a refused registration waits before its next attempt, whatever Retry-After
-/// says: with `REGISTER_ATTEMPTS` it bounds how long one registration can take.
-const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
-
-/// How long a 429 asks to wait: its Retry-After in seconds (the form Chatty sends), else
-/// one second; never more than `RETRY_AFTER_MAX`.
-fn retry_after(header: Option<&str>) -> Duration {
-    header
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(Duration::from_secs(1), |s| {
-            Duration::from_secs(s.max(1)).min(RETRY_AFTER_MAX)
-        })
-}
-
-/// Registers `name` through the API (waiting out 429s, a bounded number of times); its user
-/// id and access token.
+/// Registers `name` through the API (waiting out 429s: registrations are limited per
+/// client address, and every load tool request comes from the same one); its user id and
+/// access token.
 pub async fn register(
     http: &reqwest::Client,
     url: &str,
     name: String,
     device: &str,
 ) -> anyhow::Result<(Uuid, String)> {
-    let body = json!({ "username": name, "email": format!("{name}@load.test"), "password": PASSWORD, "device": device });
-    for attempt in 1..=REGISTER_ATTEMPTS {
-        let resp = http
-            .post(format!("{url}/auth/register"))
-            .json(&body)
-            .send()
-            .await?;
-        let status = resp.status();
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS && attempt < REGISTER_ATTEMPTS {
-            let wait = retry_after(
-                resp.headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok()),
-            );
-            tokio::time::sleep(wait).await;
-            continue;
-        }
-        let body: Value = resp.json().await?;
-        if !status.is_success() {
-            bail!("register {name}: {status} {body}");
-        }
-        let id = body["user"]["user_id"]
-            .as_str()
-            .context("user id")?
-            .parse()?;
-        return Ok((
-            id,
-            body["access_token"].as_str().context("token")?.to_owned(),
-        ));
-    }
-    bail!("register {name}: still 429 after {REGISTER_ATTEMPTS} attempts")
+    let signed = api(http, url)
+        .sign_up(&name, "load.test", PASSWORD, Some(device))
+        .await?;
+    Ok((signed.user_id, signed.access_token))
 }
 
 /// Creates a group conversation of `token`'s user with `others`; its id.
@@ -91,21 +49,12 @@ pub async fn create_group(
     name: String,
     others: Vec<Uuid>,
 ) -> anyhow::Result<Uuid> {
-    let resp = http
-        .post(format!("{url}/conversations"))
-        .bearer_auth(token)
-        .json(&json!({ "name": name, "is_group": true, "participant_ids": others }))
-        .send()
-        .await?;
-    let status = resp.status();
-    let body: Value = resp.json().await?;
-    if !status.is_success() {
-        bail!("create group {name}: {status} {body}");
-    }
-    Ok(body["conversation_id"]
-        .as_str()
-        .context("conversation id")?
-        .parse()?)
+    api(http, url).create_group(token, &name, &others).await
+}
+
+/// The typed client of `url` over the run's shared HTTP client.
+fn api(http: &reqwest::Client, url: &str) -> Api {
+    Api::from_client(url, http.clone())
 }
 
 /// Through the public API, as real clients would: register, log in extra devices, create groups.
@@ -299,22 +248,4 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         group_of,
         groups,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_is_read_in_seconds_and_capped() {
-        assert_eq!(retry_after(Some("3")), Duration::from_secs(3));
-        assert_eq!(retry_after(Some(" 0 ")), Duration::from_secs(1));
-        assert_eq!(retry_after(Some("3600")), RETRY_AFTER_MAX);
-        // An HTTP date or nothing at all: wait a second.
-        assert_eq!(
-            retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
-            Duration::from_secs(1)
-        );
-        assert_eq!(retry_after(None), Duration::from_secs(1));
-    }
 }

@@ -78,16 +78,6 @@ pub async fn is_participant(db: &PgPool, conversation: Uuid, user: Uuid) -> ApiR
     .await?)
 }
 
-/// The participants of `conversation` (empty when it does not exist).
-pub async fn participant_ids(db: &PgPool, conversation: Uuid) -> ApiResult<Vec<Uuid>> {
-    Ok(sqlx::query_scalar::<_, Uuid>(
-        "select user_id from conversation_participants where conversation_id = $1",
-    )
-    .bind(conversation)
-    .fetch_all(db)
-    .await?)
-}
-
 /// Publishes one event to every device of `recipients`. The change it announces is already
 /// committed, so a failure is logged, not returned: clients catch up through `sync`.
 async fn publish(

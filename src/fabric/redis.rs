@@ -123,11 +123,6 @@ impl RedisFabric {
         Ok(fabric)
     }
 
-    /// The command pool, shared with the event bus.
-    pub fn pool(&self) -> deadpool_redis::Pool {
-        self.pool.clone()
-    }
-
     pub fn keys(&self) -> &RedisKeys {
         &self.keys
     }
@@ -608,7 +603,6 @@ impl Fabric for RedisFabric {
             .arg(user.to_string())
             .query_async(&mut c)
             .await?;
-        #[allow(clippy::cast_precision_loss)] // ms timestamps fit f64 exactly for millennia
         let live = score.is_some_and(|s| s > Utc::now().timestamp_millis() as f64);
         Ok(live)
     }

@@ -174,7 +174,6 @@ impl UserLock {
     async fn acquire(db: &sqlx::PgPool, user: Uuid) -> Result<Self, sqlx::Error> {
         let (high, _) = user.as_u64_pair();
         // The lock key space is 64 bits; a collision only makes two users take turns.
-        #[allow(clippy::cast_possible_wrap)]
         let key = high as i64;
         let mut conn = db.acquire().await?;
         sqlx::query("select pg_advisory_lock($1)")

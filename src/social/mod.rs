@@ -25,29 +25,3 @@ pub async fn is_blocked_between<'c>(
     .fetch_one(db)
     .await
 }
-
-/// The user's accepted friends, whoever asked whom.
-pub async fn friend_ids<'c>(db: impl PgExecutor<'c>, user: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
-    // Two index scans (requester side, addressee side) instead of one `or` the planner cannot index.
-    sqlx::query_scalar::<_, Uuid>(
-        "select addressee_id from friendships where requester_id = $1 and status = 'accepted' \
-         union all \
-         select requester_id from friendships where addressee_id = $1 and status = 'accepted'",
-    )
-    .bind(user)
-    .fetch_all(db)
-    .await
-}
-
-/// Users who must not hear about `user`'s presence (online, offline, last seen): everyone
-/// `user` has blocked. Presence fan-out subtracts these from the friends and conversation
-/// partners it would otherwise tell.
-pub async fn presence_hidden_from<'c>(
-    db: impl PgExecutor<'c>,
-    user: Uuid,
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar::<_, Uuid>("select blocked_id from user_blocks where blocker_id = $1")
-        .bind(user)
-        .fetch_all(db)
-        .await
-}

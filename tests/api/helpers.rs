@@ -1,7 +1,8 @@
 #![allow(dead_code)] // shared by test modules; not every helper is used by every module yet
 use std::sync::Once;
 
-use chatty::{config::Settings, sio_client::SioClient, startup::Application, state::AppState};
+use chatty::{config::Settings, startup::Application, state::AppState};
+use chatty_testkit::{Api, SioClient};
 use clap::Parser;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
@@ -125,6 +126,8 @@ impl Drop for Cleanup {
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// The typed REST client of this node; `client` is its HTTP client.
+    pub api: Api,
     pub client: reqwest::Client,
     pub db_name: String,
     pub prefix: String,
@@ -352,34 +355,25 @@ impl TestApp {
 
     /// Registers `name` (password `password-<name>`) and returns the token and user.
     pub async fn register(&self, name: &str) -> TestUser {
-        let resp = self
-            .post_register(json!({
-                "username": name,
-                "email": format!("{name}@example.com"),
-                "password": format!("password-{name}"),
-            }))
-            .await;
-        assert_eq!(resp.status(), StatusCode::CREATED, "register {name}");
-        let body: Value = resp.json().await.expect("register body");
+        let signed = self
+            .api
+            .sign_up(name, "example.com", &format!("password-{name}"), None)
+            .await
+            .unwrap_or_else(|e| panic!("register {name}: {e:#}"));
         TestUser {
-            token: body["access_token"].as_str().expect("token").to_owned(),
-            id: body["user"]["user_id"]
-                .as_str()
-                .expect("user id")
-                .parse()
-                .expect("uuid"),
+            token: signed.access_token,
+            id: signed.user_id,
             name: name.to_owned(),
         }
     }
 
     /// Logs `user` in again as another device.
     pub async fn login(&self, user: &TestUser, device: &str) -> String {
-        let resp = self
-            .post_login(json!({ "username": user.name, "password": format!("password-{}", user.name), "device": device }))
-            .await;
-        assert_eq!(resp.status(), StatusCode::OK, "login {}", user.name);
-        let body: Value = resp.json().await.expect("login body");
-        body["access_token"].as_str().expect("token").to_owned()
+        self.api
+            .sign_in(&user.name, &format!("password-{}", user.name), Some(device))
+            .await
+            .unwrap_or_else(|e| panic!("login {}: {e:#}", user.name))
+            .access_token
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -464,15 +458,12 @@ async fn start(settings: Settings) -> TestApp {
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
-    let client = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .no_proxy()
-        .build()
-        .expect("client");
+    let api = Api::new(format!("http://127.0.0.1:{port}"));
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        client,
+        client: api.http().clone(),
+        api,
         db_name,
         prefix,
         redis,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chatty::sio_client::{ConnectError, SioClient};
+use chatty_testkit::{ConnectError, SioClient};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde_json::json;

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use chatty::sio_client::SioClient;
+use chatty_testkit::SioClient;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use chatty::sio_client::SioClient;
+use chatty_testkit::SioClient;
 use serde_json::{Value, json};
 
 use crate::helpers::{name, spawn_app};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chatty::sio_client::{ConnectError, SioClient};
+use chatty_testkit::{ConnectError, SioClient};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -570,7 +570,7 @@ async fn sockets_are_dropped_when_their_session_ends_even_without_a_logout_event
 
 #[tokio::test]
 async fn long_polling_clients_and_websocket_clients_hear_each_other_across_nodes() {
-    use chatty::sio_client::Transport;
+    use chatty_testkit::Transport;
     let a = spawn_app().await;
     let b = a.spawn_peer().await;
     let alice = a.register(&name("alice")).await;

@@ -402,10 +402,9 @@ async fn an_event_sent_the_moment_the_connect_answer_arrives_is_answered() {
             if i % 2 == 0 { &alice.token } else { &bob.token }.clone(),
         );
         tokio::spawn(async move {
-            let sock =
-                chatty::sio_client::SioClient::connect(&address, "/", json!({ "token": token }))
-                    .await
-                    .unwrap();
+            let sock = chatty_testkit::SioClient::connect(&address, "/", json!({ "token": token }))
+                .await
+                .unwrap();
             let ack = sock
                 .emit_with_ack(
                     "sync",

@@ -1,4 +1,4 @@
-//! A small Socket.IO v4 client over WebSocket (Engine.IO 4), used by the integration tests
+//! A small Socket.IO v4 client over WebSocket or long-polling (Engine.IO 4), used by the tests
 //! and the load generator. It speaks exactly what Chatty's clients do: one namespace per
 //! connection, `auth` on connect, events, acknowledgements, and heartbeat replies.
 
@@ -250,8 +250,10 @@ async fn websocket(base: &str, headers: &[(&str, &str)]) -> anyhow::Result<Wire>
     .context("bad url")?;
     for (k, v) in headers {
         req.headers_mut().insert(
-            axum::http::HeaderName::from_bytes(k.as_bytes()).context("header name")?,
-            axum::http::HeaderValue::from_str(v).context("header value")?,
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes())
+                .context("header name")?,
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_str(v)
+                .context("header value")?,
         );
     }
     // Nagle off: small frames must not wait for the previous ACK.
