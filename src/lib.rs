@@ -10,6 +10,8 @@ pub mod chat;
 pub mod config;
 /// PostgreSQL pool creation and migrations.
 pub mod db;
+/// The receiving half of the bus: ordering and delivering events to this node's sockets.
+pub mod delivery;
 /// Newtypes that parse client input at the edge.
 pub mod domain;
 /// The error type every route and socket handler answers with.

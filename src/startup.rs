@@ -148,7 +148,11 @@ impl Application {
         let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(realtime::bus_loop(io.clone(), state.clone(), stop.clone()));
+        tasks.spawn(crate::delivery::run(
+            io.clone(),
+            state.clone(),
+            stop.clone(),
+        ));
         let ttl = state.settings.presence_ttl();
         tasks.spawn(realtime::presence::heartbeat_loop(
             state.clone(),
