@@ -257,8 +257,8 @@ async fn why_not_sent(db: &PgPool, sender: Uuid, conversation_id: Uuid) -> ApiEr
 }
 
 /// Collapsed notification-centre entries for everyone but the sender, written by the
-/// node's notifier in batches, off the send's critical path: the message is stored and
-/// announced already.
+/// node's notifier (at once, or with the sends queued behind its write in flight), off the
+/// send's critical path: the message is stored and announced already.
 fn notify_recipients(state: &AppState, message: &MessageView, recipients: Vec<Uuid>) {
     state
         .notifier

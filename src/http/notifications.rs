@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, ApiResult},
-    social::notifications::{Notification, columns},
+    social::notifications::{self, Notification, columns},
     state::AppState,
 };
 
@@ -250,6 +250,21 @@ async fn mark_read(
     AppPath(raw): AppPath<String>,
 ) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
+    let mut tx = db.begin().await?;
+    // An unread message notification stands for its conversation: reading it covers every
+    // message sent before now, including those whose notification is not written yet.
+    let conversation = sqlx::query_scalar::<_, Uuid>(
+        "select conversation_id from notifications \
+         where notification_id = $1 and user_id = $2 and type = 'message' and not is_read \
+           and deleted_at is null and conversation_id is not null",
+    )
+    .bind(id)
+    .bind(auth.user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(conversation) = conversation {
+        notifications::read_up_to_now(&mut *tx, auth.user_id, Some(conversation)).await?;
+    }
     // The second branch reads the statement's starting snapshot: it finds the row only
     // when the update did not touch it, i.e. when it was already read.
     let row = sqlx::query_as::<_, Notification>(concat!(
@@ -268,9 +283,10 @@ async fn mark_read(
     ))
     .bind(id)
     .bind(auth.user_id)
-    .fetch_optional(&db)
+    .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| ApiError::not_found("notification"))?;
+    tx.commit().await?;
     Ok(Json(row))
 }
 
@@ -281,6 +297,8 @@ struct MarkedRead {
 }
 
 /// `POST /notifications/read-all`: marks every unread notification read; says how many.
+/// It also covers messages sent before it whose notifications are not written yet: they
+/// will not be.
 #[utoipa::path(
     post,
     path = "/notifications/read-all",
@@ -296,12 +314,15 @@ struct MarkedRead {
     security(("bearer" = []))
 )]
 async fn read_all(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<MarkedRead>> {
+    let mut tx = db.begin().await?;
+    notifications::read_up_to_now(&mut *tx, auth.user_id, None).await?;
     let done = sqlx::query(
         "update notifications set is_read = true where user_id = $1 and not is_read and deleted_at is null",
     )
     .bind(auth.user_id)
-    .execute(&db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(Json(MarkedRead {
         updated: done.rows_affected(),
     }))

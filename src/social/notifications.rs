@@ -2,7 +2,7 @@
 //! cluster bus as a `notification` event to the recipient's `user:` room on
 //! `/notifications`. A client that missed the event finds the row through the REST routes.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -324,9 +324,18 @@ pub struct SentMessage {
 /// [`notify_message`] for many messages in ONE statement. Per recipient and conversation
 /// the messages of others collapse into one upsert: the count goes up by their number and
 /// the preview, sender and title become those of the latest (highest seq). The same rules
-/// hold: the sender is never notified, nor are recipients who blocked that sender. Nor is
-/// a recipient who has read the message already: batches are written a moment after the
-/// send, and a reader who caught up in that moment must not find it unread.
+/// hold: the sender is never notified, nor are recipients who blocked that sender, nor
+/// those no longer in the conversation. Nor is a recipient who has read the message
+/// already, by read cursor (`last_read_seq` ≥ its seq) or by reading their notifications
+/// after it was stored (`notifications_read_seq` ≥ its seq, see [`read_up_to_now`]): batches
+/// are written a moment after the send, and a reader who caught up in that moment must
+/// not find it unread nor hear of it.
+///
+/// Both checks read the recipient's participant row under a share lock, inside this one
+/// statement. A read that commits first is seen (a locking read returns the newest
+/// version of the row, whatever the statement's snapshot); a read that comes while the
+/// statement runs waits for it to commit, then finds its rows and marks them read. So no
+/// check-then-write gap is left.
 pub async fn notify_messages<'c>(
     db: impl PgExecutor<'c>,
     messages: &[SentMessage],
@@ -349,19 +358,25 @@ pub async fn notify_messages<'c>(
     if users.is_empty() {
         return Ok(Vec::new());
     }
-    // Rows are upserted in (user, conversation) order, so concurrent batches from several
-    // nodes lock the same rows in the same order and cannot deadlock.
+    // Participant rows are locked in (conversation, user) order and notification rows
+    // upserted in (user, conversation) order, every lock of the first kind before any of
+    // the second (`latest` sorts all of `r`): concurrent batches from several nodes and
+    // readers (see [`read_up_to_now`]) take them in the same order and cannot deadlock.
     sqlx::query_as::<_, Notification>(concat!(
         "with m as (select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[]) \
                     with ordinality as m(conversation_id, sender_id, preview, seq, i)), \
-              r as (select p.user_id, m.conversation_id, m.sender_id, m.preview, m.seq \
-                    from unnest($5::uuid[], $6::bigint[]) as p(user_id, i) join m on m.i = p.i \
-                    where exists (select 1 from users x where x.user_id = p.user_id) \
+              p as (select x.user_id, m.conversation_id, m.sender_id, m.preview, m.seq \
+                    from unnest($5::uuid[], $6::bigint[]) as x(user_id, i) join m on m.i = x.i), \
+              cp as materialized (select cp.conversation_id, cp.user_id, cp.last_read_seq, cp.notifications_read_seq \
+                    from conversation_participants cp \
+                    where (cp.conversation_id, cp.user_id) in (select conversation_id, user_id from p) \
+                    order by cp.conversation_id, cp.user_id \
+                    for share of cp), \
+              r as (select p.user_id, p.conversation_id, p.sender_id, p.preview, p.seq \
+                    from p join cp on cp.conversation_id = p.conversation_id and cp.user_id = p.user_id \
+                    where p.seq > cp.last_read_seq and p.seq > cp.notifications_read_seq \
                       and not exists (select 1 from user_blocks b \
-                                      where b.blocker_id = p.user_id and b.blocked_id = m.sender_id) \
-                      and not exists (select 1 from conversation_participants cp \
-                                      where cp.conversation_id = m.conversation_id \
-                                        and cp.user_id = p.user_id and cp.last_read_seq >= m.seq)), \
+                                      where b.blocker_id = p.user_id and b.blocked_id = p.sender_id)), \
               latest as (select distinct on (user_id, conversation_id) user_id, conversation_id, \
                            sender_id, preview, count(*) over (partition by user_id, conversation_id) as n \
                          from r order by user_id, conversation_id, seq desc) \
@@ -392,14 +407,14 @@ pub async fn notify_messages<'c>(
     .await
 }
 
-/// How long sent messages gather before their notifications are written. A message is
-/// live on `newMessage` at once; its notification-centre entry only needs to be there
-/// when someone looks, so a busy group writes each member's row once per window instead
-/// of once per message.
-pub const MESSAGE_NOTIFY_WINDOW: Duration = Duration::from_millis(500);
-
 /// Recipient rows in one statement at most; a larger batch is written in parts.
 const MAX_ROWS_PER_STATEMENT: usize = 20_000;
+
+/// Tries of a batch's statement that PostgreSQL aborted as a deadlock victim.
+const WRITE_ATTEMPTS: u32 = 3;
+
+/// SQLSTATE `deadlock_detected`.
+const DEADLOCK_DETECTED: &str = "40P01";
 
 /// Hands sent messages to this node's notification writer ([`run_message_notifier`]).
 /// Cheap to clone; sending never waits.
@@ -424,9 +439,12 @@ impl MessageNotifier {
     }
 }
 
-/// Writes queued message notifications every [`MESSAGE_NOTIFY_WINDOW`], one statement per
-/// batch, and announces the rows they produced. On `stop` it writes what is queued, then
-/// returns.
+/// Writes queued message notifications by group commit, and announces the rows they
+/// produced. A message that finds no write in flight is written at once (an idle node adds
+/// no delay); messages that queue while a write is in flight go out together in the next
+/// one, one statement per batch (split past [`MAX_ROWS_PER_STATEMENT`]). So a busy group
+/// writes each member's row once per write, not once per message, and the batch grows only
+/// as much as the database is slow. On `stop` it writes what is queued, then returns.
 pub async fn run_message_notifier(
     inbox: MessageNotifierInbox,
     db: PgPool,
@@ -446,10 +464,7 @@ pub async fn run_message_notifier(
                 return;
             }
         };
-        tokio::select! {
-            () = tokio::time::sleep(MESSAGE_NOTIFY_WINDOW) => {}
-            () = stop.cancelled() => {}
-        }
+        // Whatever queued behind the previous write joins this one.
         let batch = drain(&mut rx, vec![first]);
         write_batch(&db, broker.as_ref(), &batch).await;
     }
@@ -477,14 +492,64 @@ async fn write_batch(db: &PgPool, broker: &dyn Broker, batch: &[SentMessage]) {
             end += 1;
         }
         let part = &batch[start..end];
-        match notify_messages(db, part).await {
-            Ok(stored) => publish_batch(broker, &stored).await,
-            Err(e) => {
-                tracing::warn!(error = %e, messages = part.len(), "message notifications not stored")
+        let mut attempt = 1;
+        loop {
+            match notify_messages(db, part).await {
+                Ok(stored) => publish_batch(broker, &stored).await,
+                // The batch's participant-row locks can meet a statement that takes the
+                // same rows in another order (deleting a conversation, removing members);
+                // PostgreSQL then aborts one of the two. Try again.
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some(DEADLOCK_DETECTED)
+                        && attempt < WRITE_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, messages = part.len(), "message notifications not stored")
+                }
             }
+            break;
         }
         start = end;
     }
+}
+
+/// Records that `user` read their notifications now: in every conversation with a message
+/// neither read nor covered by an earlier such read (`conversation`: that one only), the
+/// watermark `notifications_read_seq` moves to the conversation's `last_seq`, so messages
+/// stored before now are left out of batches written later ([`notify_messages`]); a
+/// message stored after it has a higher seq and notifies. Run it in the
+/// reading transaction, BEFORE the statement that marks rows read: it locks the
+/// participant rows, so it waits for any batch writing to them, and the next statement
+/// (a fresh snapshot) then finds and marks that batch's rows too. Rows are locked in
+/// conversation order, the order batches lock them in.
+pub async fn read_up_to_now<'c>(
+    db: impl PgExecutor<'c>,
+    user: Uuid,
+    conversation: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    // A conversation whose messages are all read or covered already has nothing a batch
+    // could still write, so repeated reads touch only conversations with news. A message
+    // still being stored is not in this snapshot's last_seq: it is concurrent with the
+    // read, and notifies.
+    sqlx::query(
+        "with due as (select p.conversation_id, c.last_seq from conversation_participants p \
+                      join conversations c on c.conversation_id = p.conversation_id \
+                      where p.user_id = $1 and ($2::uuid is null or p.conversation_id = $2) \
+                        and c.last_seq > greatest(p.last_read_seq, p.notifications_read_seq) \
+                      order by p.conversation_id \
+                      for no key update of p) \
+         update conversation_participants p \
+         set notifications_read_seq = greatest(p.notifications_read_seq, due.last_seq) \
+         from due where p.conversation_id = due.conversation_id and p.user_id = $1",
+    )
+    .bind(user)
+    .bind(conversation)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Marks `user`'s unread message notification for the conversation read (they have read

@@ -1,7 +1,11 @@
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use chatty::{
     broker::{BusMessage, Namespace, room},
+    sio_client::{Incoming, SioSender},
     social::notifications::{self, PREVIEW_CHARS},
 };
 use reqwest::{Method, StatusCode};
@@ -966,4 +970,500 @@ async fn the_notify_command_refuses_bad_arguments_with_one_line() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
     assert_eq!(app.count("notifications").await, 0);
+}
+
+/// Tries of each read race: a message, then about 100 ms later a read.
+const RACE_TRIES: usize = 100;
+/// Sender-reader pairs the tries are spread over, so they run concurrently.
+const RACE_PAIRS: usize = 10;
+/// Longer than any batching the notifier may do.
+const PAST_BATCHING: Duration = Duration::from_millis(1000);
+
+/// A sender and a reader in a direct chat; the reader's `/notifications` socket records
+/// every `notification` event with the moment it arrived.
+struct Pair {
+    sender: TestUser,
+    reader: TestUser,
+    conversation: Uuid,
+    events: Arc<std::sync::Mutex<Vec<(Instant, Value)>>>,
+    _socket: SioSender,
+}
+
+impl Pair {
+    /// Unread message notifications whose preview is `preview`, with their arrival.
+    fn unread_events(&self, preview: &str) -> Vec<Instant> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, e)| {
+                e["type"] == "message"
+                    && e["is_read"] == false
+                    && e["metadata"]["message_preview"] == preview
+            })
+            .map(|(at, _)| *at)
+            .collect()
+    }
+}
+
+async fn pair(app: &TestApp) -> Pair {
+    let sender = app.register(&name("sender")).await;
+    let reader = app.register(&name("reader")).await;
+    let conversation = conversation(app, None, &[&sender, &reader]).await;
+    let mut socket = app.notifications_socket(&reader.token).await;
+    socket
+        .next_event("notifications:connected", Duration::from_secs(5))
+        .await
+        .expect("connected");
+    let (socket, mut rx) = socket.split();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = events.clone();
+    tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if let Incoming::Event { name, data } = m {
+                if name == "notification" {
+                    record.lock().unwrap().push((Instant::now(), data));
+                }
+            }
+        }
+    });
+    Pair {
+        sender,
+        reader,
+        conversation,
+        events,
+        _socket: socket,
+    }
+}
+
+async fn pairs(app: &TestApp, n: usize) -> Vec<Pair> {
+    futures_util::future::join_all((0..n).map(|_| pair(app))).await
+}
+
+/// Sends `content` through `POST /messages`; returns the stored message.
+async fn send(app: &TestApp, sender: &TestUser, conversation: Uuid, content: &str) -> Value {
+    let resp = app
+        .post(
+            "/messages",
+            &sender.token,
+            json!({ "content": content, "conversation_id": conversation }),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED, "send {content}");
+    body(resp).await
+}
+
+/// Runs `tries` of (send `try {k}`, wait ~100 ms, `read`) on every pair at once, then waits
+/// past any batching. Returns, per pair, when each read was answered.
+async fn race<'a, F, Fut>(app: &'a TestApp, pairs: &'a [Pair], read: F) -> Vec<Vec<Instant>>
+where
+    F: Fn(&'a Pair, Value) -> Fut + Copy,
+    Fut: std::future::Future<Output = ()>,
+{
+    let runs = pairs.iter().map(|p| async move {
+        let mut answered = Vec::new();
+        for k in 0..RACE_TRIES / pairs.len() {
+            let sent = send(app, &p.sender, p.conversation, &format!("try {k}")).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            read(p, sent).await;
+            answered.push(Instant::now());
+        }
+        answered
+    });
+    let answered = futures_util::future::join_all(runs).await;
+    tokio::time::sleep(PAST_BATCHING).await;
+    answered
+}
+
+/// Tries after which the reader still had something unread or heard an unread
+/// notification for the try's message after the read had answered.
+async fn spoiled_tries(app: &TestApp, pairs: &[Pair], answered: &[Vec<Instant>]) -> Vec<String> {
+    let mut spoiled = Vec::new();
+    for (i, (p, answered)) in pairs.iter().zip(answered).enumerate() {
+        for (k, read_at) in answered.iter().enumerate() {
+            let late = p
+                .unread_events(&format!("try {k}"))
+                .iter()
+                .filter(|at| *at > read_at)
+                .count();
+            if late > 0 {
+                spoiled.push(format!("pair {i} try {k}: pushed unread after the read"));
+            }
+        }
+        let unread = list(app, &p.reader, "/unread").await;
+        if !unread.is_empty() {
+            spoiled.push(format!("pair {i}: left unread {unread:?}"));
+        }
+    }
+    spoiled
+}
+
+#[tokio::test]
+async fn a_read_all_covers_every_message_sent_before_it_in_a_hundred_tries_of_a_hundred() {
+    // Arrange
+    let app = &spawn_app().await;
+    let pairs = pairs(app, RACE_PAIRS).await;
+
+    // Act: a message, ~100 ms later read-all; 100 times over ten pairs
+    let answered = race(app, &pairs, |p, _| async move {
+        let resp = app
+            .post("/notifications/read-all", &p.reader.token, json!({}))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    })
+    .await;
+
+    // Assert: nothing unread, and nothing unread pushed after a read-all answered
+    let spoiled = spoiled_tries(app, &pairs, &answered).await;
+    assert!(
+        spoiled.is_empty(),
+        "{} of {RACE_TRIES} tries spoiled: {spoiled:#?}",
+        spoiled.len()
+    );
+}
+
+#[tokio::test]
+async fn a_read_cursor_reaching_the_end_covers_every_message_sent_before_it_in_a_hundred_tries_of_a_hundred()
+ {
+    // Arrange
+    let app = &spawn_app().await;
+    let pairs = pairs(app, RACE_PAIRS).await;
+
+    // Act: a message, ~100 ms later the reader reads it (the conversation's last)
+    let answered = race(app, &pairs, |p, sent| async move {
+        let id = sent["message_id"].as_str().expect("message id");
+        let resp = app
+            .put(
+                &format!("/messages/{id}/status"),
+                &p.reader.token,
+                json!({ "status": "read" }),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    })
+    .await;
+
+    // Assert
+    let spoiled = spoiled_tries(app, &pairs, &answered).await;
+    assert!(
+        spoiled.is_empty(),
+        "{} of {RACE_TRIES} tries spoiled: {spoiled:#?}",
+        spoiled.len()
+    );
+}
+
+#[tokio::test]
+async fn reading_the_collapsed_notification_covers_every_message_sent_before_it_in_a_hundred_tries_of_a_hundred()
+ {
+    // Arrange: each reader has an unread message notification to collapse into
+    let app = &spawn_app().await;
+    let pairs = pairs(app, RACE_PAIRS).await;
+    for p in &pairs {
+        send(app, &p.sender, p.conversation, "first").await;
+    }
+    tokio::time::sleep(PAST_BATCHING).await;
+
+    // Act: a message, ~100 ms later the reader reads the conversation's notification,
+    // then the next message starts a fresh one for the next try
+    let answered = race(app, &pairs, |p, _| async move {
+        let unread = list(app, &p.reader, "/unread").await;
+        let Some(n) = unread.iter().find(|n| n["type"] == "message") else {
+            return; // nothing to read yet: the try is judged by what is left unread
+        };
+        let id = n["notification_id"].as_str().unwrap();
+        let resp = app
+            .post(
+                &format!("/notifications/{id}/read"),
+                &p.reader.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        // The next try needs an unread notification to read: one from before the race.
+        send(app, &p.sender, p.conversation, "between").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    })
+    .await;
+    // The "between" messages were sent after the last read: one unread notification each.
+    for p in &pairs {
+        let resp = app
+            .post("/notifications/read-all", &p.reader.token, json!({}))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+
+    // Assert
+    let spoiled = spoiled_tries(app, &pairs, &answered).await;
+    assert!(
+        spoiled.is_empty(),
+        "{} of {RACE_TRIES} tries spoiled: {spoiled:#?}",
+        spoiled.len()
+    );
+}
+
+#[tokio::test]
+async fn a_message_sent_after_a_read_all_notifies_and_counts_alone() {
+    // Arrange
+    let app = spawn_app().await;
+    let p = pair(&app).await;
+    send(&app, &p.sender, p.conversation, "before").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = app
+        .post("/notifications/read-all", &p.reader.token, json!({}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Act
+    send(&app, &p.sender, p.conversation, "after").await;
+    tokio::time::sleep(PAST_BATCHING).await;
+
+    // Assert: one unread notification, for "after" only, and it was pushed
+    let unread = list(&app, &p.reader, "/unread").await;
+    assert_eq!(unread.len(), 1, "{unread:?}");
+    assert_eq!(unread[0]["metadata"]["message_preview"], "after");
+    assert_eq!(unread[0]["count"], 1, "the message read before counts too");
+    assert_eq!(p.unread_events("after").len(), 1);
+}
+
+/// Holds `user`'s participant row of `conversation` locked until dropped, which stalls
+/// the notifier's write of any batch with a message to that user there.
+async fn stall_notifier(
+    app: &TestApp,
+    conversation: Uuid,
+    user: Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = app.db.begin().await.expect("begin");
+    sqlx::query(
+        "select 1 from conversation_participants where conversation_id = $1 and user_id = $2 for update",
+    )
+    .bind(conversation)
+    .bind(user)
+    .execute(&mut *tx)
+    .await
+    .expect("lock");
+    tx
+}
+
+#[tokio::test]
+async fn a_read_all_covers_a_message_whose_notification_is_written_after_it() {
+    // Arrange: the notifier is stuck writing a batch for dave, so bob's message waits
+    let app = spawn_app().await;
+    let p = pair(&app).await;
+    let dave = app.register(&name("dave")).await;
+    let other = conversation(&app, None, &[&p.sender, &dave]).await;
+    let stall = stall_notifier(&app, other, dave.id).await;
+    send(&app, &p.sender, other, "to dave").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send(&app, &p.sender, p.conversation, "to the reader").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Act: the reader reads everything, then the notifier gets going again
+    let resp = app
+        .post("/notifications/read-all", &p.reader.token, json!({}))
+        .await;
+    let answered = Instant::now();
+    assert_eq!(resp.status(), StatusCode::OK);
+    stall.rollback().await.expect("rollback");
+    tokio::time::sleep(PAST_BATCHING).await;
+
+    // Assert: dave is notified; the reader has nothing unread and heard nothing after
+    assert_eq!(unread_count(&app, &dave).await, 1);
+    assert!(list(&app, &p.reader, "/unread").await.is_empty());
+    let late: Vec<_> = p
+        .unread_events("to the reader")
+        .into_iter()
+        .filter(|at| *at > answered)
+        .collect();
+    assert!(late.is_empty(), "pushed after the read-all: {late:?}");
+}
+
+#[tokio::test]
+async fn reading_the_collapsed_notification_covers_a_message_whose_notification_is_written_after_it()
+ {
+    // Arrange: the reader has an unread notification; the notifier is then stuck on dave's
+    let app = spawn_app().await;
+    let p = pair(&app).await;
+    let dave = app.register(&name("dave")).await;
+    let other = conversation(&app, None, &[&p.sender, &dave]).await;
+    send(&app, &p.sender, p.conversation, "first").await;
+    tokio::time::sleep(PAST_BATCHING).await;
+    let collapsed = list(&app, &p.reader, "/unread").await[0]["notification_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stall = stall_notifier(&app, other, dave.id).await;
+    send(&app, &p.sender, other, "to dave").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send(&app, &p.sender, p.conversation, "second").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Act
+    let resp = app
+        .post(
+            &format!("/notifications/{collapsed}/read"),
+            &p.reader.token,
+            json!({}),
+        )
+        .await;
+    let answered = Instant::now();
+    assert_eq!(resp.status(), StatusCode::OK);
+    stall.rollback().await.expect("rollback");
+    tokio::time::sleep(PAST_BATCHING).await;
+
+    // Assert
+    assert_eq!(unread_count(&app, &dave).await, 1);
+    assert!(list(&app, &p.reader, "/unread").await.is_empty());
+    assert!(
+        p.unread_events("second")
+            .into_iter()
+            .all(|at| at < answered),
+        "pushed after the read"
+    );
+}
+
+#[tokio::test]
+async fn on_an_idle_node_a_message_notification_arrives_within_fifty_milliseconds() {
+    // Arrange
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let conv = conversation(&app, None, &[&alice, &bob]).await;
+    let mut notes = app.notifications_socket(&bob.token).await;
+    notes
+        .next_event("notifications:connected", Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    // Act: five messages, one at a time, each timed from the send's answer to the event
+    let mut took = Vec::new();
+    for i in 0..5 {
+        send(&app, &alice, conv, &format!("m{i}")).await;
+        let answered = Instant::now();
+        let event = notes
+            .next_event("notification", Duration::from_secs(5))
+            .await
+            .expect("notification");
+        took.push(answered.elapsed());
+        assert_eq!(event["metadata"]["message_preview"], format!("m{i}"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Assert: the median within 50 ms, and none near the old 500 ms window. Not every one
+    // within 50 ms: on a shared 2-core machine about one delivery in 300 takes 50-110 ms
+    // (measured with `notification_latency_on_an_idle_node_is_measured`), which would fail
+    // ~2% of runs.
+    let mut sorted = took.clone();
+    sorted.sort();
+    assert!(sorted[2] < Duration::from_millis(50), "median of {took:?}");
+    assert!(
+        took.iter().all(|t| *t < Duration::from_millis(250)),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_written_after_a_read_brings_back_nothing_the_read_covered() {
+    // Arrange: a message bob has read by read-all
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let conv = conversation(&app, None, &[&alice, &bob]).await;
+    let late = |m: &Value| notifications::SentMessage {
+        conversation_id: conv,
+        sender_id: alice.id,
+        seq: m["seq"].as_i64().unwrap(),
+        preview: m["content"].as_str().unwrap().to_owned(),
+        recipients: vec![alice.id, bob.id],
+    };
+    let first = send(&app, &alice, conv, "first").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.post("/notifications/read-all", &bob.token, json!({}))
+        .await;
+
+    // Act: its batch written again, late (as by a slow or second notifier)
+    let rows = notifications::notify_messages(&app.db, &[late(&first)])
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(rows.is_empty(), "{rows:?}");
+    assert_eq!(unread_count(&app, &bob).await, 0);
+
+    // Act: a message read through its collapsed notification, then its batch again
+    let second = send(&app, &alice, conv, "second").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let unread = list(&app, &bob, "/unread").await;
+    assert_eq!(unread.len(), 1, "a message after a read-all notifies");
+    let id = unread[0]["notification_id"].as_str().unwrap();
+    app.post(&format!("/notifications/{id}/read"), &bob.token, json!({}))
+        .await;
+    let rows = notifications::notify_messages(&app.db, &[late(&second)])
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(rows.is_empty(), "{rows:?}");
+    assert_eq!(unread_count(&app, &bob).await, 0);
+
+    // Act: a message read by the read cursor, then its batch again
+    let third = send(&app, &alice, conv, "third").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let message_id = third["message_id"].as_str().unwrap();
+    app.put(
+        &format!("/messages/{message_id}/status"),
+        &bob.token,
+        json!({ "status": "read" }),
+    )
+    .await;
+    let rows = notifications::notify_messages(&app.db, &[late(&third)])
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(rows.is_empty(), "{rows:?}");
+    assert_eq!(unread_count(&app, &bob).await, 0);
+}
+
+/// Message → `notification` latency on an idle node; prints p50, p99 and max. Run with
+/// `cargo test -p chatty --test api notification_latency -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn notification_latency_on_an_idle_node_is_measured() {
+    let app = spawn_app().await;
+    let alice = app.register(&name("alice")).await;
+    let bob = app.register(&name("bob")).await;
+    let conv = conversation(&app, None, &[&alice, &bob]).await;
+    let mut notes = app.notifications_socket(&bob.token).await;
+    notes
+        .next_event("notifications:connected", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut took = Vec::new();
+    for i in 0..200 {
+        let sent = Instant::now();
+        send(&app, &alice, conv, &format!("m{i}")).await;
+        let answered = sent.elapsed();
+        notes
+            .next_event("notification", Duration::from_secs(5))
+            .await
+            .expect("notification");
+        took.push((sent.elapsed(), sent.elapsed().saturating_sub(answered)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p).ceil() as usize).saturating_sub(1)]
+    };
+    let mut from_send: Vec<Duration> = took.iter().map(|t| t.0).collect();
+    let mut from_answer: Vec<Duration> = took.iter().map(|t| t.1).collect();
+    println!(
+        "send → notification: p50 {:?} p99 {:?} max {:?}; answer → notification: p50 {:?} p99 {:?} max {:?} (n = {})",
+        pct(&mut from_send, 0.5),
+        pct(&mut from_send, 0.99),
+        from_send.last().unwrap(),
+        pct(&mut from_answer, 0.5),
+        pct(&mut from_answer, 0.99),
+        from_answer.last().unwrap(),
+        took.len()
+    );
 }
