@@ -1,4 +1,28 @@
 //! Chatty: a real-time chat backend that runs as a horizontally scaled cluster.
+//!
+//! # Layout
+//!
+//! Transports at the edge (`http`, `realtime`) translate requests and socket events into
+//! calls on the core (`chat`, `social`, `auth`, `limits`); the core stores in PostgreSQL and
+//! announces on the cluster bus (`broker`); every node's `delivery` hands what the bus
+//! carries to its own sockets. Shared, non-durable state (sessions, presence, typing,
+//! limiters) lives in the `fabric`: Redis for a cluster, in process for a single node.
+//!
+//! One `sendMessage`, from a socket on node A to a socket on node B:
+//!
+//! 1. `realtime/handlers.rs`: the event's envelope (`on`): the socket's limits, payload
+//!    decoding, the acknowledgement. It calls
+//! 2. `realtime/chat_events.rs` `send_message`, which parses the payload and calls
+//! 3. `chat/messages.rs` `send_message`: the sender's message limit, then one statement
+//!    that checks membership, takes the next `seq` and stores the message; then
+//! 4. `chat/mod.rs` `publish_at` addresses `newMessage` to every participant's `user:` room
+//!    and publishes it once, through
+//! 5. `broker/redis.rs` `publish` (types in `broker/mod.rs`). Every node's subscriber loop
+//!    in the same file receives it and passes it to
+//! 6. `delivery/mod.rs` `run`, which puts each conversation back in `seq` order
+//!    (`delivery/order.rs`) and emits to the rooms on this node: the socket on B has it.
+//!
+//! `startup.rs` wires a node together; `main.rs` only parses the command line.
 
 /// Password hashing, token issuing and the request authenticator.
 pub mod auth;
@@ -36,3 +60,5 @@ pub mod startup;
 pub mod state;
 /// The tracing subscriber.
 pub mod telemetry;
+/// User views: a user as others see them, and as they see themselves.
+pub mod users;

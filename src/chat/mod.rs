@@ -34,6 +34,8 @@ macro_rules! message_status {
 
 mod conversations;
 mod messages;
+mod sync;
+mod typing;
 
 use serde::Serialize;
 use sqlx::PgPool;
@@ -47,9 +49,11 @@ pub use self::conversations::{
 };
 pub use self::messages::{
     DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageStatus,
-    MessageStatusEvent, MessageView, Receipt, delete_message, edit_message, mark_status,
-    message_view, messages_after, messages_page, receipts, replay_recent, send_message,
+    MessageStatusEvent, MessageView, Receipt, SendBody, delete_message, edit_message, mark_status,
+    message_view, messages_after, messages_page, receipts, replay_recent, send_input, send_message,
 };
+pub use self::sync::{MAX_SYNC_CONVERSATIONS, SyncAnswer, SyncRequest, Synced, sync};
+pub use self::typing::set_typing;
 use crate::{
     broker::{self, BusMessage, Emit, Namespace, room},
     error::ApiResult,

@@ -8,7 +8,6 @@ use axum::{
     http::{StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
 
 use crate::{error::ApiError, state::AppState};
 
@@ -180,28 +179,8 @@ impl FromRequestParts<AppState> for ClientAddr {
     }
 }
 
-/// The authenticated caller: a valid token whose device session is still live.
-#[derive(Debug, Clone, Copy)]
-pub struct AuthUser {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-}
-
-impl AuthUser {
-    /// Checks a bearer token the way every route and socket does.
-    pub async fn from_token(state: &AppState, token: &str) -> Result<Self, ApiError> {
-        let claims = state.tokens.verify(token)?;
-        match state.fabric.touch_session(claims.sid).await? {
-            Some(owner) if owner == claims.sub => Ok(Self {
-                user_id: claims.sub,
-                session_id: claims.sid,
-            }),
-            _ => Err(ApiError::Unauthorized(
-                "session has been revoked or has expired".into(),
-            )),
-        }
-    }
-}
+/// The authenticated caller, extracted from `Authorization: Bearer` below.
+pub use crate::auth::AuthUser;
 
 /// The token of an `Authorization: Bearer <token>` header.
 pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {

@@ -15,10 +15,10 @@ use super::{
 use crate::{
     chat::{
         self, DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageView,
-        Receipt,
+        Receipt, SendBody, send_input,
     },
     domain::{MessageBody, ReceiptStatus},
-    error::{ApiError, ApiResult, FieldError},
+    error::{ApiError, ApiResult},
     state::AppState,
 };
 
@@ -29,83 +29,6 @@ pub fn router() -> Router<AppState> {
         .route("/messages/{id}", get(one).put(edit).delete(remove))
         .route("/messages/{id}/status", put(status))
         .route("/messages/{id}/receipts", get(receipts))
-}
-
-// Fields are optional in Rust so that every bad one is reported in one 400; the schema
-// says what a valid request holds.
-/// A message to store (the `sendMessage` socket event takes the same payload).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[schema(as = SendMessageBody)]
-pub(crate) struct SendBody {
-    /// The text, at most `CHATTY_MAX_MESSAGE_CHARS` (4000) characters after trimming.
-    #[schema(value_type = String, required = true)]
-    content: Option<String>,
-    /// Also accepted as `conversationId`.
-    #[serde(alias = "conversationId")]
-    #[schema(value_type = Uuid, required = true)]
-    conversation_id: Option<String>,
-    /// Client-chosen id that makes retries idempotent: a repeat answers 200 with the
-    /// message stored the first time. Also accepted as `clientMsgId`.
-    #[serde(alias = "clientMsgId")]
-    #[schema(value_type = Uuid, required = false)]
-    client_msg_id: Option<String>,
-}
-
-/// One 400 listing every bad field, as the original's validation pipe did.
-pub(crate) fn send_input(
-    body: &SendBody,
-    max_chars: usize,
-) -> ApiResult<(MessageBody, Uuid, Option<Uuid>)> {
-    let mut errs = Vec::new();
-    let content = match body
-        .content
-        .as_deref()
-        .map(|c| MessageBody::parse(c, max_chars))
-    {
-        Some(Ok(c)) => Some(c),
-        Some(Err(ApiError::Invalid(mut e))) => {
-            errs.append(&mut e);
-            None
-        }
-        Some(Err(other)) => return Err(other),
-        None => {
-            errs.push(FieldError::new("content", "is required"));
-            None
-        }
-    };
-    let conversation_id = match body
-        .conversation_id
-        .as_deref()
-        .map(|s| s.trim().parse::<Uuid>())
-    {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errs.push(FieldError::new("conversation_id", "must be a UUID"));
-            None
-        }
-        None => {
-            errs.push(FieldError::new("conversation_id", "is required"));
-            None
-        }
-    };
-    let client_msg_id = match body
-        .client_msg_id
-        .as_deref()
-        .map(|s| s.trim().parse::<Uuid>())
-    {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errs.push(FieldError::new("client_msg_id", "must be a UUID"));
-            None
-        }
-        None => None,
-    };
-    match (content, conversation_id) {
-        (Some(content), Some(conversation_id)) if errs.is_empty() => {
-            Ok((content, conversation_id, client_msg_id))
-        }
-        _ => Err(ApiError::Invalid(errs)),
-    }
 }
 
 /// 201 with the stored message, or 200 with the original when `client_msg_id` repeats.

@@ -1,5 +1,4 @@
 use axum::{Json, Router, extract::State, routing::get};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -26,28 +25,7 @@ macro_rules! presence_for_viewer {
     };
 }
 
-/// A user as the user themselves sees it (the only view with the email). Never the hash.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct User {
-    pub user_id: Uuid,
-    pub username: String,
-    pub email: String,
-    pub status: String,
-    pub last_seen_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A user as everybody else sees them.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct PublicUser {
-    pub user_id: Uuid,
-    pub username: String,
-    pub status: String,
-    pub last_seen_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+pub use crate::users::{PublicUser, User};
 
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;

@@ -14,12 +14,11 @@ use uuid::Uuid;
 
 use super::presence::{self, Status};
 use crate::{
-    broker::{self, BusMessage, Emit, Namespace, room},
+    auth::AuthUser,
+    broker::room,
     domain::field_with_nul,
     error::{ApiError, ApiResult},
-    fabric::Rate,
-    http::extract::AuthUser,
-    limits::{self, Limit, SocketBudget},
+    limits::{Limit, SocketBudget},
     state::AppState,
 };
 
@@ -381,49 +380,12 @@ struct TypingPayload {
     is_typing: bool,
 }
 
-/// Typing marks live in the fabric with a short TTL; `userTyping` goes to the conversation
-/// room except the typist's own devices, and only when the state changes.
+/// `typing` `{ conversationId, isTyping }`: see [`crate::chat::set_typing`].
 async fn typing(state: AppState, user: AuthUser, _s: SocketRef, v: Value) -> ApiResult<Value> {
     let p: TypingPayload = payload("typing", v)?;
-    limits::take(
-        state.fabric.as_ref(),
-        Limit::Typing,
-        &limits::key::typing(user.user_id, p.conversation_id),
-        TYPING_RATE,
-    )
-    .await?;
-    require_participant(&state, p.conversation_id, user.user_id).await?;
-    let changed = if p.is_typing {
-        state
-            .fabric
-            .typing_start(p.conversation_id, user.user_id, state.settings.typing_ttl())
-            .await?
-    } else {
-        state
-            .fabric
-            .typing_stop(p.conversation_id, user.user_id)
-            .await?
-    };
-    if changed {
-        let data = json!({ "userId": user.user_id, "conversationId": p.conversation_id, "isTyping": p.is_typing });
-        let emit = Emit::new(
-            Namespace::Chat,
-            "userTyping",
-            vec![room::conversation(p.conversation_id)],
-            &data,
-        )
-        .map_err(anyhow::Error::from)?
-        .except(vec![room::user(user.user_id)]);
-        broker::publish_or_log(state.broker.as_ref(), BusMessage::Emit(emit)).await;
-    }
+    crate::chat::set_typing(&state, user.user_id, p.conversation_id, p.is_typing).await?;
     Ok(json!({ "conversationId": p.conversation_id, "isTyping": p.is_typing }))
 }
-
-/// Typing events a user may send per conversation before 429: ten a second.
-const TYPING_RATE: Rate = Rate {
-    burst: 10,
-    per: Duration::from_secs(1),
-};
 
 /// Connect middleware of `/notifications`, after `authenticate`: rooms, the disconnect
 /// handler and the socket's count against the user's limit, all before the connect

@@ -16,7 +16,7 @@ use socketioxide::{
     layer::SocketIoLayer,
 };
 
-use crate::{http::extract::AuthUser, state::AppState};
+use crate::{auth::AuthUser, state::AppState};
 
 /// Engine.io keeps each session's handshake request (URI, headers, extensions) for the
 /// session's lifetime. hyper parses the URI and header values as slices of its connection

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::notifications::{self, Notification};
 use crate::{
     error::{ApiError, ApiResult},
-    http::users::PublicUser,
     state::AppState,
+    users::PublicUser,
 };
 
 /// How a user stands with the caller.

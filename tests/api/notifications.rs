@@ -5,9 +5,9 @@ use std::{
 
 use chatty::{
     broker::{BusMessage, Namespace, room},
-    sio_client::{Incoming, SioSender},
     social::notifications::{self, PREVIEW_CHARS},
 };
+use chatty_testkit::{Incoming, SioSender};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::{Receiver, error::RecvError};
