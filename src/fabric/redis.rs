@@ -9,66 +9,6 @@ use uuid::Uuid;
 
 use super::{Fabric, FabricResult, Rate, RedisKeys, Rotation, Session, Verdict};
 
-/// Returns the session's owner and refreshes its last-seen time, without resurrecting a
-/// key that has just expired (HSET on a missing key would create it).
-const TOUCH_SESSION: &str = r"
-local user = redis.call('HGET', KEYS[1], 'user')
-if user then redis.call('HSET', KEYS[1], 'last_seen', ARGV[1]) end
-return user";
-
-/// Deletes a session only when it is listed under the user who asks.
-const REVOKE_SESSION: &str = r"
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-return 0";
-
-/// Adds a connection lease; answers 1 when the user had no live connection before.
-const PRESENCE_CONNECT: &str = r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local before = redis.call('ZCARD', KEYS[1])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[4])
-if before == 0 then return 1 end
-return 0";
-
-/// Removes a lease; answers 1 only to the caller whose removal left no live connection.
-const PRESENCE_DISCONNECT: &str = r"
-local removed = redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[3])
-  return removed
-end
-return 0";
-
-/// Finds users whose latest lease ran out. Atomic, so each is reported to one node only.
-/// Users still holding a live lease get their index entry moved to that lease's end.
-const PRESENCE_REAP: &str = r"
-local users = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
-local gone = {}
-for _, u in ipairs(users) do
-  local k = ARGV[2] .. u
-  redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[1])
-  local top = redis.call('ZRANGE', k, -1, -1, 'WITHSCORES')
-  if #top == 0 then
-    redis.call('ZREM', KEYS[1], u)
-    table.insert(gone, u)
-  else
-    redis.call('ZADD', KEYS[1], top[2], u)
-  end
-end
-return gone";
-
-/// Marks a typist; answers 1 when they were not marked already.
-const TYPING_START: &str = r"
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local added = redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return added";
-
 /// The fabric of a cluster: every node of one cluster shares the Redis and the prefix.
 pub struct RedisFabric {
     /// Command connections; each call borrows one for the duration of the call.
@@ -106,15 +46,15 @@ impl RedisFabric {
             pool,
             hot,
             keys: RedisKeys::new(prefix),
-            touch_session: Script::new(TOUCH_SESSION),
-            revoke_session: Script::new(REVOKE_SESSION),
+            touch_session: Script::new(include_str!("lua/touch_session.lua")),
+            revoke_session: Script::new(include_str!("lua/revoke_session.lua")),
             rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
             sockets_admit: Script::new(include_str!("lua/sockets_admit.lua")),
             refresh_rotate: Script::new(include_str!("lua/refresh_rotate.lua")),
-            presence_connect: Script::new(PRESENCE_CONNECT),
-            presence_disconnect: Script::new(PRESENCE_DISCONNECT),
-            presence_reap: Script::new(PRESENCE_REAP),
-            typing_start: Script::new(TYPING_START),
+            presence_connect: Script::new(include_str!("lua/presence_connect.lua")),
+            presence_disconnect: Script::new(include_str!("lua/presence_disconnect.lua")),
+            presence_reap: Script::new(include_str!("lua/presence_reap.lua")),
+            typing_start: Script::new(include_str!("lua/typing_start.lua")),
         };
         fabric
             .ping()
