@@ -21,13 +21,21 @@
 #              HOSTILE_RUNS runs of `chatty-load --hostile`: one socket emits HOSTILE_EVENTS
 #              acked events at once while another user of its group measures REST and
 #              socket round trip latency (users registered through the API)
-#   (default: idle, saturate, send, chaos, in that order; hostile only when asked for)
+#   notify     Chatty only (the reference has no notification centre): message notification
+#              latency, every device with a `/notifications` socket too (--notifications):
+#              on an idle cluster (NOTIFY_IDLE_USERS users in groups of NOTIFY_IDLE_GROUP
+#              sending NOTIFY_IDLE_RATE msg/s for NOTIFY_IDLE_DURATION s), then at
+#              NOTIFY_SHARE% of saturation (as `send` finds it) like `send`
+#   (default: idle, saturate, send, chaos, in that order; hostile and notify only when
+#   asked for)
 # Env: NODES (3) USERS (2000) GROUP (10) DURATION (20) IDLE_USERS (5000) RATES (250 500 ...)
 #      STEP_DURATION (12) BENCH_RESULTS (.chatty/bench/results) CHATTY_BIN (a server build to
 #      measure instead of building this checkout's) LOAD_MAX (1.0) BUSY_MAX (25) LOAD_WAIT
 #      (300): before the first run, wait up to LOAD_WAIT s for the 1-minute load average to
 #      fall to LOAD_MAX; before each run, for other work to use at most BUSY_MAX% of the CPU
-#      HOSTILE_NODES (1) HOSTILE_RUNS (2) HOSTILE_EVENTS (15000)
+#      HOSTILE_NODES (1) HOSTILE_RUNS (2) HOSTILE_EVENTS (15000) NOTIFY_IDLE_USERS (20)
+#      NOTIFY_IDLE_GROUP (5) NOTIFY_IDLE_RATE (5) NOTIFY_IDLE_DURATION (10) NOTIFY_SHARE (50)
+#      BALANCER_PORT (8190) BASE_PORT (3190: nodes on BASE_PORT+1..) BENCH_REDIS_PORT (6392)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -50,6 +58,9 @@ RATES=${RATES:-250 500 750 1000 1250 1500 2000 2500 3000 4000}
 LOAD_MAX=${LOAD_MAX:-1.0} LOAD_WAIT=${LOAD_WAIT:-300} BUSY_MAX=${BUSY_MAX:-25}
 CHAOS_SHARE=${CHAOS_SHARE:-50} CHAOS_KILL_EVERY=${CHAOS_KILL_EVERY:-6} CHAOS_REDIS_AT=${CHAOS_REDIS_AT:-10}
 HOSTILE_NODES=${HOSTILE_NODES:-1} HOSTILE_RUNS=${HOSTILE_RUNS:-2} HOSTILE_EVENTS=${HOSTILE_EVENTS:-15000}
+NOTIFY_IDLE_USERS=${NOTIFY_IDLE_USERS:-20} NOTIFY_IDLE_GROUP=${NOTIFY_IDLE_GROUP:-5}
+NOTIFY_IDLE_RATE=${NOTIFY_IDLE_RATE:-5} NOTIFY_IDLE_DURATION=${NOTIFY_IDLE_DURATION:-10}
+NOTIFY_SHARE=${NOTIFY_SHARE:-50}
 BALANCER_PORT=${BALANCER_PORT:-8190} BASE_PORT=${BASE_PORT:-3190} BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-6392}
 
 bash deploy/local/services.sh
@@ -219,6 +230,19 @@ sys.exit(0 if kept and not (p99 > 5 * first and p99 > 100) else 1)' \
           f=$(SEED=api run "$kind" "hostile-$i" "$HOSTILE_NODES" --hostile --hostile-events "$HOSTILE_EVENTS") || continue
           log "$kind hostile $i: victim REST p99 $(field "$f" victim_burst.rest.p99_ms) ms, socket RTT p99 $(field "$f" victim_burst.socket_rtt.p99_ms) ms"
         done ;;
+      notify)
+        # The reference has no notification centre: no `/notifications` namespace, no
+        # `notification` event.
+        [ "$kind" = chatty ] || { log "notify: skipped for $kind (no notification centre)"; continue; }
+        rm -f "$results/$kind"-notify-*.json
+        f=$(run "$kind" notify-idle "$NODES" --users "$NOTIFY_IDLE_USERS" --group-size "$NOTIFY_IDLE_GROUP" \
+          --rate "$NOTIFY_IDLE_RATE" --duration "$NOTIFY_IDLE_DURATION" --notifications) &&
+          log "$kind notify idle: notification p99 $(field "$f" notifications.latency.p99_ms) ms over $(field "$f" notifications.events) events" || true
+        sat=${saturation[$kind]:-$(cat "$results/$kind-saturation" 2>/dev/null || echo 0)}
+        [ "$sat" -gt 0 ] || { log "$kind notify: no saturation figure for the loaded run; run --scenario saturate first or set SAT_$kind"; continue; }
+        f=$(run "$kind" "notify-$NOTIFY_SHARE" "$NODES" --users "$USERS" --group-size "$GROUP" \
+          --rate $((sat * NOTIFY_SHARE / 100)) --duration "$DURATION" --ramp-up 2 --drain 10 --notifications) &&
+          log "$kind notify at $NOTIFY_SHARE%: notification p99 $(field "$f" notifications.latency.p99_ms) ms over $(field "$f" notifications.events) events" || true ;;
       *) log "unknown scenario $scenario"; exit 2 ;;
     esac
   done

@@ -293,6 +293,45 @@ def hostile_table(results):
     )
 
 
+def notify_runs(results):
+    """The notify scenario's runs: the idle one first, then by share of saturation."""
+    runs = []
+    for f in os.listdir(results):
+        m = re.fullmatch(r"chatty-notify-(idle|\d+)\.json", f)
+        if m:
+            point = m.group(1)
+            runs.append((-1 if point == "idle" else int(point), point, load(results, f[:-5])))
+    return sorted(runs)
+
+
+def notify_table(results):
+    rows = []
+    sat = saturation_of(results, "chatty")
+    for _, point, r in notify_runs(results):
+        where = "idle" if point == "idle" else f"{point}% of {num(sat) if sat else 'saturation'}"
+        if not r:
+            rows.append(f"| {where} | failed ||||||||||||")
+            continue
+        n = r.get("notifications") or {}
+        lat = n.get("latency") or {}
+        rows.append(
+            f"| {where} | {r['users']:,} in groups of {r['group_size']} | {r['target_rate']:,.0f} | {r['acked']:,} "
+            f"| {r['delivered']:,} | {ms(r, 'p50_ms')} / {ms(r, 'p99_ms')} | {num(n.get('events'))} | {num(n.get('unparsed'))} "
+            f"| {num(lat.get('p50_ms'), '{:.1f}')} | {num(lat.get('p90_ms'), '{:.1f}')} | **{num(lat.get('p99_ms'), '{:.1f}')}** "
+            f"| {num(lat.get('max_ms'), '{:.1f}')} | {load_avg(r)} |"
+        )
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            "| load point | users | msg/s | acked | message deliveries | message p50 / p99 ms | notifications | unparsed "
+            "| notification p50 ms | p90 ms | p99 ms | max ms | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
 def report(results):
     parts = [
         f"Machine: {machine()}. The `load` columns give the 1-minute load average when the run "
@@ -306,6 +345,11 @@ def report(results):
         ("Scenario 2b: sustained sends at 50% and 90% of saturation", send_table(results)),
         ("Scenario 3: node kills and a Redis crash while sending", chaos_table(results)),
         ("Scenario 4: one hostile socket's burst, felt by another user (Chatty only)", hostile_table(results)),
+        (
+            "Scenario 5: message notification latency, send to `notification` event (Chatty only; "
+            "notifications collapse per conversation, so fewer than deliveries is not loss)",
+            notify_table(results),
+        ),
     ):
         if table:
             parts.append(f"#### {title}\n\n{table}")

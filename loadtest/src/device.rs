@@ -78,6 +78,7 @@ impl Relogin {
 }
 
 /// Who a device is.
+#[derive(Clone)]
 pub struct Spec {
     /// Index of its first node in `Link::nodes`; reconnects walk on from there.
     pub home: usize,
@@ -337,7 +338,7 @@ pub async fn run(
             st.disconnected = true;
             break;
         }
-        client = reconnect(&link, &mut spec, &finish, &mut finish_by).await;
+        client = reconnect(&link, &mut spec, "/", &finish, &mut finish_by).await;
         if client.is_some() {
             st.reconnects += 1;
             stats::RECONNECTS.fetch_add(1, Ordering::Relaxed);
@@ -354,11 +355,13 @@ fn needs_login(message: &str) -> bool {
     message.contains("session") || message.contains("token expired")
 }
 
-/// Reconnects with jittered exponential backoff, walking over the nodes from the device's
-/// own; logs in again when the session is gone. None once the finish window is over.
-async fn reconnect(
+/// Reconnects namespace `ns` with jittered exponential backoff, walking over the nodes
+/// from the device's own; logs in again when the session is gone. None once the finish
+/// window is over.
+pub async fn reconnect(
     link: &Link,
     spec: &mut Spec,
+    ns: &str,
     finish: &CancellationToken,
     finish_by: &mut Option<tokio::time::Instant>,
 ) -> Option<SioClient> {
@@ -380,7 +383,7 @@ async fn reconnect(
         };
         match SioClient::connect_with(
             node,
-            "/",
+            ns,
             json!({ "token": spec.token }),
             &[],
             link.transport,

@@ -9,10 +9,14 @@
 //! reconnect, resume with `sync` from the last seq they hold, and retry unacknowledged sends
 //! with the same `client_msg_id`; the check then holds at the application level (each seq
 //! surfaced once) and transport-level redeliveries are counted apart.
+//!
+//! With `--notifications` every device also holds a `/notifications` socket and measures
+//! how long a message takes to show up as a `notification` event (see `notifications.rs`).
 
 mod chaos;
 mod device;
 mod hostile;
+mod notifications;
 mod resources;
 mod seed;
 mod stats;
@@ -186,6 +190,13 @@ pub struct Args {
     /// the send is retried).
     #[arg(long, value_name = "SECS")]
     pub ack_timeout: Option<u64>,
+
+    /// Every device also opens a `/notifications` socket (same token) and measures message
+    /// notification latency: from the send of the message a `notification` event's preview
+    /// shows to the event's arrival. Notifications collapse per conversation, so fewer of
+    /// them than deliveries is not a loss.
+    #[arg(long, conflicts_with_all = ["idle", "hostile"])]
+    pub notifications: bool,
 }
 
 impl Args {
@@ -235,6 +246,10 @@ pub struct Device {
     pub user: usize,
     pub token: String,
 }
+
+/// How long the `/notifications` sockets must stay silent after the deliveries are in
+/// before the run ends: message notifications may be written a moment after the message.
+const NOTIFICATIONS_SETTLE: Duration = Duration::from_secs(2);
 
 /// What seeding produced.
 pub struct World {
@@ -333,28 +348,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let connect_started = Instant::now();
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let with_notifications = args.notifications;
     let mut connecting = Vec::with_capacity(world.devices.len());
     for (i, d) in world.devices.iter().enumerate() {
         let node = nodes[i % nodes.len()].clone();
         let token = d.token.clone();
         let gate = gate.clone();
         connecting.push(tokio::spawn(async move {
-            let _permit = gate.acquire_owned().await.ok()?;
-            SioClient::connect_with(&node, "/", json!({ "token": token }), &[], transport)
+            let Ok(_permit) = gate.acquire_owned().await else {
+                return (None, None);
+            };
+            let auth = json!({ "token": token });
+            let chat = SioClient::connect_with(&node, "/", auth.clone(), &[], transport)
                 .await
-                .ok()
+                .ok();
+            // The notification socket of a device whose chat socket failed would measure
+            // nothing the run reports; it is not opened.
+            let notes = if with_notifications && chat.is_some() {
+                SioClient::connect_with(&node, notifications::NAMESPACE, auth, &[], transport)
+                    .await
+                    .ok()
+            } else {
+                None
+            };
+            (chat, notes)
         }));
     }
     let mut clients = Vec::with_capacity(connecting.len());
-    let mut connect_errors = 0u64;
+    let mut notification_clients = Vec::with_capacity(connecting.len());
+    let (mut connect_errors, mut notification_connect_errors) = (0u64, 0u64);
     for c in connecting {
-        match c.await.ok().flatten() {
-            Some(client) => clients.push(Some(client)),
-            None => {
-                connect_errors += 1;
-                clients.push(None);
-            }
+        let (chat, notes) = c.await.unwrap_or((None, None));
+        if chat.is_none() {
+            connect_errors += 1;
+        } else if with_notifications && notes.is_none() {
+            notification_connect_errors += 1;
         }
+        clients.push(chat);
+        notification_clients.push(notes);
     }
     let connect_secs = connect_started.elapsed().as_secs_f64();
     let connected = clients.iter().filter(|c| c.is_some()).count();
@@ -362,6 +393,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "connected {connected}/{} sockets in {connect_secs:.1}s ({connect_errors} errors)",
         clients.len()
     );
+    let notification_sockets = notification_clients.iter().filter(|c| c.is_some()).count();
+    if with_notifications {
+        eprintln!(
+            "connected {notification_sockets} {} sockets ({notification_connect_errors} errors)",
+            notifications::NAMESPACE
+        );
+    }
 
     if let Some(hold) = args.idle {
         let usage_before = probes.sample().await;
@@ -408,7 +446,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let connected_devices: Vec<bool> = clients.iter().map(Option::is_some).collect();
     let mut senders: Vec<Option<watch::Receiver<Option<SioSender>>>> =
         vec![None; world.user_ids.len()];
-    for (i, client) in clients.into_iter().enumerate() {
+    let mut watchers = Vec::new();
+    for (i, (client, notes)) in clients.into_iter().zip(notification_clients).enumerate() {
         let Some(client) = client else { continue };
         let d = &world.devices[i];
         let (current, watching) = watch::channel(None);
@@ -421,6 +460,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             token: d.token.clone(),
             conversation: world.groups[world.group_of[d.user]],
         };
+        if let Some(notes) = notes {
+            watchers.push(tokio::spawn(notifications::run(
+                link.clone(),
+                spec.clone(),
+                notes,
+                finish.clone(),
+            )));
+        }
         receivers.push(tokio::spawn(device::run(
             link.clone(),
             spec,
@@ -500,11 +547,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let (user, sender) = &senders[next_sender % senders.len()];
             next_sender += 1;
             let conversation = world.groups[world.group_of[*user]];
-            let stamp = clock.elapsed().as_nanos();
-            // Send time and send number travel in the content: the receivers measure
-            // latency with the first and spot a send stored twice with the second.
-            let mut content = format!("{stamp}|{issued}|");
-            content.push_str(&padding[..padding.len().saturating_sub(content.len()).max(1)]);
+            let content = message_content(clock.elapsed().as_nanos(), issued, &padding);
             let payload = json!({ "content": content, "conversation_id": conversation, "client_msg_id": Uuid::new_v4() });
             let sender = sender.clone();
             let (acked, ack_ok, ack_err, ack_hist) = (
@@ -566,11 +609,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     while Instant::now() < deadline && stats::DELIVERED.load(Ordering::Relaxed) < expected_total {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    if notification_sockets > 0 {
+        // Then the notifications of the last messages, until none has come for a while.
+        let deadline = Instant::now() + Duration::from_secs(args.drain);
+        let (mut seen, mut quiet_since) = (stats::NOTIFIED.load(Ordering::Relaxed), Instant::now());
+        while Instant::now() < deadline && quiet_since.elapsed() < NOTIFICATIONS_SETTLE {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let now_seen = stats::NOTIFIED.load(Ordering::Relaxed);
+            if now_seen != seen {
+                (seen, quiet_since) = (now_seen, Instant::now());
+            }
+        }
+    }
     finish.cancel();
     let mut devices: Vec<DeviceStats> = Vec::with_capacity(receivers.len());
     for r in receivers {
         if let Ok(d) = r.await {
             devices.push(d);
+        }
+    }
+    let mut notified = Vec::with_capacity(watchers.len());
+    for w in watchers {
+        if let Ok(n) = w.await {
+            notified.push(n);
         }
     }
     progress.abort();
@@ -601,6 +662,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (&rss_before, &rss_after),
         chaos_events,
         Some(usage),
+        with_notifications.then(|| {
+            stats::Notifications::of(notification_sockets, notification_connect_errors, &notified)
+        }),
     );
     report.print(args.json);
     if report.failed() {
@@ -689,6 +753,17 @@ async fn send_with_retries(
     None
 }
 
+/// The content of send number `send`, issued at `stamp` (ns on the load tool's clock),
+/// padded to `padding`'s length. Send time and send number travel in the content: the
+/// receivers measure latency with the first and spot a send stored twice with the
+/// second. The send time comes first, so that it is also the start of the server's
+/// notification preview (the content's first 100 characters).
+pub fn message_content(stamp: u128, send: u64, padding: &str) -> String {
+    let mut content = format!("{stamp}|{send}|");
+    content.push_str(&padding[..padding.len().saturating_sub(content.len()).max(1)]);
+    content
+}
+
 /// The parts of a `newMessage` the checker needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parsed {
@@ -734,6 +809,25 @@ mod tests {
         );
         let old = json!({ "conversation_id": conv, "seq": 4, "content": "123|xxxx" });
         assert_eq!(parse_new_message(&old).and_then(|p| p.send), None);
+    }
+
+    #[test]
+    fn a_message_of_this_tool_starts_with_its_send_time_and_keeps_its_size() {
+        let padding = "x".repeat(64);
+        let content = message_content(123_456, 7, &padding);
+        assert!(content.starts_with("123456|7|"));
+        assert_eq!(content.len(), 64);
+        let m = json!({ "conversation_id": Uuid::new_v4(), "seq": 1, "content": content });
+        let p = parse_new_message(&m).expect("parsed");
+        assert_eq!((p.stamp, p.send), (123_456, Some(7)));
+    }
+
+    #[test]
+    fn notifications_are_off_by_default_and_excluded_from_idle_and_hostile_runs() {
+        assert!(!Args::parse_from(["chatty-load"]).notifications);
+        assert!(Args::parse_from(["chatty-load", "--notifications"]).notifications);
+        assert!(Args::try_parse_from(["chatty-load", "--notifications", "--idle", "5"]).is_err());
+        assert!(Args::try_parse_from(["chatty-load", "--notifications", "--hostile"]).is_err());
     }
 
     #[test]

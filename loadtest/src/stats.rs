@@ -15,6 +15,7 @@ use crate::{
     Args, World,
     chaos::Event,
     device::DeviceStats,
+    notifications::NotificationStats,
     resources::{NodeSample, Usage},
 };
 
@@ -31,6 +32,8 @@ pub static SYNCS: AtomicU64 = AtomicU64::new(0);
 pub static SYNC_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// Send attempts after the first (resume on: ack lost or refused with a 5xx).
 pub static SEND_RETRIES: AtomicU64 = AtomicU64::new(0);
+/// Message notifications with a send time, counted by every `/notifications` socket.
+pub static NOTIFIED: AtomicU64 = AtomicU64::new(0);
 
 /// Microsecond histogram up to 60 s.
 pub fn histogram() -> Histogram<u64> {
@@ -76,6 +79,12 @@ pub async fn progress(
             DELIVERED.load(Ordering::Relaxed),
         );
         if !quiet || std::env::var_os("CHATTY_LOAD_PROGRESS").is_some() {
+            let notified = NOTIFIED.load(Ordering::Relaxed);
+            let notified = if notified > 0 {
+                format!("  notifications {notified}")
+            } else {
+                String::new()
+            };
             let extra = if resume {
                 format!(
                     "  reconnects {}  syncs {}  recovered {}  redelivered {}  retries {}",
@@ -89,7 +98,7 @@ pub async fn progress(
                 String::new()
             };
             eprintln!(
-                "[{:>4}s] sent {:>8} ({:>6}/s)  acked {:>8}  errors {:>5}  delivered {:>9} ({:>7}/s){extra}",
+                "[{:>4}s] sent {:>8} ({:>6}/s)  acked {:>8}  errors {:>5}  delivered {:>9} ({:>7}/s){notified}{extra}",
                 started.elapsed().as_secs(),
                 s,
                 s - last.0,
@@ -141,6 +150,48 @@ pub struct RunFigures {
     pub ack_err: u64,
 }
 
+/// Message notifications on the devices' `/notifications` sockets (present with
+/// `--notifications`). They collapse per recipient and conversation, so fewer events than
+/// message deliveries is expected, not a loss; only the latency of those that arrive is
+/// measured.
+#[derive(Debug, Serialize)]
+pub struct Notifications {
+    /// `/notifications` sockets connected at the start.
+    pub sockets: usize,
+    pub connect_errors: u64,
+    /// Unread `message` notifications whose preview gave the send time: the latency sample.
+    pub events: u64,
+    /// Unread `message` notifications whose preview carried no send time: not measured,
+    /// not a failure.
+    pub unparsed: u64,
+    /// Other `notification` events (other types, message notifications marked read).
+    pub other: u64,
+    pub reconnects: u64,
+    /// Sockets that ended the run without a connection.
+    pub sockets_lost: u64,
+    /// From the send of the message a notification's preview shows to the event's arrival.
+    pub latency: Option<Percentiles>,
+}
+
+impl Notifications {
+    pub fn of(sockets: usize, connect_errors: u64, seen: &[NotificationStats]) -> Self {
+        let mut latency = histogram();
+        for n in seen {
+            let _ = latency.add(&n.latency_us);
+        }
+        Self {
+            sockets,
+            connect_errors,
+            events: seen.iter().map(|n| n.events).sum(),
+            unparsed: seen.iter().map(|n| n.unparsed).sum(),
+            other: seen.iter().map(|n| n.other).sum(),
+            reconnects: seen.iter().map(|n| n.reconnects).sum(),
+            sockets_lost: seen.iter().filter(|n| n.disconnected).count() as u64,
+            latency: (!latency.is_empty()).then(|| Percentiles::of(&latency)),
+        }
+    }
+}
+
 /// How resuming went (present when resume was on).
 #[derive(Debug, Serialize)]
 pub struct Resume {
@@ -189,6 +240,7 @@ pub struct Report {
     pub latency: Option<Percentiles>,
     pub ack_latency: Option<Percentiles>,
     pub resume: Option<Resume>,
+    pub notifications: Option<Notifications>,
     pub chaos: Vec<Event>,
     pub nodes_before: Vec<NodeSample>,
     pub nodes_after: Vec<NodeSample>,
@@ -271,6 +323,7 @@ impl Report {
             latency: None,
             ack_latency: None,
             resume: None,
+            notifications: None,
             chaos: Vec::new(),
             kb_per_connection: kb_per_connection(before, after, connected),
             nodes_before: before.to_vec(),
@@ -289,6 +342,7 @@ impl Report {
         (before, after): (&[NodeSample], &[NodeSample]),
         chaos: Vec<Event>,
         usage: Option<Usage>,
+        notifications: Option<Notifications>,
     ) -> Self {
         let resume = args.resume_on();
         let mut latency = histogram();
@@ -322,6 +376,8 @@ impl Report {
             send_retries: SEND_RETRIES.load(Ordering::Relaxed),
             devices_without_socket: devices.iter().filter(|d| d.disconnected).count() as u64,
         });
+        // Every socket counts for memory, the `/notifications` ones too.
+        let sockets = f.connected + notifications.as_ref().map_or(0, |n| n.sockets);
         Self {
             scenario: if chaos.is_empty() { "send" } else { "chaos" },
             users: args.users,
@@ -347,8 +403,9 @@ impl Report {
             latency: (!latency.is_empty()).then(|| Percentiles::of(&latency)),
             ack_latency: (!ack_hist.is_empty()).then(|| Percentiles::of(ack_hist)),
             resume,
+            notifications,
             chaos,
-            kb_per_connection: kb_per_connection(before, after, f.connected),
+            kb_per_connection: kb_per_connection(before, after, sockets),
             nodes_before: before.to_vec(),
             nodes_after: after.to_vec(),
             usage,
@@ -405,6 +462,9 @@ impl Report {
                     "send ack latency ms: p50 {:.2}  p99 {:.2}  max {:.2}",
                     l.p50_ms, l.p99_ms, l.max_ms
                 );
+            }
+            if let Some(n) = &self.notifications {
+                n.print(self.delivered);
             }
         }
         if let Some(r) = &self.resume {
@@ -476,6 +536,32 @@ impl Report {
     }
 }
 
+impl Notifications {
+    fn print(&self, delivered: u64) {
+        println!(
+            "notifications: {} message notifications beside {} message deliveries (collapsed \
+             per conversation: fewer is not loss), {} unparsed, {} other; {} sockets ({} connect \
+             errors, {} reconnects, {} ended without a socket)",
+            self.events,
+            delivered,
+            self.unparsed,
+            self.other,
+            self.sockets,
+            self.connect_errors,
+            self.reconnects,
+            self.sockets_lost
+        );
+        if let Some(l) = &self.latency {
+            println!(
+                "notification latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}  ({} events)",
+                l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, self.events
+            );
+        } else {
+            println!("notification latency ms: -  (0 events)");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -493,5 +579,34 @@ mod tests {
         assert!(!r.failed());
         r.lost = 1;
         assert!(r.failed());
+    }
+
+    #[test]
+    fn notifications_of_every_socket_add_up_and_never_fail_a_run() {
+        let note = |preview: &str| {
+            serde_json::json!({ "type": "message", "is_read": false, "content": preview,
+                                "metadata": { "message_preview": preview } })
+        };
+        let mut a = NotificationStats::new();
+        a.receive(&note("1000|1|x"), 2_001_000);
+        a.receive(&note("no stamp"), 2_001_000);
+        let mut b = NotificationStats::new();
+        b.receive(&note("1000|2|x"), 5_001_000);
+        b.disconnected = true;
+        let n = Notifications::of(2, 1, &[a, b]);
+        assert_eq!(
+            (n.events, n.unparsed, n.other, n.sockets_lost),
+            (2, 1, 0, 1)
+        );
+        let l = n.latency.as_ref().expect("latency");
+        assert!((l.p50_ms - 2.0).abs() < 0.01 && (l.max_ms - 5.0).abs() < 0.01);
+
+        let args = crate::Args::parse_from(["chatty-load", "--notifications"]);
+        let mut r = Report::idle(&args, 0, 0, 0.0, &[], &[]);
+        r.notifications = Some(n);
+        assert!(!r.failed());
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["notifications"]["events"], 2);
+        assert!(json["notifications"]["latency"]["p99_ms"].is_number());
     }
 }
