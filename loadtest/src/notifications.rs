@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use chatty::sio_client::{Incoming, SioClient};
+use chatty_testkit::{Incoming, SioClient};
 use hdrhistogram::Histogram;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
