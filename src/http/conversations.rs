@@ -1,11 +1,7 @@
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    routing::{get, post},
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use sqlx::PgPool;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
@@ -18,15 +14,12 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/conversations", get(list).post(create))
-        .route("/conversations/{id}", get(details))
-        .route("/conversations/{id}/participants", post(add_participants))
-        .route(
-            "/conversations/{id}/participants/{user_id}/remove",
-            post(remove_participant),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(details))
+        .routes(routes!(add_participants))
+        .routes(routes!(remove_participant))
 }
 
 /// Ids as strings, so that a malformed one is a 400 naming `field` and the bad value.

@@ -1,14 +1,10 @@
 //! Friend requests, friends, blocks, and finding people. The original's routes keep their
 //! paths and bodies; the rest are what a mobile client needs to show and manage them.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    routing::{delete, get, post},
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
@@ -23,20 +19,20 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/friendships", get(list_friends))
-        .route("/friendships/request", post(send_request))
-        .route("/friendships/request/{friendId}", delete(cancel_request))
-        .route("/friendships/requests", get(list_requests))
-        .route("/friendships/accept/{friendId}", post(accept))
-        .route("/friendships/decline/{friendId}", post(decline))
-        .route("/friendships/block/{friendId}", post(block))
-        .route("/friendships/unblock/{friendId}", delete(unblock))
-        .route("/friendships/blocked", get(list_blocked))
-        .route("/friendships/search", get(search))
-        .route("/friendships/suggestions", get(suggestions))
-        .route("/friendships/{friendId}", delete(unfriend))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_friends))
+        .routes(routes!(send_request))
+        .routes(routes!(cancel_request))
+        .routes(routes!(list_requests))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
+        .routes(routes!(block))
+        .routes(routes!(unblock))
+        .routes(routes!(list_blocked))
+        .routes(routes!(search))
+        .routes(routes!(suggestions))
+        .routes(routes!(unfriend))
 }
 
 /// The `friendId` path segment as a user id, or a 400 naming it.

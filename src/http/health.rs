@@ -1,15 +1,16 @@
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::state::AppState;
 
 /// Probes, and `/metrics` unless it has a listener of its own (`CHATTY_METRICS_ADDR`).
-pub fn router(serve_metrics: bool) -> Router<AppState> {
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+pub fn router(serve_metrics: bool) -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz));
     if serve_metrics {
-        router.route("/metrics", get(metrics))
+        router.routes(routes!(metrics))
     } else {
         router
     }

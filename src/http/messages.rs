@@ -1,11 +1,7 @@
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    routing::{get, post, put},
-};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::Deserialize;
 use sqlx::PgPool;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
@@ -22,13 +18,13 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/messages", post(send))
-        .route("/messages/conversation/{conversation_id}", get(history))
-        .route("/messages/{id}", get(one).put(edit).delete(remove))
-        .route("/messages/{id}/status", put(status))
-        .route("/messages/{id}/receipts", get(receipts))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(history))
+        .routes(routes!(one, edit, remove))
+        .routes(routes!(status))
+        .routes(routes!(receipts))
 }
 
 /// 201 with the stored message, or 200 with the original when `client_msg_id` repeats.

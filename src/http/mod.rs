@@ -1,4 +1,6 @@
-//! REST routes. Each feature module owns its router; `api_router` merges them.
+//! REST routes. Each feature module owns its router, an `OpenApiRouter` that registers each
+//! handler with its `#[utoipa::path]` attribute; `api_router` merges them, and the OpenAPI
+//! document is what the merged router collected.
 
 pub mod auth;
 pub mod conversations;
@@ -28,6 +30,9 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
 use crate::{error::ApiError, state::AppState};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -35,16 +40,19 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every REST route with the layers every request goes through.
 pub fn api_router(state: AppState) -> Router {
     let settings = state.settings.clone();
-    Router::new()
+    // Routing and documentation both come from the handlers' `#[utoipa::path]` attributes.
+    let (routes, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(health::router(settings.metrics_addr.is_none()))
         .merge(auth::router())
         .merge(users::router())
         .merge(conversations::router())
         .merge(messages::router())
         .merge(typing::router())
-        .merge(openapi::router())
         .merge(friendships::router())
         .merge(notifications::router())
+        .split_for_parts();
+    routes
+        .merge(openapi::router(doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))

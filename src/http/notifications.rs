@@ -2,14 +2,11 @@
 //! `social::notifications` and delivered live on `/notifications`; these routes are how a
 //! client catches up and keeps its badge right.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    routing::{get, post},
-};
+use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
@@ -22,14 +19,14 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/notifications", get(list))
-        .route("/notifications/unread", get(list_unread))
-        .route("/notifications/unread-count", get(unread_count))
-        .route("/notifications/read-all", post(read_all))
-        .route("/notifications/{id}", get(get_one).delete(soft_delete))
-        .route("/notifications/{id}/read", post(mark_read))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(list_unread))
+        .routes(routes!(unread_count))
+        .routes(routes!(read_all))
+        .routes(routes!(get_one, soft_delete))
+        .routes(routes!(mark_read))
 }
 
 fn notification_id(raw: &str) -> ApiResult<Uuid> {

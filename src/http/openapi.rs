@@ -1,5 +1,7 @@
-//! OpenAPI document generated from the handler annotations, served as JSON and through a
-//! Swagger UI whose assets are bundled at build time, so `/docs` works without network.
+//! The OpenAPI document's top level (info, tags, security scheme, error schemas) and its
+//! serving, as JSON and through a Swagger UI whose assets are bundled at build time, so
+//! `/docs` works without network. The paths are not listed here: `api_router` adds those the
+//! feature routers registered with `routes!`, from the handlers' `#[utoipa::path]` attributes.
 
 use axum::Router;
 use utoipa::{
@@ -15,54 +17,6 @@ use crate::state::AppState;
     info(
         title = "Chatty",
         description = "Real-time chat backend REST API. Socket.IO events are documented in docs/events.md."
-    ),
-    paths(
-        super::health::healthz,
-        super::health::readyz,
-        super::health::metrics,
-        super::auth::register,
-        super::auth::login,
-        super::auth::refresh,
-        super::auth::logout,
-        super::auth::logout_all,
-        super::auth::list_sessions,
-        super::auth::revoke_session,
-        super::users::list_users,
-        super::users::me,
-        super::users::search_users,
-        super::users::get_user,
-        super::typing::who_is_typing,
-        super::conversations::create,
-        super::conversations::list,
-        super::conversations::details,
-        super::conversations::add_participants,
-        super::conversations::remove_participant,
-        super::messages::send,
-        super::messages::history,
-        super::messages::one,
-        super::messages::edit,
-        super::messages::remove,
-        super::messages::status,
-        super::messages::receipts,
-        super::friendships::list_friends,
-        super::friendships::send_request,
-        super::friendships::cancel_request,
-        super::friendships::list_requests,
-        super::friendships::accept,
-        super::friendships::decline,
-        super::friendships::block,
-        super::friendships::unblock,
-        super::friendships::list_blocked,
-        super::friendships::search,
-        super::friendships::suggestions,
-        super::friendships::unfriend,
-        super::notifications::list,
-        super::notifications::list_unread,
-        super::notifications::unread_count,
-        super::notifications::read_all,
-        super::notifications::get_one,
-        super::notifications::soft_delete,
-        super::notifications::mark_read,
     ),
     components(schemas(ErrorBody, ErrorMessage)),
     modifiers(&BearerAuth),
@@ -122,9 +76,9 @@ impl Modify for BearerAuth {
     }
 }
 
-/// `/openapi.json` and the Swagger UI at `/docs`.
-pub fn router() -> Router<AppState> {
-    let mut doc = ApiDoc::openapi();
+/// `/openapi.json` and the Swagger UI at `/docs`, serving `doc`: [`ApiDoc`] merged with the
+/// paths of the routers.
+pub fn router(mut doc: utoipa::openapi::OpenApi) -> Router<AppState> {
     // The version follows the crate so the document never drifts from the release.
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", doc))

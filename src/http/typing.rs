@@ -1,5 +1,6 @@
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use serde::Serialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::extract::{AppPath, AuthUser};
@@ -8,8 +9,8 @@ use crate::{
     state::AppState,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/conversations/{id}/typing", get(who_is_typing))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(who_is_typing))
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]

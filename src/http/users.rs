@@ -1,17 +1,18 @@
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::extract::{AppPath, AppQuery, AuthUser};
 use crate::{error::ApiResult, state::AppState};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list_users))
-        .route("/users/me", get(me))
-        .route("/users/search", get(search_users))
-        .route("/users/{id}", get(get_user))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(me))
+        .routes(routes!(search_users))
+        .routes(routes!(get_user))
 }
 
 /// `status` and `last_seen_at` as the viewer may see them: a user who blocked the viewer

@@ -1,20 +1,24 @@
-//! The OpenAPI document is generated from annotations, so nothing forces a new route to be
-//! annotated: these tests compare it against the routers' source, file by file.
-
-use std::collections::BTreeSet;
+//! The OpenAPI document and the router are built from the same `#[utoipa::path]` attributes
+//! (`utoipa_axum::routes!`), so a route cannot be served undocumented or documented at another
+//! path. These tests check the result from the outside: every documented operation is routed
+//! on a live node, and its request and success bodies are typed.
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use uuid::Uuid;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, name, spawn_app};
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
 
-async fn document() -> Value {
-    let app = spawn_app().await;
+async fn document_of(app: &TestApp) -> Value {
     let resp = app.request(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     resp.json().await.expect("openapi.json is not JSON")
+}
+
+async fn document() -> Value {
+    document_of(&spawn_app().await).await
 }
 
 #[tokio::test]
@@ -25,126 +29,135 @@ async fn openapi_json_is_an_openapi_3_document() {
     assert_eq!(doc["info"]["title"], "Chatty");
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
 }
 
-/// Every `(method, path)` routed by `.route("PATH", get(h).post(h2)...)` in `src/http/*.rs`.
-/// Files are listed, not named, so a router file added later is checked too.
-fn routed() -> BTreeSet<(String, String)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
-    let mut found = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).expect("src/http") {
-        let path = entry.expect("dir entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
-            continue;
-        }
-        let src = std::fs::read_to_string(&path).expect("read router source");
-        for (method, route) in routes_in(&src) {
-            found.insert((method, route));
-        }
-    }
-    found
-}
-
-/// Parses `.route(` calls: the string literal, then the method router expression up to the
-/// call's closing parenthesis, in which every `get(`/`post(`/... names one method.
-fn routes_in(src: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut rest = src;
-    while let Some(at) = rest.find(".route(") {
-        rest = &rest[at + ".route(".len()..];
-        let Some(open) = rest.find('"') else { break };
-        // Only a literal first argument is a route; anything else is not ours to parse.
-        if !rest[..open].trim().is_empty() {
-            continue;
-        }
-        let after = &rest[open + 1..];
-        let Some(close) = after.find('"') else { break };
-        let route = after[..close].to_owned();
-        // The method router runs to the parenthesis that closes `.route(`.
-        let mut depth = 1usize;
-        let mut end = after.len();
-        for (i, c) in after[close + 1..].char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        end = close + 1 + i;
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let expr = &after[close + 1..end];
+/// Every `(method, path template)` that `doc` documents.
+fn operations(doc: &Value) -> Vec<(Method, String)> {
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut ops = Vec::new();
+    for (path, item) in paths {
         for method in METHODS {
-            let bytes = expr.as_bytes();
-            let mut from = 0;
-            while let Some(i) = expr[from..].find(&format!("{method}(")) {
-                let pos = from + i;
-                // A whole word: `get(`, `.get(`, `routing::get(`, not `forget(`.
-                let prev = pos.checked_sub(1).map(|p| bytes[p]);
-                if !matches!(prev, Some(b) if b.is_ascii_alphanumeric() || b == b'_') {
-                    out.push((method.to_owned(), route.clone()));
-                }
-                from = pos + method.len();
+            if !item[method].is_null() {
+                let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                ops.push((method, path.clone()));
             }
         }
-        rest = &after[end..];
     }
-    out
+    ops
 }
 
-#[test]
-fn the_route_parser_reads_chained_and_multiline_routes() {
-    let src = r#"Router::new()
-        .route("/a/{id}", get(one).put(edit).delete(remove))
-        .route(
-            "/b",
-            post(make),
-        )
-        .route("/c", routing::patch(forget))"#;
-    let got: BTreeSet<_> = routes_in(src).into_iter().collect();
-    let want: BTreeSet<_> = [
-        ("get", "/a/{id}"),
-        ("put", "/a/{id}"),
-        ("delete", "/a/{id}"),
-        ("post", "/b"),
-        ("patch", "/c"),
-    ]
-    .into_iter()
-    .map(|(m, p)| (m.to_owned(), p.to_owned()))
-    .collect();
-    assert_eq!(got, want);
+/// `template` with every `{param}` replaced by a fresh UUID.
+fn fill(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                Uuid::new_v4().to_string()
+            } else {
+                segment.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Calls `method path` and returns the status and, when the router's fallback answered
+/// (no route for the path, or none for the method), its "Cannot METHOD path" message.
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+) -> (StatusCode, Option<String>) {
+    let body =
+        matches!(method, Method::POST | Method::PUT | Method::PATCH).then(|| serde_json::json!({}));
+    let resp = app.request(method.clone(), path, token, body).await;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let fallback = matches!(
+        status,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+    ) && body["message"] == format!("Cannot {method} {path}");
+    (status, fallback.then(|| body["message"].to_string()))
 }
 
 #[tokio::test]
-async fn openapi_documents_exactly_the_routed_operations() {
-    let doc = document().await;
-    let routes = routed();
-    assert!(
-        routes.contains(&("get".to_owned(), "/healthz".to_owned())),
-        "the router parser found nothing sensible: {routes:?}"
-    );
-    let missing: Vec<_> = routes
-        .iter()
-        .filter(|(m, p)| doc["paths"][p.as_str()][m.as_str()].is_null())
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "routes missing from openapi.json: {missing:?}"
-    );
+async fn the_fallback_check_recognises_the_fallbacks() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        (Method::GET, "/no-such-route"),
+        (Method::POST, "/users/no/such/route"),
+        (Method::DELETE, "/healthz"),
+        (Method::PUT, "/conversations"),
+    ] {
+        let (status, fallback) = call(&app, method.clone(), path, None).await;
+        assert!(
+            fallback.is_some(),
+            "{method} {path}: {status} not seen as the fallback"
+        );
+    }
+}
 
-    let paths = doc["paths"].as_object().expect("paths");
-    let mut extra = Vec::new();
-    for (path, item) in paths {
-        for method in METHODS {
-            if !item[method].is_null() && !routes.contains(&(method.to_owned(), path.clone())) {
-                extra.push((method, path.clone()));
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    let app = spawn_app().await;
+    let doc = document_of(&app).await;
+    let mut ops = operations(&doc);
+    assert!(ops.len() > 40, "only {} operations documented", ops.len());
+    // Signing out would spoil the token for the operations after it: those go last.
+    ops.sort_by_key(|(_, path)| path.starts_with("/auth/"));
+    let user = app.register(&name("openapi")).await;
+
+    let mut unrouted = Vec::new();
+    for token in [None, Some(user.token.as_str())] {
+        for (method, template) in &ops {
+            let path = fill(template);
+            let (status, fallback) = call(&app, method.clone(), &path, token).await;
+            if let Some(message) = fallback {
+                let auth = if token.is_some() { "with" } else { "without" };
+                unrouted.push(format!(
+                    "{method} {template} ({auth} a token): {status} {message}"
+                ));
             }
         }
     }
-    assert!(extra.is_empty(), "documented but not routed: {extra:?}");
+    assert!(
+        unrouted.is_empty(),
+        "documented but answered by the router's fallback: {unrouted:#?}"
+    );
+}
+
+#[tokio::test]
+async fn known_operations_are_documented() {
+    let doc = document().await;
+    for (method, path) in [
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("post", "/auth/register"),
+        ("post", "/auth/login"),
+        ("delete", "/auth/sessions/{sid}"),
+        ("get", "/users/me"),
+        ("get", "/conversations"),
+        ("post", "/conversations"),
+        ("get", "/conversations/{id}/typing"),
+        ("post", "/messages"),
+        ("get", "/messages/{id}"),
+        ("put", "/messages/{id}"),
+        ("delete", "/messages/{id}"),
+        ("put", "/messages/{id}/status"),
+        ("delete", "/friendships/{friendId}"),
+        ("get", "/notifications/{id}"),
+        ("delete", "/notifications/{id}"),
+        ("post", "/notifications/{id}/read"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert!(
+            op["tags"].as_array().is_some_and(|t| !t.is_empty()),
+            "{method} {path} has no tag"
+        );
+    }
 }
 
 #[tokio::test]

@@ -120,12 +120,13 @@ async fn a_reused_refresh_token_revokes_its_session_on_every_node() {
 
 #[tokio::test]
 async fn an_expired_access_token_is_refused_while_its_socket_lives_on_with_the_session() {
-    // Arrange: access tokens of one second (validation allows 5 s of clock skew).
+    // Arrange: access tokens of one second. Validation allows 5 s of clock skew and
+    // compares whole seconds, so a token signed at N.0 s is refused from N+7 s on.
     let app = spawn_configured(true, |s| s.access_token_ttl_secs = 1).await;
     let signed = sign_in(&app, &name("alice")).await;
     let access = text(&signed, "access_token");
     let mut sock = app.socket(&access).await;
-    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    tokio::time::sleep(Duration::from_millis(7_200)).await;
 
     // Act + Assert: REST and new sockets refuse the expired token.
     let me = app.get("/users/me", &access).await;
