@@ -13,9 +13,10 @@ use super::{Fabric, FabricResult, Rate, RedisKeys, Rotation, Session, Verdict};
 pub struct RedisFabric {
     /// Command connections; each call borrows one for the duration of the call.
     pool: Pool,
-    /// The per-request session check runs on this one multiplexed, self-reconnecting
-    /// connection instead of the pool: concurrent checks pipeline on one socket, and it
-    /// skips the UNWATCH+PING round trip with which the pool recycles every checkout.
+    /// The per-request session check and the limiters run on this one multiplexed,
+    /// self-reconnecting connection instead of the pool: concurrent checks pipeline on one
+    /// socket, and it skips the UNWATCH+PING round trip with which the pool recycles every
+    /// checkout.
     hot: redis::aio::ConnectionManager,
     keys: RedisKeys,
     touch_session: Script,
@@ -72,17 +73,22 @@ impl RedisFabric {
     }
 
     /// One call of the limiter script: (allowed, ms until the next hit fits).
+    /// Runs on the hot connection: a limit is checked on every send, and the pool's
+    /// checkout would add a round trip to each. After Redis went away the first call
+    /// notices and is asked once more; at worst that takes one hit twice, which errs on
+    /// the side of the limit.
     async fn run_limit(&self, key: &str, rate: Rate, cost: i64) -> FabricResult<(i64, i64)> {
         let interval = u64::try_from(rate.interval().as_millis()).unwrap_or(u64::MAX / 4);
-        let mut c = self.conn().await?;
-        Ok(self
-            .rate_limit
-            .key(self.keys.ratelimit(key))
-            .arg(interval)
-            .arg(rate.burst)
-            .arg(cost)
-            .invoke_async(&mut c)
-            .await?)
+        let key = self.keys.ratelimit(key);
+        let mut c = self.hot.clone();
+        let mut invocation = self.rate_limit.key(&key);
+        invocation.arg(interval).arg(rate.burst).arg(cost);
+        match invocation.invoke_async(&mut c).await {
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                Ok(invocation.invoke_async(&mut c).await?)
+            }
+            other => Ok(other?),
+        }
     }
 }
 

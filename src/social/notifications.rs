@@ -2,7 +2,7 @@
 //! cluster bus as a `notification` event to the recipient's `user:` room on
 //! `/notifications`. A client that missed the event finds the row through the REST routes.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -439,12 +439,19 @@ impl MessageNotifier {
     }
 }
 
+/// Shortest time between the starts of two writes. Pure group commit wrote almost every
+/// message alone at a few hundred messages a second (a write takes a few milliseconds), and
+/// those statements tripled PostgreSQL's CPU per message (docs/benchmarks.md,
+/// "Notifications"); with this floor a busy node writes at most 20 batches a second, while
+/// a message that finds the notifier idle for this long is still written at once.
+const MIN_WRITE_SPACING: Duration = Duration::from_millis(50);
+
 /// Writes queued message notifications by group commit, and announces the rows they
-/// produced. A message that finds no write in flight is written at once (an idle node adds
-/// no delay); messages that queue while a write is in flight go out together in the next
-/// one, one statement per batch (split past [`MAX_ROWS_PER_STATEMENT`]). So a busy group
-/// writes each member's row once per write, not once per message, and the batch grows only
-/// as much as the database is slow. On `stop` it writes what is queued, then returns.
+/// produced. A message that finds no write in flight or recent is written at once (an
+/// idle node adds no delay); messages that queue meanwhile go out together in the next
+/// write, at most one per [`MIN_WRITE_SPACING`], one statement per batch (split past
+/// [`MAX_ROWS_PER_STATEMENT`]). So a busy group writes each member's row once per write,
+/// not once per message. On `stop` it writes what is queued, then returns.
 pub async fn run_message_notifier(
     inbox: MessageNotifierInbox,
     db: PgPool,
@@ -452,6 +459,7 @@ pub async fn run_message_notifier(
     stop: CancellationToken,
 ) {
     let mut rx = inbox.0;
+    let mut last_write: Option<tokio::time::Instant> = None;
     loop {
         let first = tokio::select! {
             m = rx.recv() => match m {
@@ -464,8 +472,15 @@ pub async fn run_message_notifier(
                 return;
             }
         };
+        if let Some(ready) = last_write.map(|t| t + MIN_WRITE_SPACING) {
+            tokio::select! {
+                () = tokio::time::sleep_until(ready) => {}
+                () = stop.cancelled() => {}
+            }
+        }
         // Whatever queued behind the previous write joins this one.
         let batch = drain(&mut rx, vec![first]);
+        last_write = Some(tokio::time::Instant::now());
         write_batch(&db, broker.as_ref(), &batch).await;
     }
 }
