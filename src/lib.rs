@@ -4,7 +4,7 @@
 //!
 //! Transports at the edge (`http`, `realtime`) translate requests and socket events into
 //! calls on the core (`chat`, `social`, `auth`, `limits`); the core stores in PostgreSQL and
-//! announces on the cluster bus (`broker`); every node's `delivery` hands what the bus
+//! announces on the cluster bus (`bus`); every node's `delivery` hands what the bus
 //! carries to its own sockets. Shared, non-durable state (sessions, presence, typing,
 //! limiters) lives in the `fabric`: Redis for a cluster, in process for a single node.
 //!
@@ -17,7 +17,7 @@
 //!    that checks membership, takes the next `seq` and stores the message; then
 //! 4. `chat/mod.rs` `publish_at` addresses `newMessage` to every participant's `user:` room
 //!    and publishes it once, through
-//! 5. `broker/redis.rs` `publish` (types in `broker/mod.rs`). Every node's subscriber loop
+//! 5. `bus/redis.rs` `publish` (types in `bus/mod.rs`). Every node's subscriber loop
 //!    in the same file receives it and passes it to
 //! 6. `delivery/mod.rs` `run`, which puts each conversation back in `seq` order
 //!    (`delivery/order.rs`) and emits to the rooms on this node: the socket on B has it.
@@ -27,7 +27,7 @@
 /// Password hashing, token issuing and the request authenticator.
 pub mod auth;
 /// The cluster event bus: Redis pub/sub, or in-process for a single node.
-pub mod broker;
+pub mod bus;
 /// Conversation and message operations shared by REST and Socket.IO.
 pub mod chat;
 /// Settings read from the environment and flags.

@@ -2,7 +2,7 @@ use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use chatty::{
-    broker::{Broker, MemoryBroker, RedisBroker},
+    bus::{Bus, MemoryBus, RedisBus},
     config::Settings,
     db,
     fabric::RedisFabric,
@@ -182,19 +182,19 @@ async fn migrate(database_url: &str) -> anyhow::Result<()> {
 
 async fn notify(args: &NotifyArgs, title: &str, text: &str) -> anyhow::Result<()> {
     let pool = db::connect(&args.database_url, 2).await?;
-    let broker: Arc<dyn Broker> = match &args.redis_url {
+    let bus: Arc<dyn Bus> = match &args.redis_url {
         Some(url) => {
             let fabric = RedisFabric::connect(url, &args.redis_prefix).await?;
-            Arc::new(RedisBroker::start(url, fabric.keys().bus()).await?)
+            Arc::new(RedisBus::start(url, fabric.keys().bus()).await?)
         }
         None => {
             eprintln!(
                 "chatty: REDIS_URL is not set: notifications are stored but not pushed to connected clients"
             );
-            Arc::new(MemoryBroker::new())
+            Arc::new(MemoryBus::new())
         }
     };
-    let created = notifications::send_system(&pool, broker.as_ref(), args.user, title, text)
+    let created = notifications::send_system(&pool, bus.as_ref(), args.user, title, text)
         .await
         .context("storing the notifications")?;
     if let Some(user) = args.user {

@@ -37,8 +37,8 @@ pub fn install() -> PrometheusHandle {
 /// Series that exist before their first event, so dashboards and alerts see 0, not "no data".
 fn zero() {
     for name in [
-        "broker_publish_errors_total",
-        "broker_reconnects_total",
+        "bus_publish_errors_total",
+        "bus_reconnects_total",
         "bus_lagged_events_total",
         "bus_replayed_messages_total",
         "db_errors_total",
@@ -106,15 +106,15 @@ fn describe() {
         "Time from publish on any node to delivery on this node"
     );
     metrics::describe_gauge!(
-        "broker_connected",
+        "bus_connected",
         "1 while the event bus is subscribed to Redis"
     );
     metrics::describe_counter!(
-        "broker_publish_errors_total",
+        "bus_publish_errors_total",
         "Events that could not be published to Redis"
     );
     metrics::describe_counter!(
-        "broker_reconnects_total",
+        "bus_reconnects_total",
         "Event bus resubscriptions after losing Redis"
     );
     metrics::describe_counter!(

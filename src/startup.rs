@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     auth::{Hasher, Tokens},
-    broker::{Broker, MemoryBroker, Namespace, RedisBroker},
+    bus::{Bus, MemoryBus, Namespace, RedisBus},
     config::Settings,
     db,
     fabric::{Fabric, MemoryFabric, RedisFabric},
@@ -52,17 +52,17 @@ impl Application {
             db::migrate(&pool).await?;
         }
 
-        let (fabric, broker): (Arc<dyn Fabric>, Arc<dyn Broker>) = match &settings.redis_url {
+        let (fabric, bus): (Arc<dyn Fabric>, Arc<dyn Bus>) = match &settings.redis_url {
             Some(url) => {
                 let fabric = RedisFabric::connect(url, &settings.redis_prefix).await?;
-                let broker = RedisBroker::start(url, fabric.keys().bus()).await?;
-                (Arc::new(fabric), Arc::new(broker))
+                let bus = RedisBus::start(url, fabric.keys().bus()).await?;
+                (Arc::new(fabric), Arc::new(bus))
             }
             None => {
                 tracing::warn!(
                     "REDIS_URL is not set: running as a single node with in-process sessions, presence and fan-out"
                 );
-                (Arc::new(MemoryFabric::new()), Arc::new(MemoryBroker::new()))
+                (Arc::new(MemoryFabric::new()), Arc::new(MemoryBus::new()))
             }
         };
 
@@ -90,7 +90,7 @@ impl Application {
             node_id,
             db: pool,
             fabric,
-            broker,
+            bus,
             local: Arc::new(LocalConnections::new(Namespace::Chat)),
             local_notifications: Arc::new(LocalConnections::new(Namespace::Notifications)),
             draining: Arc::new(Draining::default()),
@@ -184,7 +184,7 @@ impl Application {
         tasks.spawn(run_message_notifier(
             notifier_inbox,
             state.db.clone(),
-            state.broker.clone(),
+            state.bus.clone(),
             stop.clone(),
         ));
         tasks.close();

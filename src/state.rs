@@ -8,7 +8,7 @@ use sqlx::PgPool;
 
 use crate::{
     auth::{Hasher, Tokens},
-    broker::Broker,
+    bus::Bus,
     config::Settings,
     fabric::Fabric,
     realtime::presence::LocalConnections,
@@ -24,7 +24,7 @@ pub struct AppState {
     pub db: PgPool,
     pub fabric: Arc<dyn Fabric>,
     /// Cluster event bus; every state change clients must hear about is published here.
-    pub broker: Arc<dyn Broker>,
+    pub bus: Arc<dyn Bus>,
     pub tokens: Tokens,
     /// Bounded password hashing, shared by login and sign-up.
     pub hasher: Hasher,

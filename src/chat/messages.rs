@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{events, is_participant, publish, publish_at};
 use crate::{
-    broker::{BusMessage, Emit, Namespace, room},
+    bus::{BusMessage, Emit, Namespace, room},
     domain::{MessageBody, ReceiptStatus},
     error::{ApiError, ApiResult, FieldError},
     fabric::{Rate, Verdict},
@@ -550,7 +550,7 @@ pub async fn mark_status(
 async fn read_conversation_notification(state: &AppState, user: Uuid, conversation: Uuid) {
     use crate::social::notifications;
     match notifications::mark_conversation_read(&state.db, user, conversation).await {
-        Ok(rows) => notifications::publish_all(state.broker.as_ref(), &rows).await,
+        Ok(rows) => notifications::publish_all(state.bus.as_ref(), &rows).await,
         Err(e) => tracing::warn!(error = %e, %conversation, "message notification not marked read"),
     }
 }
@@ -718,7 +718,7 @@ pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, 
         }
         let rooms = recipients.iter().map(|id| room::user(*id)).collect();
         match Emit::new(Namespace::Chat, events::NEW_MESSAGE, rooms, message) {
-            Ok(emit) => state.broker.deliver_local(BusMessage::Emit(
+            Ok(emit) => state.bus.deliver_local(BusMessage::Emit(
                 emit.ordered(message.conversation_id, message.seq),
             )),
             Err(e) => tracing::error!(error = %e, "event payload cannot be encoded"),

@@ -55,7 +55,7 @@ pub use self::messages::{
 pub use self::sync::{MAX_SYNC_CONVERSATIONS, SyncAnswer, SyncRequest, Synced, sync};
 pub use self::typing::set_typing;
 use crate::{
-    broker::{self, BusMessage, Emit, Namespace, room},
+    bus::{self, BusMessage, Emit, Namespace, room},
     error::ApiResult,
     state::AppState,
 };
@@ -112,7 +112,7 @@ async fn publish_at(
                 Some((stream, seq)) => emit.ordered(stream, seq),
                 None => emit,
             };
-            broker::publish_or_log(state.broker.as_ref(), BusMessage::Emit(emit)).await;
+            bus::publish_or_log(state.bus.as_ref(), BusMessage::Emit(emit)).await;
         }
         Err(e) => tracing::error!(error = %e, event, "event payload cannot be encoded"),
     }
@@ -129,8 +129,8 @@ async fn publish_rooms(state: &AppState, users: Vec<Uuid>, conversation: Uuid, j
     } else {
         (Vec::new(), rooms)
     };
-    broker::publish_or_log(
-        state.broker.as_ref(),
+    bus::publish_or_log(
+        state.bus.as_ref(),
         BusMessage::Rooms { users, join, leave },
     )
     .await;

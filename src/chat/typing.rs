@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::is_participant;
 use crate::{
-    broker::{self, BusMessage, Emit, Namespace, room},
+    bus::{self, BusMessage, Emit, Namespace, room},
     error::{ApiError, ApiResult},
     fabric::Rate,
     limits::{self, Limit},
@@ -57,7 +57,7 @@ pub async fn set_typing(
         )
         .map_err(anyhow::Error::from)?
         .except(vec![room::user(user)]);
-        broker::publish_or_log(state.broker.as_ref(), BusMessage::Emit(emit)).await;
+        bus::publish_or_log(state.bus.as_ref(), BusMessage::Emit(emit)).await;
     }
     Ok(())
 }

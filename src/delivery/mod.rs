@@ -1,5 +1,5 @@
 //! Delivery: what the cluster event bus carries, handed to this node's own sockets. The
-//! receiving half of every event: a node publishes through `broker`, every node's
+//! receiving half of every event: a node publishes through `bus`, every node's
 //! [`run`] receives it, puts each conversation's messages back in `seq` order
 //! ([`order`]), and emits it to the rooms it names on this node. After a resubscription it
 //! also replays, from PostgreSQL, the messages published while it was not listening.
@@ -12,7 +12,7 @@ use socketioxide::SocketIo;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    broker::{BusMessage, Emit, Namespace, room},
+    bus::{BusMessage, Emit, Namespace, room},
     state::AppState,
 };
 
@@ -28,7 +28,7 @@ const REORDER_GAP_HOLD: Duration = Duration::from_millis(1000);
 /// Delivers what the bus carries to this node's sockets until `stop`, each conversation's
 /// messages in seq order.
 pub async fn run(io: SocketIo, state: AppState, stop: CancellationToken) {
-    let mut rx = state.broker.subscribe();
+    let mut rx = state.bus.subscribe();
     let mut reorder = order::Reorder::new(REORDER_FIRST_HOLD, REORDER_GAP_HOLD);
     loop {
         let deadline = reorder.deadline();

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     auth::RefreshToken,
-    broker::{self, BusMessage},
+    bus::{self, BusMessage},
     domain::{DeviceName, Email, Password, Username},
     error::{ApiError, ApiResult, FieldError, ResultExt},
     fabric::{Rotation, Session},
@@ -471,8 +471,8 @@ async fn disconnect(state: &AppState, sessions: Vec<Uuid>) {
         return;
     }
     metrics::counter!("auth_sessions_revoked_total").increment(sessions.len() as u64);
-    broker::publish_or_log(
-        state.broker.as_ref(),
+    bus::publish_or_log(
+        state.bus.as_ref(),
         BusMessage::DisconnectSessions { sessions },
     )
     .await;

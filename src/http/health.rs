@@ -74,7 +74,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
         .await;
     let fabric = state.fabric.ping().await;
     let draining = state.draining.is_draining();
-    let bus = state.broker.connected();
+    let bus = state.bus.connected();
     let ok = db.is_ok() && fabric.is_ok() && bus && !draining;
     let body = Readiness {
         status: if ok { "ready" } else { "unavailable" },
@@ -86,7 +86,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
             status: if fabric.is_ok() { "ok" } else { "unreachable" },
         },
         bus: Dependency {
-            kind: state.broker.kind(),
+            kind: state.bus.kind(),
             status: if bus { "subscribed" } else { "reconnecting" },
         },
     };

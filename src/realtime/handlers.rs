@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::presence::{self, Status};
 use crate::{
     auth::AuthUser,
-    broker::room,
+    bus::room,
     domain::field_with_nul,
     error::{ApiError, ApiResult},
     limits::{Limit, SocketBudget},

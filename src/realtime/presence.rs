@@ -4,7 +4,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{
-    broker::{self, BusMessage, Emit, Namespace, room},
+    bus::{self, BusMessage, Emit, Namespace, room},
     state::AppState,
 };
 
@@ -144,7 +144,7 @@ pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
         rooms.push(room::user(user));
         let payload = UserStatus { user_id: user, status, last_seen_at: last_seen };
         match Emit::new(Namespace::Chat, "userStatus", rooms, &payload) {
-            Ok(emit) => broker::publish_or_log(state.broker.as_ref(), BusMessage::Emit(emit)).await,
+            Ok(emit) => bus::publish_or_log(state.bus.as_ref(), BusMessage::Emit(emit)).await,
             Err(e) => tracing::error!(error = %e, "cannot encode userStatus"),
         }
         lock.release().await;

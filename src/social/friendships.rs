@@ -281,7 +281,7 @@ pub async fn send_request(state: &AppState, me: Uuid, other: Uuid) -> ApiResult<
         }
     };
     tx.commit().await?;
-    notifications::publish(state.broker.as_ref(), &note).await;
+    notifications::publish(state.bus.as_ref(), &note).await;
     Ok(outcome)
 }
 
@@ -324,7 +324,7 @@ pub async fn accept(state: &AppState, me: Uuid, other: Uuid) -> ApiResult<Friend
     };
     let view = load_view(&mut tx, me, id).await?;
     tx.commit().await?;
-    notifications::publish(state.broker.as_ref(), &note).await;
+    notifications::publish(state.bus.as_ref(), &note).await;
     Ok(view)
 }
 

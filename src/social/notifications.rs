@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    broker::{self, Broker, BusMessage, Emit, Namespace, room},
+    bus::{self, Bus, BusMessage, Emit, Namespace, room},
     state::AppState,
 };
 
@@ -71,22 +71,22 @@ pub struct Notification {
 }
 
 /// Announces a stored notification to every device of its recipient, on every node.
-pub async fn publish(broker: &dyn Broker, notification: &Notification) {
+pub async fn publish(bus: &dyn Bus, notification: &Notification) {
     match Emit::new(
         Namespace::Notifications,
         "notification",
         vec![room::user(notification.user_id)],
         notification,
     ) {
-        Ok(emit) => broker::publish_or_log(broker, BusMessage::Emit(emit)).await,
+        Ok(emit) => bus::publish_or_log(bus, BusMessage::Emit(emit)).await,
         Err(e) => tracing::error!(error = %e, "cannot encode a notification"),
     }
 }
 
 /// Announces each notification to its own recipient (payloads differ, so one event each).
-pub async fn publish_all(broker: &dyn Broker, notifications: &[Notification]) {
+pub async fn publish_all(bus: &dyn Bus, notifications: &[Notification]) {
     for n in notifications {
-        publish(broker, n).await;
+        publish(bus, n).await;
     }
 }
 
@@ -95,7 +95,7 @@ const EMITS_PER_BUS_MESSAGE: usize = 256;
 
 /// Announces many notifications with one bus message per [`EMITS_PER_BUS_MESSAGE`], so a
 /// batch costs every node one decode instead of one per recipient.
-pub async fn publish_batch(broker: &dyn Broker, notifications: &[Notification]) {
+pub async fn publish_batch(bus: &dyn Bus, notifications: &[Notification]) {
     for chunk in notifications.chunks(EMITS_PER_BUS_MESSAGE) {
         let emits: Vec<Emit> = chunk
             .iter()
@@ -114,9 +114,9 @@ pub async fn publish_batch(broker: &dyn Broker, notifications: &[Notification]) 
             0 => {}
             1 => {
                 let emit = emits.into_iter().next().expect("one emit");
-                broker::publish_or_log(broker, BusMessage::Emit(emit)).await;
+                bus::publish_or_log(bus, BusMessage::Emit(emit)).await;
             }
-            _ => broker::publish_or_log(broker, BusMessage::EmitMany(emits)).await,
+            _ => bus::publish_or_log(bus, BusMessage::EmitMany(emits)).await,
         }
     }
 }
@@ -169,7 +169,7 @@ pub async fn notify_friend_request(
     to: Uuid,
 ) -> Result<Notification, sqlx::Error> {
     let n = store_friend_request(&state.db, from, to).await?;
-    publish(state.broker.as_ref(), &n).await;
+    publish(state.bus.as_ref(), &n).await;
     Ok(n)
 }
 
@@ -180,7 +180,7 @@ pub async fn notify_friend_accepted(
     requester: Uuid,
 ) -> Result<Notification, sqlx::Error> {
     let n = store_friend_accepted(&state.db, accepter, requester).await?;
-    publish(state.broker.as_ref(), &n).await;
+    publish(state.bus.as_ref(), &n).await;
     Ok(n)
 }
 
@@ -255,7 +255,7 @@ pub async fn notify_group_invite(
     .bind(&invitees)
     .fetch_all(&state.db)
     .await?;
-    publish_all(state.broker.as_ref(), &rows).await;
+    publish_all(state.bus.as_ref(), &rows).await;
     Ok(rows)
 }
 
@@ -455,7 +455,7 @@ const MIN_WRITE_SPACING: Duration = Duration::from_millis(50);
 pub async fn run_message_notifier(
     inbox: MessageNotifierInbox,
     db: PgPool,
-    broker: Arc<dyn Broker>,
+    bus: Arc<dyn Bus>,
     stop: CancellationToken,
 ) {
     let mut rx = inbox.0;
@@ -468,7 +468,7 @@ pub async fn run_message_notifier(
             },
             () = stop.cancelled() => {
                 let rest = drain(&mut rx, Vec::new());
-                write_batch(&db, broker.as_ref(), &rest).await;
+                write_batch(&db, bus.as_ref(), &rest).await;
                 return;
             }
         };
@@ -481,7 +481,7 @@ pub async fn run_message_notifier(
         // Whatever queued behind the previous write joins this one.
         let batch = drain(&mut rx, vec![first]);
         last_write = Some(tokio::time::Instant::now());
-        write_batch(&db, broker.as_ref(), &batch).await;
+        write_batch(&db, bus.as_ref(), &batch).await;
     }
 }
 
@@ -495,7 +495,7 @@ fn drain(
     batch
 }
 
-async fn write_batch(db: &PgPool, broker: &dyn Broker, batch: &[SentMessage]) {
+async fn write_batch(db: &PgPool, bus: &dyn Bus, batch: &[SentMessage]) {
     let mut start = 0;
     while start < batch.len() {
         let mut rows = 0;
@@ -510,7 +510,7 @@ async fn write_batch(db: &PgPool, broker: &dyn Broker, batch: &[SentMessage]) {
         let mut attempt = 1;
         loop {
             match notify_messages(db, part).await {
-                Ok(stored) => publish_batch(broker, &stored).await,
+                Ok(stored) => publish_batch(bus, &stored).await,
                 // The batch's participant-row locks can meet a statement that takes the
                 // same rows in another order (deleting a conversation, removing members);
                 // PostgreSQL then aborts one of the two. Try again.
@@ -595,13 +595,13 @@ pub async fn notify_system(
     title: &str,
     text: &str,
 ) -> Result<u64, sqlx::Error> {
-    send_system(&state.db, state.broker.as_ref(), user, title, text).await
+    send_system(&state.db, state.bus.as_ref(), user, title, text).await
 }
 
 /// [`notify_system`] for callers without a node's state (the `chatty notify` command).
 pub async fn send_system(
     db: &PgPool,
-    broker: &dyn Broker,
+    bus: &dyn Bus,
     user: Option<Uuid>,
     title: &str,
     text: &str,
@@ -622,7 +622,7 @@ pub async fn send_system(
     rows.try_for_each_concurrent(PUBLISH_CONCURRENCY, |n| {
         created += 1;
         async move {
-            publish(broker, &n).await;
+            publish(bus, &n).await;
             Ok(())
         }
     })

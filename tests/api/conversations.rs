@@ -1,6 +1,6 @@
 use std::{sync::Arc, time::Duration};
 
-use chatty::broker::{BusMessage, Emit, Namespace, room};
+use chatty::bus::{BusMessage, Emit, Namespace, room};
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -172,7 +172,7 @@ async fn a_direct_chat_is_created_once_and_returned_to_either_user_afterwards() 
     // Arrange
     let app = spawn_app().await;
     let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
-    let mut bus = app.state.broker.subscribe();
+    let mut bus = app.state.bus.subscribe();
 
     // Act
     let first = app
@@ -528,7 +528,7 @@ async fn adding_participants_works_for_groups_only_and_new_members_start_caught_
         )
         .await;
     assert_eq!(body(resp).await["status"], "read");
-    let mut bus = app.state.broker.subscribe();
+    let mut bus = app.state.bus.subscribe();
 
     // Act: a member (not the owner) adds carol, bob again, and carol twice.
     let resp = app
@@ -642,7 +642,7 @@ async fn removing_participants_follows_roles_and_removed_users_lose_access_at_on
     let direct = create_direct(&app, &alice, &bob).await;
     let msg = send(&app, &carol, group, "hello").await;
     let remove = |who: &TestUser| format!("/conversations/{group}/participants/{}/remove", who.id);
-    let mut bus = app.state.broker.subscribe();
+    let mut bus = app.state.bus.subscribe();
 
     // A member cannot remove others; strangers do not see the group.
     assert_error(

@@ -88,7 +88,7 @@ async fn a_sent_message_gets_the_next_seq_and_is_published_to_every_participant(
     let [alice, bob, carol] =
         <[TestUser; 3]>::try_from(users(&app, &["alice", "bob", "carol"]).await).unwrap();
     let group = create_group(&app, &alice, &[&bob, &carol]).await;
-    let mut bus = app.state.broker.subscribe();
+    let mut bus = app.state.bus.subscribe();
 
     // Act
     let first = send(&app, &alice, group, "  hello  ").await;
@@ -125,7 +125,7 @@ async fn a_sent_message_gets_the_next_seq_and_is_published_to_every_participant(
     assert_eq!(data, first);
     assert_eq!(
         emit.order,
-        Some(chatty::broker::StreamPosition {
+        Some(chatty::bus::StreamPosition {
             stream: group,
             seq: 1
         }),
@@ -413,7 +413,7 @@ async fn a_repeated_client_msg_id_returns_and_announces_the_original_without_a_d
     let client_msg_id = Uuid::new_v4();
     let payload =
         json!({ "content": "once", "conversation_id": conv, "client_msg_id": client_msg_id });
-    let mut bus = app.state.broker.subscribe();
+    let mut bus = app.state.bus.subscribe();
 
     // Act
     let first = app.post("/messages", &alice.token, payload.clone()).await;
@@ -586,7 +586,7 @@ async fn receipts_in_a_group_aggregate_over_every_other_participant_and_never_go
     let group = create_group(&app, &alice, &[&bob, &carol]).await;
     let m1 = send(&app, &alice, group, "one").await;
     let m2 = send(&app, &alice, group, "two").await;
-    let mut bus = app.state.broker.subscribe();
+    let mut bus = app.state.bus.subscribe();
 
     // Bob has both on his phone; carol has nothing yet.
     let seen = mark(&app, &bob, &m2, "delivered").await;
@@ -729,7 +729,7 @@ async fn the_sender_edits_a_message_and_everyone_is_told() {
     let conv = create_direct(&app, &alice, &bob).await;
     let msg = send(&app, &alice, conv, "helo").await;
     let path = format!("/messages/{}", msg["message_id"].as_str().unwrap());
-    let mut bus = app.state.broker.subscribe();
+    let mut bus = app.state.bus.subscribe();
 
     // Act
     let resp = app
@@ -784,7 +784,7 @@ async fn a_deleted_message_is_no_longer_served_anywhere() {
     let keep = send(&app, &alice, conv, "keep").await;
     let gone = send(&app, &alice, conv, "secret").await;
     let path = format!("/messages/{}", gone["message_id"].as_str().unwrap());
-    let mut bus = app.state.broker.subscribe();
+    let mut bus = app.state.bus.subscribe();
 
     // Act
     let resp = app.delete(&path, &alice.token).await;

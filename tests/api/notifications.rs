@@ -4,7 +4,7 @@ use std::{
 };
 
 use chatty::{
-    broker::{BusMessage, Namespace, room},
+    bus::{BusMessage, Namespace, room},
     social::notifications::{self, PREVIEW_CHARS},
 };
 use chatty_testkit::{Incoming, SioSender};
@@ -118,7 +118,7 @@ async fn a_friend_request_is_stored_and_published_to_the_addressee_in_the_seed_s
     let app = spawn_app().await;
     let alice = app.register(&name("alice")).await;
     let bob = app.register(&name("bob")).await;
-    let mut rx = app.state.broker.subscribe();
+    let mut rx = app.state.bus.subscribe();
 
     // Act
     app.post(
@@ -169,7 +169,7 @@ async fn a_notification_stored_on_one_node_is_published_to_the_other() {
     let b = a.spawn_peer().await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
-    let mut rx = b.state.broker.subscribe();
+    let mut rx = b.state.bus.subscribe();
 
     // Act
     a.post(
@@ -198,7 +198,7 @@ async fn a_single_node_without_redis_publishes_notifications_on_its_in_process_b
     let app = spawn_app_memory().await;
     let alice = app.register(&name("alice")).await;
     let bob = app.register(&name("bob")).await;
-    let mut rx = app.state.broker.subscribe();
+    let mut rx = app.state.bus.subscribe();
 
     app.post(
         "/friendships/request",
@@ -290,11 +290,11 @@ async fn message_notifications_collapse_to_one_unread_per_user_and_conversation(
     );
     assert_eq!(unread_count(&app, &readers[1]).await, 0);
     let s = &senders[1];
-    let mut rx = app.state.broker.subscribe();
+    let mut rx = app.state.bus.subscribe();
     let rows = notifications::notify_message(&app.db, conv, s.id, &s.name, "after", &everyone)
         .await
         .unwrap();
-    notifications::publish_all(app.state.broker.as_ref(), &rows).await;
+    notifications::publish_all(app.state.bus.as_ref(), &rows).await;
 
     // Assert: the next message starts a fresh notification; the read one stays as it was
     let r0 = list(&app, &readers[0], "").await;
@@ -789,7 +789,7 @@ async fn group_invites_notify_each_invitee_once_but_never_the_inviter() {
         json!({}),
     )
     .await;
-    let mut rx = app.state.broker.subscribe();
+    let mut rx = app.state.bus.subscribe();
 
     let rows = notifications::notify_group_invite(
         &app.state,
@@ -827,7 +827,7 @@ async fn system_notifications_reach_one_user_or_everyone() {
         app.register(&name("u1")).await,
         app.register(&name("u2")).await,
     ];
-    let mut rx = app.state.broker.subscribe();
+    let mut rx = app.state.bus.subscribe();
 
     let created = notifications::notify_system(&app.state, None, "Hello", "Welcome to Chatty")
         .await
@@ -892,7 +892,7 @@ async fn the_notify_command_stores_and_publishes_system_notifications() {
     let alice = app.register(&name("alice")).await;
     let bob = app.register(&name("bob")).await;
     befriend(&app, &alice, &bob).await;
-    let mut rx = app.state.broker.subscribe();
+    let mut rx = app.state.bus.subscribe();
 
     // Act: one user
     let out = run_notify(

@@ -3,14 +3,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{Broker, BrokerError, BusMessage, LOCAL_CHANNEL_CAPACITY};
+use super::{Bus, BusError, BusMessage, LOCAL_CHANNEL_CAPACITY};
 
 /// The bus of a single node.
-pub struct MemoryBroker {
+pub struct MemoryBus {
     tx: broadcast::Sender<Arc<BusMessage>>,
 }
 
-impl Default for MemoryBroker {
+impl Default for MemoryBus {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(LOCAL_CHANNEL_CAPACITY).0,
@@ -18,19 +18,19 @@ impl Default for MemoryBroker {
     }
 }
 
-impl MemoryBroker {
+impl MemoryBus {
     pub fn new() -> Self {
         Self::default()
     }
 }
 
 #[async_trait]
-impl Broker for MemoryBroker {
+impl Bus for MemoryBus {
     fn kind(&self) -> &'static str {
         "memory"
     }
 
-    async fn publish(&self, msg: BusMessage) -> Result<(), BrokerError> {
+    async fn publish(&self, msg: BusMessage) -> Result<(), BusError> {
         // No receiver yet is not an error: nobody is connected to hear it.
         let _ = self.tx.send(Arc::new(msg));
         Ok(())

@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::{sync::broadcast, task::JoinHandle};
 
-use super::{Broker, BrokerError, BusMessage, LOCAL_CHANNEL_CAPACITY};
+use super::{Bus, BusError, BusMessage, LOCAL_CHANNEL_CAPACITY};
 
 /// Cluster bus on Redis pub/sub. Chatty owns the subscriber loop (rather than using
 /// socketioxide-redis) so that it can reconnect by itself after Redis restarts, report
 /// its state in `/readyz` and metrics, and publish each event once with its recipients.
-pub struct RedisBroker {
+pub struct RedisBus {
     /// Publishing connection: one multiplexed, self-reconnecting socket, so concurrent
     /// publishes pipeline and keep this node's publish order, without the pool's
     /// recycle round trip per checkout.
@@ -25,17 +25,17 @@ pub struct RedisBroker {
     /// Local fan-out of everything received from Redis.
     tx: broadcast::Sender<Arc<BusMessage>>,
     connected: Arc<AtomicBool>,
-    /// The subscriber loop; aborted when the broker is dropped.
+    /// The subscriber loop; aborted when the bus is dropped.
     task: JoinHandle<()>,
 }
 
-impl Drop for RedisBroker {
+impl Drop for RedisBus {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-impl RedisBroker {
+impl RedisBus {
     /// Subscribes to `channel` and waits (up to a few seconds) until the subscription is
     /// live, so that a node reports ready only once it hears the cluster.
     pub async fn start(url: &str, channel: String) -> anyhow::Result<Self> {
@@ -86,12 +86,12 @@ async fn subscriber(
         match subscribe(&client, &channel).await {
             Ok(mut pubsub) => {
                 connected.store(true, Ordering::SeqCst);
-                metrics::gauge!("broker_connected").set(1.0);
+                metrics::gauge!("bus_connected").set(1.0);
                 if let Some(r) = ready.take() {
                     let _ = r.send(());
                 } else {
                     tracing::info!(channel, "event bus reconnected to Redis");
-                    metrics::counter!("broker_reconnects_total").increment(1);
+                    metrics::counter!("bus_reconnects_total").increment(1);
                 }
                 if let Some(at) = lost_at.take() {
                     let missed_ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -102,20 +102,20 @@ async fn subscriber(
                 while let Some(msg) = stream.next().await {
                     match serde_json::from_slice::<BusMessage>(msg.get_payload_bytes()) {
                         Ok(BusMessage::Resubscribed { .. }) => {
-                            metrics::counter!("broker_decode_errors_total").increment(1);
+                            metrics::counter!("bus_decode_errors_total").increment(1);
                         }
                         Ok(m) => {
                             let _ = tx.send(Arc::new(m));
                         }
                         Err(e) => {
-                            metrics::counter!("broker_decode_errors_total").increment(1);
+                            metrics::counter!("bus_decode_errors_total").increment(1);
                             tracing::warn!(error = %e, "undecodable event on the bus");
                         }
                     }
                 }
                 lost_at = Some(Instant::now());
                 connected.store(false, Ordering::SeqCst);
-                metrics::gauge!("broker_connected").set(0.0);
+                metrics::gauge!("bus_connected").set(0.0);
                 tracing::warn!(
                     channel,
                     "event bus lost its Redis subscription; reconnecting"
@@ -146,12 +146,12 @@ async fn subscribe(
 }
 
 #[async_trait]
-impl Broker for RedisBroker {
+impl Bus for RedisBus {
     fn kind(&self) -> &'static str {
         "redis"
     }
 
-    async fn publish(&self, msg: BusMessage) -> Result<(), BrokerError> {
+    async fn publish(&self, msg: BusMessage) -> Result<(), BusError> {
         let payload = serde_json::to_vec(&msg).context("encoding an event")?;
         let sent = async {
             let mut conn = self.conn.clone();
@@ -173,14 +173,14 @@ impl Broker for RedisBroker {
         .await;
         match sent {
             Ok(()) => {
-                metrics::counter!("broker_published_total").increment(1);
+                metrics::counter!("bus_published_total").increment(1);
                 Ok(())
             }
             Err(e) => {
                 // This node's own clients still hear it; other nodes' clients resume by sync.
-                metrics::counter!("broker_publish_errors_total").increment(1);
+                metrics::counter!("bus_publish_errors_total").increment(1);
                 let _ = self.tx.send(Arc::new(msg));
-                Err(BrokerError(e.context("publishing to Redis")))
+                Err(BusError(e.context("publishing to Redis")))
             }
         }
     }

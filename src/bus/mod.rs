@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-pub use self::memory::MemoryBroker;
-pub use self::redis::RedisBroker;
+pub use self::memory::MemoryBus;
+pub use self::redis::RedisBus;
 
 /// Socket.IO namespaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,16 +141,16 @@ pub enum BusMessage {
 /// A failure to publish. Callers that stored data already log it and carry on: clients
 /// recover missed events through `sync`.
 #[derive(Debug, thiserror::Error)]
-#[error("broker: {0}")]
-pub struct BrokerError(#[from] pub anyhow::Error);
+#[error("bus: {0}")]
+pub struct BusError(#[from] pub anyhow::Error);
 
 #[async_trait]
-pub trait Broker: Send + Sync + 'static {
+pub trait Bus: Send + Sync + 'static {
     /// "redis" or "memory".
     fn kind(&self) -> &'static str;
 
     /// Sends to every node, this one included.
-    async fn publish(&self, msg: BusMessage) -> Result<(), BrokerError>;
+    async fn publish(&self, msg: BusMessage) -> Result<(), BusError>;
 
     /// What this node receives, in publish order per publisher.
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>>;
@@ -164,8 +164,8 @@ pub trait Broker: Send + Sync + 'static {
 
 /// Publishes and logs a failure instead of failing the caller, whose state change is
 /// already durable.
-pub async fn publish_or_log(broker: &dyn Broker, msg: BusMessage) {
-    if let Err(e) = broker.publish(msg).await {
+pub async fn publish_or_log(bus: &dyn Bus, msg: BusMessage) {
+    if let Err(e) = bus.publish(msg).await {
         tracing::warn!(error = %e, "event not published; clients will catch up through sync");
     }
 }
