@@ -95,7 +95,7 @@ impl AuthUser {
     /// Checks a bearer token the way every route and socket does.
     pub async fn from_token(state: &crate::state::AppState, token: &str) -> Result<Self, ApiError> {
         let claims = state.tokens.verify(token)?;
-        match state.fabric.touch_session(claims.sid).await? {
+        match state.fabric.sessions.touch(claims.sid).await? {
             Some(owner) if owner == claims.sub => Ok(Self {
                 user_id: claims.sub,
                 session_id: claims.sid,

@@ -5,22 +5,26 @@
 //! Transports at the edge (`http`, `realtime`) translate requests and socket events into
 //! calls on the core (`chat`, `social`, `auth`, `limits`); the core stores in PostgreSQL and
 //! announces on the cluster bus (`bus`); every node's `delivery` hands what the bus
-//! carries to its own sockets. Shared, non-durable state (sessions, presence, typing,
-//! limiters) lives in the `fabric`: Redis for a cluster, in process for a single node.
+//! carries to its own sockets. Shared, non-durable state (sessions, limiters, typing marks,
+//! presence leases) lives in Redis for a cluster and in process for a single node.
 //!
 //! One `sendMessage`, from a socket on node A to a socket on node B:
 //!
-//! 1. `realtime/handlers.rs`: the event's envelope (`on`): the socket's limits, payload
-//!    decoding, the acknowledgement. It calls
-//! 2. `realtime/chat_events.rs` `send_message`, which parses the payload and calls
-//! 3. `chat/messages.rs` `send_message`: the sender's message limit, then one statement
-//!    that checks membership, takes the next `seq` and stores the message; then
-//! 4. `chat/mod.rs` `publish_at` addresses `newMessage` to every participant's `user:` room
-//!    and publishes it once, through
-//! 5. `bus/redis.rs` `publish` (types in `bus/mod.rs`). Every node's subscriber loop
-//!    in the same file receives it and passes it to
-//! 6. `delivery/mod.rs` `run`, which puts each conversation back in `seq` order
+//! 1. `realtime/events.rs` `send_message` takes the event's payload (`chat::SendBody`),
+//!    already decoded by the envelope every event goes through (`realtime/envelope.rs`
+//!    `on`: the socket's limits, the payload's type, the acknowledgement), and calls
+//! 2. `chat/messages.rs` `send_message`: the sender's message limit, then one statement
+//!    that checks membership, takes the next `seq` and stores the message; its
+//!    `announce_new` addresses `newMessage` to every participant's `user:` room through
+//! 3. `bus/mod.rs` `announce` (the bus's types are there too), which publishes once with
+//! 4. `bus/redis.rs` `publish`. Every node's subscriber loop in the same file receives it
+//!    and passes it to
+//! 5. `delivery/mod.rs` `run`, which puts each conversation back in `seq` order
 //!    (`delivery/order.rs`) and emits to the rooms on this node: the socket on B has it.
+//!
+//! Shared state beside the path: `fabric/` (sessions, limiters, typing marks: one trait per
+//! concern, a Redis and an in-process implementation each) and `presence/` (who is
+//! online, with its own store).
 //!
 //! `startup.rs` wires a node together; `main.rs` only parses the command line.
 
@@ -40,7 +44,8 @@ pub mod delivery;
 pub mod domain;
 /// The error type every route and socket handler answers with.
 pub mod error;
-/// Everything Redis does for the cluster, behind one interface with an in-process twin.
+/// Shared, non-durable state: sessions, limiters and typing marks, one trait per concern
+/// with a Redis and an in-process implementation.
 pub mod fabric;
 /// REST routes, one router per feature.
 pub mod http;
@@ -48,7 +53,9 @@ pub mod http;
 pub mod limits;
 /// Prometheus recorder and HTTP metrics middleware.
 pub mod metrics;
-/// Socket.IO namespaces, event handlers, presence and delivery from the bus.
+/// Who is online: connection leases, transitions and their announcements.
+pub mod presence;
+/// Socket.IO namespaces: connections, the event envelope and the chat events.
 pub mod realtime;
 /// SIGTERM / ctrl-c handling.
 pub mod shutdown;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{ApiError, ApiResult},
-    fabric::{Fabric, Rate, Verdict},
+    fabric::{LimitStore, Rate, Verdict},
 };
 
 /// What refused a request: the `reason` label of `limit_refusals_total`.
@@ -104,8 +104,8 @@ impl Limit {
 }
 
 /// Takes one hit from the cluster-wide limiter `key`, or answers 429 for `limit`.
-pub async fn take(fabric: &dyn Fabric, limit: Limit, key: &str, rate: Rate) -> ApiResult<()> {
-    match fabric.limit_take(key, rate).await? {
+pub async fn take(store: &dyn LimitStore, limit: Limit, key: &str, rate: Rate) -> ApiResult<()> {
+    match store.take(key, rate).await? {
         Verdict::Allowed => Ok(()),
         Verdict::Refused { retry_after } => Err(limit.refusal(retry_after)),
     }

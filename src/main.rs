@@ -5,7 +5,7 @@ use chatty::{
     bus::{Bus, MemoryBus, RedisBus},
     config::Settings,
     db,
-    fabric::RedisFabric,
+    fabric::RedisKeys,
     shutdown,
     social::notifications,
     startup::Application,
@@ -184,8 +184,7 @@ async fn notify(args: &NotifyArgs, title: &str, text: &str) -> anyhow::Result<()
     let pool = db::connect(&args.database_url, 2).await?;
     let bus: Arc<dyn Bus> = match &args.redis_url {
         Some(url) => {
-            let fabric = RedisFabric::connect(url, &args.redis_prefix).await?;
-            Arc::new(RedisBus::start(url, fabric.keys().bus()).await?)
+            Arc::new(RedisBus::start(url, RedisKeys::new(&args.redis_prefix).bus()).await?)
         }
         None => {
             eprintln!(

@@ -264,7 +264,7 @@ pub async fn sampler(state: crate::state::AppState, stop: tokio_util::sync::Canc
             }
             Err(_) => metrics::counter!("redis_errors_total").increment(1),
         }
-        if let Ok(n) = state.fabric.online_count().await {
+        if let Ok(n) = state.fabric.presence.online_count().await {
             metrics::gauge!("presence_online_users").set(n as f64);
         }
         if let Some(rss) = resident_memory_bytes() {

@@ -9,9 +9,10 @@ use crate::{
     bus::{Bus, MemoryBus, Namespace, RedisBus},
     config::Settings,
     db,
-    fabric::{Fabric, MemoryFabric, RedisFabric},
+    fabric::{Fabric, RedisKeys},
     http,
-    realtime::{self, presence::LocalConnections},
+    presence::{self, LocalConnections},
+    realtime,
     social::notifications::{MessageNotifier, MessageNotifierInbox, run_message_notifier},
     state::{AppState, Draining},
 };
@@ -52,17 +53,18 @@ impl Application {
             db::migrate(&pool).await?;
         }
 
-        let (fabric, bus): (Arc<dyn Fabric>, Arc<dyn Bus>) = match &settings.redis_url {
+        let (fabric, bus): (Fabric, Arc<dyn Bus>) = match &settings.redis_url {
             Some(url) => {
-                let fabric = RedisFabric::connect(url, &settings.redis_prefix).await?;
-                let bus = RedisBus::start(url, fabric.keys().bus()).await?;
-                (Arc::new(fabric), Arc::new(bus))
+                let fabric = Fabric::redis(url, &settings.redis_prefix).await?;
+                let bus =
+                    RedisBus::start(url, RedisKeys::new(&settings.redis_prefix).bus()).await?;
+                (fabric, Arc::new(bus))
             }
             None => {
                 tracing::warn!(
                     "REDIS_URL is not set: running as a single node with in-process sessions, presence and fan-out"
                 );
-                (Arc::new(MemoryFabric::new()), Arc::new(MemoryBus::new()))
+                (Fabric::memory(), Arc::new(MemoryBus::new()))
             }
         };
 
@@ -154,13 +156,13 @@ impl Application {
             stop.clone(),
         ));
         let ttl = state.settings.presence_ttl();
-        tasks.spawn(realtime::presence::heartbeat_loop(
+        tasks.spawn(presence::heartbeat_loop(
             state.clone(),
             io.clone(),
             ttl,
             stop.clone(),
         ));
-        tasks.spawn(realtime::presence::reaper_loop(
+        tasks.spawn(presence::reaper_loop(
             state.clone(),
             (ttl / 6).max(Duration::from_millis(100)),
             stop.clone(),

@@ -11,7 +11,7 @@ use crate::{
     bus::Bus,
     config::Settings,
     fabric::Fabric,
-    realtime::presence::LocalConnections,
+    presence::LocalConnections,
     social::notifications::MessageNotifier,
 };
 
@@ -22,7 +22,7 @@ pub struct AppState {
     /// This node's name in logs and metrics.
     pub node_id: Arc<str>,
     pub db: PgPool,
-    pub fabric: Arc<dyn Fabric>,
+    pub fabric: Fabric,
     /// Cluster event bus; every state change clients must hear about is published here.
     pub bus: Arc<dyn Bus>,
     pub tokens: Tokens,

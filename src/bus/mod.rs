@@ -170,6 +170,26 @@ pub async fn publish_or_log(bus: &dyn Bus, msg: BusMessage) {
     }
 }
 
+/// Publishes `event` to `rooms` of `ns`, at `order` in its stream if given. The change it
+/// announces is already durable, so a failure is logged, not returned: an unencodable
+/// payload is a bug, and clients catch up on anything unpublished through `sync`.
+pub async fn announce(
+    bus: &dyn Bus,
+    ns: Namespace,
+    event: &'static str,
+    rooms: Vec<String>,
+    data: &impl Serialize,
+    order: Option<StreamPosition>,
+) {
+    match Emit::new(ns, event, rooms, data) {
+        Ok(mut emit) => {
+            emit.order = order;
+            publish_or_log(bus, BusMessage::Emit(emit)).await;
+        }
+        Err(e) => tracing::error!(error = %e, event, "event payload cannot be encoded"),
+    }
+}
+
 /// Capacity of the in-process fan-out channel; a subscriber lagging this far behind loses
 /// events (counted) and its clients resume through `sync`.
 pub const LOCAL_CHANNEL_CAPACITY: usize = 16 * 1024;

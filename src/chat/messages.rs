@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
 
-use super::{events, is_participant, publish, publish_at};
+use super::{events, is_participant, publish};
 use crate::{
-    bus::{BusMessage, Emit, Namespace, room},
+    bus::{self, BusMessage, Emit, Namespace, StreamPosition, room},
     domain::{MessageBody, ReceiptStatus},
     error::{ApiError, ApiResult, FieldError},
     fabric::{Rate, Verdict},
@@ -167,7 +167,7 @@ pub async fn send_message(
     client_msg_id: Option<Uuid>,
 ) -> ApiResult<(MessageView, bool)> {
     limits::take(
-        state.fabric.as_ref(),
+        state.fabric.limits.as_ref(),
         Limit::Sends,
         &limits::key::sends(sender),
         state.settings.limit_sends,
@@ -189,8 +189,7 @@ pub async fn send_message(
             recipients,
         })) => {
             metrics::counter!("messages_stored_total").increment(1);
-            let position = Some((message.conversation_id, message.seq));
-            publish_at(state, events::NEW_MESSAGE, &recipients, &message, position).await;
+            announce_new(state, &recipients, &message).await;
             notify_recipients(state, &message, recipients);
             Ok((message, true))
         }
@@ -213,7 +212,8 @@ pub async fn send_message(
             );
             let again = state
                 .fabric
-                .limit_take(&limits::key::announce(original.message_id), window)
+                .limits
+                .take(&limits::key::announce(original.message_id), window)
                 .await?;
             if again != Verdict::Allowed {
                 return Ok((original, false));
@@ -224,8 +224,7 @@ pub async fn send_message(
             .bind(conversation_id)
             .fetch_all(&state.db)
             .await?;
-            let position = Some((original.conversation_id, original.seq));
-            publish_at(state, events::NEW_MESSAGE, &recipients, &original, position).await;
+            announce_new(state, &recipients, &original).await;
             Ok((original, false))
         }
         Err(e) => Err(e.into()),
@@ -749,6 +748,27 @@ mod tests {
         b.copy_from_slice(&Uuid::new_v4().as_bytes()[..10]);
         b
     }
+}
+
+/// Announces a stored message to every device of `recipients` as `seq` of its
+/// conversation's stream: nodes deliver a stream in seq order even when two publishes race
+/// on the bus.
+async fn announce_new(state: &AppState, recipients: &[Uuid], message: &MessageView) {
+    let rooms = recipients.iter().map(|id| room::user(*id)).collect();
+    let order = StreamPosition {
+        stream: message.conversation_id,
+        seq: message.seq,
+    };
+    let bus = state.bus.as_ref();
+    bus::announce(
+        bus,
+        Namespace::Chat,
+        events::NEW_MESSAGE,
+        rooms,
+        message,
+        Some(order),
+    )
+    .await;
 }
 
 // Fields are optional in Rust so that every bad one is reported in one 400; the schema

@@ -55,7 +55,7 @@ pub use self::messages::{
 pub use self::sync::{MAX_SYNC_CONVERSATIONS, SyncAnswer, SyncRequest, Synced, sync};
 pub use self::typing::set_typing;
 use crate::{
-    bus::{self, BusMessage, Emit, Namespace, room},
+    bus::{self, BusMessage, Namespace, room},
     error::ApiResult,
     state::AppState,
 };
@@ -82,40 +82,26 @@ pub async fn is_participant(db: &PgPool, conversation: Uuid, user: Uuid) -> ApiR
     .await?)
 }
 
-/// Publishes one event to every device of `recipients`. The change it announces is already
-/// committed, so a failure is logged, not returned: clients catch up through `sync`.
+/// Publishes one event to every device of `recipients` (see [`bus::announce`]).
 async fn publish(
     state: &AppState,
     event: &'static str,
     recipients: &[Uuid],
     data: &impl Serialize,
 ) {
-    publish_at(state, event, recipients, data, None).await;
-}
-
-/// [`publish`] for an event that is `seq` of a conversation's ordered stream: nodes
-/// deliver those in seq order even when two publishes race on the bus.
-async fn publish_at(
-    state: &AppState,
-    event: &'static str,
-    recipients: &[Uuid],
-    data: &impl Serialize,
-    position: Option<(Uuid, i64)>,
-) {
     if recipients.is_empty() {
         return;
     }
     let rooms = recipients.iter().map(|id| room::user(*id)).collect();
-    match Emit::new(Namespace::Chat, event, rooms, data) {
-        Ok(emit) => {
-            let emit = match position {
-                Some((stream, seq)) => emit.ordered(stream, seq),
-                None => emit,
-            };
-            bus::publish_or_log(state.bus.as_ref(), BusMessage::Emit(emit)).await;
-        }
-        Err(e) => tracing::error!(error = %e, event, "event payload cannot be encoded"),
-    }
+    bus::announce(
+        state.bus.as_ref(),
+        Namespace::Chat,
+        event,
+        rooms,
+        data,
+        None,
+    )
+    .await;
 }
 
 /// Moves sockets of `users` in or out of the conversation's room on every node.
@@ -129,9 +115,5 @@ async fn publish_rooms(state: &AppState, users: Vec<Uuid>, conversation: Uuid, j
     } else {
         (Vec::new(), rooms)
     };
-    bus::publish_or_log(
-        state.bus.as_ref(),
-        BusMessage::Rooms { users, join, leave },
-    )
-    .await;
+    bus::publish_or_log(state.bus.as_ref(), BusMessage::Rooms { users, join, leave }).await;
 }

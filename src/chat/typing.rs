@@ -30,7 +30,7 @@ pub async fn set_typing(
     is_typing: bool,
 ) -> ApiResult<()> {
     limits::take(
-        state.fabric.as_ref(),
+        state.fabric.limits.as_ref(),
         Limit::Typing,
         &limits::key::typing(user, conversation),
         TYPING_RATE,
@@ -42,10 +42,11 @@ pub async fn set_typing(
     let changed = if is_typing {
         state
             .fabric
-            .typing_start(conversation, user, state.settings.typing_ttl())
+            .typing
+            .start(conversation, user, state.settings.typing_ttl())
             .await?
     } else {
-        state.fabric.typing_stop(conversation, user).await?
+        state.fabric.typing.stop(conversation, user).await?
     };
     if changed {
         let data = json!({ "userId": user, "conversationId": conversation, "isTyping": is_typing });

@@ -148,7 +148,7 @@ async fn register(
     };
 
     limits::take(
-        state.fabric.as_ref(),
+        state.fabric.limits.as_ref(),
         Limit::SignupAddress,
         &key::signup_address(addr),
         state.settings.limit_address_signups,
@@ -186,7 +186,8 @@ async fn start_session(
     let (refresh_token, refresh_hash) = RefreshToken::issue(session_id);
     state
         .fabric
-        .create_session(
+        .sessions
+        .create(
             &Session {
                 session_id,
                 user_id: user.user_id,
@@ -268,6 +269,7 @@ async fn refresh(
     let (next_token, next_hash) = RefreshToken::issue(session_id);
     let rotation = state
         .fabric
+        .sessions
         .rotate_refresh(
             session_id,
             &presented,
@@ -294,7 +296,7 @@ async fn refresh(
         Rotation::Reused { user } => {
             metrics::counter!("auth_refreshes_total", "outcome" => "reused").increment(1);
             tracing::warn!(%user, %session_id, "a rotated refresh token was presented again; revoking the session");
-            if state.fabric.revoke_session(user, session_id).await? {
+            if state.fabric.sessions.revoke(user, session_id).await? {
                 disconnect(&state, vec![session_id]).await;
             }
             Err(ApiError::Unauthorized(
@@ -394,7 +396,7 @@ async fn login(
     let rates = &state.settings;
     let address_key = key::login_address(addr);
     limits::take(
-        state.fabric.as_ref(),
+        state.fabric.limits.as_ref(),
         Limit::LoginAddress,
         &address_key,
         rates.limit_address_login_failures,
@@ -414,7 +416,7 @@ async fn login(
         None => key::login_unknown(&identifier.to_lowercase()),
     };
     limits::take(
-        state.fabric.as_ref(),
+        state.fabric.limits.as_ref(),
         Limit::LoginAccount,
         &account_key,
         rates.limit_login_failures,
@@ -431,11 +433,13 @@ async fn login(
             // No password was evaluated: the attempt does not count.
             let _ = state
                 .fabric
-                .limit_give_back(&account_key, rates.limit_login_failures)
+                .limits
+                .give_back(&account_key, rates.limit_login_failures)
                 .await;
             let _ = state
                 .fabric
-                .limit_give_back(&address_key, rates.limit_address_login_failures)
+                .limits
+                .give_back(&address_key, rates.limit_address_login_failures)
                 .await;
             return Err(e);
         }
@@ -446,10 +450,11 @@ async fn login(
             "invalid username or password".into(),
         ));
     };
-    state.fabric.limit_reset(&account_key).await?;
+    state.fabric.limits.reset(&account_key).await?;
     state
         .fabric
-        .limit_give_back(&address_key, rates.limit_address_login_failures)
+        .limits
+        .give_back(&address_key, rates.limit_address_login_failures)
         .await?;
     metrics::counter!("auth_logins_total", "outcome" => "ok").increment(1);
     Ok(Json(start_session(&state, user, device).await?))
@@ -491,7 +496,8 @@ async fn disconnect(state: &AppState, sessions: Vec<Uuid>) {
 async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<LoggedOut>> {
     if state
         .fabric
-        .revoke_session(auth.user_id, auth.session_id)
+        .sessions
+        .revoke(auth.user_id, auth.session_id)
         .await?
     {
         disconnect(&state, vec![auth.session_id]).await;
@@ -532,7 +538,7 @@ async fn logout_all(
     auth: AuthUser,
     State(state): State<AppState>,
 ) -> ApiResult<Json<LoggedOutEverywhere>> {
-    let revoked = state.fabric.revoke_all_sessions(auth.user_id).await?;
+    let revoked = state.fabric.sessions.revoke_all(auth.user_id).await?;
     let count = revoked.len();
     disconnect(&state, revoked).await;
     Ok(Json(LoggedOutEverywhere {
@@ -564,7 +570,7 @@ async fn list_sessions(
     auth: AuthUser,
     State(state): State<AppState>,
 ) -> ApiResult<Json<Vec<SessionView>>> {
-    let sessions = state.fabric.list_sessions(auth.user_id).await?;
+    let sessions = state.fabric.sessions.list(auth.user_id).await?;
     Ok(Json(
         sessions
             .into_iter()
@@ -596,7 +602,7 @@ async fn revoke_session(
     State(state): State<AppState>,
     AppPath(sid): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    if state.fabric.revoke_session(auth.user_id, sid).await? {
+    if state.fabric.sessions.revoke(auth.user_id, sid).await? {
         disconnect(&state, vec![sid]).await;
         Ok(StatusCode::NO_CONTENT)
     } else {

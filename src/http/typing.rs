@@ -52,7 +52,7 @@ async fn who_is_typing(
     if !crate::chat::is_participant(&state.db, id, auth.user_id).await? {
         return Err(ApiError::not_found("conversation"));
     }
-    let ids = state.fabric.typing_list(id).await?;
+    let ids = state.fabric.typing.list(id).await?;
     let typing = if ids.is_empty() {
         Vec::new()
     } else {

@@ -72,15 +72,16 @@ pub struct Notification {
 
 /// Announces a stored notification to every device of its recipient, on every node.
 pub async fn publish(bus: &dyn Bus, notification: &Notification) {
-    match Emit::new(
+    let rooms = vec![room::user(notification.user_id)];
+    bus::announce(
+        bus,
         Namespace::Notifications,
         "notification",
-        vec![room::user(notification.user_id)],
+        rooms,
         notification,
-    ) {
-        Ok(emit) => bus::publish_or_log(bus, BusMessage::Emit(emit)).await,
-        Err(e) => tracing::error!(error = %e, "cannot encode a notification"),
-    }
+        None,
+    )
+    .await;
 }
 
 /// Announces each notification to its own recipient (payloads differ, so one event each).

@@ -43,7 +43,8 @@ impl SignedIn {
     }
 }
 
-/// How often a sign-up refused by the per-address limit (429) is tried again.
+/// How often a sign-up refused by the per-address limit (429), or by password hashing at
+/// capacity (503, a loaded machine), is tried again.
 const SIGN_UP_ATTEMPTS: u32 = 6;
 /// The longest `Retry-After` a sign-up waits out.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -107,8 +108,8 @@ impl Api {
         req.send().await
     }
 
-    /// Signs `username` up (email `<username>@<domain>`), waiting out 429s for their
-    /// `Retry-After`, a few times at most.
+    /// Signs `username` up (email `<username>@<domain>`), waiting out 429s and 503s for
+    /// their `Retry-After`, a few times at most.
     pub async fn sign_up(
         &self,
         username: &str,
@@ -129,7 +130,11 @@ impl Api {
                 .request(Method::POST, "/auth/register", None, Some(&body))
                 .await?;
             let status = resp.status();
-            if status == StatusCode::TOO_MANY_REQUESTS && attempt < SIGN_UP_ATTEMPTS {
+            let retry = matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            );
+            if retry && attempt < SIGN_UP_ATTEMPTS {
                 let header = resp
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
@@ -143,7 +148,7 @@ impl Api {
             }
             return SignedIn::from_body(answer);
         }
-        bail!("register {username}: still 429 after {SIGN_UP_ATTEMPTS} attempts")
+        bail!("register {username}: still refused after {SIGN_UP_ATTEMPTS} attempts")
     }
 
     /// Signs `username` in as another device.

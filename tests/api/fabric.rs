@@ -1,22 +1,18 @@
 //! The same behaviour checks against both fabric implementations.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
-use chatty::fabric::{Fabric, MemoryFabric, Rate, RedisFabric, Rotation, Session, Verdict};
+use chatty::fabric::{Fabric, Rate, Rotation, Session, Verdict};
 use chrono::Utc;
 use uuid::Uuid;
 
 use crate::helpers::redis_url;
 
-async fn both() -> Vec<Arc<dyn Fabric>> {
+async fn both() -> Vec<Fabric> {
     let prefix = format!("test:{}:", Uuid::new_v4().simple());
     vec![
-        Arc::new(MemoryFabric::new()),
-        Arc::new(
-            RedisFabric::connect(&redis_url(), &prefix)
-                .await
-                .expect("redis"),
-        ),
+        Fabric::memory(),
+        Fabric::redis(&redis_url(), &prefix).await.expect("redis"),
     ]
 }
 
@@ -38,36 +34,37 @@ async fn sessions_are_created_touched_listed_and_revoked() {
         let user = Uuid::new_v4();
         let s1 = session(user, chrono::Duration::hours(1));
         let s2 = session(user, chrono::Duration::hours(1));
-        f.create_session(&s1, "hash-1").await.unwrap();
-        f.create_session(&s2, "hash-2").await.unwrap();
+        f.sessions.create(&s1, "hash-1").await.unwrap();
+        f.sessions.create(&s2, "hash-2").await.unwrap();
         assert_eq!(
-            f.touch_session(s1.session_id).await.unwrap(),
+            f.sessions.touch(s1.session_id).await.unwrap(),
             Some(user),
             "{}",
             f.kind()
         );
         assert_eq!(
-            f.list_sessions(user).await.unwrap().len(),
+            f.sessions.list(user).await.unwrap().len(),
             2,
             "{}",
             f.kind()
         );
         assert!(
-            !f.revoke_session(Uuid::new_v4(), s1.session_id)
+            !f.sessions
+                .revoke(Uuid::new_v4(), s1.session_id)
                 .await
                 .unwrap(),
             "{}: stranger revoked",
             f.kind()
         );
-        assert!(f.revoke_session(user, s1.session_id).await.unwrap());
-        assert_eq!(f.touch_session(s1.session_id).await.unwrap(), None);
-        assert_eq!(f.touch_session(s2.session_id).await.unwrap(), Some(user));
+        assert!(f.sessions.revoke(user, s1.session_id).await.unwrap());
+        assert_eq!(f.sessions.touch(s1.session_id).await.unwrap(), None);
+        assert_eq!(f.sessions.touch(s2.session_id).await.unwrap(), Some(user));
         assert_eq!(
-            f.revoke_all_sessions(user).await.unwrap(),
+            f.sessions.revoke_all(user).await.unwrap(),
             vec![s2.session_id]
         );
         assert!(
-            f.list_sessions(user).await.unwrap().is_empty(),
+            f.sessions.list(user).await.unwrap().is_empty(),
             "{}",
             f.kind()
         );
@@ -79,17 +76,17 @@ async fn sessions_expire_by_themselves() {
     for f in both().await {
         let user = Uuid::new_v4();
         let s = session(user, chrono::Duration::milliseconds(300));
-        f.create_session(&s, "hash").await.unwrap();
-        assert_eq!(f.touch_session(s.session_id).await.unwrap(), Some(user));
+        f.sessions.create(&s, "hash").await.unwrap();
+        assert_eq!(f.sessions.touch(s.session_id).await.unwrap(), Some(user));
         tokio::time::sleep(Duration::from_millis(450)).await;
         assert_eq!(
-            f.touch_session(s.session_id).await.unwrap(),
+            f.sessions.touch(s.session_id).await.unwrap(),
             None,
             "{}",
             f.kind()
         );
         assert!(
-            f.list_sessions(user).await.unwrap().is_empty(),
+            f.sessions.list(user).await.unwrap().is_empty(),
             "{}",
             f.kind()
         );
@@ -101,19 +98,20 @@ async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
     for f in both().await {
         let user = Uuid::new_v4();
         let s = session(user, chrono::Duration::seconds(2));
-        f.create_session(&s, "first").await.unwrap();
+        f.sessions.create(&s, "first").await.unwrap();
         let long = Duration::from_secs(3600);
 
         // The current token rotates, and the session's lifetime starts again.
         assert_eq!(
-            f.rotate_refresh(s.session_id, "first", "second", long)
+            f.sessions
+                .rotate_refresh(s.session_id, "first", "second", long)
                 .await
                 .unwrap(),
             Rotation::Rotated { user },
             "{}",
             f.kind()
         );
-        let listed = f.list_sessions(user).await.unwrap();
+        let listed = f.sessions.list(user).await.unwrap();
         assert!(
             listed[0].expires_at > Utc::now() + chrono::Duration::minutes(50),
             "{}: {listed:?}",
@@ -122,7 +120,8 @@ async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
         // The spent one is reuse; one that never belonged is unknown; so is any token of
         // another session.
         assert_eq!(
-            f.rotate_refresh(s.session_id, "first", "third", long)
+            f.sessions
+                .rotate_refresh(s.session_id, "first", "third", long)
                 .await
                 .unwrap(),
             Rotation::Reused { user },
@@ -130,21 +129,24 @@ async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
             f.kind()
         );
         assert_eq!(
-            f.rotate_refresh(s.session_id, "forged", "third", long)
+            f.sessions
+                .rotate_refresh(s.session_id, "forged", "third", long)
                 .await
                 .unwrap(),
             Rotation::Unknown
         );
         assert_eq!(
-            f.rotate_refresh(Uuid::new_v4(), "second", "third", long)
+            f.sessions
+                .rotate_refresh(Uuid::new_v4(), "second", "third", long)
                 .await
                 .unwrap(),
             Rotation::Unknown
         );
         // A revoked session has no token left.
-        assert!(f.revoke_session(user, s.session_id).await.unwrap());
+        assert!(f.sessions.revoke(user, s.session_id).await.unwrap());
         assert_eq!(
-            f.rotate_refresh(s.session_id, "second", "third", long)
+            f.sessions
+                .rotate_refresh(s.session_id, "second", "third", long)
                 .await
                 .unwrap(),
             Rotation::Unknown,
@@ -159,18 +161,19 @@ async fn of_two_concurrent_uses_of_one_refresh_token_one_rotates() {
     for f in both().await {
         let user = Uuid::new_v4();
         let s = session(user, chrono::Duration::hours(1));
-        f.create_session(&s, "only").await.unwrap();
+        f.sessions.create(&s, "only").await.unwrap();
         let uses = (0..8).map(|i| {
             let f = f.clone();
             tokio::spawn(async move {
-                f.rotate_refresh(
-                    s.session_id,
-                    "only",
-                    &format!("next-{i}"),
-                    Duration::from_secs(60),
-                )
-                .await
-                .unwrap()
+                f.sessions
+                    .rotate_refresh(
+                        s.session_id,
+                        "only",
+                        &format!("next-{i}"),
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .unwrap()
             })
         });
         let mut rotated = 0;
@@ -193,13 +196,13 @@ async fn limiters_allow_a_burst_then_refill_evenly_give_back_and_reset() {
         let rate = Rate::new(3, Duration::from_millis(600));
         for i in 0..3 {
             assert_eq!(
-                f.limit_take(&key, rate).await.unwrap(),
+                f.limits.take(&key, rate).await.unwrap(),
                 Verdict::Allowed,
                 "{}: hit {i}",
                 f.kind()
             );
         }
-        let Verdict::Refused { retry_after } = f.limit_take(&key, rate).await.unwrap() else {
+        let Verdict::Refused { retry_after } = f.limits.take(&key, rate).await.unwrap() else {
             panic!("{}: a fourth hit went through", f.kind());
         };
         assert!(
@@ -209,25 +212,25 @@ async fn limiters_allow_a_burst_then_refill_evenly_give_back_and_reset() {
         );
         tokio::time::sleep(retry_after + Duration::from_millis(30)).await;
         assert_eq!(
-            f.limit_take(&key, rate).await.unwrap(),
+            f.limits.take(&key, rate).await.unwrap(),
             Verdict::Allowed,
             "{}: no refill",
             f.kind()
         );
         assert!(matches!(
-            f.limit_take(&key, rate).await.unwrap(),
+            f.limits.take(&key, rate).await.unwrap(),
             Verdict::Refused { .. }
         ));
-        f.limit_give_back(&key, rate).await.unwrap();
+        f.limits.give_back(&key, rate).await.unwrap();
         assert_eq!(
-            f.limit_take(&key, rate).await.unwrap(),
+            f.limits.take(&key, rate).await.unwrap(),
             Verdict::Allowed,
             "{}: a hit given back was not there",
             f.kind()
         );
-        f.limit_reset(&key).await.unwrap();
+        f.limits.reset(&key).await.unwrap();
         for _ in 0..3 {
-            assert_eq!(f.limit_take(&key, rate).await.unwrap(), Verdict::Allowed);
+            assert_eq!(f.limits.take(&key, rate).await.unwrap(), Verdict::Allowed);
         }
     }
 }
@@ -240,7 +243,7 @@ async fn concurrent_hits_let_exactly_the_burst_through() {
         let hits = (0..40).map(|_| {
             let f = f.clone();
             let key = key.clone();
-            tokio::spawn(async move { f.limit_take(&key, rate).await.unwrap() })
+            tokio::spawn(async move { f.limits.take(&key, rate).await.unwrap() })
         });
         let mut allowed = 0;
         for h in hits {
@@ -257,41 +260,61 @@ async fn sockets_are_admitted_up_to_the_cap_released_and_expire() {
     for f in both().await {
         let user = Uuid::new_v4();
         let ttl = Duration::from_secs(30);
-        assert!(f.sockets_admit(user, "n1:a", ttl, 2).await.unwrap());
-        assert!(f.sockets_admit(user, "n2:b", ttl, 2).await.unwrap());
+        assert!(f.limits.admit_socket(user, "n1:a", ttl, 2).await.unwrap());
+        assert!(f.limits.admit_socket(user, "n2:b", ttl, 2).await.unwrap());
         assert!(
-            !f.sockets_admit(user, "n1:c", ttl, 2).await.unwrap(),
+            !f.limits.admit_socket(user, "n1:c", ttl, 2).await.unwrap(),
             "{}: a third socket admitted",
             f.kind()
         );
         assert!(
-            f.sockets_admit(Uuid::new_v4(), "n1:c", ttl, 2)
+            f.limits
+                .admit_socket(Uuid::new_v4(), "n1:c", ttl, 2)
                 .await
                 .unwrap(),
             "{}: another user's cap is their own",
             f.kind()
         );
         assert!(
-            f.sockets_admit(user, "n1:a", ttl, 2).await.unwrap(),
+            f.limits.admit_socket(user, "n1:a", ttl, 2).await.unwrap(),
             "{}: a counted socket is counted once",
             f.kind()
         );
-        f.sockets_release(user, "n1:a").await.unwrap();
-        assert!(f.sockets_admit(user, "n1:c", ttl, 2).await.unwrap());
+        f.limits.release_socket(user, "n1:a").await.unwrap();
+        assert!(f.limits.admit_socket(user, "n1:c", ttl, 2).await.unwrap());
         // A dead node's sockets stop counting when their leases run out; a heartbeat
         // keeps live ones counted.
         let short = Duration::from_millis(300);
         let other = Uuid::new_v4();
-        assert!(f.sockets_admit(other, "dead:a", short, 2).await.unwrap());
-        assert!(f.sockets_admit(other, "live:b", short, 2).await.unwrap());
+        assert!(
+            f.limits
+                .admit_socket(other, "dead:a", short, 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            f.limits
+                .admit_socket(other, "live:b", short, 2)
+                .await
+                .unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
-        f.sockets_heartbeat(&[(other, "live:b".to_owned())], short)
+        f.limits
+            .renew_sockets(&[(other, "live:b".to_owned())], short)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(f.sockets_admit(other, "new:c", short, 2).await.unwrap());
         assert!(
-            !f.sockets_admit(other, "new:d", short, 2).await.unwrap(),
+            f.limits
+                .admit_socket(other, "new:c", short, 2)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !f.limits
+                .admit_socket(other, "new:d", short, 2)
+                .await
+                .unwrap(),
             "{}: the renewed socket stopped counting",
             f.kind()
         );
@@ -304,32 +327,35 @@ async fn presence_reports_the_first_connection_and_the_last_disconnection_once()
         let user = Uuid::new_v4();
         let ttl = Duration::from_secs(30);
         assert!(
-            f.presence_connect(user, "n1:a", ttl).await.unwrap(),
+            f.presence.connect(user, "n1:a", ttl).await.unwrap(),
             "{}",
             f.kind()
         );
         assert!(
-            !f.presence_connect(user, "n2:b", ttl).await.unwrap(),
+            !f.presence.connect(user, "n2:b", ttl).await.unwrap(),
             "{}: second device",
             f.kind()
         );
-        assert_eq!(f.online(&[user, Uuid::new_v4()]).await.unwrap(), vec![user]);
+        assert_eq!(
+            f.presence.online(&[user, Uuid::new_v4()]).await.unwrap(),
+            vec![user]
+        );
         assert!(
-            !f.presence_disconnect(user, "n1:a").await.unwrap(),
+            !f.presence.disconnect(user, "n1:a").await.unwrap(),
             "{}: still on n2",
             f.kind()
         );
         assert!(
-            f.presence_disconnect(user, "n2:b").await.unwrap(),
+            f.presence.disconnect(user, "n2:b").await.unwrap(),
             "{}: last one",
             f.kind()
         );
         assert!(
-            !f.presence_disconnect(user, "n2:b").await.unwrap(),
+            !f.presence.disconnect(user, "n2:b").await.unwrap(),
             "{}: reported twice",
             f.kind()
         );
-        assert!(f.online(&[user]).await.unwrap().is_empty());
+        assert!(f.presence.online(&[user]).await.unwrap().is_empty());
     }
 }
 
@@ -338,22 +364,26 @@ async fn expired_leases_are_reaped_once_and_heartbeats_keep_them_alive() {
     for f in both().await {
         let (dead, alive) = (Uuid::new_v4(), Uuid::new_v4());
         let ttl = Duration::from_millis(300);
-        f.presence_connect(dead, "crashed:1", ttl).await.unwrap();
-        f.presence_connect(alive, "live:1", ttl).await.unwrap();
+        f.presence.connect(dead, "crashed:1", ttl).await.unwrap();
+        f.presence.connect(alive, "live:1", ttl).await.unwrap();
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(150)).await;
-            f.presence_heartbeat(&[(alive, "live:1".to_owned())], ttl)
+            f.presence
+                .heartbeat(&[(alive, "live:1".to_owned())], ttl)
                 .await
                 .unwrap();
         }
-        let gone = f.presence_reap().await.unwrap();
+        let gone = f.presence.reap().await.unwrap();
         assert_eq!(gone, vec![dead], "{}", f.kind());
         assert!(
-            f.presence_reap().await.unwrap().is_empty(),
+            f.presence.reap().await.unwrap().is_empty(),
             "{}: reaped twice",
             f.kind()
         );
-        assert_eq!(f.online(&[dead, alive]).await.unwrap(), vec![alive]);
+        assert_eq!(
+            f.presence.online(&[dead, alive]).await.unwrap(),
+            vec![alive]
+        );
     }
 }
 
@@ -362,31 +392,34 @@ async fn typing_marks_expire_by_themselves() {
     for f in both().await {
         let (conv, user) = (Uuid::new_v4(), Uuid::new_v4());
         assert!(
-            f.typing_start(conv, user, Duration::from_millis(300))
+            f.typing
+                .start(conv, user, Duration::from_millis(300))
                 .await
                 .unwrap()
         );
         assert!(
-            !f.typing_start(conv, user, Duration::from_millis(300))
+            !f.typing
+                .start(conv, user, Duration::from_millis(300))
                 .await
                 .unwrap(),
             "{}",
             f.kind()
         );
-        assert_eq!(f.typing_list(conv).await.unwrap(), vec![user]);
+        assert_eq!(f.typing.list(conv).await.unwrap(), vec![user]);
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(
-            f.typing_list(conv).await.unwrap().is_empty(),
+            f.typing.list(conv).await.unwrap().is_empty(),
             "{}",
             f.kind()
         );
         assert!(
-            f.typing_start(conv, user, Duration::from_secs(5))
+            f.typing
+                .start(conv, user, Duration::from_secs(5))
                 .await
                 .unwrap()
         );
-        assert!(f.typing_stop(conv, user).await.unwrap());
-        assert!(!f.typing_stop(conv, user).await.unwrap(), "{}", f.kind());
-        assert!(f.typing_list(conv).await.unwrap().is_empty());
+        assert!(f.typing.stop(conv, user).await.unwrap());
+        assert!(!f.typing.stop(conv, user).await.unwrap(), "{}", f.kind());
+        assert!(f.typing.list(conv).await.unwrap().is_empty());
     }
 }

@@ -505,7 +505,13 @@ async fn fan_out_and_presence_recover_by_themselves_after_redis_restarts() {
         "cross-node fan-out did not resume after the Redis restart"
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let online = a.state.fabric.online(&[alice.id, bob.id]).await.unwrap();
+    let online = a
+        .state
+        .fabric
+        .presence
+        .online(&[alice.id, bob.id])
+        .await
+        .unwrap();
     assert_eq!(
         online.len(),
         2,
@@ -640,7 +646,7 @@ async fn sockets_closed_right_after_connecting_leave_no_presence_behind() {
 /// transition that triggered it believed.
 #[tokio::test]
 async fn a_late_presence_transition_announces_the_current_truth() {
-    use chatty::realtime::presence::{Status, announce};
+    use chatty::presence::{Status, announce};
     let a = spawn_app().await;
     let alice = a.register(&name("alice")).await;
     let bob = a.register(&name("bob")).await;
@@ -713,4 +719,49 @@ async fn messages_the_bus_missed_are_replayed_once_the_node_resubscribes() {
     assert_eq!(got["message_id"], message_id.to_string());
     assert_eq!(got["content"], "unheard");
     assert_eq!(got["seq"], 1);
+}
+
+#[tokio::test]
+async fn a_payload_field_of_the_wrong_type_is_a_400_naming_it_as_rest_does() {
+    let app = spawn_app_memory().await;
+    let alice = app.register(&name("typed")).await;
+    let conv = app.group(&alice, &[]).await;
+    let mut sock = app.socket(&alice.token).await;
+    let cases = [
+        (
+            "sendMessage",
+            json!({ "content": 5, "conversation_id": conv }),
+            "content",
+        ),
+        (
+            "typing",
+            json!({ "conversationId": conv, "isTyping": "yes" }),
+            "isTyping",
+        ),
+        (
+            "editMessage",
+            json!({ "messageId": 7, "content": "x" }),
+            "messageId",
+        ),
+        (
+            "updateMessageStatus",
+            json!({ "messageId": uuid::Uuid::new_v4(), "status": 1 }),
+            "status",
+        ),
+        (
+            "sync",
+            json!({ "conversations": { conv.to_string(): "one" } }),
+            "conversations",
+        ),
+    ];
+    for (event, payload, field) in cases {
+        let ack = sock.emit_with_ack(event, &payload, WAIT).await.unwrap();
+        assert_eq!(ack["ok"], false, "{event}: {ack}");
+        assert_eq!(ack["error"]["statusCode"], 400, "{event}: {ack}");
+        assert_eq!(ack["error"]["code"], "validation_failed", "{event}: {ack}");
+        let named = ack["error"]["fields"][0].as_str().unwrap_or_default();
+        assert!(named.starts_with(field), "{event}: {ack}");
+    }
+    // Nothing was stored by the refused send.
+    assert_eq!(app.count("messages").await, 0);
 }

@@ -1,73 +1,56 @@
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+//! Presence: who is online, across the cluster.
+//!
+//! Each socket holds a lease in the [`PresenceStore`] that its node renews in one batched
+//! heartbeat (`local.rs`); a user is online while any lease is live. The first lease and
+//! the last one to go are the transitions, which [`announce`] records in PostgreSQL and
+//! tells the user's friends and conversation partners. A crashed node's leases run out
+//! by themselves, and the reaper announces its users offline. The store has a Redis
+//! implementation (`redis.rs`) and an in-process one (`memory.rs`).
 
+mod local;
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use self::local::{LocalConnections, heartbeat_loop};
+pub use self::memory::MemoryPresence;
+pub(crate) use self::redis::RedisPresence;
 use crate::{
-    bus::{self, BusMessage, Emit, Namespace, room},
+    bus::{self, Namespace, room},
+    fabric::FabricResult,
     state::AppState,
 };
 
-/// This node's connections of one namespace, for the batched heartbeat. Entries are added
-/// on connect and removed by the socket's disconnect handler; a crashed node's entries
-/// vanish with it and its Redis leases expire by themselves.
-#[derive(Debug)]
-pub struct LocalConnections {
-    /// The namespace, as the `socket_connections` gauge labels it.
-    ns: &'static str,
-    /// connection id → (user, device session); std Mutex, never held across an await.
-    conns: Mutex<HashMap<String, (Uuid, Uuid)>>,
-}
+/// The leases behind presence, shared by every node.
+#[async_trait]
+pub trait PresenceStore: Send + Sync + 'static {
+    /// Registers a live connection with a lease of `ttl`; true when the user had no other
+    /// live connection anywhere (the user just came online).
+    async fn connect(&self, user: Uuid, conn: &str, ttl: Duration) -> FabricResult<bool>;
 
-impl LocalConnections {
-    pub fn new(ns: Namespace) -> Self {
-        Self {
-            ns: ns.path(),
-            conns: Mutex::default(),
-        }
-    }
+    /// Removes a connection; true when it was the user's last live one (the user just went
+    /// offline). A connection removed twice reports the transition once.
+    async fn disconnect(&self, user: Uuid, conn: &str) -> FabricResult<bool>;
 
-    pub fn insert(&self, conn: String, user: Uuid, session: Uuid) {
-        self.lock().insert(conn, (user, session));
-        metrics::gauge!("socket_connections", "namespace" => self.ns).increment(1.0);
-    }
+    /// Renews the leases of all of this node's connections in one round trip. Also
+    /// re-registers them after the backing store lost its data (Redis restart).
+    async fn heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()>;
 
-    pub fn remove(&self, conn: &str) -> Option<Uuid> {
-        let removed = self.lock().remove(conn).map(|(user, _)| user);
-        if removed.is_some() {
-            metrics::gauge!("socket_connections", "namespace" => self.ns).decrement(1.0);
-        }
-        removed
-    }
+    /// Users whose every lease ran out (their node died); each is reported once, to
+    /// whichever node asks first.
+    async fn reap(&self) -> FabricResult<Vec<Uuid>>;
 
-    pub fn snapshot(&self) -> Vec<(Uuid, String)> {
-        self.lock()
-            .iter()
-            .map(|(c, (u, _))| (*u, c.clone()))
-            .collect()
-    }
+    /// How many users hold a live connection lease anywhere in the cluster (approximate:
+    /// dead nodes' users count until reaped).
+    async fn online_count(&self) -> FabricResult<u64>;
 
-    /// The device sessions behind this node's sockets, each once.
-    pub fn sessions(&self) -> Vec<Uuid> {
-        let mut s: Vec<Uuid> = self.lock().values().map(|(_, s)| *s).collect();
-        s.sort_unstable();
-        s.dedup();
-        s
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Uuid, Uuid)>> {
-        self.conns
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+    /// Which of `users` have a live connection.
+    async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,7 +90,7 @@ struct UserStatus {
 pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
     let result: Result<Status, sqlx::Error> = async {
         let mut lock = UserLock::acquire(&state.db, user).await?;
-        let status = match state.fabric.online(&[user]).await {
+        let status = match state.fabric.presence.online(&[user]).await {
             Ok(online) if online.contains(&user) => Status::Online,
             Ok(_) => Status::Offline,
             Err(e) => {
@@ -143,10 +126,8 @@ pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
         let mut rooms: Vec<String> = audience.into_iter().map(room::user).collect();
         rooms.push(room::user(user));
         let payload = UserStatus { user_id: user, status, last_seen_at: last_seen };
-        match Emit::new(Namespace::Chat, "userStatus", rooms, &payload) {
-            Ok(emit) => bus::publish_or_log(state.bus.as_ref(), BusMessage::Emit(emit)).await,
-            Err(e) => tracing::error!(error = %e, "cannot encode userStatus"),
-        }
+        bus::announce(state.bus.as_ref(), Namespace::Chat, "userStatus", rooms, &payload, None)
+            .await;
         lock.release().await;
         Ok(status)
     }
@@ -212,60 +193,6 @@ impl Drop for UserLock {
     }
 }
 
-/// Renews this node's leases every third of the TTL, in one round trip, and re-registers
-/// them after Redis lost its data. Also drops sockets whose device session is gone: the
-/// backstop for a logout whose bus message was lost while Redis was away.
-pub async fn heartbeat_loop(
-    state: AppState,
-    io: socketioxide::SocketIo,
-    ttl: Duration,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let mut tick = tokio::time::interval(ttl / 3);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let conns = state.local.snapshot();
-        if let Err(e) = state.fabric.presence_heartbeat(&conns, ttl).await {
-            metrics::counter!("presence_heartbeat_errors_total").increment(1);
-            tracing::warn!(error = %e, connections = conns.len(), "presence heartbeat failed");
-            continue;
-        }
-        let mut sockets = conns;
-        sockets.extend(state.local_notifications.snapshot());
-        if let Err(e) = state.fabric.sockets_heartbeat(&sockets, ttl).await {
-            metrics::counter!("presence_heartbeat_errors_total").increment(1);
-            tracing::warn!(error = %e, "socket lease heartbeat failed");
-        }
-        let mut sessions = state.local.sessions();
-        sessions.extend(state.local_notifications.sessions());
-        sessions.sort_unstable();
-        sessions.dedup();
-        let Ok(live) = state.fabric.live_sessions(&sessions).await else {
-            continue;
-        };
-        let dead: Vec<String> = sessions
-            .into_iter()
-            .filter(|s| !live.contains(s))
-            .map(room::session)
-            .collect();
-        if !dead.is_empty() {
-            tracing::info!(
-                sessions = dead.len(),
-                "disconnecting sockets of ended sessions"
-            );
-            for ns in [Namespace::Chat, Namespace::Notifications] {
-                if let Some(op) = io.of(ns.path()) {
-                    let _ = op.to(dead.clone()).disconnect().await;
-                }
-            }
-        }
-    }
-}
-
 /// Finds users whose node died (every lease expired) and announces them offline. Every
 /// node runs it; the fabric hands each expired user to one node only.
 pub async fn reaper_loop(
@@ -280,7 +207,7 @@ pub async fn reaper_loop(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match state.fabric.presence_reap().await {
+        match state.fabric.presence.reap().await {
             Ok(gone) => {
                 for user in gone {
                     announce(&state, user, Status::Offline).await;

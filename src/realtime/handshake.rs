@@ -1,0 +1,125 @@
+//! The HTTP side of a Socket.IO handshake.
+
+use super::SOCKET_IO_PATH;
+
+/// Engine.io keeps each session's handshake request (URI, headers, extensions) for the
+/// session's lifetime. hyper parses the URI and header values as slices of its connection
+/// read buffer (16 KB once a request arrives in two reads), and axum's `OriginalUri`
+/// extension is one more slice, so keeping them keeps that buffer alive after the
+/// WebSocket upgrade. Owned copies of the few hundred bytes let it go. Requests of an
+/// existing session (`sid=`) are not kept and pass as they are.
+pub async fn detach_handshake(mut req: axum::extract::Request) -> axum::extract::Request {
+    use axum::{extract::OriginalUri, http::Uri};
+    let uri = req.uri();
+    if !uri.path().starts_with(SOCKET_IO_PATH) || uri.query().is_some_and(|q| q.contains("sid=")) {
+        return req;
+    }
+    if let Ok(owned) = Uri::try_from(uri.to_string()) {
+        *req.uri_mut() = owned;
+    }
+    let original = req
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|o| o.0.to_string());
+    if let Some(Ok(owned)) = original.map(Uri::try_from) {
+        req.extensions_mut().insert(OriginalUri(owned));
+    }
+    let headers = std::mem::take(req.headers_mut());
+    let mut owned = axum::http::HeaderMap::with_capacity(headers.len());
+    let mut last = None;
+    for (name, value) in headers {
+        // `None` repeats the previous name (a header sent several times).
+        let name = match name {
+            Some(n) => {
+                last = Some(n.clone());
+                n
+            }
+            None => match &last {
+                Some(n) => n.clone(),
+                None => continue,
+            },
+        };
+        let sensitive = value.is_sensitive();
+        let copy = axum::http::HeaderValue::from_bytes(value.as_bytes()).map_or(value, |mut c| {
+            c.set_sensitive(sensitive);
+            c
+        });
+        owned.append(name, copy);
+    }
+    *req.headers_mut() = owned;
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        body::{Body, Bytes},
+        extract::{OriginalUri, Request},
+        http::{HeaderValue, Uri, header},
+    };
+
+    use super::detach_handshake;
+
+    /// A request whose URI, header values and `OriginalUri` are slices of one buffer, as
+    /// hyper and axum build them.
+    fn shared_request(path_and_query: &str) -> (Bytes, Request) {
+        let buf = Bytes::from(format!("{path_and_query} Bearer abc text/plain text/html"));
+        let uri = Uri::from_maybe_shared(buf.slice(..path_and_query.len())).unwrap();
+        let at = |s: &str| {
+            let i = path_and_query.len()
+                + 1
+                + buf[path_and_query.len() + 1..]
+                    .windows(s.len())
+                    .position(|w| w == s.as_bytes())
+                    .unwrap();
+            HeaderValue::from_maybe_shared(buf.slice(i..i + s.len())).unwrap()
+        };
+        let mut auth = at("Bearer abc");
+        auth.set_sensitive(true);
+        let mut req = Request::builder()
+            .uri(uri.clone())
+            .body(Body::empty())
+            .unwrap();
+        req.headers_mut().insert(header::AUTHORIZATION, auth);
+        req.headers_mut().append(header::ACCEPT, at("text/plain"));
+        req.headers_mut().append(header::ACCEPT, at("text/html"));
+        req.extensions_mut().insert(OriginalUri(uri));
+        (buf, req)
+    }
+
+    fn inside(buf: &Bytes, bytes: &[u8]) -> bool {
+        buf.as_ptr_range().contains(&bytes.as_ptr())
+    }
+
+    #[tokio::test]
+    async fn a_handshake_keeps_nothing_of_the_connection_buffer() {
+        let (buf, req) = shared_request("/socket.io/?EIO=4&transport=websocket");
+        let req = detach_handshake(req).await;
+        assert_eq!(req.uri(), "/socket.io/?EIO=4&transport=websocket");
+        assert!(!inside(&buf, req.uri().path().as_bytes()));
+        let original = &req.extensions().get::<OriginalUri>().unwrap().0;
+        assert_eq!(original, req.uri());
+        assert!(!inside(&buf, original.path().as_bytes()));
+        let auth = &req.headers()[header::AUTHORIZATION];
+        assert_eq!(auth, "Bearer abc");
+        assert!(auth.is_sensitive());
+        let accept: Vec<_> = req.headers().get_all(header::ACCEPT).iter().collect();
+        assert_eq!(accept, ["text/plain", "text/html"]);
+        for v in req.headers().values() {
+            assert!(!inside(&buf, v.as_bytes()));
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_of_an_existing_session_and_rest_calls_pass_untouched() {
+        for path in ["/socket.io/?EIO=4&transport=polling&sid=abc", "/users/me"] {
+            let (buf, req) = shared_request(path);
+            let req = detach_handshake(req).await;
+            assert!(inside(&buf, req.uri().path().as_bytes()), "{path}");
+            assert!(inside(
+                &buf,
+                req.headers()[header::AUTHORIZATION].as_bytes()
+            ));
+        }
+    }
+}
