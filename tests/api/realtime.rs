@@ -726,7 +726,7 @@ async fn a_payload_field_of_the_wrong_type_is_a_400_naming_it_as_rest_does() {
     let app = spawn_app_memory().await;
     let alice = app.register(&name("typed")).await;
     let conv = app.group(&alice, &[]).await;
-    let mut sock = app.socket(&alice.token).await;
+    let sock = app.socket(&alice.token).await;
     let cases = [
         (
             "sendMessage",
