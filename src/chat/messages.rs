@@ -188,7 +188,7 @@ pub async fn send_message(
             message,
             recipients,
         })) => {
-            metrics::counter!("messages_stored_total").increment(1);
+            metrics::counter!(crate::metrics::names::MESSAGES_STORED).increment(1);
             let position = Some((message.conversation_id, message.seq));
             publish_at(state, events::NEW_MESSAGE, &recipients, &message, position).await;
             notify_recipients(state, &message, recipients);
