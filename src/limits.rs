@@ -93,7 +93,8 @@ impl Limit {
 
     /// Counts one refusal.
     pub fn refused(self) {
-        metrics::counter!("limit_refusals_total", "reason" => self.reason()).increment(1);
+        metrics::counter!(crate::metrics::names::LIMIT_REFUSALS, "reason" => self.reason())
+            .increment(1);
     }
 
     /// Counts the refusal and builds its 429.

@@ -1,4 +1,7 @@
-use std::{sync::OnceLock, time::Instant};
+use std::{
+    sync::{LazyLock, OnceLock},
+    time::Instant,
+};
 
 use axum::{
     extract::{MatchedPath, Request},
@@ -7,6 +10,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_process::Collector;
+
+pub mod names;
 
 /// Latency buckets in seconds: sub-millisecond fan-out up to slow password hashing.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -16,6 +22,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// The process-wide recorder is installed once; every app in the process (tests start
 /// several) renders from the same handle.
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// CPU, memory and file descriptors of this process, under the standard unprefixed names.
+static PROCESS: LazyLock<Collector> = LazyLock::new(Collector::default);
 
 pub fn install() -> PrometheusHandle {
     HANDLE
@@ -37,147 +46,53 @@ pub fn install() -> PrometheusHandle {
 /// Series that exist before their first event, so dashboards and alerts see 0, not "no data".
 fn zero() {
     for name in [
-        "bus_publish_errors_total",
-        "bus_reconnects_total",
-        "bus_lagged_events_total",
-        "bus_replayed_messages_total",
-        "db_errors_total",
-        "redis_errors_total",
-        "auth_sessions_revoked_total",
-        "messages_stored_total",
+        names::BUS_PUBLISH_ERRORS,
+        names::BUS_RECONNECTS,
+        names::BUS_LAGGED_EVENTS,
+        names::BUS_REPLAYED_MESSAGES,
+        names::DB_ERRORS,
+        names::REDIS_ERRORS,
+        names::AUTH_SESSIONS_REVOKED,
+        names::MESSAGES_STORED,
     ] {
         metrics::counter!(name).absolute(0);
     }
     for status in ["online", "offline"] {
-        metrics::counter!("presence_transitions_total", "status" => status).absolute(0);
+        metrics::counter!(names::PRESENCE_TRANSITIONS, "status" => status).absolute(0);
     }
     for ns in ["/", "/notifications"] {
-        metrics::gauge!("socket_connections", "namespace" => ns).increment(0.0);
+        metrics::gauge!(names::SOCKET_CONNECTIONS, "namespace" => ns).increment(0.0);
     }
     for outcome in ["ok", "invalid", "rate_limited"] {
-        metrics::counter!("auth_logins_total", "outcome" => outcome).absolute(0);
+        metrics::counter!(names::AUTH_LOGINS, "outcome" => outcome).absolute(0);
     }
     for outcome in ["ok", "reused", "invalid"] {
-        metrics::counter!("auth_refreshes_total", "outcome" => outcome).absolute(0);
+        metrics::counter!(names::AUTH_REFRESHES, "outcome" => outcome).absolute(0);
     }
     for limit in crate::limits::Limit::ALL {
-        metrics::counter!("limit_refusals_total", "reason" => limit.reason()).absolute(0);
+        metrics::counter!(names::LIMIT_REFUSALS, "reason" => limit.reason()).absolute(0);
     }
 }
 
 fn describe() {
-    metrics::describe_counter!(
-        "http_requests_total",
-        "HTTP requests by method, route template and status"
-    );
-    metrics::describe_histogram!(
-        "http_request_duration_seconds",
-        metrics::Unit::Seconds,
-        "HTTP request latency by method and route template"
-    );
-    metrics::describe_counter!("auth_logins_total", "Login attempts by outcome");
-    metrics::describe_counter!(
-        "auth_refreshes_total",
-        "Refresh token presentations by outcome (reused: the session was revoked)"
-    );
-    metrics::describe_counter!(
-        "limit_refusals_total",
-        "Requests, events and connections refused by a limit, by reason"
-    );
-    metrics::describe_gauge!(
-        "socket_connections",
-        "Open Socket.IO connections on this node by namespace"
-    );
-    metrics::describe_counter!(
-        "socket_events_in_total",
-        "Socket.IO events received by name"
-    );
-    metrics::describe_counter!(
-        "socket_events_out_total",
-        "Socket.IO events delivered by this node by name"
-    );
-    metrics::describe_counter!(
-        "socket_event_errors_total",
-        "Socket.IO events answered with an error"
-    );
-    metrics::describe_histogram!(
-        "fanout_latency_seconds",
-        metrics::Unit::Seconds,
-        "Time from publish on any node to delivery on this node"
-    );
-    metrics::describe_gauge!(
-        "bus_connected",
-        "1 while the event bus is subscribed to Redis"
-    );
-    metrics::describe_counter!(
-        "bus_publish_errors_total",
-        "Events that could not be published to Redis"
-    );
-    metrics::describe_counter!(
-        "bus_reconnects_total",
-        "Event bus resubscriptions after losing Redis"
-    );
-    metrics::describe_counter!(
-        "bus_replayed_messages_total",
-        "Messages handed to this node's sockets from PostgreSQL after a resubscription"
-    );
-    metrics::describe_counter!(
-        "presence_transitions_total",
-        "Users going online or offline, announced by this node"
-    );
-    metrics::describe_gauge!(
-        "presence_online_users",
-        "Users with a live connection anywhere in the cluster"
-    );
-    metrics::describe_gauge!(
-        "db_pool_connections",
-        "PostgreSQL pool connections by state"
-    );
-    metrics::describe_histogram!(
-        "db_ping_duration_seconds",
-        metrics::Unit::Seconds,
-        "PostgreSQL round trip"
-    );
-    metrics::describe_counter!("db_errors_total", "PostgreSQL probe failures");
-    metrics::describe_histogram!(
-        "redis_ping_duration_seconds",
-        metrics::Unit::Seconds,
-        "Redis round trip"
-    );
-    metrics::describe_counter!("redis_errors_total", "Redis probe failures");
-    metrics::describe_gauge!(
-        "event_loop_lag_seconds",
-        metrics::Unit::Seconds,
-        "How late a 100 ms timer fires"
-    );
-    metrics::describe_gauge!(
-        "process_resident_memory_bytes",
-        metrics::Unit::Bytes,
-        "Resident memory"
-    );
-    metrics::describe_gauge!(
-        "process_cpu_seconds_total",
-        metrics::Unit::Seconds,
-        "CPU time used by the process, user and system"
-    );
-    metrics::describe_gauge!("node_draining", "1 once the node is draining");
-    metrics::describe_counter!("auth_sessions_revoked_total", "Device sessions revoked");
-    metrics::describe_counter!(
-        "messages_stored_total",
-        "Messages stored (idempotent retries excluded)"
-    );
+    metrics::with_recorder(|r| {
+        for m in names::ALL {
+            let (name, help) = (m.name.into(), m.help.into());
+            match m.kind {
+                names::Kind::Counter => r.describe_counter(name, m.unit, help),
+                names::Kind::Gauge => r.describe_gauge(name, m.unit, help),
+                names::Kind::Histogram => r.describe_histogram(name, m.unit, help),
+            }
+        }
+    });
+    PROCESS.describe();
 }
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn render() -> impl IntoResponse {
     let handle = install();
-    if let Some(rss) = resident_memory_bytes() {
-        metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
-    }
     // Read at each scrape, so load tests can divide CPU by the work done in between.
-    if let Some(cpu) = cpu_seconds() {
-        metrics::gauge!("process_cpu_seconds_total").set(cpu);
-    }
+    PROCESS.collect();
     handle.run_upkeep();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -198,9 +113,9 @@ pub async fn track_http(req: Request, next: Next) -> Response {
     let method = method_label(req.method());
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+    metrics::counter!(names::HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+    metrics::histogram!(names::HTTP_REQUEST_DURATION, "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     resp
 }
@@ -237,14 +152,14 @@ pub async fn sampler(state: crate::state::AppState, stop: tokio_util::sync::Canc
         let lag = lag_start
             .elapsed()
             .saturating_sub(std::time::Duration::from_millis(100));
-        metrics::gauge!("event_loop_lag_seconds").set(lag.as_secs_f64());
+        metrics::gauge!(names::EVENT_LOOP_LAG).set(lag.as_secs_f64());
 
         let size = state.db.size();
         let idle = state.db.num_idle() as u32;
-        metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
-        metrics::gauge!("db_pool_connections", "state" => "used")
+        metrics::gauge!(names::DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
+        metrics::gauge!(names::DB_POOL_CONNECTIONS, "state" => "used")
             .set(f64::from(size.saturating_sub(idle)));
-        metrics::gauge!("db_pool_connections", "state" => "max")
+        metrics::gauge!(names::DB_POOL_CONNECTIONS, "state" => "max")
             .set(f64::from(state.settings.db_max_connections));
 
         let t = Instant::now();
@@ -252,50 +167,24 @@ pub async fn sampler(state: crate::state::AppState, stop: tokio_util::sync::Canc
             .fetch_one(&state.db)
             .await
         {
-            Ok(_) => {
-                metrics::histogram!("db_ping_duration_seconds").record(t.elapsed().as_secs_f64())
-            }
-            Err(_) => metrics::counter!("db_errors_total").increment(1),
+            Ok(_) => metrics::histogram!(names::DB_PING_DURATION).record(t.elapsed().as_secs_f64()),
+            Err(_) => metrics::counter!(names::DB_ERRORS).increment(1),
         }
         let t = Instant::now();
         match state.fabric.ping().await {
             Ok(()) => {
-                metrics::histogram!("redis_ping_duration_seconds").record(t.elapsed().as_secs_f64())
+                metrics::histogram!(names::REDIS_PING_DURATION).record(t.elapsed().as_secs_f64())
             }
-            Err(_) => metrics::counter!("redis_errors_total").increment(1),
+            Err(_) => metrics::counter!(names::REDIS_ERRORS).increment(1),
         }
         if let Ok(n) = state.fabric.presence.online_count().await {
-            metrics::gauge!("presence_online_users").set(n as f64);
+            metrics::gauge!(names::PRESENCE_ONLINE_USERS).set(n as f64);
         }
-        if let Some(rss) = resident_memory_bytes() {
-            metrics::gauge!("process_resident_memory_bytes").set(rss as f64);
-        }
-        metrics::gauge!("node_draining").set(if state.draining.is_draining() {
+        PROCESS.collect();
+        metrics::gauge!(names::NODE_DRAINING).set(if state.draining.is_draining() {
             1.0
         } else {
             0.0
         });
     }
-}
-
-/// User plus system CPU time from /proc (Linux); None elsewhere.
-pub fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name may hold spaces and parentheses; fields resume after the last ')'.
-    // utime and stime are fields 14 and 15, counted in USER_HZ ticks (100 per second on
-    // every Linux build this runs on).
-    let mut fields = stat
-        .get(stat.rfind(')')? + 2..)?
-        .split_whitespace()
-        .skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
-}
-
-/// Resident set size from /proc (Linux); None elsewhere.
-pub fn resident_memory_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }

@@ -46,10 +46,11 @@ const server = http.createServer((req, res) => {
   } else if (req.url === '/metrics') {
     res.setHeader('content-type', 'text/plain');
     const cpu = process.cpuUsage();
+    // The series chatty-load reads, named as Chatty exports them.
     res.end(
       `process_resident_memory_bytes ${process.memoryUsage().rss}\n` +
         `process_cpu_seconds_total ${(cpu.user + cpu.system) / 1e6}\n` +
-        `socket_connections{namespace="/"} ${io.of('/').sockets.size}\n`,
+        `chatty_socket_connections{namespace="/"} ${io.of('/').sockets.size}\n`,
     );
   } else {
     res.statusCode = 404;

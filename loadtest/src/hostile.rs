@@ -816,13 +816,14 @@ impl Report {
                 .filter_map(|n| n.cpu_pct.map(|p| format!("{p:.0}%")))
                 .collect();
             println!(
-                "burst window {:.1}s: node CPU (of one core) {}; machine {} busy",
+                "burst window {:.1}s: node CPU (of one core) {}{}; machine {} busy",
                 u.secs,
                 if cpu.is_empty() {
                     "-".to_owned()
                 } else {
                     cpu.join(" ")
                 },
+                u.cpu_resolution_note(),
                 u.machine_busy_pct
                     .map_or("-".to_owned(), |b| format!("{b:.0}%"))
             );

@@ -1,8 +1,10 @@
-//! What the run cost: each node's CPU and memory (from its `/metrics`), Redis CPU and
+//! What the run cost: each node's CPU (from /proc when it runs on this machine, else its
+//! `/metrics`) and memory (from its `/metrics`), Redis CPU and
 //! commands, PostgreSQL commits and (on this machine) the CPU of its processes, the whole
 //! machine's CPU and load average. Sampled when sending starts and when it ends; the
 //! differences are what `docs/scaling.md` does its arithmetic with.
 
+use chatty::metrics::names;
 use serde::Serialize;
 
 /// One node's figures from its `/metrics`.
@@ -11,8 +13,13 @@ pub struct NodeSample {
     pub node: String,
     pub rss_bytes: u64,
     pub chat_connections: u64,
-    /// `process_cpu_seconds_total`; absent from servers that do not export it.
+    /// User plus system CPU time: from /proc for a node on this machine, else the node's
+    /// `process_cpu_seconds_total` (absent from servers that do not export it).
     pub cpu_seconds: Option<f64>,
+    /// Granularity of `cpu_seconds`: Chatty's exported counter holds whole seconds
+    /// (`metrics-process`), which over a 12 s step at 10% of a core is all noise; /proc
+    /// counts 10 ms ticks.
+    pub cpu_resolution_secs: Option<f64>,
 }
 
 /// Every figure at one moment.
@@ -117,12 +124,23 @@ pub async fn node_samples(http: &reqwest::Client, nodes: &[String]) -> Vec<NodeS
                 .and_then(|l| l.rsplit(' ').next())
                 .and_then(|v| v.parse::<f64>().ok())
         };
+        let (cpu_seconds, cpu_resolution_secs) = match local_cpu_seconds(n) {
+            Some(cpu) => (Some(cpu), Some(1.0 / USER_HZ)),
+            None => {
+                let cpu = value(&format!("{} ", names::PROCESS_CPU_SECONDS));
+                // A whole number is all Chatty's counter has; the reference exports fractions.
+                let resolution = cpu.map(|c| if c.fract() == 0.0 { 1.0 } else { 1e-6 });
+                (cpu, resolution)
+            }
+        };
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         out.push(NodeSample {
             node: n.clone(),
-            rss_bytes: value("process_resident_memory_bytes ").unwrap_or(0.0) as u64,
-            chat_connections: value("socket_connections{namespace=\"/\"}").unwrap_or(0.0) as u64,
-            cpu_seconds: value("process_cpu_seconds_total "),
+            rss_bytes: value(&format!("{} ", names::PROCESS_RESIDENT_MEMORY)).unwrap_or(0.0) as u64,
+            chat_connections: value(&format!("{}{{namespace=\"/\"}}", names::SOCKET_CONNECTIONS))
+                .unwrap_or(0.0) as u64,
+            cpu_seconds,
+            cpu_resolution_secs,
         });
     }
     out
@@ -136,30 +154,96 @@ const USER_HZ: f64 = 100.0;
 fn processes_cpu_seconds(comm: &str) -> Option<f64> {
     let mut jiffies = 0u64;
     let mut found = false;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+    for (_, stat) in processes()? {
+        let Some((name, used)) = comm_and_jiffies(&stat) else {
             continue;
+        };
+        if name == comm {
+            jiffies += used;
+            found = true;
         }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if &stat[open + 1..close] != comm {
-            continue;
-        }
-        // After "(comm) ": state is field 3; utime and stime are fields 14 and 15.
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) else {
-            continue;
-        };
-        jiffies += u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0);
-        found = true;
     }
     #[allow(clippy::cast_precision_loss)]
     found.then(|| jiffies as f64 / USER_HZ)
+}
+
+/// Every process of this machine: its /proc directory and the text of its `stat`.
+fn processes() -> Option<impl Iterator<Item = (std::path::PathBuf, String)>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    Some(entries.flatten().filter_map(|entry| {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        Some((entry.path(), stat))
+    }))
+}
+
+/// The command name and user plus system jiffies of a /proc `stat` line.
+fn comm_and_jiffies(stat: &str) -> Option<(&str, u64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    // After "(comm) ": state is field 3; utime and stime are fields 14 and 15.
+    let mut fields = stat.get(close + 2..)?.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((stat.get(open + 1..close)?, utime + stime))
+}
+
+/// CPU seconds of the process listening on `node`'s port, when `node` is a loopback
+/// address (Linux, a process of a user whose file descriptors this one may list).
+fn local_cpu_seconds(node: &str) -> Option<f64> {
+    let url = reqwest::Url::parse(node).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    if !loopback {
+        return None;
+    }
+    let sockets = listening_sockets(url.port_or_known_default()?);
+    if sockets.is_empty() {
+        return None;
+    }
+    let (_, stat) = processes()?.find(|(dir, _)| {
+        std::fs::read_dir(dir.join("fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| sockets.contains(&target.to_string_lossy().into_owned()))
+            })
+        })
+    })?;
+    let (_, jiffies) = comm_and_jiffies(&stat)?;
+    #[allow(clippy::cast_precision_loss)]
+    Some(jiffies as f64 / USER_HZ)
+}
+
+/// The `socket:[inode]` links of the TCP sockets listening on `port`, any address.
+fn listening_sockets(port: u16) -> Vec<String> {
+    const LISTEN: &str = "0A";
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(&state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if state == LISTEN && local_port == Some(port) {
+                out.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    out
 }
 
 fn machine_jiffies() -> Option<(u64, u64)> {
@@ -203,12 +287,28 @@ pub struct Usage {
 pub struct NodeUsage {
     pub node: String,
     pub cpu_secs: Option<f64>,
+    /// How coarse `cpu_secs` is (see [`NodeSample::cpu_resolution_secs`]).
+    pub cpu_resolution_secs: Option<f64>,
     /// Share of one core, in percent.
     pub cpu_pct: Option<f64>,
     pub rss_bytes: u64,
 }
 
 impl Usage {
+    /// Said next to node CPU figures when a node's came in whole seconds, where a short
+    /// window's figure may be off by a second per node.
+    pub fn cpu_resolution_note(&self) -> &'static str {
+        if self
+            .nodes
+            .iter()
+            .any(|n| n.cpu_resolution_secs.is_some_and(|r| r >= 1.0))
+        {
+            " (whole CPU seconds from /metrics: up to 1 s off per node)"
+        } else {
+            ""
+        }
+    }
+
     pub fn between(before: &Sample, after: &Sample, secs: f64, deliveries: u64) -> Self {
         let secs = secs.max(1e-9);
         let nodes: Vec<NodeUsage> = after
@@ -223,6 +323,10 @@ impl Usage {
                 NodeUsage {
                     node: a.node.clone(),
                     cpu_secs: cpu,
+                    cpu_resolution_secs: b
+                        .and_then(|b| b.cpu_resolution_secs)
+                        .zip(a.cpu_resolution_secs)
+                        .map(|(b, a)| b.max(a)),
                     cpu_pct: cpu.map(|c| 100.0 * c / secs),
                     rss_bytes: a.rss_bytes,
                 }
@@ -260,5 +364,37 @@ impl Usage {
             loadavg_before: before.loadavg,
             loadavg_after: after.loadavg,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_give_their_command_and_cpu_ticks() {
+        let stat = "4242 (a (weird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 70 0 0 20 0";
+        assert_eq!(comm_and_jiffies(stat), Some(("a (weird) name", 320)));
+    }
+
+    #[test]
+    fn a_node_on_this_machine_is_found_by_its_port() {
+        // Arrange: this test process stands in for a node
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let own = comm_and_jiffies(&std::fs::read_to_string("/proc/self/stat").unwrap())
+            .unwrap()
+            .1;
+
+        // Act
+        let cpu = local_cpu_seconds(&format!("http://127.0.0.1:{port}"));
+        let remote = local_cpu_seconds(&format!("http://192.0.2.1:{port}"));
+
+        // Assert: 10 ms ticks, not whole seconds
+        #[allow(clippy::cast_precision_loss)]
+        let own = own as f64 / USER_HZ;
+        let cpu = cpu.expect("the listening process");
+        assert!(cpu >= own && cpu < own + 1.0, "{cpu} vs {own}");
+        assert_eq!(remote, None);
     }
 }

@@ -512,10 +512,11 @@ impl Report {
                 .collect();
             if !cpu.is_empty() {
                 println!(
-                    "node CPU (of one core): {}; {} CPU-ms per 1,000 deliveries",
+                    "node CPU (of one core): {}; {} CPU-ms per 1,000 deliveries{}",
                     cpu.join(" "),
                     u.nodes_cpu_ms_per_1k_deliveries
-                        .map_or("-".to_owned(), |v| format!("{v:.1}"))
+                        .map_or("-".to_owned(), |v| format!("{v:.1}")),
+                    u.cpu_resolution_note()
                 );
             }
             let opt =

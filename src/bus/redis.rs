@@ -86,12 +86,12 @@ async fn subscriber(
         match subscribe(&client, &channel).await {
             Ok(mut pubsub) => {
                 connected.store(true, Ordering::SeqCst);
-                metrics::gauge!("bus_connected").set(1.0);
+                metrics::gauge!(crate::metrics::names::BUS_CONNECTED).set(1.0);
                 if let Some(r) = ready.take() {
                     let _ = r.send(());
                 } else {
                     tracing::info!(channel, "event bus reconnected to Redis");
-                    metrics::counter!("bus_reconnects_total").increment(1);
+                    metrics::counter!(crate::metrics::names::BUS_RECONNECTS).increment(1);
                 }
                 if let Some(at) = lost_at.take() {
                     let missed_ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -102,20 +102,22 @@ async fn subscriber(
                 while let Some(msg) = stream.next().await {
                     match serde_json::from_slice::<BusMessage>(msg.get_payload_bytes()) {
                         Ok(BusMessage::Resubscribed { .. }) => {
-                            metrics::counter!("bus_decode_errors_total").increment(1);
+                            metrics::counter!(crate::metrics::names::BUS_DECODE_ERRORS)
+                                .increment(1);
                         }
                         Ok(m) => {
                             let _ = tx.send(Arc::new(m));
                         }
                         Err(e) => {
-                            metrics::counter!("bus_decode_errors_total").increment(1);
+                            metrics::counter!(crate::metrics::names::BUS_DECODE_ERRORS)
+                                .increment(1);
                             tracing::warn!(error = %e, "undecodable event on the bus");
                         }
                     }
                 }
                 lost_at = Some(Instant::now());
                 connected.store(false, Ordering::SeqCst);
-                metrics::gauge!("bus_connected").set(0.0);
+                metrics::gauge!(crate::metrics::names::BUS_CONNECTED).set(0.0);
                 tracing::warn!(
                     channel,
                     "event bus lost its Redis subscription; reconnecting"
@@ -173,12 +175,12 @@ impl Bus for RedisBus {
         .await;
         match sent {
             Ok(()) => {
-                metrics::counter!("bus_published_total").increment(1);
+                metrics::counter!(crate::metrics::names::BUS_PUBLISHED).increment(1);
                 Ok(())
             }
             Err(e) => {
                 // This node's own clients still hear it; other nodes' clients resume by sync.
-                metrics::counter!("bus_publish_errors_total").increment(1);
+                metrics::counter!(crate::metrics::names::BUS_PUBLISH_ERRORS).increment(1);
                 let _ = self.tx.send(Arc::new(msg));
                 Err(BusError(e.context("publishing to Redis")))
             }

@@ -188,7 +188,7 @@ pub async fn send_message(
             message,
             recipients,
         })) => {
-            metrics::counter!("messages_stored_total").increment(1);
+            metrics::counter!(crate::metrics::names::MESSAGES_STORED).increment(1);
             announce_new(state, &recipients, &message).await;
             notify_recipients(state, &message, recipients);
             Ok((message, true))

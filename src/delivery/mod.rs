@@ -64,7 +64,7 @@ pub async fn run(io: SocketIo, state: AppState, stop: CancellationToken) {
                 }
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                metrics::counter!("bus_lagged_events_total").increment(n);
+                metrics::counter!(crate::metrics::names::BUS_LAGGED_EVENTS).increment(n);
                 tracing::warn!(
                     missed = n,
                     "event delivery fell behind; clients catch up through sync"
@@ -81,9 +81,11 @@ async fn deliver_emit(io: &SocketIo, e: &Emit) {
     if let Err(err) = ops.emit(&e.event, &e.data).await {
         tracing::debug!(error = %err, event = %e.event, "emit failed");
     }
-    metrics::counter!("socket_events_out_total", "event" => e.event.clone()).increment(1);
+    metrics::counter!(crate::metrics::names::SOCKET_EVENTS_OUT, "event" => e.event.clone())
+        .increment(1);
     let lag_ms = chrono::Utc::now().timestamp_millis() - e.sent_at_ms;
-    metrics::histogram!("fanout_latency_seconds").record(lag_ms.max(0) as f64 / 1000.0);
+    metrics::histogram!(crate::metrics::names::FANOUT_LATENCY)
+        .record(lag_ms.max(0) as f64 / 1000.0);
 }
 
 /// How long before the loss was noticed a publish may have gone unheard: a Redis that died
@@ -96,7 +98,7 @@ async fn replay_missed(state: AppState, missed_ms: u64) {
     let window = Duration::from_millis(missed_ms) + REPLAY_MARGIN;
     match crate::chat::replay_recent(&state, window).await {
         Ok(n) => {
-            metrics::counter!("bus_replayed_messages_total").increment(n as u64);
+            metrics::counter!(crate::metrics::names::BUS_REPLAYED_MESSAGES).increment(n as u64);
             tracing::info!(
                 messages = n,
                 window_ms = window.as_millis(),

@@ -102,7 +102,7 @@ impl<T> Reorder<T> {
             s.settled = true;
             s.release_ready(&mut out);
         } else {
-            metrics::counter!("bus_reorder_held_total").increment(1);
+            metrics::counter!(crate::metrics::names::BUS_REORDER_HELD).increment(1);
             s.held.insert(seq, (now, event));
         }
         if s.held.is_empty() {
@@ -145,7 +145,7 @@ impl<T> Reorder<T> {
             let Some(s) = self.streams.get_mut(&id) else {
                 continue;
             };
-            metrics::counter!("bus_reorder_gaps_total").increment(1);
+            metrics::counter!(crate::metrics::names::BUS_REORDER_GAPS).increment(1);
             while let Some((seq, (_, event))) = s.held.pop_first() {
                 out.push(event);
                 s.next = seq + 1;

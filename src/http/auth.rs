@@ -287,14 +287,16 @@ async fn refresh(
             .fetch_optional(&state.db)
             .await?
             .ok_or_else(invalid)?;
-            metrics::counter!("auth_refreshes_total", "outcome" => "ok").increment(1);
+            metrics::counter!(crate::metrics::names::AUTH_REFRESHES, "outcome" => "ok")
+                .increment(1);
             let expires = Utc::now() + lifetime(&state);
             Ok(Json(signed_in(
                 &state, user, session_id, next_token, expires,
             )?))
         }
         Rotation::Reused { user } => {
-            metrics::counter!("auth_refreshes_total", "outcome" => "reused").increment(1);
+            metrics::counter!(crate::metrics::names::AUTH_REFRESHES, "outcome" => "reused")
+                .increment(1);
             tracing::warn!(%user, %session_id, "a rotated refresh token was presented again; revoking the session");
             if state.fabric.sessions.revoke(user, session_id).await? {
                 disconnect(&state, vec![session_id]).await;
@@ -305,7 +307,8 @@ async fn refresh(
             ))
         }
         Rotation::Unknown => {
-            metrics::counter!("auth_refreshes_total", "outcome" => "invalid").increment(1);
+            metrics::counter!(crate::metrics::names::AUTH_REFRESHES, "outcome" => "invalid")
+                .increment(1);
             Err(invalid())
         }
     }
@@ -445,7 +448,7 @@ async fn login(
         }
     };
     let (true, Some(user)) = (ok, user) else {
-        metrics::counter!("auth_logins_total", "outcome" => "invalid").increment(1);
+        metrics::counter!(crate::metrics::names::AUTH_LOGINS, "outcome" => "invalid").increment(1);
         return Err(ApiError::Unauthorized(
             "invalid username or password".into(),
         ));
@@ -456,13 +459,14 @@ async fn login(
         .limits
         .give_back(&address_key, rates.limit_address_login_failures)
         .await?;
-    metrics::counter!("auth_logins_total", "outcome" => "ok").increment(1);
+    metrics::counter!(crate::metrics::names::AUTH_LOGINS, "outcome" => "ok").increment(1);
     Ok(Json(start_session(&state, user, device).await?))
 }
 
 fn count_refusal(e: ApiError) -> ApiError {
     if matches!(e, ApiError::TooManyRequests { .. }) {
-        metrics::counter!("auth_logins_total", "outcome" => "rate_limited").increment(1);
+        metrics::counter!(crate::metrics::names::AUTH_LOGINS, "outcome" => "rate_limited")
+            .increment(1);
     }
     e
 }
@@ -475,7 +479,8 @@ async fn disconnect(state: &AppState, sessions: Vec<Uuid>) {
     if sessions.is_empty() {
         return;
     }
-    metrics::counter!("auth_sessions_revoked_total").increment(sessions.len() as u64);
+    metrics::counter!(crate::metrics::names::AUTH_SESSIONS_REVOKED)
+        .increment(sessions.len() as u64);
     bus::publish_or_log(
         state.bus.as_ref(),
         BusMessage::DisconnectSessions { sessions },

@@ -29,13 +29,15 @@ impl LocalConnections {
 
     pub fn insert(&self, conn: String, user: Uuid, session: Uuid) {
         self.lock().insert(conn, (user, session));
-        metrics::gauge!("socket_connections", "namespace" => self.ns).increment(1.0);
+        metrics::gauge!(crate::metrics::names::SOCKET_CONNECTIONS, "namespace" => self.ns)
+            .increment(1.0);
     }
 
     pub fn remove(&self, conn: &str) -> Option<Uuid> {
         let removed = self.lock().remove(conn).map(|(user, _)| user);
         if removed.is_some() {
-            metrics::gauge!("socket_connections", "namespace" => self.ns).decrement(1.0);
+            metrics::gauge!(crate::metrics::names::SOCKET_CONNECTIONS, "namespace" => self.ns)
+                .decrement(1.0);
         }
         removed
     }
@@ -86,14 +88,14 @@ pub async fn heartbeat_loop(
         }
         let conns = state.local.snapshot();
         if let Err(e) = state.fabric.presence.heartbeat(&conns, ttl).await {
-            metrics::counter!("presence_heartbeat_errors_total").increment(1);
+            metrics::counter!(crate::metrics::names::PRESENCE_HEARTBEAT_ERRORS).increment(1);
             tracing::warn!(error = %e, connections = conns.len(), "presence heartbeat failed");
             continue;
         }
         let mut sockets = conns;
         sockets.extend(state.local_notifications.snapshot());
         if let Err(e) = state.fabric.limits.renew_sockets(&sockets, ttl).await {
-            metrics::counter!("presence_heartbeat_errors_total").increment(1);
+            metrics::counter!(crate::metrics::names::PRESENCE_HEARTBEAT_ERRORS).increment(1);
             tracing::warn!(error = %e, "socket lease heartbeat failed");
         }
         let mut sessions = state.local.sessions();

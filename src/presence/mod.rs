@@ -134,7 +134,7 @@ pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
     .await;
     match result {
         Ok(status) => {
-            metrics::counter!("presence_transitions_total", "status" => status.as_str())
+            metrics::counter!(crate::metrics::names::PRESENCE_TRANSITIONS, "status" => status.as_str())
                 .increment(1);
         }
         Err(e) => {

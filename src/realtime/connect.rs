@@ -48,7 +48,8 @@ pub(super) async fn authenticate(
 ) -> Result<(), String> {
     let auth = auth.unwrap_or(Value::Null);
     let Some(token) = token_of(&s, &auth) else {
-        metrics::counter!("socket_auth_refused_total", "reason" => "missing").increment(1);
+        metrics::counter!(crate::metrics::names::SOCKET_AUTH_REFUSED, "reason" => "missing")
+            .increment(1);
         return Err(if auth.get("userId").is_some() {
             "authentication token required: auth.userId is not accepted, send auth.token".to_owned()
         } else {
@@ -64,7 +65,8 @@ pub(super) async fn authenticate(
             Ok(())
         }
         Err(e) => {
-            metrics::counter!("socket_auth_refused_total", "reason" => "invalid").increment(1);
+            metrics::counter!(crate::metrics::names::SOCKET_AUTH_REFUSED, "reason" => "invalid")
+                .increment(1);
             Err(e.to_string())
         }
     }

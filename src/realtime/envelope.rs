@@ -79,7 +79,8 @@ where
                 else {
                     return;
                 };
-                metrics::counter!("socket_events_in_total", "event" => event).increment(1);
+                metrics::counter!(crate::metrics::names::SOCKET_EVENTS_IN, "event" => event)
+                    .increment(1);
                 // Refusals are answered at once, without touching Redis or PostgreSQL; an
                 // admitted event holds its in-flight slot until it is answered.
                 let slot = match budget.admit() {
@@ -142,7 +143,7 @@ fn reply<R: Serialize>(
         }
         Err(e) => {
             tracing::debug!(ok = false, status = e.status().as_u16(), "socket event");
-            metrics::counter!("socket_event_errors_total", "event" => event, "code" => e.code())
+            metrics::counter!(crate::metrics::names::SOCKET_EVENT_ERRORS, "event" => event, "code" => e.code())
                 .increment(1);
             if asked {
                 ack.send(&e.to_ack())

@@ -1,3 +1,4 @@
+use chatty::metrics::names;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -44,7 +45,10 @@ async fn metrics_exports_http_counters_by_route_template() {
     let resp = app.request(Method::GET, "/metrics", None, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let text = resp.text().await.unwrap();
-    assert!(text.contains("http_requests_total{"), "{text}");
+    assert!(
+        text.contains(&format!("{}{{", names::HTTP_REQUESTS)),
+        "{text}"
+    );
     assert!(
         text.contains(r#"route="/users/{id}""#),
         "route template missing: {text}"
@@ -54,7 +58,7 @@ async fn metrics_exports_http_counters_by_route_template() {
         "raw ids must not become labels"
     );
     assert!(
-        text.contains("http_request_duration_seconds_bucket"),
+        text.contains(&format!("{}_bucket", names::HTTP_REQUEST_DURATION)),
         "{text}"
     );
 }
@@ -74,9 +78,11 @@ async fn metrics_exports_the_process_cpu_time_and_resident_memory() {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|v| v.parse::<f64>().ok())
     };
-    let cpu = value("process_cpu_seconds_total").expect("process_cpu_seconds_total");
-    assert!(cpu > 0.0, "{cpu}");
-    let rss = value("process_resident_memory_bytes").expect("process_resident_memory_bytes");
+    // Whole seconds (metrics-process truncates), so a young process may show 0.
+    let cpu = value(names::PROCESS_CPU_SECONDS).expect(names::PROCESS_CPU_SECONDS);
+    assert!(cpu >= 0.0, "{cpu}");
+    assert!(text.contains(&format!("# TYPE {} counter", names::PROCESS_CPU_SECONDS)));
+    let rss = value(names::PROCESS_RESIDENT_MEMORY).expect(names::PROCESS_RESIDENT_MEMORY);
     assert!(rss > 1_000_000.0, "{rss}");
 }
 

@@ -31,7 +31,10 @@ async fn metrics_text(app: &TestApp) -> String {
 
 /// A refusal counter's value, summed over every test node of this process.
 fn refusals(metrics: &str, reason: &str) -> f64 {
-    let series = format!("limit_refusals_total{{reason=\"{reason}\"}}");
+    let series = format!(
+        "{}{{reason=\"{reason}\"}}",
+        chatty::metrics::names::LIMIT_REFUSALS
+    );
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(&series))
@@ -332,7 +335,7 @@ async fn requests_with_made_up_methods_and_paths_add_no_metric_series() {
     assert!(after.contains("method=\"OTHER\""));
     let series = |text: &str| {
         text.lines()
-            .filter(|l| l.starts_with("http_requests_total{"))
+            .filter(|l| l.starts_with(&format!("{}{{", chatty::metrics::names::HTTP_REQUESTS)))
             .count()
     };
     assert!(
@@ -359,7 +362,12 @@ async fn metrics_can_leave_the_public_port_for_a_listener_of_their_own() {
         .await
         .unwrap();
     assert_eq!(own.status(), StatusCode::OK);
-    assert!(own.text().await.unwrap().contains("limit_refusals_total"));
+    assert!(
+        own.text()
+            .await
+            .unwrap()
+            .contains(chatty::metrics::names::LIMIT_REFUSALS)
+    );
 }
 
 #[tokio::test]

@@ -1,9 +1,11 @@
-//! Operations: every metric the Grafana dashboard and the Prometheus alerts query is one a
-//! node exports, so a renamed metric breaks this test instead of silently blanking a panel
-//! or disarming an alert.
+//! Operations: every metric the Grafana dashboard and the Prometheus alerts query is one
+//! `chatty::metrics::names` lists and a node exports, so a renamed metric breaks this test
+//! instead of silently blanking a panel or disarming an alert; and what a node exports is
+//! what the table says, with its HELP text and type.
 
 use std::{collections::BTreeSet, time::Duration};
 
+use chatty::metrics::names::{self, Kind};
 use chatty_testkit::SioClient;
 use serde_json::{Value, json};
 
@@ -179,46 +181,22 @@ fn alert_exprs(yaml: &str) -> Vec<String> {
     exprs
 }
 
-/// Whether the exposition text has a sample of `name` (any labels).
-fn exported(text: &str, name: &str) -> bool {
-    text.lines().filter(|l| !l.starts_with('#')).any(|l| {
-        l.strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+/// Suffixes of the series a histogram exposes.
+const HISTOGRAM_SERIES: &[&str] = &["_bucket", "_sum", "_count"];
+
+/// The metric a queried series belongs to (a histogram's `_bucket`, `_sum` and `_count`
+/// belong to it), with its kind; None for the unprefixed process metrics, which
+/// `metrics-process` describes.
+fn family(series: &str) -> Option<(&'static str, Kind)> {
+    names::ALL.iter().find_map(|m| {
+        let rest = series.strip_prefix(m.name)?;
+        (rest.is_empty() || (m.kind == Kind::Histogram && HISTOGRAM_SERIES.contains(&rest)))
+            .then_some((m.name, m.kind))
     })
 }
 
-#[test]
-fn metric_names_are_found_in_promql_and_nothing_else_is() {
-    let names = metric_names(
-        r#"histogram_quantile(0.99, sum by (le, instance) (rate(fanout_latency_seconds_bucket{job=~"$job", le!="x"}[$__rate_interval]))) > 0.25"#,
-    );
-    assert_eq!(
-        names,
-        BTreeSet::from(["fanout_latency_seconds_bucket".to_owned()])
-    );
-    let names = metric_names(
-        r#"sum by (job) (socket_connections{namespace="/"}) < 0.5 * sum by (job) (socket_connections offset 10m)
-           and on() db_pool_connections{state="used"} / ignoring(state) db_pool_connections > 900 * 1024 or vector(0) + up"#,
-    );
-    let expected: BTreeSet<String> = ["db_pool_connections", "socket_connections"]
-        .map(str::to_owned)
-        .into();
-    assert_eq!(names, expected);
-    assert_eq!(
-        label_values_selector(r#"label_values(node_draining{job=~"$job"}, instance)"#).as_deref(),
-        Some(r#"node_draining{job=~"$job"}"#)
-    );
-    assert_eq!(
-        alert_exprs(
-            "      - alert: A\n        expr: >-\n          a_total\n            / b_total\n        for: 1m\n      - alert: B\n        expr: c == 0\n"
-        ),
-        vec!["a_total / b_total", "c == 0"]
-    );
-}
-
-#[tokio::test]
-async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
-    // Arrange: the names the dashboard and the alerts query
+/// The names of the dashboard's and the alerts' queries.
+fn queried_names() -> (BTreeSet<String>, BTreeSet<String>) {
     let dashboard: Value =
         serde_json::from_str(DASHBOARD).expect("deploy/grafana/chatty.json is valid JSON");
     let mut exprs = Vec::new();
@@ -240,6 +218,65 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         alert_names.len() >= 12,
         "too few metrics found in the alerts: {alert_names:?}"
     );
+    (dashboard_names, alert_names)
+}
+
+/// Whether the exposition text has a sample of `name` (any labels).
+fn exported(text: &str, name: &str) -> bool {
+    text.lines().filter(|l| !l.starts_with('#')).any(|l| {
+        l.strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+    })
+}
+
+#[test]
+fn metric_names_are_found_in_promql_and_nothing_else_is() {
+    let names = metric_names(
+        r#"histogram_quantile(0.99, sum by (le, instance) (rate(chatty_fanout_latency_seconds_bucket{job=~"$job", le!="x"}[$__rate_interval]))) > 0.25"#,
+    );
+    assert_eq!(
+        names,
+        BTreeSet::from(["chatty_fanout_latency_seconds_bucket".to_owned()])
+    );
+    let names = metric_names(
+        r#"sum by (job) (chatty_socket_connections{namespace="/"}) < 0.5 * sum by (job) (chatty_socket_connections offset 10m)
+           and on() chatty_db_pool_connections{state="used"} / ignoring(state) chatty_db_pool_connections > 900 * 1024 or vector(0) + up"#,
+    );
+    let expected: BTreeSet<String> = ["chatty_db_pool_connections", "chatty_socket_connections"]
+        .map(str::to_owned)
+        .into();
+    assert_eq!(names, expected);
+    assert_eq!(
+        label_values_selector(r#"label_values(chatty_node_draining{job=~"$job"}, instance)"#)
+            .as_deref(),
+        Some(r#"chatty_node_draining{job=~"$job"}"#)
+    );
+    assert_eq!(
+        alert_exprs(
+            "      - alert: A\n        expr: >-\n          a_total\n            / b_total\n        for: 1m\n      - alert: B\n        expr: c == 0\n"
+        ),
+        vec!["a_total / b_total", "c == 0"]
+    );
+}
+
+#[test]
+fn every_metric_the_dashboard_and_alerts_use_is_in_the_table() {
+    let (dashboard_names, alert_names) = queried_names();
+    let unknown: Vec<&String> = dashboard_names
+        .iter()
+        .chain(&alert_names)
+        .filter(|n| family(n).is_none() && !names::PROCESS.contains(&n.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "queried but not in chatty::metrics::names: {unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
+    // Arrange: the names the dashboard and the alerts query
+    let (dashboard_names, alert_names) = queried_names();
 
     // Act: a node with enough traffic that lazily created series exist
     let app = spawn_app().await;
@@ -271,17 +308,18 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
         .emit_with_ack("typing", &json!({ "isTyping": true }), WAIT)
         .await
         .unwrap();
-    assert_eq!(bad["ok"], false, "{bad}"); // socket_event_errors_total
+    assert_eq!(bad["ok"], false, "{bad}"); // names::SOCKET_EVENT_ERRORS
     assert!(
         SioClient::connect(&app.address, "/", json!({}))
             .await
             .is_err()
-    ); // socket_auth_refused_total
+    ); // names::SOCKET_AUTH_REFUSED
 
     // The sampler ticks at start and every 5 s; poll until its series are in.
     let needed: BTreeSet<&String> = dashboard_names.iter().chain(&alert_names).collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
     let mut missing: Vec<&String>;
+    let mut text: String;
     loop {
         let resp = app
             .client
@@ -290,7 +328,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
             .await
             .expect("GET /metrics");
         assert!(resp.status().is_success());
-        let text = resp.text().await.expect("metrics text");
+        text = resp.text().await.expect("metrics text");
         missing = needed
             .iter()
             .copied()
@@ -306,5 +344,31 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     assert!(
         missing.is_empty(),
         "the dashboard or the alerts query metrics this node does not export: {missing:?} (dashboard: {dashboard_names:?}, alerts: {alert_names:?})"
+    );
+    let undescribed: Vec<&str> = names::ALL
+        .iter()
+        .map(|m| (m.name, m.kind.as_str()))
+        .chain(names::PROCESS.iter().map(|&n| (n, "")))
+        .filter(|(name, _)| exported(&text, name) || exported(&text, &format!("{name}_count")))
+        .filter(|(name, kind)| {
+            !text.contains(&format!("# HELP {name} "))
+                || !text.contains(&format!("# TYPE {name} {kind}"))
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        undescribed.is_empty(),
+        "exported without HELP text or with another type than chatty::metrics::names says: {undescribed:?}"
+    );
+    assert!(text.contains(&format!("# TYPE {} counter", names::PROCESS_CPU_SECONDS)));
+    let untabled: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .filter(|n| family(n).is_none() && !names::PROCESS.contains(n))
+        .collect();
+    assert!(
+        untabled.is_empty(),
+        "exported but missing from chatty::metrics::names: {untabled:?}"
     );
 }
