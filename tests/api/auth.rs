@@ -3,7 +3,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, assert_error, assert_invalid, body, name, spawn_app, spawn_app_memory,
+    TestApp, assert_error, assert_invalid, body, name, spawn_app, spawn_app_memory, two_nodes,
 };
 
 #[tokio::test]
@@ -37,53 +37,29 @@ async fn register_answers_201_with_a_token_and_the_user_without_its_hash() {
 #[tokio::test]
 async fn register_rejects_each_invalid_field_by_name_and_stores_nothing() {
     let app = spawn_app_memory().await;
+    // Each case is a valid sign-up with one field changed (or left out, `None`).
+    let valid = json!({ "username": "carol", "email": "a@b.co", "password": "password1" });
     let cases = [
-        (
-            json!({ "email": "a@b.co", "password": "password1" }),
-            "username",
-        ),
-        (
-            json!({ "username": "ab", "email": "a@b.co", "password": "password1" }),
-            "username",
-        ),
-        (
-            json!({ "username": "a".repeat(33), "email": "a@b.co", "password": "password1" }),
-            "username",
-        ),
-        (
-            json!({ "username": "bad name!", "email": "a@b.co", "password": "password1" }),
-            "username",
-        ),
-        (
-            json!({ "username": "carol", "password": "password1" }),
-            "email",
-        ),
-        (
-            json!({ "username": "carol", "email": "not-an-email", "password": "password1" }),
-            "email",
-        ),
-        (
-            json!({ "username": "carol", "email": "a@b", "password": "password1" }),
-            "email",
-        ),
-        (
-            json!({ "username": "carol", "email": "a@b.co" }),
-            "password",
-        ),
-        (
-            json!({ "username": "carol", "email": "a@b.co", "password": "short" }),
-            "password",
-        ),
-        (
-            json!({ "username": "carol", "email": "a@b.co", "password": "x".repeat(129) }),
-            "password",
-        ),
-        (
-            json!({ "username": "carol", "email": "a@b.co", "password": 12345678 }),
-            "password",
-        ),
+        ("username", None),
+        ("username", Some(json!("ab"))),
+        ("username", Some(json!("a".repeat(33)))),
+        ("username", Some(json!("bad name!"))),
+        ("email", None),
+        ("email", Some(json!("not-an-email"))),
+        ("email", Some(json!("a@b"))),
+        ("password", None),
+        ("password", Some(json!("short"))),
+        ("password", Some(json!("x".repeat(129)))),
+        ("password", Some(json!(12345678))),
     ];
-    for (payload, field) in cases {
+    for (field, value) in cases {
+        let mut payload = valid.clone();
+        match value {
+            Some(v) => payload[field] = v,
+            None => {
+                payload.as_object_mut().expect("object").remove(field);
+            }
+        }
         let resp = app.post_register(payload.clone()).await;
         assert_invalid(resp, field).await;
     }
@@ -141,7 +117,7 @@ async fn login_by_username_or_email_answers_200_with_a_new_session() {
         .await;
     assert_eq!(email_as_username.status(), StatusCode::OK);
 
-    let sessions = body(app.get("/auth/sessions", &user.token).await).await;
+    let sessions = app.get_body("/auth/sessions", &user.token).await;
     assert_eq!(
         sessions.as_array().unwrap().len(),
         4,
@@ -184,8 +160,7 @@ async fn login_validation_names_the_missing_field() {
 
 #[tokio::test]
 async fn repeated_failed_logins_are_rate_limited_with_429_across_nodes() {
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
+    let (a, b) = two_nodes().await;
     let user = a.register(&name("target")).await;
     let max = a.state.settings.limit_login_failures.burst;
     for i in 0..max {
@@ -252,9 +227,8 @@ async fn protected_routes_refuse_missing_malformed_forged_and_expired_tokens() {
 }
 
 async fn logout_revokes_only_that_device(app: &TestApp) {
-    let user = app.register(&name("multi")).await;
-    let phone = app.login(&user, "phone").await;
-    let resp = app.post("/auth/logout", &user.token, json!({})).await;
+    let (user, phone) = app.two_devices("multi", "phone").await;
+    let resp = app.post_empty("/auth/logout", &user.token).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_401(app, Some(&user.token)).await;
     assert_eq!(app.get("/users/me", &phone).await.status(), StatusCode::OK);
@@ -273,8 +247,7 @@ async fn logout_revokes_only_that_device_in_memory() {
 #[tokio::test]
 async fn logout_on_one_node_is_rejected_at_once_on_another() {
     // Arrange: two nodes of one cluster
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
+    let (a, b) = two_nodes().await;
     let user = a.register(&name("xnode")).await;
     assert_eq!(
         b.get("/users/me", &user.token).await.status(),
@@ -282,9 +255,7 @@ async fn logout_on_one_node_is_rejected_at_once_on_another() {
     );
     // Act
     assert_eq!(
-        a.post("/auth/logout", &user.token, json!({}))
-            .await
-            .status(),
+        a.post_empty("/auth/logout", &user.token).await.status(),
         StatusCode::OK
     );
     // Assert
@@ -294,9 +265,8 @@ async fn logout_on_one_node_is_rejected_at_once_on_another() {
 #[tokio::test]
 async fn sessions_are_listed_and_one_device_can_be_revoked_from_another() {
     let app = spawn_app().await;
-    let user = app.register(&name("devices")).await;
-    let laptop = app.login(&user, "laptop").await;
-    let list = body(app.get("/auth/sessions", &laptop).await).await;
+    let (user, laptop) = app.two_devices("devices", "laptop").await;
+    let list = app.get_body("/auth/sessions", &laptop).await;
     let list = list.as_array().unwrap().clone();
     assert_eq!(list.len(), 2);
     let current: Vec<_> = list.iter().filter(|s| s["current"] == true).collect();
@@ -314,9 +284,8 @@ async fn sessions_are_listed_and_one_device_can_be_revoked_from_another() {
 #[tokio::test]
 async fn a_user_cannot_revoke_someone_elses_session() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let mallory = app.register(&name("mallory")).await;
-    let alice_sessions = body(app.get("/auth/sessions", &alice.token).await).await;
+    let [alice, mallory] = app.users(["alice", "mallory"]).await;
+    let alice_sessions = app.get_body("/auth/sessions", &alice.token).await;
     let sid = alice_sessions[0]["session_id"].as_str().unwrap().to_owned();
     let resp = app
         .delete(&format!("/auth/sessions/{sid}"), &mallory.token)
@@ -337,9 +306,8 @@ async fn a_user_cannot_revoke_someone_elses_session() {
 #[tokio::test]
 async fn logout_all_revokes_every_device() {
     let app = spawn_app().await;
-    let user = app.register(&name("all")).await;
-    let phone = app.login(&user, "phone").await;
-    let resp = app.post("/auth/logout-all", &phone, json!({})).await;
+    let (user, phone) = app.two_devices("all", "phone").await;
+    let resp = app.post_empty("/auth/logout-all", &phone).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(body(resp).await["revoked"], 2);
     assert_401(&app, Some(&phone)).await;

@@ -7,56 +7,41 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser, assert_error, assert_invalid, body, name, spawn_app};
+use crate::helpers::{
+    TestApp, TestUser, assert_error, assert_invalid, assert_invalid_gets, assert_refused,
+    assert_unauthorized, body, created_and_ids, field_where, message_path, numbers, spawn_app,
+};
 
 // ---- helpers shared with messages.rs ----
 
-/// Registers users concurrently (each costs an argon2 hash).
-pub async fn users(app: &TestApp, bases: &[&str]) -> Vec<TestUser> {
-    let names: Vec<String> = bases.iter().map(|b| name(b)).collect();
-    join_all(names.iter().map(|n| app.register(n))).await
+/// `POST /conversations` of `payload` as `from`.
+async fn post_conversation(app: &TestApp, from: &TestUser, payload: Value) -> reqwest::Response {
+    app.post("/conversations", &from.token, payload).await
+}
+
+/// Asserts how many conversations and participant rows are stored.
+async fn assert_stored(app: &TestApp, conversations: i64, participants: i64) {
+    assert_eq!(app.count("conversations").await, conversations);
+    assert_eq!(app.count("conversation_participants").await, participants);
+}
+
+/// The conversation ids of a list, in its order.
+fn conversation_ids(list: &Value) -> Vec<Uuid> {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .map(|c| id_of(c, "conversation_id"))
+        .collect()
 }
 
 pub async fn create_direct(app: &TestApp, a: &TestUser, b: &TestUser) -> Uuid {
-    let resp = app
-        .post(
-            "/conversations",
-            &a.token,
-            json!({ "participant_ids": [b.id] }),
-        )
-        .await;
+    let resp = post_conversation(app, a, json!({ "participant_ids": [b.id] })).await;
     assert!(
         resp.status().is_success(),
         "create direct: {}",
         resp.status()
     );
     id_of(&body(resp).await, "conversation_id")
-}
-
-pub async fn create_group(app: &TestApp, owner: &TestUser, members: &[&TestUser]) -> Uuid {
-    let ids: Vec<Uuid> = members.iter().map(|m| m.id).collect();
-    let resp = app
-        .post(
-            "/conversations",
-            &owner.token,
-            json!({ "name": "Team", "is_group": true, "participant_ids": ids }),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    id_of(&body(resp).await, "conversation_id")
-}
-
-/// Sends a message and returns the stored message.
-pub async fn send(app: &TestApp, user: &TestUser, conversation: Uuid, content: &str) -> Value {
-    let resp = app
-        .post(
-            "/messages",
-            &user.token,
-            json!({ "content": content, "conversation_id": conversation }),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED, "send as {}", user.name);
-    body(resp).await
 }
 
 pub fn id_of(v: &Value, field: &str) -> Uuid {
@@ -136,66 +121,47 @@ fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
 }
 
 fn role_of(conv: &Value, user: &TestUser) -> String {
-    conv["participants"]
-        .as_array()
-        .expect("participants")
-        .iter()
-        .find(|p| p["user_id"] == user.id.to_string())
-        .map(|p| p["role"].as_str().expect("role").to_owned())
-        .unwrap_or_default()
+    field_where(&conv["participants"], "user_id", user.id, "role").unwrap_or_default()
 }
 
 // ---- tests ----
 
 #[tokio::test]
 async fn every_conversation_route_requires_authentication() {
-    let app = spawn_app().await;
-    let id = Uuid::new_v4();
-    let routes = [
-        (Method::GET, "/conversations".to_owned()),
-        (Method::POST, "/conversations".to_owned()),
-        (Method::GET, format!("/conversations/{id}")),
-        (Method::POST, format!("/conversations/{id}/participants")),
-        (
-            Method::POST,
-            format!("/conversations/{id}/participants/{}/remove", Uuid::new_v4()),
-        ),
-    ];
-    for (method, path) in routes {
-        let resp = app.request(method, &path, None, Some(json!({}))).await;
-        assert_error(resp, StatusCode::UNAUTHORIZED).await;
-    }
+    assert_unauthorized(
+        &[
+            "GET /conversations",
+            "POST /conversations",
+            "GET /conversations/{id}",
+            "POST /conversations/{id}/participants",
+            "POST /conversations/{id}/participants/{id}/remove",
+        ],
+        Some(json!({})),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_direct_chat_is_created_once_and_returned_to_either_user_afterwards() {
     // Arrange
     let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
+    let [alice, bob] = app.users(["alice", "bob"]).await;
     let mut bus = app.state.bus.subscribe();
 
     // Act
-    let first = app
-        .post(
-            "/conversations",
-            &alice.token,
-            json!({ "participant_ids": [bob.id, alice.id] }),
-        )
-        .await;
-    let again = app
-        .post(
-            "/conversations",
-            &alice.token,
-            json!({ "participant_ids": [bob.id] }),
-        )
-        .await;
-    let reverse = app
-        .post(
-            "/conversations",
-            &bob.token,
-            json!({ "participant_ids": [alice.id], "is_group": false }),
-        )
-        .await;
+    let first = post_conversation(
+        &app,
+        &alice,
+        json!({ "participant_ids": [bob.id, alice.id] }),
+    )
+    .await;
+    let again = post_conversation(&app, &alice, json!({ "participant_ids": [bob.id] })).await;
+    let reverse = post_conversation(
+        &app,
+        &bob,
+        json!({ "participant_ids": [alice.id], "is_group": false }),
+    )
+    .await;
 
     // Assert
     assert_eq!(first.status(), StatusCode::CREATED);
@@ -210,8 +176,7 @@ async fn a_direct_chat_is_created_once_and_returned_to_either_user_afterwards() 
     assert_eq!(first["unread_count"], 0);
     assert!(first["last_message"].is_null());
     assert_eq!(participant_ids(&first), sorted(vec![alice.id, bob.id]));
-    assert_eq!(app.count("conversations").await, 1);
-    assert_eq!(app.count("conversation_participants").await, 2);
+    assert_stored(&app, 1, 2).await;
     let (emit, data) = next_emit(&mut bus, "conversationCreated").await;
     assert_eq!(emit.ns, Namespace::Chat);
     assert_eq!(rooms_of(&emit), user_rooms(&[&alice, &bob]));
@@ -222,7 +187,7 @@ async fn a_direct_chat_is_created_once_and_returned_to_either_user_afterwards() 
 async fn concurrent_requests_for_the_same_direct_chat_create_one_conversation() {
     // Arrange
     let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
+    let [alice, bob] = app.users(["alice", "bob"]).await;
 
     // Act: both users, ten requests at once.
     let requests = (0..10).map(|i| {
@@ -231,37 +196,22 @@ async fn concurrent_requests_for_the_same_direct_chat_create_one_conversation() 
         } else {
             (&bob, &alice)
         };
-        app.post(
-            "/conversations",
-            &me.token,
-            json!({ "participant_ids": [other.id] }),
-        )
+        post_conversation(&app, me, json!({ "participant_ids": [other.id] }))
     });
     let responses = join_all(requests).await;
 
     // Assert
-    let mut created = 0;
-    let mut ids = Vec::new();
-    for resp in responses {
-        match resp.status() {
-            StatusCode::CREATED => created += 1,
-            StatusCode::OK => {}
-            other => panic!("unexpected {other}"),
-        }
-        ids.push(id_of(&body(resp).await, "conversation_id"));
-    }
+    let (created, mut ids) = created_and_ids(responses, "conversation_id").await;
     assert_eq!(created, 1);
     ids.dedup();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    assert_eq!(app.count("conversations").await, 1);
-    assert_eq!(app.count("conversation_participants").await, 2);
+    assert_stored(&app, 1, 2).await;
 }
 
 #[tokio::test]
 async fn invalid_conversation_requests_are_refused_and_store_nothing() {
     let app = spawn_app().await;
-    let [alice, bob, carol] =
-        <[TestUser; 3]>::try_from(users(&app, &["alice", "bob", "carol"]).await).unwrap();
+    let [alice, bob, carol] = app.users(["alice", "bob", "carol"]).await;
     let unknown = Uuid::new_v4();
     let cases = [
         (json!({ "participant_ids": [] }), "participant_ids"),
@@ -313,21 +263,14 @@ async fn invalid_conversation_requests_are_refused_and_store_nothing() {
             );
         }
     }
-    assert_eq!(app.count("conversations").await, 0);
-    assert_eq!(app.count("conversation_participants").await, 0);
+    assert_stored(&app, 0, 0).await;
 }
 
 #[tokio::test]
 async fn a_group_makes_its_creator_owner_and_collapses_repeated_members() {
     let app = spawn_app().await;
-    let [alice, bob, carol] =
-        <[TestUser; 3]>::try_from(users(&app, &["alice", "bob", "carol"]).await).unwrap();
-    let resp = app
-        .post(
-            "/conversations",
-            &alice.token,
-            json!({ "name": "  Weekend plans ", "is_group": true, "participant_ids": [bob.id, carol.id, bob.id] }),
-        )
+    let [alice, bob, carol] = app.users(["alice", "bob", "carol"]).await;
+    let resp = post_conversation(&app, &alice, json!({ "name": "  Weekend plans ", "is_group": true, "participant_ids": [bob.id, carol.id, bob.id] }))
         .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let group = body(resp).await;
@@ -354,7 +297,7 @@ async fn a_group_makes_its_creator_owner_and_collapses_repeated_members() {
     }
     assert!(p.get("email").is_none() && p.get("password_hash").is_none());
     // A group of the same people is a new group, unlike a direct chat.
-    create_group(&app, &alice, &[&bob, &carol]).await;
+    app.group(&alice, &[&bob, &carol]).await;
     assert_eq!(app.count("conversations").await, 2);
 }
 
@@ -362,33 +305,22 @@ async fn a_group_makes_its_creator_owner_and_collapses_repeated_members() {
 async fn the_list_is_ordered_by_activity_with_latest_message_and_unread_count() {
     // Arrange
     let app = spawn_app().await;
-    let [alice, bob, carol] =
-        <[TestUser; 3]>::try_from(users(&app, &["alice", "bob", "carol"]).await).unwrap();
+    let [alice, bob, carol] = app.users(["alice", "bob", "carol"]).await;
     let with_bob = create_direct(&app, &alice, &bob).await;
     let with_carol = create_direct(&app, &alice, &carol).await;
-    let group = create_group(&app, &alice, &[&bob, &carol]).await;
-    send(&app, &bob, with_bob, "one").await;
-    send(&app, &bob, with_bob, "two").await;
-    send(&app, &alice, with_bob, "mine").await;
-    let deleted = send(&app, &bob, with_bob, "oops").await;
-    let resp = app
-        .delete(
-            &format!("/messages/{}", deleted["message_id"].as_str().unwrap()),
-            &bob.token,
-        )
-        .await;
+    let group = app.group(&alice, &[&bob, &carol]).await;
+    app.send(&bob, with_bob, "one").await;
+    app.send(&bob, with_bob, "two").await;
+    app.send(&alice, with_bob, "mine").await;
+    let deleted = app.send(&bob, with_bob, "oops").await;
+    let resp = app.delete(&message_path(&deleted), &bob.token).await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     // Act
-    let list = body(app.get("/conversations", &alice.token).await).await;
+    let list = app.get_body("/conversations", &alice.token).await;
 
     // Assert: with_bob has the newest message; the others fall back to creation time.
-    let order: Vec<Uuid> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| id_of(c, "conversation_id"))
-        .collect();
+    let order = conversation_ids(&list);
     assert_eq!(order, vec![with_bob, group, with_carol]);
     let first = &list[0];
     assert_eq!(first["last_seq"], 4);
@@ -403,58 +335,35 @@ async fn the_list_is_ordered_by_activity_with_latest_message_and_unread_count() 
     );
     assert_eq!(list[1]["unread_count"], 0);
     assert!(list[1]["last_message"].is_null());
-    let bobs = body(app.get("/conversations", &bob.token).await).await;
+    let bobs = app.get_body("/conversations", &bob.token).await;
     assert_eq!(bobs.as_array().unwrap().len(), 2);
     assert_eq!(bobs[0]["unread_count"], 1);
 
     // Reading moves the count; activity in another conversation moves it to the top.
-    let msg_id = first["last_message"]["message_id"].as_str().unwrap();
-    let resp = app
-        .put(
-            &format!("/messages/{msg_id}/status"),
-            &bob.token,
-            json!({ "status": "read" }),
-        )
-        .await;
+    let resp = app.mark(&bob, &first["last_message"], "read").await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let bobs = body(app.get("/conversations", &bob.token).await).await;
+    let bobs = app.get_body("/conversations", &bob.token).await;
     assert_eq!(bobs[0]["unread_count"], 0);
-    send(&app, &carol, with_carol, "hi").await;
-    let list = body(app.get("/conversations", &alice.token).await).await;
+    app.send(&carol, with_carol, "hi").await;
+    let list = app.get_body("/conversations", &alice.token).await;
     assert_eq!(id_of(&list[0], "conversation_id"), with_carol);
     assert_eq!(list[0]["unread_count"], 1);
 
     // Paging.
-    let page = body(
-        app.get("/conversations?limit=2&offset=1", &alice.token)
-            .await,
-    )
-    .await;
-    let order: Vec<Uuid> = page
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| id_of(c, "conversation_id"))
-        .collect();
+    let page = app
+        .get_body("/conversations?limit=2&offset=1", &alice.token)
+        .await;
+    let order = conversation_ids(&page);
     assert_eq!(order, vec![with_bob, group]);
-    assert_invalid(
-        app.get("/conversations?limit=0", &alice.token).await,
-        "limit",
-    )
-    .await;
-    assert_invalid(
-        app.get("/conversations?limit=101", &alice.token).await,
-        "limit",
-    )
-    .await;
-    assert_invalid(
-        app.get("/conversations?limit=ten", &alice.token).await,
-        "limit",
-    )
-    .await;
-    assert_invalid(
-        app.get("/conversations?offset=-1", &alice.token).await,
-        "offset",
+    assert_invalid_gets(
+        &app,
+        &alice.token,
+        &[
+            "/conversations?limit=0",
+            "/conversations?limit=101",
+            "/conversations?limit=ten",
+            "/conversations?offset=-1",
+        ],
     )
     .await;
 }
@@ -462,12 +371,10 @@ async fn the_list_is_ordered_by_activity_with_latest_message_and_unread_count() 
 #[tokio::test]
 async fn details_carry_the_newest_messages_and_are_hidden_from_non_participants() {
     let app = spawn_app().await;
-    let [alice, bob, eve] =
-        <[TestUser; 3]>::try_from(users(&app, &["alice", "bob", "eve"]).await).unwrap();
+    let [alice, bob, eve] = app.users(["alice", "bob", "eve"]).await;
     let conv = create_direct(&app, &alice, &bob).await;
     for i in 1..=55 {
-        send(
-            &app,
+        app.send(
             if i % 2 == 0 { &alice } else { &bob },
             conv,
             &format!("m{i}"),
@@ -479,34 +386,30 @@ async fn details_carry_the_newest_messages_and_are_hidden_from_non_participants(
         .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let details = body(resp).await;
-    let seqs: Vec<i64> = details["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, (6..=55).collect::<Vec<_>>());
+    assert_eq!(
+        numbers(&details["messages"], "seq"),
+        (6..=55).collect::<Vec<_>>()
+    );
     assert_eq!(details["last_seq"], 55);
     assert_eq!(details["unread_count"], 28);
     assert_eq!(participant_ids(&details), sorted(vec![alice.id, bob.id]));
 
-    assert_error(
-        app.get(&format!("/conversations/{conv}"), &eve.token).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_error(
-        app.get(&format!("/conversations/{}", Uuid::new_v4()), &eve.token)
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_error(
-        app.get("/conversations/nope", &eve.token).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    let listed = body(app.get("/conversations", &eve.token).await).await;
+    let (others, unknown) = (
+        format!("/conversations/{conv}"),
+        format!("/conversations/{}", Uuid::new_v4()),
+    );
+    let refused = [
+        (Method::GET, others.as_str(), None, StatusCode::NOT_FOUND),
+        (Method::GET, unknown.as_str(), None, StatusCode::NOT_FOUND),
+        (
+            Method::GET,
+            "/conversations/nope",
+            None,
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    assert_refused(&app, &eve.token, &refused).await;
+    let listed = app.get_body("/conversations", &eve.token).await;
     assert!(listed.as_array().unwrap().is_empty());
 }
 
@@ -514,29 +417,17 @@ async fn details_carry_the_newest_messages_and_are_hidden_from_non_participants(
 async fn adding_participants_works_for_groups_only_and_new_members_start_caught_up() {
     // Arrange
     let app = spawn_app().await;
-    let [alice, bob, carol, dave, eve] =
-        <[TestUser; 5]>::try_from(users(&app, &["alice", "bob", "carol", "dave", "eve"]).await)
-            .unwrap();
-    let group = create_group(&app, &alice, &[&bob]).await;
+    let [alice, bob, carol, dave, eve] = app.users(["alice", "bob", "carol", "dave", "eve"]).await;
+    let group = app.group(&alice, &[&bob]).await;
     let direct = create_direct(&app, &alice, &bob).await;
-    let old = send(&app, &alice, group, "before you joined").await;
-    let resp = app
-        .put(
-            &format!("/messages/{}/status", old["message_id"].as_str().unwrap()),
-            &bob.token,
-            json!({ "status": "read" }),
-        )
-        .await;
+    let old = app.send(&alice, group, "before you joined").await;
+    let resp = app.mark(&bob, &old, "read").await;
     assert_eq!(body(resp).await["status"], "read");
     let mut bus = app.state.bus.subscribe();
 
     // Act: a member (not the owner) adds carol, bob again, and carol twice.
     let resp = app
-        .post(
-            &format!("/conversations/{group}/participants"),
-            &bob.token,
-            json!({ "userIds": [carol.id, bob.id, carol.id] }),
-        )
+        .add_participants(&bob, group, &[carol.id, bob.id, carol.id])
         .await;
 
     // Assert
@@ -560,26 +451,15 @@ async fn adding_participants_works_for_groups_only_and_new_members_start_caught_
         (vec![carol.id], vec![room::conversation(group)], vec![])
     );
     // Carol is caught up: nothing unread, and the old message stays read.
-    let carols = body(app.get("/conversations", &carol.token).await).await;
+    let carols = app.get_body("/conversations", &carol.token).await;
     assert_eq!(carols[0]["unread_count"], 0);
     assert_eq!(carols[0]["last_message"]["status"], "read");
 
     // Adding only existing members changes nothing and publishes nothing.
-    let resp = app
-        .post(
-            &format!("/conversations/{group}/participants"),
-            &alice.token,
-            json!({ "userIds": [bob.id] }),
-        )
-        .await;
+    let resp = app.add_participants(&alice, group, &[bob.id]).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(app.count("conversation_participants").await, 5);
-    app.post(
-        &format!("/conversations/{group}/participants"),
-        &alice.token,
-        json!({ "userIds": [dave.id] }),
-    )
-    .await;
+    app.add_participants(&alice, group, &[dave.id]).await;
     let (_, data) = next_emit(&mut bus, "participantsAdded").await;
     assert_eq!(
         data["userIds"],
@@ -589,12 +469,13 @@ async fn adding_participants_works_for_groups_only_and_new_members_start_caught_
 
     // Refusals.
     let path = format!("/conversations/{group}/participants");
-    assert_error(
-        app.post(&path, &eve.token, json!({ "userIds": [eve.id] }))
-            .await,
+    let strangers = [(
+        Method::POST,
+        path.as_str(),
+        Some(json!({ "userIds": [eve.id] })),
         StatusCode::NOT_FOUND,
-    )
-    .await;
+    )];
+    assert_refused(&app, &eve.token, &strangers).await;
     let unknown = Uuid::new_v4();
     let b = assert_invalid(
         app.post(&path, &alice.token, json!({ "userIds": [unknown] }))
@@ -603,32 +484,32 @@ async fn adding_participants_works_for_groups_only_and_new_members_start_caught_
     )
     .await;
     assert!(b.to_string().contains(&unknown.to_string()));
-    assert_invalid(
-        app.post(&path, &alice.token, json!({ "userIds": [] }))
-            .await,
-        "userIds",
-    )
-    .await;
-    assert_invalid(
-        app.post(&path, &alice.token, json!({ "userIds": ["x"] }))
-            .await,
-        "userIds",
-    )
-    .await;
-    let to_direct = format!("/conversations/{direct}/participants");
-    assert_error(
-        app.post(&to_direct, &alice.token, json!({ "userIds": [carol.id] }))
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    let missing = format!("/conversations/{}/participants", Uuid::new_v4());
-    assert_error(
-        app.post(&missing, &alice.token, json!({ "userIds": [carol.id] }))
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    for ids in [json!([]), json!(["x"])] {
+        let resp = app
+            .post(&path, &alice.token, json!({ "userIds": ids }))
+            .await;
+        assert_invalid(resp, "userIds").await;
+    }
+    let (to_direct, missing) = (
+        format!("/conversations/{direct}/participants"),
+        format!("/conversations/{}/participants", Uuid::new_v4()),
+    );
+    let carol_in = Some(json!({ "userIds": [carol.id] }));
+    let refused = [
+        (
+            Method::POST,
+            to_direct.as_str(),
+            carol_in.clone(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            missing.as_str(),
+            carol_in,
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    assert_refused(&app, &alice.token, &refused).await;
     assert_eq!(app.count("conversation_participants").await, 6);
 }
 
@@ -636,39 +517,26 @@ async fn adding_participants_works_for_groups_only_and_new_members_start_caught_
 async fn removing_participants_follows_roles_and_removed_users_lose_access_at_once() {
     // Arrange
     let app = spawn_app().await;
-    let [alice, bob, carol, eve] =
-        <[TestUser; 4]>::try_from(users(&app, &["alice", "bob", "carol", "eve"]).await).unwrap();
-    let group = create_group(&app, &alice, &[&bob, &carol]).await;
+    let [alice, bob, carol, eve] = app.users(["alice", "bob", "carol", "eve"]).await;
+    let group = app.group(&alice, &[&bob, &carol]).await;
     let direct = create_direct(&app, &alice, &bob).await;
-    let msg = send(&app, &carol, group, "hello").await;
+    let msg = app.send(&carol, group, "hello").await;
     let remove = |who: &TestUser| format!("/conversations/{group}/participants/{}/remove", who.id);
     let mut bus = app.state.bus.subscribe();
 
     // A member cannot remove others; strangers do not see the group.
-    assert_error(
-        app.post(&remove(&carol), &bob.token, json!({})).await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    assert_error(
-        app.post(&remove(&carol), &eve.token, json!({})).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_error(
-        app.post(&remove(&eve), &alice.token, json!({})).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
     let from_direct = format!("/conversations/{direct}/participants/{}/remove", bob.id);
-    assert_error(
-        app.post(&from_direct, &alice.token, json!({})).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    for (path, who, status) in [
+        (remove(&carol), &bob, StatusCode::FORBIDDEN),
+        (remove(&carol), &eve, StatusCode::NOT_FOUND),
+        (remove(&eve), &alice, StatusCode::NOT_FOUND),
+        (from_direct, &alice, StatusCode::BAD_REQUEST),
+    ] {
+        assert_error(app.post_empty(&path, &who.token).await, status).await;
+    }
 
     // Act: the owner removes carol.
-    let resp = app.post(&remove(&carol), &alice.token, json!({})).await;
+    let resp = app.post_empty(&remove(&carol), &alice.token).await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
@@ -686,96 +554,65 @@ async fn removing_participants_follows_roles_and_removed_users_lose_access_at_on
     );
     // Carol lost access to everything in it.
     let msg_id = msg["message_id"].as_str().unwrap();
-    assert_error(
-        app.get(&format!("/conversations/{group}"), &carol.token)
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_error(
-        app.get(&format!("/messages/conversation/{group}"), &carol.token)
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    let resp = app
-        .post(
-            "/messages",
-            &carol.token,
-            json!({ "content": "still here?", "conversation_id": group }),
-        )
-        .await;
-    assert_error(resp, StatusCode::NOT_FOUND).await;
-    assert_error(
-        app.put(
-            &format!("/messages/{msg_id}"),
-            &carol.token,
-            json!({ "content": "x" }),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_error(
-        app.delete(&format!("/messages/{msg_id}"), &carol.token)
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_error(
-        app.get(&format!("/messages/{msg_id}/receipts"), &carol.token)
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    let (details, history, message, receipts) = (
+        format!("/conversations/{group}"),
+        format!("/messages/conversation/{group}"),
+        format!("/messages/{msg_id}"),
+        format!("/messages/{msg_id}/receipts"),
+    );
+    let send = json!({ "content": "still here?", "conversation_id": group });
+    let gone = StatusCode::NOT_FOUND;
+    let refused = [
+        (Method::GET, details.as_str(), None, gone),
+        (Method::GET, history.as_str(), None, gone),
+        (Method::POST, "/messages", Some(send), gone),
+        (
+            Method::PUT,
+            message.as_str(),
+            Some(json!({ "content": "x" })),
+            gone,
+        ),
+        (Method::DELETE, message.as_str(), None, gone),
+        (Method::GET, receipts.as_str(), None, gone),
+    ];
+    assert_refused(&app, &carol.token, &refused).await;
     assert!(
-        body(app.get("/conversations", &carol.token).await)
+        app.get_body("/conversations", &carol.token)
             .await
             .as_array()
             .unwrap()
             .is_empty()
     );
     // Removed members cannot change membership either.
-    assert_error(
-        app.post(&remove(&bob), &carol.token, json!({})).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    let resp = app.post_empty(&remove(&bob), &carol.token).await;
+    assert_error(resp, StatusCode::NOT_FOUND).await;
 
     // The owner leaves: ownership passes on; the last participant cannot leave.
-    let resp = app.post(&remove(&alice), &alice.token, json!({})).await;
+    let resp = app.post_empty(&remove(&alice), &alice.token).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let conv = body(resp).await;
     assert_eq!(participant_ids(&conv), vec![bob.id]);
     assert_eq!(role_of(&conv, &bob), "owner");
-    assert_error(
-        app.post(&remove(&bob), &bob.token, json!({})).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_eq!(
-        body(
-            app.get(&format!("/conversations/{group}"), &bob.token)
-                .await
-        )
-        .await["participants"][0]["role"],
-        "owner"
-    );
+    let resp = app.post_empty(&remove(&bob), &bob.token).await;
+    assert_error(resp, StatusCode::BAD_REQUEST).await;
+    let conv = app
+        .get_body(&format!("/conversations/{group}"), &bob.token)
+        .await;
+    assert_eq!(conv["participants"][0]["role"], "owner");
 }
 
 #[tokio::test]
 async fn concurrent_removals_never_empty_a_group() {
     let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
-    let group = create_group(&app, &alice, &[&bob]).await;
+    let (alice, bob, group) = app.alice_and_bob_in_a_group().await;
     // Both leave at once: exactly one may go.
     let (alice_leaves, bob_leaves) = (
         format!("/conversations/{group}/participants/{}/remove", alice.id),
         format!("/conversations/{group}/participants/{}/remove", bob.id),
     );
     let (a, b) = tokio::join!(
-        app.post(&alice_leaves, &alice.token, json!({})),
-        app.post(&bob_leaves, &bob.token, json!({})),
+        app.post_empty(&alice_leaves, &alice.token),
+        app.post_empty(&bob_leaves, &bob.token),
     );
     let mut statuses = [a.status(), b.status()];
     statuses.sort();

@@ -2,17 +2,19 @@ use chatty::metrics::names;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{assert_error, body, spawn_app, spawn_app_memory};
+use crate::helpers::{TestApp, assert_error, body, spawn_app, spawn_app_memory};
+
+/// `GET path` without a token, asserting `status`; the body.
+async fn probe(app: &TestApp, path: &str, status: StatusCode) -> Value {
+    let resp = app.request(Method::GET, path, None, None).await;
+    assert_eq!(resp.status(), status, "{path}");
+    body(resp).await
+}
 
 #[tokio::test]
 async fn healthz_answers_ok_with_the_node_id() {
-    // Arrange
     let app = spawn_app().await;
-    // Act
-    let resp = app.request(Method::GET, "/healthz", None, None).await;
-    // Assert
-    assert_eq!(resp.status(), StatusCode::OK);
-    let b = body(resp).await;
+    let b = probe(&app, "/healthz", StatusCode::OK).await;
     assert_eq!(b["status"], "ok");
     assert_eq!(b["node"], app.state.node_id.as_ref());
 }
@@ -20,9 +22,7 @@ async fn healthz_answers_ok_with_the_node_id() {
 #[tokio::test]
 async fn readyz_reports_postgres_and_redis_reachable() {
     let app = spawn_app().await;
-    let resp = app.request(Method::GET, "/readyz", None, None).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let b = body(resp).await;
+    let b = probe(&app, "/readyz", StatusCode::OK).await;
     assert_eq!(b["postgres"], "ok");
     assert_eq!(b["fabric"]["kind"], "redis");
     assert_eq!(b["fabric"]["status"], "ok");
@@ -32,9 +32,8 @@ async fn readyz_reports_postgres_and_redis_reachable() {
 async fn readyz_fails_once_the_node_is_draining() {
     let app = spawn_app_memory().await;
     app.state.draining.start();
-    let resp = app.request(Method::GET, "/readyz", None, None).await;
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body(resp).await["draining"], true);
+    let b = probe(&app, "/readyz", StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(b["draining"], true);
 }
 
 #[tokio::test]
@@ -108,35 +107,19 @@ async fn malformed_json_wrong_content_type_and_oversized_bodies_are_refused_clea
     let app = spawn_app_memory().await;
     let url = app.url("/auth/register");
 
-    let resp = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let post = async |content_type: &str, payload: String| {
+        let req = app.client.post(&url).header("content-type", content_type);
+        req.body(payload).send().await.expect("request")
+    };
+
+    let resp = post("application/json", "{not json".to_owned()).await;
     assert_error(resp, StatusCode::BAD_REQUEST).await;
 
-    let resp = app
-        .client
-        .post(&url)
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let resp = post("text/plain", "{}".to_owned()).await;
     assert_error(resp, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
     let huge = format!(r#"{{"username":"{}"}}"#, "x".repeat(200 * 1024));
-    let resp = app
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+    let resp = post("application/json", huge).await;
     let b: Value = assert_error(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(b["code"], "payload_too_large");
 

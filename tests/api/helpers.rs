@@ -1,5 +1,5 @@
 #![allow(dead_code)] // shared by test modules; not every helper is used by every module yet
-use std::sync::Once;
+use std::{sync::Once, time::Duration};
 
 use chatty::{config::Settings, startup::Application, state::AppState};
 use chatty_testkit::{Api, SioClient};
@@ -7,6 +7,11 @@ use clap::Parser;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// How long a socket test waits for an answer or an event that must come.
+pub const WAIT: Duration = Duration::from_secs(5);
+/// How long a socket test listens for an event that must not come.
+pub const QUIET: Duration = Duration::from_millis(400);
 
 pub const JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
 
@@ -153,6 +158,13 @@ pub async fn spawn_app_memory() -> TestApp {
     spawn_with(false).await
 }
 
+/// Two nodes of one cluster (Redis as the fabric).
+pub async fn two_nodes() -> (TestApp, TestApp) {
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    (a, b)
+}
+
 async fn spawn_with(redis: bool) -> TestApp {
     spawn_configured(redis, |_| {}).await
 }
@@ -241,6 +253,27 @@ impl TestApp {
             .expect("uuid")
     }
 
+    /// Alice and bob, and a group of theirs made through the API.
+    pub async fn alice_and_bob_in_a_group(&self) -> (TestUser, TestUser, Uuid) {
+        let [alice, bob] = self.users(["alice", "bob"]).await;
+        let conv = self.group(&alice, &[&bob]).await;
+        (alice, bob, conv)
+    }
+
+    /// Alice and bob with a group of theirs made through the API, and eve, a stranger to it.
+    pub async fn group_and_a_stranger(&self) -> (TestUser, TestUser, TestUser, Uuid) {
+        let (alice, bob, conv) = self.alice_and_bob_in_a_group().await;
+        let eve = self.register(&name("eve")).await;
+        (alice, bob, eve, conv)
+    }
+
+    /// Alice and bob, and a conversation of theirs made in the database.
+    pub async fn alice_and_bob_in_a_conversation(&self) -> (TestUser, TestUser, Uuid) {
+        let [alice, bob] = self.users(["alice", "bob"]).await;
+        let conv = self.conversation_of(&[&alice, &bob]).await;
+        (alice, bob, conv)
+    }
+
     /// The user's status column.
     pub async fn status_of(&self, user: Uuid) -> String {
         sqlx::query_scalar("select status from users where user_id = $1")
@@ -305,7 +338,7 @@ impl TestApp {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
+        self.api.url(path)
     }
 
     pub async fn request(
@@ -315,14 +348,98 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Response {
-        let mut req = self.client.request(method, self.url(path));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+        self.api
+            .request(method, path, token, body.as_ref())
+            .await
+            .expect("request failed")
+    }
+
+    /// The JSON body of `GET path`, whatever its status.
+    pub async fn get_body(&self, path: &str, token: &str) -> Value {
+        body(self.get(path, token).await).await
+    }
+
+    /// `POST path` with `{}`: the actions whose target is all in the path.
+    pub async fn post_empty(&self, path: &str, token: &str) -> Response {
+        self.post(path, token, json!({})).await
+    }
+
+    /// `POST /friendships/request` from `from` to `to`.
+    pub async fn request_friendship(&self, from: &TestUser, to: &TestUser) -> Response {
+        let payload = json!({ "friendId": to.id });
+        self.post("/friendships/request", &from.token, payload)
+            .await
+    }
+
+    /// `POST /friendships/<action>/<of>` as `by`: accept, decline or block.
+    pub async fn friendship(&self, action: &str, by: &TestUser, of: Uuid) -> Response {
+        self.post_empty(&format!("/friendships/{action}/{of}"), &by.token)
+            .await
+    }
+
+    /// Makes `a` and `b` friends directly in the database (for tests about what friendships
+    /// do, not how they are made).
+    pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
+        sqlx::query(
+            "insert into friendships (requester_id, addressee_id, status, accepted_at) values ($1, $2, 'accepted', now())",
+        )
+        .bind(a.id)
+        .bind(b.id)
+        .execute(&self.db)
+        .await
+        .expect("befriend");
+    }
+
+    /// Users named after `bases` (see `name`), registered one after another so that their
+    /// order of creation is the order given.
+    pub async fn users<const N: usize>(&self, bases: [&str; N]) -> [TestUser; N] {
+        let mut users = Vec::with_capacity(N);
+        for base in bases {
+            users.push(self.register(&name(base)).await);
         }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        req.send().await.expect("request failed")
+        users.try_into().expect("one user per name")
+    }
+
+    /// `POST /messages` of `content` to `conversation` as `sender`, whatever the answer.
+    pub async fn post_message(
+        &self,
+        sender: &TestUser,
+        conversation: Uuid,
+        content: &str,
+    ) -> Response {
+        let message = json!({ "content": content, "conversation_id": conversation });
+        self.post("/messages", &sender.token, message).await
+    }
+
+    /// Sends `content` through `POST /messages` as `sender`; the stored message.
+    pub async fn send(&self, sender: &TestUser, conversation: Uuid, content: &str) -> Value {
+        let resp = self.post_message(sender, conversation, content).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::CREATED,
+            "send as {}",
+            sender.name
+        );
+        body(resp).await
+    }
+
+    /// `PUT /messages/<id>/status` of `message` (as stored) to `status` as `user`.
+    pub async fn mark(&self, user: &TestUser, message: &Value, status: &str) -> Response {
+        let path = format!("{}/status", message_path(message));
+        self.put(&path, &user.token, json!({ "status": status }))
+            .await
+    }
+
+    /// `POST /conversations/<conversation>/participants` of `users` as `by`.
+    pub async fn add_participants(
+        &self,
+        by: &TestUser,
+        conversation: Uuid,
+        users: &[Uuid],
+    ) -> Response {
+        let path = format!("/conversations/{conversation}/participants");
+        self.post(&path, &by.token, json!({ "userIds": users }))
+            .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Response {
@@ -365,6 +482,25 @@ impl TestApp {
             id: signed.user_id,
             name: name.to_owned(),
         }
+    }
+
+    /// Users named `<base>_<tag>` for each of `bases`, registered in that order, with a tag
+    /// of their own (see `tag`); the tag and the users.
+    pub async fn tagged<const N: usize>(&self, bases: [&str; N]) -> (String, [TestUser; N]) {
+        let tag = tag();
+        let mut users = Vec::with_capacity(N);
+        for base in bases {
+            users.push(self.register(&format!("{base}_{tag}")).await);
+        }
+        (tag, users.try_into().expect("one user per name"))
+    }
+
+    /// A user named after `base`, signed in on a second `device`: the user (with the first
+    /// device's token) and the second device's token.
+    pub async fn two_devices(&self, base: &str, device: &str) -> (TestUser, String) {
+        let user = self.register(&name(base)).await;
+        let second = self.login(&user, device).await;
+        (user, second)
     }
 
     /// Logs `user` in again as another device.
@@ -476,6 +612,18 @@ async fn start(settings: Settings) -> TestApp {
     }
 }
 
+/// A short tag unique to this test, for names that must sort or match together.
+pub fn tag() -> String {
+    Uuid::new_v4().simple().to_string()[..6].to_owned()
+}
+
+/// Asserts that a page past the last of `path` is empty and still counts `total`.
+pub async fn assert_past_the_end(app: &TestApp, token: &str, path: &str, total: u64) {
+    let past = app.get_body(path, token).await;
+    assert_eq!(past["meta"]["total"], total, "{past}");
+    assert!(past["data"].as_array().expect("data").is_empty(), "{past}");
+}
+
 /// A unique, valid username for this test.
 pub fn name(base: &str) -> String {
     format!("{base}_{}", &Uuid::new_v4().simple().to_string()[..8])
@@ -495,6 +643,115 @@ pub async fn assert_error(resp: Response, status: StatusCode) -> Value {
     b
 }
 
+/// Asserts that each `GET` path of `paths` is a 400 naming the parameter its query ends with
+/// (`limit` of `/users?limit=0`).
+pub async fn assert_invalid_gets(app: &TestApp, token: &str, paths: &[&str]) {
+    for path in paths {
+        let (_, param) = path.rsplit_once(['?', '&']).expect("a query");
+        let (field, _) = param.split_once('=').expect("name=value");
+        assert_invalid_get(app, token, path, field).await;
+    }
+}
+
+/// Asserts that `GET path` is a 400 naming `field`.
+pub async fn assert_invalid_get(app: &TestApp, token: &str, path: &str, field: &str) -> Value {
+    assert_invalid(app.get(path, token).await, field).await
+}
+
+/// Asserts that `GET path` is refused with `status` and the error body.
+pub async fn assert_get_error(app: &TestApp, token: &str, path: &str, status: StatusCode) -> Value {
+    assert_error(app.get(path, token).await, status).await
+}
+
+/// Asserts that each `(method, path, body)` as `token` is refused with its status and the
+/// error body.
+pub async fn assert_refused(
+    app: &TestApp,
+    token: &str,
+    cases: &[(Method, &str, Option<Value>, StatusCode)],
+) {
+    for (method, path, payload, status) in cases {
+        let resp = app
+            .request(method.clone(), path, Some(token), payload.clone())
+            .await;
+        assert_eq!(resp.status(), *status, "{method} {path}");
+        assert_error(resp, *status).await;
+    }
+}
+
+/// Asserts on a fresh node that each route (`"GET /path/{id}"`, `{id}` standing for an
+/// unknown id) answers 401 to a request without a token and to one with a malformed token,
+/// `payload` as the body of both, so that only the token can be the reason.
+pub async fn assert_unauthorized(routes: &[&str], payload: Option<Value>) {
+    let app = spawn_app().await;
+    let id = Uuid::new_v4().to_string();
+    for route in routes {
+        let (method, path) = route.split_once(' ').expect("a route is METHOD PATH");
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let path = path.replace("{id}", &id);
+        for token in [None, Some("not-a-token")] {
+            let resp = app
+                .request(method.clone(), &path, token, payload.clone())
+                .await;
+            assert_error(resp, StatusCode::UNAUTHORIZED).await;
+        }
+    }
+}
+
+/// Asserts that `GET <collection>/<an id nobody has>` is a 404.
+pub async fn assert_unknown_id(app: &TestApp, token: &str, collection: &str) -> Value {
+    let path = format!("{collection}/{}", Uuid::new_v4());
+    assert_get_error(app, token, &path, StatusCode::NOT_FOUND).await
+}
+
+/// `field` (a string) of the element of the array `list` whose `key` is `id`.
+pub fn field_where(list: &Value, key: &str, id: Uuid, field: &str) -> Option<String> {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .find(|x| x[key] == id.to_string())
+        .map(|x| x[field].as_str().expect("a string").to_owned())
+}
+
+/// `/messages/<id>` of `message` (as stored).
+pub fn message_path(message: &Value) -> String {
+    let id = message["message_id"].as_str().expect("message id");
+    format!("/messages/{id}")
+}
+
+/// Of concurrent answers that may each create the same thing: how many created it (201),
+/// failing on anything but 201 and 200, and the `field` id of each answer, in order.
+pub async fn created_and_ids(responses: Vec<Response>, field: &str) -> (usize, Vec<Uuid>) {
+    let mut created = 0;
+    let mut ids = Vec::new();
+    for resp in responses {
+        match resp.status() {
+            StatusCode::CREATED => created += 1,
+            StatusCode::OK => {}
+            other => panic!("unexpected {other}"),
+        }
+        let answer = body(resp).await;
+        let id = answer[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {field} in {answer}"));
+        ids.push(id.parse().expect("uuid"));
+    }
+    (created, ids)
+}
+
+/// `field` of every element of the array `list`, as numbers.
+pub fn numbers(list: &Value, field: &str) -> Vec<i64> {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| {
+            x[field]
+                .as_i64()
+                .unwrap_or_else(|| panic!("no {field} in {x}"))
+        })
+        .collect()
+}
+
 /// Asserts a 400 whose body names `field`.
 pub async fn assert_invalid(resp: Response, field: &str) -> Value {
     let b = assert_error(resp, StatusCode::BAD_REQUEST).await;
@@ -504,4 +761,44 @@ pub async fn assert_invalid(resp: Response, field: &str) -> Value {
         || b["message"].to_string().contains(field);
     assert!(named, "400 body does not name {field}: {b}");
     b
+}
+
+/// Socket calls of the tests: an answer or event that does not come within `WAIT` fails
+/// the test where it was awaited.
+pub trait SocketExt {
+    /// Emits `event` with `data`; its acknowledgement.
+    async fn ack(&self, event: &str, data: &Value) -> Value;
+    /// The next `name` event.
+    async fn event(&mut self, name: &str) -> Value;
+    /// Sends `typing` on or off in `conversation`; its acknowledgement.
+    async fn typing(&self, conversation: Uuid, on: bool) -> Value {
+        let data = json!({ "conversationId": conversation, "isTyping": on });
+        self.ack("typing", &data).await
+    }
+    /// Asserts that no `name` event comes within `QUIET`; `why` says what one would mean.
+    async fn assert_silent(&mut self, name: &str, why: &str);
+    /// Sends `content` to `conversation` over the socket; its acknowledgement.
+    async fn send_message(&self, conversation: Uuid, content: &str) -> Value {
+        let data = json!({ "content": content, "conversation_id": conversation });
+        self.ack("sendMessage", &data).await
+    }
+}
+
+impl SocketExt for SioClient {
+    async fn assert_silent(&mut self, name: &str, why: &str) {
+        let heard = self.collect(name, QUIET).await;
+        assert!(heard.is_empty(), "{why}: {heard:?}");
+    }
+
+    async fn ack(&self, event: &str, data: &Value) -> Value {
+        self.emit_with_ack(event, data, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{event}: {e:#}"))
+    }
+
+    async fn event(&mut self, name: &str) -> Value {
+        self.next_event(name, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+    }
 }

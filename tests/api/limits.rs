@@ -10,9 +10,10 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, assert_error, assert_invalid, name, spawn_app, spawn_configured};
-
-const WAIT: Duration = Duration::from_secs(5);
+use crate::helpers::{
+    SocketExt, TestApp, WAIT, assert_error, assert_invalid, assert_invalid_get, name, spawn_app,
+    spawn_configured, two_nodes,
+};
 
 fn rate(raw: &str) -> chatty::fabric::Rate {
     chatty::config::parse_rate(raw).expect("rate")
@@ -48,9 +49,7 @@ async fn a_user_is_limited_across_rest_sockets_devices_and_nodes() {
     let tweak = |s: &mut chatty::config::Settings| s.limit_sends = rate("5/1h");
     let a = spawn_configured(true, tweak).await;
     let b = a.spawn_peer_configured(tweak).await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_group().await;
     let second_device = b.login(&alice, "tablet").await;
     let sock_b = b.socket(&second_device).await;
     let send = json!({ "content": "hi", "conversation_id": conv });
@@ -61,17 +60,11 @@ async fn a_user_is_limited_across_rest_sockets_devices_and_nodes() {
         assert_eq!(resp.status(), StatusCode::CREATED);
     }
     for _ in 0..2 {
-        let ack = sock_b
-            .emit_with_ack("sendMessage", &send, WAIT)
-            .await
-            .unwrap();
+        let ack = sock_b.ack("sendMessage", &send).await;
         assert_eq!(ack["ok"], true, "{ack}");
     }
     let resp = b.post("/messages", &alice.token, send.clone()).await;
-    let ack = sock_b
-        .emit_with_ack("sendMessage", &send, WAIT)
-        .await
-        .unwrap();
+    let ack = sock_b.ack("sendMessage", &send).await;
 
     // Assert
     let retry: u64 = resp.headers()["retry-after"]
@@ -87,13 +80,7 @@ async fn a_user_is_limited_across_rest_sockets_devices_and_nodes() {
     assert!(ack["error"]["retryAfter"].as_u64().is_some_and(|s| s >= 1));
     assert_eq!(a.count("messages").await, 5);
     // Someone else's budget is their own.
-    let resp = a
-        .post(
-            "/messages",
-            &bob.token,
-            json!({ "content": "yo", "conversation_id": conv }),
-        )
-        .await;
+    let resp = a.post_message(&bob, conv, "yo").await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert!(refusals(&metrics_text(&a).await, "sends") >= 2.0);
 }
@@ -103,9 +90,7 @@ async fn a_burst_of_events_from_one_socket_is_refused_past_its_bounds_without_se
     // Arrange: room for every answer in the socket's buffer, so only the event bounds
     // refuse (a client that cannot keep up with its answers is another test).
     let a = spawn_configured(true, |s| s.socket_buffer_packets = 8192).await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_group().await;
     let attacker = a.socket(&alice.token).await;
     let burst = 2_000;
     let (max_in_flight, events) = (
@@ -170,9 +155,7 @@ async fn a_socket_that_cannot_take_its_acks_is_told_and_disconnected_never_left_
     // Arrange: a conversation whose sync answer is large (200 messages of 4,000
     // characters), a tiny outgoing buffer, and a client that reads nothing for a while.
     let a = spawn_configured(true, |s| s.socket_buffer_packets = 4).await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (alice, _, conv) = a.alice_and_bob_in_a_group().await;
     sqlx::query(
         "insert into messages (conversation_id, sender_id, seq, content) \
          select $1, $2, g, repeat('x', 4000) from generate_series(1, 200) g",
@@ -263,13 +246,11 @@ async fn an_oversized_websocket_frame_closes_the_connection_unread() {
     // A frame under the limit is still read.
     let sock = a.socket(&alice.token).await;
     let ack = sock
-        .emit_with_ack(
+        .ack(
             "joinConversation",
             &json!({ "conversationId": Uuid::new_v4() }),
-            WAIT,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(ack["error"]["statusCode"], 404, "{ack}");
 }
 
@@ -374,9 +355,7 @@ async fn metrics_can_leave_the_public_port_for_a_listener_of_their_own() {
 async fn retried_sends_reannounce_a_message_at_most_once_per_window() {
     // Arrange
     let a = spawn_app().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_group().await;
     let mut bob_sock = a.socket(&bob.token).await;
     let send =
         json!({ "content": "once", "conversation_id": conv, "client_msg_id": Uuid::new_v4() });
@@ -410,11 +389,8 @@ async fn retried_sends_reannounce_a_message_at_most_once_per_window() {
 #[tokio::test]
 async fn a_logout_racing_a_socket_connect_on_another_node_always_ends_the_socket() {
     // Arrange
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (a, b) = two_nodes().await;
+    let (alice, _, conv) = a.alice_and_bob_in_a_group().await;
 
     for round in 0..30 {
         let token = a.login(&alice, &format!("phone {round}")).await;
@@ -629,7 +605,7 @@ async fn nul_bytes_in_searches_logins_and_bodies_are_400_naming_the_field() {
         "/friendships?search=x%00",
         "/friendships/search?search=%00y",
     ] {
-        assert_invalid(a.get(path, &alice.token).await, "search").await;
+        assert_invalid_get(&a, &alice.token, path, "search").await;
     }
     let resp = a
         .post_login(json!({ "username": "al\u{0}ice", "password": "whatever it is" }))
@@ -645,13 +621,11 @@ async fn nul_bytes_in_searches_logins_and_bodies_are_400_naming_the_field() {
     assert_invalid(resp, "friendId").await;
     let sock = a.socket(&alice.token).await;
     let ack = sock
-        .emit_with_ack(
+        .ack(
             "sendMessage",
             &json!({ "content": "a\u{0}b", "conversation_id": Uuid::new_v4() }),
-            WAIT,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(ack["error"]["statusCode"], 400, "{ack}");
     assert!(
         ack["error"]["fields"].to_string().contains("content"),
@@ -665,8 +639,7 @@ async fn a_user_holds_at_most_the_socket_limit_across_nodes_and_namespaces() {
     let tweak = |s: &mut chatty::config::Settings| s.max_sockets_per_user = 3;
     let a = spawn_configured(true, tweak).await;
     let b = a.spawn_peer_configured(tweak).await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
+    let [alice, bob] = a.users(["alice", "bob"]).await;
     let first = a.socket(&alice.token).await;
     let _second = b.socket(&alice.token).await;
     let _third = b.notifications_socket(&alice.token).await;

@@ -6,18 +6,32 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    conversations::{
-        create_direct, create_group, id_of, next_emit, rooms_of, send, user_rooms, users,
+    conversations::{create_direct, id_of, next_emit, rooms_of, user_rooms},
+    helpers::{
+        TestApp, TestUser, assert_error, assert_get_error, assert_invalid, assert_invalid_get,
+        assert_refused, assert_unauthorized, assert_unknown_id, body, created_and_ids,
+        message_path, numbers, spawn_app,
     },
-    helpers::{TestApp, TestUser, assert_error, assert_invalid, body, spawn_app},
 };
 
+/// A node, alice and bob, and their direct chat.
+async fn direct_chat() -> (TestApp, TestUser, TestUser, Uuid) {
+    let app = spawn_app().await;
+    let [alice, bob] = app.users(["alice", "bob"]).await;
+    let conv = create_direct(&app, &alice, &bob).await;
+    (app, alice, bob, conv)
+}
+
+/// A node, alice, bob and carol, and a group alice made of them.
+async fn group_of_three() -> (TestApp, [TestUser; 3], Uuid) {
+    let app = spawn_app().await;
+    let users = app.users(["alice", "bob", "carol"]).await;
+    let group = app.group(&users[0], &[&users[1], &users[2]]).await;
+    (app, users, group)
+}
+
 fn seqs(list: &Value) -> Vec<i64> {
-    list.as_array()
-        .expect("array")
-        .iter()
-        .map(|m| m["seq"].as_i64().expect("seq"))
-        .collect()
+    numbers(list, "seq")
 }
 
 async fn history(app: &TestApp, user: &TestUser, conversation: Uuid, query: &str) -> Value {
@@ -32,16 +46,7 @@ async fn history(app: &TestApp, user: &TestUser, conversation: Uuid, query: &str
 }
 
 async fn mark(app: &TestApp, user: &TestUser, message: &Value, status: &str) -> Value {
-    let resp = app
-        .put(
-            &format!(
-                "/messages/{}/status",
-                message["message_id"].as_str().unwrap()
-            ),
-            &user.token,
-            json!({ "status": status }),
-        )
-        .await;
+    let resp = app.mark(user, message, status).await;
     assert_eq!(
         resp.status(),
         StatusCode::OK,
@@ -52,47 +57,37 @@ async fn mark(app: &TestApp, user: &TestUser, message: &Value, status: &str) -> 
 }
 
 async fn status_of(app: &TestApp, user: &TestUser, message: &Value) -> String {
-    let resp = app
-        .get(
-            &format!("/messages/{}", message["message_id"].as_str().unwrap()),
-            &user.token,
-        )
-        .await;
+    let resp = app.get(&message_path(message), &user.token).await;
     assert_eq!(resp.status(), StatusCode::OK);
     body(resp).await["status"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
 async fn every_message_route_requires_authentication() {
-    let app = spawn_app().await;
-    let id = Uuid::new_v4();
-    let routes = [
-        (Method::POST, "/messages".to_owned()),
-        (Method::GET, format!("/messages/conversation/{id}")),
-        (Method::GET, format!("/messages/{id}")),
-        (Method::PUT, format!("/messages/{id}")),
-        (Method::DELETE, format!("/messages/{id}")),
-        (Method::PUT, format!("/messages/{id}/status")),
-        (Method::GET, format!("/messages/{id}/receipts")),
-    ];
-    for (method, path) in routes {
-        let resp = app.request(method, &path, None, Some(json!({}))).await;
-        assert_error(resp, StatusCode::UNAUTHORIZED).await;
-    }
+    assert_unauthorized(
+        &[
+            "POST /messages",
+            "GET /messages/conversation/{id}",
+            "GET /messages/{id}",
+            "PUT /messages/{id}",
+            "DELETE /messages/{id}",
+            "PUT /messages/{id}/status",
+            "GET /messages/{id}/receipts",
+        ],
+        Some(json!({})),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_sent_message_gets_the_next_seq_and_is_published_to_every_participant() {
     // Arrange
-    let app = spawn_app().await;
-    let [alice, bob, carol] =
-        <[TestUser; 3]>::try_from(users(&app, &["alice", "bob", "carol"]).await).unwrap();
-    let group = create_group(&app, &alice, &[&bob, &carol]).await;
+    let (app, [alice, bob, carol], group) = group_of_three().await;
     let mut bus = app.state.bus.subscribe();
 
     // Act
-    let first = send(&app, &alice, group, "  hello  ").await;
-    let second = send(&app, &bob, group, "hi").await;
+    let first = app.send(&alice, group, "  hello  ").await;
+    let second = app.send(&bob, group, "hi").await;
 
     // Assert
     for field in [
@@ -133,19 +128,15 @@ async fn a_sent_message_gets_the_next_seq_and_is_published_to_every_participant(
     );
     let (_, data) = next_emit(&mut bus, "newMessage").await;
     assert_eq!(data["seq"], 2);
-    let conv = body(
-        app.get(&format!("/conversations/{group}"), &carol.token)
-            .await,
-    )
-    .await;
+    let conv = app
+        .get_body(&format!("/conversations/{group}"), &carol.token)
+        .await;
     assert_eq!(conv["last_seq"], 2);
 }
 
 #[tokio::test]
 async fn invalid_messages_are_refused_and_store_nothing() {
-    let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
-    let conv = create_direct(&app, &alice, &bob).await;
+    let (app, alice, _, conv) = direct_chat().await;
     let max = app.state.settings.max_message_chars;
     let cases = [
         (json!({ "content": "", "conversation_id": conv }), "content"),
@@ -177,20 +168,12 @@ async fn invalid_messages_are_refused_and_store_nothing() {
         assert_invalid(app.post("/messages", &alice.token, payload).await, field).await;
     }
     // Exactly the limit is fine.
-    let resp = app
-        .post(
-            "/messages",
-            &alice.token,
-            json!({ "content": "é".repeat(max), "conversation_id": conv }),
-        )
-        .await;
+    let resp = app.post_message(&alice, conv, &"é".repeat(max)).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     assert_eq!(app.count("messages").await, 1);
-    let conv_row = body(
-        app.get(&format!("/conversations/{conv}"), &alice.token)
-            .await,
-    )
-    .await;
+    let conv_row = app
+        .get_body(&format!("/conversations/{conv}"), &alice.token)
+        .await;
     assert_eq!(conv_row["last_seq"], 1, "refused messages consumed a seq");
 }
 
@@ -198,142 +181,75 @@ async fn invalid_messages_are_refused_and_store_nothing() {
 async fn strangers_removed_members_and_non_senders_are_refused_on_every_route() {
     // Arrange
     let app = spawn_app().await;
-    let [alice, bob, carol, eve] =
-        <[TestUser; 4]>::try_from(users(&app, &["alice", "bob", "carol", "eve"]).await).unwrap();
-    let group = create_group(&app, &alice, &[&bob, &carol]).await;
-    let msg = send(&app, &alice, group, "hello").await;
+    let [alice, bob, carol, eve] = app.users(["alice", "bob", "carol", "eve"]).await;
+    let group = app.group(&alice, &[&bob, &carol]).await;
+    let msg = app.send(&alice, group, "hello").await;
     let id = msg["message_id"].as_str().unwrap().to_owned();
-    let resp = app
-        .post(
-            &format!("/conversations/{group}/participants/{}/remove", carol.id),
-            &alice.token,
-            json!({}),
-        )
-        .await;
+    let remove_carol = format!("/conversations/{group}/participants/{}/remove", carol.id);
+    let resp = app.post_empty(&remove_carol, &alice.token).await;
     assert_eq!(resp.status(), StatusCode::OK);
+    let (history, message, status, receipts) = (
+        format!("/messages/conversation/{group}"),
+        format!("/messages/{id}"),
+        format!("/messages/{id}/status"),
+        format!("/messages/{id}/receipts"),
+    );
+    let (edit, read) = (json!({ "content": "x" }), json!({ "status": "read" }));
 
     // Strangers and removed members: 404 everywhere, so they learn nothing.
+    let gone = StatusCode::NOT_FOUND;
+    let everything = [
+        (
+            Method::POST,
+            "/messages",
+            Some(json!({ "content": "hi", "conversation_id": group })),
+            gone,
+        ),
+        (Method::GET, history.as_str(), None, gone),
+        (Method::GET, message.as_str(), None, gone),
+        (Method::PUT, message.as_str(), Some(edit.clone()), gone),
+        (Method::DELETE, message.as_str(), None, gone),
+        (Method::PUT, status.as_str(), Some(read.clone()), gone),
+        (Method::GET, receipts.as_str(), None, gone),
+    ];
     for outsider in [&eve, &carol] {
-        let resp = app
-            .post(
-                "/messages",
-                &outsider.token,
-                json!({ "content": "hi", "conversation_id": group }),
-            )
-            .await;
-        assert_error(resp, StatusCode::NOT_FOUND).await;
-        assert_error(
-            app.get(&format!("/messages/conversation/{group}"), &outsider.token)
-                .await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
-        assert_error(
-            app.get(&format!("/messages/{id}"), &outsider.token).await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
-        assert_error(
-            app.put(
-                &format!("/messages/{id}"),
-                &outsider.token,
-                json!({ "content": "x" }),
-            )
-            .await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
-        assert_error(
-            app.delete(&format!("/messages/{id}"), &outsider.token)
-                .await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
-        let resp = app
-            .put(
-                &format!("/messages/{id}/status"),
-                &outsider.token,
-                json!({ "status": "read" }),
-            )
-            .await;
-        assert_error(resp, StatusCode::NOT_FOUND).await;
-        assert_error(
-            app.get(&format!("/messages/{id}/receipts"), &outsider.token)
-                .await,
-            StatusCode::NOT_FOUND,
-        )
-        .await;
+        assert_refused(&app, &outsider.token, &everything).await;
     }
     // Unknown conversation and unknown message: 404 too; malformed ids: 400.
-    let resp = app
-        .post(
-            "/messages",
-            &alice.token,
-            json!({ "content": "hi", "conversation_id": Uuid::new_v4() }),
-        )
-        .await;
-    assert_error(resp, StatusCode::NOT_FOUND).await;
-    assert_error(
-        app.get(&format!("/messages/{}", Uuid::new_v4()), &alice.token)
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_error(
-        app.get("/messages/conversation/nope", &alice.token).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_error(
-        app.put("/messages/nope", &alice.token, json!({ "content": "x" }))
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let nowhere = json!({ "content": "hi", "conversation_id": Uuid::new_v4() });
+    let bad = StatusCode::BAD_REQUEST;
+    let unknown_or_malformed = [
+        (Method::POST, "/messages", Some(nowhere), gone),
+        (Method::GET, "/messages/conversation/nope", None, bad),
+        (Method::PUT, "/messages/nope", Some(edit), bad),
+    ];
+    assert_refused(&app, &alice.token, &unknown_or_malformed).await;
+    assert_unknown_id(&app, &alice.token, "/messages").await;
 
     // A participant who did not send it: may read it, may not change it.
-    assert_error(
-        app.put(
-            &format!("/messages/{id}"),
-            &bob.token,
-            json!({ "content": "mine now" }),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
-    assert_error(
-        app.delete(&format!("/messages/{id}"), &bob.token).await,
-        StatusCode::FORBIDDEN,
-    )
-    .await;
+    let not_theirs = [
+        (
+            Method::PUT,
+            message.as_str(),
+            Some(json!({ "content": "mine now" })),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::DELETE,
+            message.as_str(),
+            None,
+            StatusCode::FORBIDDEN,
+        ),
+    ];
+    assert_refused(&app, &bob.token, &not_theirs).await;
     // The sender does not send receipts for their own message.
-    let resp = app
-        .put(
-            &format!("/messages/{id}/status"),
-            &alice.token,
-            json!({ "status": "read" }),
-        )
-        .await;
-    assert_error(resp, StatusCode::BAD_REQUEST).await;
-    assert_invalid(
-        app.put(
-            &format!("/messages/{id}/status"),
-            &bob.token,
-            json!({ "status": "sent" }),
-        )
-        .await,
-        "status",
-    )
-    .await;
-    assert_invalid(
-        app.put(&format!("/messages/{id}/status"), &bob.token, json!({}))
-            .await,
-        "status",
-    )
-    .await;
+    let own = [(Method::PUT, status.as_str(), Some(read), bad)];
+    assert_refused(&app, &alice.token, &own).await;
+    for payload in [json!({ "status": "sent" }), json!({})] {
+        assert_invalid(app.put(&status, &bob.token, payload).await, "status").await;
+    }
 
-    let unchanged = body(app.get(&format!("/messages/{id}"), &bob.token).await).await;
+    let unchanged = app.get_body(&format!("/messages/{id}"), &bob.token).await;
     assert_eq!(unchanged["content"], "hello");
     assert_eq!(unchanged["is_edited"], false);
     assert_eq!(app.count("messages").await, 1);
@@ -342,9 +258,7 @@ async fn strangers_removed_members_and_non_senders_are_refused_on_every_route() 
 #[tokio::test]
 async fn concurrent_sends_to_one_conversation_get_gap_free_unique_seqs() {
     // Arrange
-    let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
-    let conv = create_direct(&app, &alice, &bob).await;
+    let (app, alice, bob, conv) = direct_chat().await;
 
     // Act: 20 tasks x 50 messages.
     let tasks = (0..20).map(|t| {
@@ -406,10 +320,8 @@ async fn concurrent_sends_to_one_conversation_get_gap_free_unique_seqs() {
 #[tokio::test]
 async fn a_repeated_client_msg_id_returns_and_announces_the_original_without_a_duplicate() {
     // Arrange
-    let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
-    let conv = create_direct(&app, &alice, &bob).await;
-    let other = create_group(&app, &alice, &[&bob]).await;
+    let (app, alice, bob, conv) = direct_chat().await;
+    let other = app.group(&alice, &[&bob]).await;
     let client_msg_id = Uuid::new_v4();
     let payload =
         json!({ "content": "once", "conversation_id": conv, "client_msg_id": client_msg_id });
@@ -433,7 +345,7 @@ async fn a_repeated_client_msg_id_returns_and_announces_the_original_without_a_d
         assert_eq!(data["message_id"], first["message_id"]);
         assert_eq!(data["seq"], 1);
     }
-    let next = send(&app, &alice, conv, "next").await;
+    let next = app.send(&alice, conv, "next").await;
     assert_eq!(next["seq"], 2);
     let (_, data) = next_emit(&mut bus, "newMessage").await;
     assert_eq!(data["seq"], 2);
@@ -453,29 +365,18 @@ async fn a_repeated_client_msg_id_returns_and_announces_the_original_without_a_d
 
 #[tokio::test]
 async fn concurrent_retries_store_one_message() {
-    let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
-    let conv = create_direct(&app, &alice, &bob).await;
+    let (app, alice, bob, conv) = direct_chat().await;
     let payload = json!({ "content": "flaky network", "conversation_id": conv, "client_msg_id": Uuid::new_v4() });
 
     let responses =
         join_all((0..10).map(|_| app.post("/messages", &alice.token, payload.clone()))).await;
 
-    let mut created = 0;
-    let mut ids = BTreeSet::new();
-    for resp in responses {
-        match resp.status() {
-            StatusCode::CREATED => created += 1,
-            StatusCode::OK => {}
-            other => panic!("unexpected {other}"),
-        }
-        ids.insert(id_of(&body(resp).await, "message_id"));
-    }
+    let (created, ids) = created_and_ids(responses, "message_id").await;
     assert_eq!(created, 1);
-    assert_eq!(ids.len(), 1);
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 1, "{ids:?}");
     assert_eq!(app.count("messages").await, 1);
     assert_eq!(
-        send(&app, &bob, conv, "after").await["seq"],
+        app.send(&bob, conv, "after").await["seq"],
         2,
         "a failed retry left a gap"
     );
@@ -484,18 +385,16 @@ async fn concurrent_retries_store_one_message() {
 #[tokio::test]
 async fn history_pages_by_seq_in_both_directions_without_deleted_messages() {
     // Arrange: 60 messages, seq 10 deleted.
-    let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
-    let conv = create_direct(&app, &alice, &bob).await;
+    let (app, alice, bob, conv) = direct_chat().await;
     let mut ten = Value::Null;
     for i in 1..=60 {
-        let m = send(
-            &app,
-            if i % 3 == 0 { &bob } else { &alice },
-            conv,
-            &format!("m{i}"),
-        )
-        .await;
+        let m = app
+            .send(
+                if i % 3 == 0 { &bob } else { &alice },
+                conv,
+                &format!("m{i}"),
+            )
+            .await;
         if i == 10 {
             ten = m;
         }
@@ -510,51 +409,27 @@ async fn history_pages_by_seq_in_both_directions_without_deleted_messages() {
 
     // Act + Assert
     let range = |a: i64, b: i64| (a..=b).filter(|s| *s != 10).collect::<Vec<_>>();
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "").await),
-        range(11, 60),
-        "default page is the newest 50"
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?limit=5").await),
-        range(56, 60)
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?limit=200").await),
-        range(1, 60)
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?before_seq=12&limit=3").await),
-        vec![8, 9, 11]
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?before_seq=1").await),
-        Vec::<i64>::new()
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?after_seq=55").await),
-        range(56, 60)
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?after_seq=8&limit=3").await),
-        vec![9, 11, 12]
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?after_seq=0&limit=2").await),
-        vec![1, 2]
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?after_seq=60").await),
-        Vec::<i64>::new()
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?after_seq=5&before_seq=13").await),
-        vec![6, 7, 8, 9, 11, 12]
-    );
-    assert_eq!(
-        seqs(&history(&app, &bob, conv, "?after_seq=5&before_seq=13&limit=2").await),
-        vec![6, 7]
-    );
+    // The default page is the newest 50.
+    let pages = [
+        ("", range(11, 60)),
+        ("?limit=5", range(56, 60)),
+        ("?limit=200", range(1, 60)),
+        ("?before_seq=12&limit=3", vec![8, 9, 11]),
+        ("?before_seq=1", Vec::<i64>::new()),
+        ("?after_seq=55", range(56, 60)),
+        ("?after_seq=8&limit=3", vec![9, 11, 12]),
+        ("?after_seq=0&limit=2", vec![1, 2]),
+        ("?after_seq=60", Vec::<i64>::new()),
+        ("?after_seq=5&before_seq=13", vec![6, 7, 8, 9, 11, 12]),
+        ("?after_seq=5&before_seq=13&limit=2", vec![6, 7]),
+    ];
+    for (query, expected) in pages {
+        assert_eq!(
+            seqs(&history(&app, &bob, conv, query).await),
+            expected,
+            "{query}"
+        );
+    }
     let page = history(&app, &bob, conv, "?after_seq=8&limit=1").await;
     assert_eq!(page[0]["content"], "m9");
     assert!(page.to_string().find("m10").is_none());
@@ -568,9 +443,10 @@ async fn history_pages_by_seq_in_both_directions_without_deleted_messages() {
         ("?after_seq=-1", "after_seq"),
         ("?after_seq=1.5", "after_seq"),
     ] {
-        assert_invalid(
-            app.get(&format!("/messages/conversation/{conv}{query}"), &bob.token)
-                .await,
+        assert_invalid_get(
+            &app,
+            &bob.token,
+            &format!("/messages/conversation/{conv}{query}"),
             field,
         )
         .await;
@@ -580,12 +456,9 @@ async fn history_pages_by_seq_in_both_directions_without_deleted_messages() {
 #[tokio::test]
 async fn receipts_in_a_group_aggregate_over_every_other_participant_and_never_go_back() {
     // Arrange
-    let app = spawn_app().await;
-    let [alice, bob, carol] =
-        <[TestUser; 3]>::try_from(users(&app, &["alice", "bob", "carol"]).await).unwrap();
-    let group = create_group(&app, &alice, &[&bob, &carol]).await;
-    let m1 = send(&app, &alice, group, "one").await;
-    let m2 = send(&app, &alice, group, "two").await;
+    let (app, [alice, bob, carol], group) = group_of_three().await;
+    let m1 = app.send(&alice, group, "one").await;
+    let m2 = app.send(&alice, group, "two").await;
     let mut bus = app.state.bus.subscribe();
 
     // Bob has both on his phone; carol has nothing yet.
@@ -610,14 +483,12 @@ async fn receipts_in_a_group_aggregate_over_every_other_participant_and_never_go
 
     // Carol reads the second (read implies delivered): delivered to all, read by one.
     assert_eq!(mark(&app, &carol, &m2, "read").await["status"], "delivered");
-    let receipts = body(
-        app.get(
+    let receipts = app
+        .get_body(
             &format!("/messages/{}/receipts", m2["message_id"].as_str().unwrap()),
             &bob.token,
         )
-        .await,
-    )
-    .await;
+        .await;
     let mut flags: Vec<(String, bool, bool)> = receipts
         .as_array()
         .unwrap()
@@ -664,11 +535,9 @@ async fn receipts_in_a_group_aggregate_over_every_other_participant_and_never_go
     // Older receipts do not move cursors back, and publish nothing.
     assert_eq!(mark(&app, &bob, &m1, "delivered").await["status"], "read");
     assert_eq!(mark(&app, &bob, &m2, "read").await["status"], "read");
-    let conv = body(
-        app.get(&format!("/conversations/{group}"), &alice.token)
-            .await,
-    )
-    .await;
+    let conv = app
+        .get_body(&format!("/conversations/{group}"), &alice.token)
+        .await;
     let bobs = conv["participants"]
         .as_array()
         .unwrap()
@@ -682,7 +551,7 @@ async fn receipts_in_a_group_aggregate_over_every_other_participant_and_never_go
         ),
         (Some(2), Some(2))
     );
-    let m3 = send(&app, &alice, group, "three").await;
+    let m3 = app.send(&alice, group, "three").await;
     mark(&app, &carol, &m3, "delivered").await;
     let (_, data) = next_emit(&mut bus, "messageStatus").await;
     assert_eq!(
@@ -691,14 +560,14 @@ async fn receipts_in_a_group_aggregate_over_every_other_participant_and_never_go
     );
 
     // The sender's own view of the list shows the aggregate too.
-    let list = body(app.get("/conversations", &alice.token).await).await;
+    let list = app.get_body("/conversations", &alice.token).await;
     assert_eq!(list[0]["last_message"]["status"], "sent");
 }
 
 #[tokio::test]
 async fn a_message_alone_in_a_group_stays_sent() {
     let app = spawn_app().await;
-    let [alice] = <[TestUser; 1]>::try_from(users(&app, &["alice"]).await).unwrap();
+    let [alice] = app.users(["alice"]).await;
     let resp = app
         .post(
             "/conversations",
@@ -708,26 +577,22 @@ async fn a_message_alone_in_a_group_stays_sent() {
         .await;
     assert_eq!(resp.status(), StatusCode::CREATED);
     let conv = id_of(&body(resp).await, "conversation_id");
-    let m = send(&app, &alice, conv, "to self").await;
+    let m = app.send(&alice, conv, "to self").await;
     assert_eq!(status_of(&app, &alice, &m).await, "sent");
-    let receipts = body(
-        app.get(
+    let receipts = app
+        .get_body(
             &format!("/messages/{}/receipts", m["message_id"].as_str().unwrap()),
             &alice.token,
         )
-        .await,
-    )
-    .await;
+        .await;
     assert_eq!(receipts, json!([]));
 }
 
 #[tokio::test]
 async fn the_sender_edits_a_message_and_everyone_is_told() {
     // Arrange
-    let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
-    let conv = create_direct(&app, &alice, &bob).await;
-    let msg = send(&app, &alice, conv, "helo").await;
+    let (app, alice, bob, conv) = direct_chat().await;
+    let msg = app.send(&alice, conv, "helo").await;
     let path = format!("/messages/{}", msg["message_id"].as_str().unwrap());
     let mut bus = app.state.bus.subscribe();
 
@@ -769,21 +634,16 @@ async fn the_sender_edits_a_message_and_everyone_is_told() {
     )
     .await;
     assert_invalid(app.put(&path, &alice.token, json!({})).await, "content").await;
-    assert_eq!(
-        body(app.get(&path, &bob.token).await).await["content"],
-        "hello!"
-    );
+    assert_eq!(app.get_body(&path, &bob.token).await["content"], "hello!");
 }
 
 #[tokio::test]
 async fn a_deleted_message_is_no_longer_served_anywhere() {
     // Arrange
-    let app = spawn_app().await;
-    let [alice, bob] = <[TestUser; 2]>::try_from(users(&app, &["alice", "bob"]).await).unwrap();
-    let conv = create_direct(&app, &alice, &bob).await;
-    let keep = send(&app, &alice, conv, "keep").await;
-    let gone = send(&app, &alice, conv, "secret").await;
-    let path = format!("/messages/{}", gone["message_id"].as_str().unwrap());
+    let (app, alice, bob, conv) = direct_chat().await;
+    let keep = app.send(&alice, conv, "keep").await;
+    let gone = app.send(&alice, conv, "secret").await;
+    let path = message_path(&gone);
     let mut bus = app.state.bus.subscribe();
 
     // Act
@@ -799,7 +659,7 @@ async fn a_deleted_message_is_no_longer_served_anywhere() {
     assert_eq!(rooms_of(&emit), user_rooms(&[&alice, &bob]));
     assert_eq!(data["seq"], 2);
     assert_eq!(seqs(&history(&app, &bob, conv, "").await), vec![1]);
-    assert_error(app.get(&path, &bob.token).await, StatusCode::NOT_FOUND).await;
+    assert_get_error(&app, &bob.token, &path, StatusCode::NOT_FOUND).await;
     assert_error(app.delete(&path, &alice.token).await, StatusCode::NOT_FOUND).await;
     assert_error(
         app.put(&path, &alice.token, json!({ "content": "back" }))
@@ -807,15 +667,10 @@ async fn a_deleted_message_is_no_longer_served_anywhere() {
         StatusCode::NOT_FOUND,
     )
     .await;
-    let resp = app
-        .put(
-            &format!("{path}/status"),
-            &bob.token,
-            json!({ "status": "read" }),
-        )
+    assert_error(app.mark(&bob, &gone, "read").await, StatusCode::NOT_FOUND).await;
+    let details = app
+        .get_body(&format!("/conversations/{conv}"), &bob.token)
         .await;
-    assert_error(resp, StatusCode::NOT_FOUND).await;
-    let details = body(app.get(&format!("/conversations/{conv}"), &bob.token).await).await;
     assert!(!details.to_string().contains("secret"), "{details}");
     assert_eq!(details["last_message"]["message_id"], keep["message_id"]);
     assert_eq!(details["unread_count"], 1);

@@ -7,18 +7,16 @@ use chatty::{
     bus::{BusMessage, Namespace, room},
     social::notifications::{self, PREVIEW_CHARS},
 };
-use chatty_testkit::{Incoming, SioSender};
+use chatty_testkit::{Incoming, SioClient, SioSender};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use uuid::Uuid;
 
-use crate::{
-    friendships::befriend,
-    helpers::{
-        TestApp, TestUser, assert_error, assert_invalid, body, name, pg_base, redis_url, spawn_app,
-        spawn_app_memory,
-    },
+use crate::helpers::{
+    SocketExt, TestApp, TestUser, assert_error, assert_get_error, assert_invalid,
+    assert_invalid_get, assert_invalid_gets, assert_unauthorized, assert_unknown_id, body, name,
+    pg_base, redis_url, spawn_app, spawn_app_memory, two_nodes,
 };
 
 /// The next `notification` event for `user` on the bus, as the client will receive it.
@@ -77,8 +75,53 @@ async fn list(app: &TestApp, user: &TestUser, query: &str) -> Vec<Value> {
     body(resp).await.as_array().expect("array").clone()
 }
 
+/// `POST /notifications/read-all` as `user`, asserting a 200; its body.
+async fn read_all(app: &TestApp, user: &TestUser) -> Value {
+    let resp = app.post_empty("/notifications/read-all", &user.token).await;
+    assert_eq!(resp.status(), StatusCode::OK, "read-all as {}", user.name);
+    body(resp).await
+}
+
+/// `POST /notifications/<id>/read` as `user`.
+async fn mark_read(app: &TestApp, user: &TestUser, id: &str) -> reqwest::Response {
+    app.post_empty(&format!("/notifications/{id}/read"), &user.token)
+        .await
+}
+
+/// A friend request between two new users on `app`: the users and the `notification` the
+/// addressee is sent on the bus, after asserting that it is a friend request.
+async fn friend_request_event(app: &TestApp) -> (TestUser, TestUser, Value) {
+    let [alice, bob] = app.users(["alice", "bob"]).await;
+    let mut rx = app.state.bus.subscribe();
+    app.request_friendship(&alice, &bob).await;
+    let event = next_notification(&mut rx, bob.id).await;
+    assert_eq!(event["type"], "friend_request");
+    (alice, bob, event)
+}
+
+/// `notify_message` of `text` from `sender` in `conversation` to `recipients`; the rows.
+async fn notify(
+    app: &TestApp,
+    conversation: Uuid,
+    sender: &TestUser,
+    text: &str,
+    recipients: &[Uuid],
+) -> Vec<notifications::Notification> {
+    notifications::notify_message(
+        &app.db,
+        conversation,
+        sender.id,
+        &sender.name,
+        text,
+        recipients,
+    )
+    .await
+    .expect("notify_message")
+}
+
 async fn unread_count(app: &TestApp, user: &TestUser) -> i64 {
-    body(app.get("/notifications/unread-count", &user.token).await).await["count"]
+    app.get_body("/notifications/unread-count", &user.token)
+        .await["count"]
         .as_i64()
         .expect("count")
 }
@@ -92,45 +135,31 @@ async fn system(app: &TestApp, user: &TestUser, title: &str) {
 
 #[tokio::test]
 async fn notification_routes_require_authentication() {
-    let app = spawn_app().await;
-    let id = Uuid::new_v4();
-    let routes = [
-        (Method::GET, "/notifications".to_owned()),
-        (Method::GET, "/notifications/unread".to_owned()),
-        (Method::GET, "/notifications/unread-count".to_owned()),
-        (Method::POST, "/notifications/read-all".to_owned()),
-        (Method::GET, format!("/notifications/{id}")),
-        (Method::POST, format!("/notifications/{id}/read")),
-        (Method::DELETE, format!("/notifications/{id}")),
-    ];
-    for (method, path) in routes {
-        assert_error(
-            app.request(method, &path, None, None).await,
-            StatusCode::UNAUTHORIZED,
-        )
-        .await;
-    }
+    assert_unauthorized(
+        &[
+            "GET /notifications",
+            "GET /notifications/unread",
+            "GET /notifications/unread-count",
+            "POST /notifications/read-all",
+            "GET /notifications/{id}",
+            "POST /notifications/{id}/read",
+            "DELETE /notifications/{id}",
+        ],
+        None,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn a_friend_request_is_stored_and_published_to_the_addressee_in_the_seed_shape() {
     // Arrange
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
     let mut rx = app.state.bus.subscribe();
 
     // Act
-    app.post(
-        "/friendships/request",
-        &alice.token,
-        json!({ "friendId": bob.id }),
-    )
-    .await;
+    let (alice, bob, event) = friend_request_event(&app).await;
 
     // Assert: the event and the stored row are the same object
-    let event = next_notification(&mut rx, bob.id).await;
-    assert_eq!(event["type"], "friend_request");
     assert_eq!(event["metadata"]["sender_id"], alice.id.to_string());
     assert_eq!(event["metadata"]["sender_name"], alice.name.as_str());
     assert_eq!(event["is_read"], false);
@@ -145,12 +174,7 @@ async fn a_friend_request_is_stored_and_published_to_the_addressee_in_the_seed_s
     assert!(list(&app, &alice, "").await.is_empty());
 
     // Act: bob accepts; alice hears of it, bob's request notification is settled
-    app.post(
-        &format!("/friendships/accept/{}", alice.id),
-        &bob.token,
-        json!({}),
-    )
-    .await;
+    app.friendship("accept", &bob, alice.id).await;
 
     let accepted = next_notification(&mut rx, alice.id).await;
     assert_eq!(accepted["type"], "friend_request");
@@ -165,19 +189,12 @@ async fn a_friend_request_is_stored_and_published_to_the_addressee_in_the_seed_s
 #[tokio::test]
 async fn a_notification_stored_on_one_node_is_published_to_the_other() {
     // Arrange
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
+    let (a, b) = two_nodes().await;
+    let [alice, bob] = a.users(["alice", "bob"]).await;
     let mut rx = b.state.bus.subscribe();
 
     // Act
-    a.post(
-        "/friendships/request",
-        &alice.token,
-        json!({ "friendId": bob.id }),
-    )
-    .await;
+    a.request_friendship(&alice, &bob).await;
     notifications::notify_system(&a.state, Some(bob.id), "Maintenance", "Tonight at 2")
         .await
         .unwrap();
@@ -196,19 +213,7 @@ async fn a_notification_stored_on_one_node_is_published_to_the_other() {
 #[tokio::test]
 async fn a_single_node_without_redis_publishes_notifications_on_its_in_process_bus() {
     let app = spawn_app_memory().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let mut rx = app.state.bus.subscribe();
-
-    app.post(
-        "/friendships/request",
-        &alice.token,
-        json!({ "friendId": bob.id }),
-    )
-    .await;
-
-    let event = next_notification(&mut rx, bob.id).await;
-    assert_eq!(event["type"], "friend_request");
+    let (_, bob, event) = friend_request_event(&app).await;
     assert_eq!(list(&app, &bob, "").await, std::slice::from_ref(&event));
 }
 
@@ -216,15 +221,8 @@ async fn a_single_node_without_redis_publishes_notifications_on_its_in_process_b
 async fn message_notifications_collapse_to_one_unread_per_user_and_conversation() {
     // Arrange: three senders and two readers in one group
     let app = spawn_app().await;
-    let senders = [
-        app.register(&name("s0")).await,
-        app.register(&name("s1")).await,
-        app.register(&name("s2")).await,
-    ];
-    let readers = [
-        app.register(&name("r0")).await,
-        app.register(&name("r1")).await,
-    ];
+    let senders = app.users(["s0", "s1", "s2"]).await;
+    let readers = app.users(["r0", "r1"]).await;
     let members: Vec<&TestUser> = senders.iter().chain(readers.iter()).collect();
     let everyone: Vec<Uuid> = members.iter().map(|m| m.id).collect();
     let conv = conversation(&app, Some("Climbing"), &members).await;
@@ -269,13 +267,7 @@ async fn message_notifications_collapse_to_one_unread_per_user_and_conversation(
         .as_str()
         .unwrap()
         .to_owned();
-    let resp = app
-        .post(
-            &format!("/notifications/{first}/read"),
-            &readers[0].token,
-            json!({}),
-        )
-        .await;
+    let resp = mark_read(&app, &readers[0], &first).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let marked = notifications::mark_conversation_read(&app.db, readers[1].id, conv)
         .await
@@ -291,9 +283,7 @@ async fn message_notifications_collapse_to_one_unread_per_user_and_conversation(
     assert_eq!(unread_count(&app, &readers[1]).await, 0);
     let s = &senders[1];
     let mut rx = app.state.bus.subscribe();
-    let rows = notifications::notify_message(&app.db, conv, s.id, &s.name, "after", &everyone)
-        .await
-        .unwrap();
+    let rows = notify(&app, conv, s, "after", &everyone).await;
     notifications::publish_all(app.state.bus.as_ref(), &rows).await;
 
     // Assert: the next message starts a fresh notification; the read one stays as it was
@@ -320,9 +310,7 @@ async fn message_notifications_collapse_to_one_unread_per_user_and_conversation(
             .status(),
         StatusCode::OK
     );
-    notifications::notify_message(&app.db, conv, s.id, &s.name, "again", &everyone)
-        .await
-        .unwrap();
+    notify(&app, conv, s, "again", &everyone).await;
     let r0 = list(&app, &readers[0], "/unread").await;
     assert_eq!((r0.len(), r0[0]["count"].as_i64()), (1, Some(1)));
 }
@@ -330,12 +318,7 @@ async fn message_notifications_collapse_to_one_unread_per_user_and_conversation(
 #[tokio::test]
 async fn concurrent_message_notifications_count_every_message() {
     let app = spawn_app().await;
-    let users = [
-        app.register(&name("u0")).await,
-        app.register(&name("u1")).await,
-        app.register(&name("u2")).await,
-        app.register(&name("u3")).await,
-    ];
+    let users = app.users(["u0", "u1", "u2", "u3"]).await;
     let members: Vec<&TestUser> = users.iter().collect();
     let conv = conversation(&app, Some("Busy"), &members).await;
     // Recipients in different orders: the upsert must lock rows in one order regardless.
@@ -373,17 +356,10 @@ async fn concurrent_message_notifications_count_every_message() {
 async fn a_batch_of_messages_collapses_per_recipient_counting_only_others_messages() {
     // Arrange: carol blocked bob; a group of three and a direct chat alice-bob
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let carol = app.register(&name("carol")).await;
+    let [alice, bob, carol] = app.users(["alice", "bob", "carol"]).await;
     let group = conversation(&app, Some("Trio"), &[&alice, &bob, &carol]).await;
     let direct = conversation(&app, None, &[&alice, &bob]).await;
-    app.post(
-        &format!("/friendships/block/{}", bob.id),
-        &carol.token,
-        json!({}),
-    )
-    .await;
+    app.friendship("block", &carol, bob.id).await;
     let trio = [alice.id, bob.id, carol.id];
     let sent = |conversation_id, sender_id, seq, preview: &str, recipients: &[Uuid]| {
         notifications::SentMessage {
@@ -457,30 +433,14 @@ async fn a_batch_of_messages_collapses_per_recipient_counting_only_others_messag
 #[tokio::test]
 async fn message_notifications_spare_the_sender_and_those_who_blocked_them() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let carol = app.register(&name("carol")).await;
+    let [alice, bob, carol] = app.users(["alice", "bob", "carol"]).await;
     let direct = conversation(&app, None, &[&alice, &bob]).await;
     let group = conversation(&app, Some("Trio"), &[&alice, &bob, &carol]).await;
-    app.post(
-        &format!("/friendships/block/{}", alice.id),
-        &carol.token,
-        json!({}),
-    )
-    .await;
+    app.friendship("block", &carol, alice.id).await;
 
     // A direct chat's notification is titled with the sender; the preview is one short line.
     let long = format!("{}\n\nend", "word ".repeat(60));
-    let rows = notifications::notify_message(
-        &app.db,
-        direct,
-        alice.id,
-        &alice.name,
-        &long,
-        &[alice.id, bob.id, bob.id],
-    )
-    .await
-    .unwrap();
+    let rows = notify(&app, direct, &alice, &long, &[alice.id, bob.id, bob.id]).await;
     assert_eq!(rows.len(), 1);
     let n = &list(&app, &bob, "").await[0];
     assert_eq!(n["title"], alice.name.as_str());
@@ -494,43 +454,19 @@ async fn message_notifications_spare_the_sender_and_those_who_blocked_them() {
     assert_eq!(n["content"], preview);
 
     // Carol blocked alice: alice's group messages do not notify her; bob's do.
-    let rows = notifications::notify_message(
-        &app.db,
-        group,
-        alice.id,
-        &alice.name,
-        "hi",
-        &[alice.id, bob.id, carol.id],
-    )
-    .await
-    .unwrap();
+    let rows = notify(&app, group, &alice, "hi", &[alice.id, bob.id, carol.id]).await;
     assert_eq!(rows.iter().map(|n| n.user_id).collect::<Vec<_>>(), [bob.id]);
     assert!(list(&app, &carol, "").await.is_empty());
-    notifications::notify_message(
-        &app.db,
-        group,
-        bob.id,
-        &bob.name,
-        "yo",
-        &[alice.id, bob.id, carol.id],
-    )
-    .await
-    .unwrap();
+    notify(&app, group, &bob, "yo", &[alice.id, bob.id, carol.id]).await;
     assert_eq!(list(&app, &carol, "").await.len(), 1);
-    assert!(
-        notifications::notify_message(&app.db, group, bob.id, &bob.name, "x", &[bob.id])
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(notify(&app, group, &bob, "x", &[bob.id]).await.is_empty());
 }
 
 #[tokio::test]
 async fn only_the_owner_reads_or_deletes_a_notification_and_deleted_ones_are_never_listed() {
     // Arrange
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let mallory = app.register(&name("mallory")).await;
+    let [alice, mallory] = app.users(["alice", "mallory"]).await;
     system(&app, &alice, "one").await;
     system(&app, &alice, "two").await;
     let listed = list(&app, &alice, "").await;
@@ -562,16 +498,11 @@ async fn only_the_owner_reads_or_deletes_a_notification_and_deleted_ones_are_nev
         StatusCode::NOT_FOUND,
     )
     .await;
-    assert_error(
-        app.get(&format!("/notifications/{}", Uuid::new_v4()), &alice.token)
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    assert_unknown_id(&app, &alice.token, "/notifications").await;
     // Malformed ids.
-    assert_invalid(app.get("/notifications/xyz", &alice.token).await, "id").await;
+    assert_invalid_get(&app, &alice.token, "/notifications/xyz", "id").await;
     assert_invalid(
-        app.post("/notifications/xyz/read", &alice.token, json!({}))
+        app.post_empty("/notifications/xyz/read", &alice.token)
             .await,
         "id",
     )
@@ -579,13 +510,7 @@ async fn only_the_owner_reads_or_deletes_a_notification_and_deleted_ones_are_nev
     assert_invalid(app.delete("/notifications/xyz", &alice.token).await, "id").await;
 
     // Act: read one
-    let resp = app
-        .post(
-            &format!("/notifications/{newest}/read"),
-            &alice.token,
-            json!({}),
-        )
-        .await;
+    let resp = mark_read(&app, &alice, newest).await;
 
     // Assert: the updated notification comes back; reading again changes nothing
     assert_eq!(resp.status(), StatusCode::OK);
@@ -594,22 +519,11 @@ async fn only_the_owner_reads_or_deletes_a_notification_and_deleted_ones_are_nev
         (read["notification_id"].as_str(), read["is_read"].as_bool()),
         (Some(newest), Some(true))
     );
-    let again = body(
-        app.post(
-            &format!("/notifications/{newest}/read"),
-            &alice.token,
-            json!({}),
-        )
-        .await,
-    )
-    .await;
+    let again = body(mark_read(&app, &alice, newest).await).await;
     assert_eq!(again, read);
     assert_eq!(
-        body(
-            app.get(&format!("/notifications/{newest}"), &alice.token)
-                .await
-        )
-        .await,
+        app.get_body(&format!("/notifications/{newest}"), &alice.token)
+            .await,
         read
     );
     let unread = list(&app, &alice, "/unread").await;
@@ -629,19 +543,14 @@ async fn only_the_owner_reads_or_deletes_a_notification_and_deleted_ones_are_nev
     let all = list(&app, &alice, "").await;
     assert_eq!(all.len(), 1);
     assert!(all.iter().all(|n| n["deleted_at"].is_null()));
-    assert_error(
-        app.get(&format!("/notifications/{newest}"), &alice.token)
-            .await,
+    assert_get_error(
+        &app,
+        &alice.token,
+        &format!("/notifications/{newest}"),
         StatusCode::NOT_FOUND,
     )
     .await;
-    let read_deleted = app
-        .post(
-            &format!("/notifications/{newest}/read"),
-            &alice.token,
-            json!({}),
-        )
-        .await;
+    let read_deleted = mark_read(&app, &alice, newest).await;
     assert_error(read_deleted, StatusCode::NOT_FOUND).await;
     assert_error(
         app.delete(&format!("/notifications/{newest}"), &alice.token)
@@ -665,20 +574,16 @@ async fn only_the_owner_reads_or_deletes_a_notification_and_deleted_ones_are_nev
 #[tokio::test]
 async fn read_all_marks_every_unread_notification_of_the_caller_only() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
+    let [alice, bob] = app.users(["alice", "bob"]).await;
     for t in ["a", "b", "c"] {
         system(&app, &alice, t).await;
     }
     system(&app, &bob, "b").await;
     assert_eq!(unread_count(&app, &alice).await, 3);
 
-    let resp = app
-        .post("/notifications/read-all", &alice.token, json!({}))
-        .await;
+    let updated = read_all(&app, &alice).await;
 
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(body(resp).await, json!({ "updated": 3 }));
+    assert_eq!(updated, json!({ "updated": 3 }));
     assert_eq!(unread_count(&app, &alice).await, 0);
     assert!(list(&app, &alice, "/unread").await.is_empty());
     assert!(
@@ -688,21 +593,13 @@ async fn read_all_marks_every_unread_notification_of_the_caller_only() {
             .all(|n| n["is_read"] == true)
     );
     assert_eq!(unread_count(&app, &bob).await, 1);
-    assert_eq!(
-        body(
-            app.post("/notifications/read-all", &alice.token, json!({}))
-                .await
-        )
-        .await,
-        json!({ "updated": 0 })
-    );
+    assert_eq!(read_all(&app, &alice).await, json!({ "updated": 0 }));
 }
 
 #[tokio::test]
 async fn notifications_page_newest_first_by_limit_offset_and_before() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
+    let [alice, bob] = app.users(["alice", "bob"]).await;
     for i in 0..25 {
         system(&app, &alice, &format!("n{i:02}")).await;
     }
@@ -736,40 +633,32 @@ async fn notifications_page_newest_first_by_limit_offset_and_before() {
         ["n04"]
     );
 
-    assert_invalid(
-        app.get("/notifications?limit=0", &alice.token).await,
-        "limit",
-    )
-    .await;
-    assert_invalid(
-        app.get("/notifications?limit=101", &alice.token).await,
-        "limit",
-    )
-    .await;
-    assert_invalid(
-        app.get("/notifications/unread?offset=-1", &alice.token)
-            .await,
-        "offset",
-    )
-    .await;
-    assert_invalid(
-        app.get("/notifications?before=yesterday", &alice.token)
-            .await,
-        "before",
+    assert_invalid_gets(
+        &app,
+        &alice.token,
+        &[
+            "/notifications?limit=0",
+            "/notifications?limit=101",
+            "/notifications/unread?offset=-1",
+            "/notifications?before=yesterday",
+        ],
     )
     .await;
     let bobs = list(&app, &bob, "").await[0]["notification_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    assert_invalid(
-        app.get(&format!("/notifications?before={bobs}"), &alice.token)
-            .await,
+    assert_invalid_get(
+        &app,
+        &alice.token,
+        &format!("/notifications?before={bobs}"),
         "before",
     )
     .await;
-    assert_error(
-        app.get("/notifications?limit=ten", &alice.token).await,
+    assert_get_error(
+        &app,
+        &alice.token,
+        "/notifications?limit=ten",
         StatusCode::BAD_REQUEST,
     )
     .await;
@@ -778,17 +667,9 @@ async fn notifications_page_newest_first_by_limit_offset_and_before() {
 #[tokio::test]
 async fn group_invites_notify_each_invitee_once_but_never_the_inviter() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let carol = app.register(&name("carol")).await;
-    let dave = app.register(&name("dave")).await;
+    let [alice, bob, carol, dave] = app.users(["alice", "bob", "carol", "dave"]).await;
     let conv = conversation(&app, Some("Hikers"), &[&alice, &bob, &carol, &dave]).await;
-    app.post(
-        &format!("/friendships/block/{}", alice.id),
-        &dave.token,
-        json!({}),
-    )
-    .await;
+    app.friendship("block", &dave, alice.id).await;
     let mut rx = app.state.bus.subscribe();
 
     let rows = notifications::notify_group_invite(
@@ -822,11 +703,7 @@ async fn group_invites_notify_each_invitee_once_but_never_the_inviter() {
 #[tokio::test]
 async fn system_notifications_reach_one_user_or_everyone() {
     let app = spawn_app().await;
-    let users = [
-        app.register(&name("u0")).await,
-        app.register(&name("u1")).await,
-        app.register(&name("u2")).await,
-    ];
+    let users = app.users(["u0", "u1", "u2"]).await;
     let mut rx = app.state.bus.subscribe();
 
     let created = notifications::notify_system(&app.state, None, "Hello", "Welcome to Chatty")
@@ -889,9 +766,8 @@ async fn run_notify(app: &TestApp, args: &[&str]) -> std::process::Output {
 async fn the_notify_command_stores_and_publishes_system_notifications() {
     // Arrange
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    befriend(&app, &alice, &bob).await;
+    let [alice, bob] = app.users(["alice", "bob"]).await;
+    app.befriend(&alice, &bob).await;
     let mut rx = app.state.bus.subscribe();
 
     // Act: one user
@@ -1007,14 +883,10 @@ impl Pair {
 }
 
 async fn pair(app: &TestApp) -> Pair {
-    let sender = app.register(&name("sender")).await;
-    let reader = app.register(&name("reader")).await;
+    let [sender, reader] = app.users(["sender", "reader"]).await;
     let conversation = conversation(app, None, &[&sender, &reader]).await;
     let mut socket = app.notifications_socket(&reader.token).await;
-    socket
-        .next_event("notifications:connected", Duration::from_secs(5))
-        .await
-        .expect("connected");
+    socket.event("notifications:connected").await;
     let (socket, mut rx) = socket.split();
     let events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = events.clone();
@@ -1036,21 +908,11 @@ async fn pair(app: &TestApp) -> Pair {
     }
 }
 
-async fn pairs(app: &TestApp, n: usize) -> Vec<Pair> {
-    futures_util::future::join_all((0..n).map(|_| pair(app))).await
-}
-
-/// Sends `content` through `POST /messages`; returns the stored message.
-async fn send(app: &TestApp, sender: &TestUser, conversation: Uuid, content: &str) -> Value {
-    let resp = app
-        .post(
-            "/messages",
-            &sender.token,
-            json!({ "content": content, "conversation_id": conversation }),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED, "send {content}");
-    body(resp).await
+/// A node with `RACE_PAIRS` pairs on it, for the read races.
+async fn race_pairs() -> (TestApp, Vec<Pair>) {
+    let app = spawn_app().await;
+    let pairs = futures_util::future::join_all((0..RACE_PAIRS).map(|_| pair(&app))).await;
+    (app, pairs)
 }
 
 /// Runs `tries` of (send `try {k}`, wait ~100 ms, `read`) on every pair at once, then waits
@@ -1063,7 +925,9 @@ where
     let runs = pairs.iter().map(|p| async move {
         let mut answered = Vec::new();
         for k in 0..RACE_TRIES / pairs.len() {
-            let sent = send(app, &p.sender, p.conversation, &format!("try {k}")).await;
+            let sent = app
+                .send(&p.sender, p.conversation, &format!("try {k}"))
+                .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
             read(p, sent).await;
             answered.push(Instant::now());
@@ -1075,9 +939,9 @@ where
     answered
 }
 
-/// Tries after which the reader still had something unread or heard an unread
-/// notification for the try's message after the read had answered.
-async fn spoiled_tries(app: &TestApp, pairs: &[Pair], answered: &[Vec<Instant>]) -> Vec<String> {
+/// Asserts that no try was spoiled: none after which the reader still had something unread
+/// or heard an unread notification for the try's message after the read had answered.
+async fn assert_none_spoiled(app: &TestApp, pairs: &[Pair], answered: &[Vec<Instant>]) {
     let mut spoiled = Vec::new();
     for (i, (p, answered)) in pairs.iter().zip(answered).enumerate() {
         for (k, read_at) in answered.iter().enumerate() {
@@ -1095,110 +959,77 @@ async fn spoiled_tries(app: &TestApp, pairs: &[Pair], answered: &[Vec<Instant>])
             spoiled.push(format!("pair {i}: left unread {unread:?}"));
         }
     }
-    spoiled
-}
-
-#[tokio::test]
-async fn a_read_all_covers_every_message_sent_before_it_in_a_hundred_tries_of_a_hundred() {
-    // Arrange
-    let app = &spawn_app().await;
-    let pairs = pairs(app, RACE_PAIRS).await;
-
-    // Act: a message, ~100 ms later read-all; 100 times over ten pairs
-    let answered = race(app, &pairs, |p, _| async move {
-        let resp = app
-            .post("/notifications/read-all", &p.reader.token, json!({}))
-            .await;
-        assert_eq!(resp.status(), StatusCode::OK);
-    })
-    .await;
-
-    // Assert: nothing unread, and nothing unread pushed after a read-all answered
-    let spoiled = spoiled_tries(app, &pairs, &answered).await;
     assert!(
         spoiled.is_empty(),
         "{} of {RACE_TRIES} tries spoiled: {spoiled:#?}",
         spoiled.len()
     );
+}
+
+#[tokio::test]
+async fn a_read_all_covers_every_message_sent_before_it_in_a_hundred_tries_of_a_hundred() {
+    // Arrange
+    let (app, pairs) = &race_pairs().await;
+
+    // Act: a message, ~100 ms later read-all; 100 times over ten pairs
+    let answered = race(app, pairs, |p, _| async move {
+        read_all(app, &p.reader).await;
+    })
+    .await;
+
+    // Assert: nothing unread, and nothing unread pushed after a read-all answered
+    assert_none_spoiled(app, pairs, &answered).await;
 }
 
 #[tokio::test]
 async fn a_read_cursor_reaching_the_end_covers_every_message_sent_before_it_in_a_hundred_tries_of_a_hundred()
  {
     // Arrange
-    let app = &spawn_app().await;
-    let pairs = pairs(app, RACE_PAIRS).await;
+    let (app, pairs) = &race_pairs().await;
 
     // Act: a message, ~100 ms later the reader reads it (the conversation's last)
-    let answered = race(app, &pairs, |p, sent| async move {
-        let id = sent["message_id"].as_str().expect("message id");
-        let resp = app
-            .put(
-                &format!("/messages/{id}/status"),
-                &p.reader.token,
-                json!({ "status": "read" }),
-            )
-            .await;
+    let answered = race(app, pairs, |p, sent| async move {
+        let resp = app.mark(&p.reader, &sent, "read").await;
         assert_eq!(resp.status(), StatusCode::OK);
     })
     .await;
 
     // Assert
-    let spoiled = spoiled_tries(app, &pairs, &answered).await;
-    assert!(
-        spoiled.is_empty(),
-        "{} of {RACE_TRIES} tries spoiled: {spoiled:#?}",
-        spoiled.len()
-    );
+    assert_none_spoiled(app, pairs, &answered).await;
 }
 
 #[tokio::test]
 async fn reading_the_collapsed_notification_covers_every_message_sent_before_it_in_a_hundred_tries_of_a_hundred()
  {
     // Arrange: each reader has an unread message notification to collapse into
-    let app = &spawn_app().await;
-    let pairs = pairs(app, RACE_PAIRS).await;
-    for p in &pairs {
-        send(app, &p.sender, p.conversation, "first").await;
+    let (app, pairs) = &race_pairs().await;
+    for p in pairs {
+        app.send(&p.sender, p.conversation, "first").await;
     }
     tokio::time::sleep(PAST_BATCHING).await;
 
     // Act: a message, ~100 ms later the reader reads the conversation's notification,
     // then the next message starts a fresh one for the next try
-    let answered = race(app, &pairs, |p, _| async move {
+    let answered = race(app, pairs, |p, _| async move {
         let unread = list(app, &p.reader, "/unread").await;
         let Some(n) = unread.iter().find(|n| n["type"] == "message") else {
             return; // nothing to read yet: the try is judged by what is left unread
         };
         let id = n["notification_id"].as_str().unwrap();
-        let resp = app
-            .post(
-                &format!("/notifications/{id}/read"),
-                &p.reader.token,
-                json!({}),
-            )
-            .await;
+        let resp = mark_read(app, &p.reader, id).await;
         assert_eq!(resp.status(), StatusCode::OK);
         // The next try needs an unread notification to read: one from before the race.
-        send(app, &p.sender, p.conversation, "between").await;
+        app.send(&p.sender, p.conversation, "between").await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     })
     .await;
     // The "between" messages were sent after the last read: one unread notification each.
-    for p in &pairs {
-        let resp = app
-            .post("/notifications/read-all", &p.reader.token, json!({}))
-            .await;
-        assert_eq!(resp.status(), StatusCode::OK);
+    for p in pairs {
+        read_all(app, &p.reader).await;
     }
 
     // Assert
-    let spoiled = spoiled_tries(app, &pairs, &answered).await;
-    assert!(
-        spoiled.is_empty(),
-        "{} of {RACE_TRIES} tries spoiled: {spoiled:#?}",
-        spoiled.len()
-    );
+    assert_none_spoiled(app, pairs, &answered).await;
 }
 
 #[tokio::test]
@@ -1206,15 +1037,12 @@ async fn a_message_sent_after_a_read_all_notifies_and_counts_alone() {
     // Arrange
     let app = spawn_app().await;
     let p = pair(&app).await;
-    send(&app, &p.sender, p.conversation, "before").await;
+    app.send(&p.sender, p.conversation, "before").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let resp = app
-        .post("/notifications/read-all", &p.reader.token, json!({}))
-        .await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    read_all(&app, &p.reader).await;
 
     // Act
-    send(&app, &p.sender, p.conversation, "after").await;
+    app.send(&p.sender, p.conversation, "after").await;
     tokio::time::sleep(PAST_BATCHING).await;
 
     // Assert: one unread notification, for "after" only, and it was pushed
@@ -1223,6 +1051,15 @@ async fn a_message_sent_after_a_read_all_notifies_and_counts_alone() {
     assert_eq!(unread[0]["metadata"]["message_preview"], "after");
     assert_eq!(unread[0]["count"], 1, "the message read before counts too");
     assert_eq!(p.unread_events("after").len(), 1);
+}
+
+/// Alice, her direct chat with bob, and bob's connected `/notifications` socket.
+async fn listening(app: &TestApp) -> (TestUser, Uuid, SioClient) {
+    let [alice, bob] = app.users(["alice", "bob"]).await;
+    let conv = conversation(app, None, &[&alice, &bob]).await;
+    let mut notes = app.notifications_socket(&bob.token).await;
+    notes.event("notifications:connected").await;
+    (alice, conv, notes)
 }
 
 /// Holds `user`'s participant row of `conversation` locked until dropped, which stalls
@@ -1244,31 +1081,54 @@ async fn stall_notifier(
     tx
 }
 
+/// Stalls the notifier on a batch for `dave` (see `stall_notifier`), then sends `text` to
+/// the reader of `p`, whose notification thus waits behind dave's.
+async fn stall_then_send(
+    app: &TestApp,
+    p: &Pair,
+    dave: &TestUser,
+    text: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let other = conversation(app, None, &[&p.sender, dave]).await;
+    let stall = stall_notifier(app, other, dave.id).await;
+    app.send(&p.sender, other, "to dave").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.send(&p.sender, p.conversation, text).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stall
+}
+
+/// Lets the notifier go on, then asserts that dave was notified and the reader of `p` has
+/// nothing unread.
+async fn release(
+    app: &TestApp,
+    stall: sqlx::Transaction<'static, sqlx::Postgres>,
+    p: &Pair,
+    dave: &TestUser,
+) {
+    stall.rollback().await.expect("rollback");
+    tokio::time::sleep(PAST_BATCHING).await;
+    assert_eq!(unread_count(app, dave).await, 1);
+    assert!(list(app, &p.reader, "/unread").await.is_empty());
+}
+
 #[tokio::test]
 async fn a_read_all_covers_a_message_whose_notification_is_written_after_it() {
     // Arrange: the notifier is stuck writing a batch for dave, so bob's message waits
     let app = spawn_app().await;
     let p = pair(&app).await;
     let dave = app.register(&name("dave")).await;
-    let other = conversation(&app, None, &[&p.sender, &dave]).await;
-    let stall = stall_notifier(&app, other, dave.id).await;
-    send(&app, &p.sender, other, "to dave").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    send(&app, &p.sender, p.conversation, "to the reader").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stall = stall_then_send(&app, &p, &dave, "to the reader").await;
 
     // Act: the reader reads everything, then the notifier gets going again
     let resp = app
-        .post("/notifications/read-all", &p.reader.token, json!({}))
+        .post_empty("/notifications/read-all", &p.reader.token)
         .await;
     let answered = Instant::now();
     assert_eq!(resp.status(), StatusCode::OK);
-    stall.rollback().await.expect("rollback");
-    tokio::time::sleep(PAST_BATCHING).await;
 
     // Assert: dave is notified; the reader has nothing unread and heard nothing after
-    assert_eq!(unread_count(&app, &dave).await, 1);
-    assert!(list(&app, &p.reader, "/unread").await.is_empty());
+    release(&app, stall, &p, &dave).await;
     let late: Vec<_> = p
         .unread_events("to the reader")
         .into_iter()
@@ -1284,35 +1144,21 @@ async fn reading_the_collapsed_notification_covers_a_message_whose_notification_
     let app = spawn_app().await;
     let p = pair(&app).await;
     let dave = app.register(&name("dave")).await;
-    let other = conversation(&app, None, &[&p.sender, &dave]).await;
-    send(&app, &p.sender, p.conversation, "first").await;
+    app.send(&p.sender, p.conversation, "first").await;
     tokio::time::sleep(PAST_BATCHING).await;
     let collapsed = list(&app, &p.reader, "/unread").await[0]["notification_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let stall = stall_notifier(&app, other, dave.id).await;
-    send(&app, &p.sender, other, "to dave").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    send(&app, &p.sender, p.conversation, "second").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stall = stall_then_send(&app, &p, &dave, "second").await;
 
     // Act
-    let resp = app
-        .post(
-            &format!("/notifications/{collapsed}/read"),
-            &p.reader.token,
-            json!({}),
-        )
-        .await;
+    let resp = mark_read(&app, &p.reader, &collapsed).await;
     let answered = Instant::now();
     assert_eq!(resp.status(), StatusCode::OK);
-    stall.rollback().await.expect("rollback");
-    tokio::time::sleep(PAST_BATCHING).await;
 
     // Assert
-    assert_eq!(unread_count(&app, &dave).await, 1);
-    assert!(list(&app, &p.reader, "/unread").await.is_empty());
+    release(&app, stall, &p, &dave).await;
     assert!(
         p.unread_events("second")
             .into_iter()
@@ -1325,24 +1171,14 @@ async fn reading_the_collapsed_notification_covers_a_message_whose_notification_
 async fn on_an_idle_node_a_message_notification_arrives_within_fifty_milliseconds() {
     // Arrange
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let conv = conversation(&app, None, &[&alice, &bob]).await;
-    let mut notes = app.notifications_socket(&bob.token).await;
-    notes
-        .next_event("notifications:connected", Duration::from_secs(5))
-        .await
-        .unwrap();
+    let (alice, conv, mut notes) = listening(&app).await;
 
     // Act: five messages, one at a time, each timed from the send's answer to the event
     let mut took = Vec::new();
     for i in 0..5 {
-        send(&app, &alice, conv, &format!("m{i}")).await;
+        app.send(&alice, conv, &format!("m{i}")).await;
         let answered = Instant::now();
-        let event = notes
-            .next_event("notification", Duration::from_secs(5))
-            .await
-            .expect("notification");
+        let event = notes.event("notification").await;
         took.push(answered.elapsed());
         assert_eq!(event["metadata"]["message_preview"], format!("m{i}"));
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1365,63 +1201,44 @@ async fn on_an_idle_node_a_message_notification_arrives_within_fifty_millisecond
 async fn a_batch_written_after_a_read_brings_back_nothing_the_read_covered() {
     // Arrange: a message bob has read by read-all
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
+    let [alice, bob] = app.users(["alice", "bob"]).await;
     let conv = conversation(&app, None, &[&alice, &bob]).await;
-    let late = |m: &Value| notifications::SentMessage {
-        conversation_id: conv,
-        sender_id: alice.id,
-        seq: m["seq"].as_i64().unwrap(),
-        preview: m["content"].as_str().unwrap().to_owned(),
-        recipients: vec![alice.id, bob.id],
+    // Writes the batch of `m` again and asserts that it brings nothing back for bob.
+    let late = async |m: &Value| {
+        let again = notifications::SentMessage {
+            conversation_id: conv,
+            sender_id: alice.id,
+            seq: m["seq"].as_i64().unwrap(),
+            preview: m["content"].as_str().unwrap().to_owned(),
+            recipients: vec![alice.id, bob.id],
+        };
+        let rows = notifications::notify_messages(&app.db, &[again])
+            .await
+            .unwrap();
+        assert!(rows.is_empty(), "{rows:?}");
+        assert_eq!(unread_count(&app, &bob).await, 0);
     };
-    let first = send(&app, &alice, conv, "first").await;
+    let first = app.send(&alice, conv, "first").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    app.post("/notifications/read-all", &bob.token, json!({}))
-        .await;
+    read_all(&app, &bob).await;
 
     // Act: its batch written again, late (as by a slow or second notifier)
-    let rows = notifications::notify_messages(&app.db, &[late(&first)])
-        .await
-        .unwrap();
-
-    // Assert
-    assert!(rows.is_empty(), "{rows:?}");
-    assert_eq!(unread_count(&app, &bob).await, 0);
+    late(&first).await;
 
     // Act: a message read through its collapsed notification, then its batch again
-    let second = send(&app, &alice, conv, "second").await;
+    let second = app.send(&alice, conv, "second").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let unread = list(&app, &bob, "/unread").await;
     assert_eq!(unread.len(), 1, "a message after a read-all notifies");
     let id = unread[0]["notification_id"].as_str().unwrap();
-    app.post(&format!("/notifications/{id}/read"), &bob.token, json!({}))
-        .await;
-    let rows = notifications::notify_messages(&app.db, &[late(&second)])
-        .await
-        .unwrap();
-
-    // Assert
-    assert!(rows.is_empty(), "{rows:?}");
-    assert_eq!(unread_count(&app, &bob).await, 0);
+    mark_read(&app, &bob, id).await;
+    late(&second).await;
 
     // Act: a message read by the read cursor, then its batch again
-    let third = send(&app, &alice, conv, "third").await;
+    let third = app.send(&alice, conv, "third").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let message_id = third["message_id"].as_str().unwrap();
-    app.put(
-        &format!("/messages/{message_id}/status"),
-        &bob.token,
-        json!({ "status": "read" }),
-    )
-    .await;
-    let rows = notifications::notify_messages(&app.db, &[late(&third)])
-        .await
-        .unwrap();
-
-    // Assert
-    assert!(rows.is_empty(), "{rows:?}");
-    assert_eq!(unread_count(&app, &bob).await, 0);
+    app.mark(&bob, &third, "read").await;
+    late(&third).await;
 }
 
 /// Message → `notification` latency on an idle node; prints p50, p99 and max. Run with
@@ -1430,23 +1247,13 @@ async fn a_batch_written_after_a_read_brings_back_nothing_the_read_covered() {
 #[ignore = "a measurement, not a check"]
 async fn notification_latency_on_an_idle_node_is_measured() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let conv = conversation(&app, None, &[&alice, &bob]).await;
-    let mut notes = app.notifications_socket(&bob.token).await;
-    notes
-        .next_event("notifications:connected", Duration::from_secs(5))
-        .await
-        .unwrap();
+    let (alice, conv, mut notes) = listening(&app).await;
     let mut took = Vec::new();
     for i in 0..200 {
         let sent = Instant::now();
-        send(&app, &alice, conv, &format!("m{i}")).await;
+        app.send(&alice, conv, &format!("m{i}")).await;
         let answered = sent.elapsed();
-        notes
-            .next_event("notification", Duration::from_secs(5))
-            .await
-            .expect("notification");
+        notes.event("notification").await;
         took.push((sent.elapsed(), sent.elapsed().saturating_sub(answered)));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

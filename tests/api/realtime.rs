@@ -6,10 +6,9 @@ use chatty_testkit::{ConnectError, SioClient};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{name, spawn_app, spawn_app_memory, spawn_configured};
-
-const WAIT: Duration = Duration::from_secs(5);
-const QUIET: Duration = Duration::from_millis(400);
+use crate::helpers::{
+    QUIET, SocketExt, WAIT, name, spawn_app, spawn_app_memory, spawn_configured, two_nodes,
+};
 
 /// The next `userStatus` about `user`, skipping others (a socket hears its own user's too).
 async fn status_of(sock: &mut SioClient, user: uuid::Uuid, timeout: Duration) -> serde_json::Value {
@@ -47,6 +46,18 @@ async fn refused(base: &str, ns: &str, auth: serde_json::Value) -> String {
     }
 }
 
+/// Asserts that `sock` is connected and answering: leaving a conversation it is not in is
+/// acknowledged as done.
+async fn assert_answers(sock: &SioClient) {
+    let ack = sock
+        .ack(
+            "leaveConversation",
+            &json!(uuid::Uuid::new_v4().to_string()),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+}
+
 #[tokio::test]
 async fn sockets_without_a_valid_live_token_are_refused_with_a_reason() {
     let app = spawn_app().await;
@@ -67,7 +78,7 @@ async fn sockets_without_a_valid_live_token_are_refused_with_a_reason() {
         .0;
     let msg = refused(&app.address, "/", json!({ "token": expired })).await;
     assert!(msg.contains("revoked"), "{msg}");
-    app.post("/auth/logout", &user.token, json!({})).await;
+    app.post_empty("/auth/logout", &user.token).await;
     let msg = refused(&app.address, "/", json!({ "token": user.token })).await;
     assert!(msg.contains("revoked"), "{msg}");
 }
@@ -92,50 +103,33 @@ async fn the_notifications_namespace_greets_with_connected() {
     let app = spawn_app().await;
     let user = app.register(&name("notif")).await;
     let mut sock = app.notifications_socket(&user.token).await;
-    let hello = sock
-        .next_event("notifications:connected", WAIT)
-        .await
-        .unwrap();
+    let hello = sock.event("notifications:connected").await;
     assert_eq!(hello, json!({ "status": "connected" }));
 }
 
 #[tokio::test]
 async fn typing_reaches_other_members_on_another_node_but_not_the_typist() {
     // Arrange: alice on node A, bob on node B, both in one conversation room
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.conversation_of(&[&alice, &bob]).await;
+    let (a, b) = two_nodes().await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_conversation().await;
     let mut alice_sock = a.socket(&alice.token).await;
     let mut bob_sock = b.socket(&bob.token).await;
     for s in [&alice_sock, &bob_sock] {
-        let ack = s
-            .emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
-            .await
-            .unwrap();
+        let ack = s.ack("joinConversation", &json!(conv.to_string())).await;
         assert_eq!(ack["ok"], true, "{ack}");
     }
     // Act
-    let ack = alice_sock
-        .emit_with_ack(
-            "typing",
-            &json!({ "conversationId": conv, "isTyping": true }),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let ack = alice_sock.typing(conv, true).await;
     // Assert
     assert_eq!(ack["ok"], true, "{ack}");
-    let got = bob_sock.next_event("userTyping", WAIT).await.unwrap();
+    let got = bob_sock.event("userTyping").await;
     assert_eq!(
         got,
         json!({ "userId": alice.id, "conversationId": conv, "isTyping": true })
     );
-    assert!(
-        alice_sock.collect("userTyping", QUIET).await.is_empty(),
-        "typist heard their own typing"
-    );
+    alice_sock
+        .assert_silent("userTyping", "typist heard their own typing")
+        .await;
     let typing = a
         .get(&format!("/conversations/{conv}/typing"), &bob.token)
         .await;
@@ -149,52 +143,33 @@ async fn typing_reaches_other_members_on_another_node_but_not_the_typist() {
             &json!({ "conversationId": conv, "isTyping": false }),
         )
         .unwrap();
-    let stopped = bob_sock.next_event("userTyping", WAIT).await.unwrap();
+    let stopped = bob_sock.event("userTyping").await;
     assert_eq!(stopped["isTyping"], false);
 }
 
 #[tokio::test]
 async fn strangers_cannot_join_or_type_in_a_conversation_and_hear_nothing() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let eve = app.register(&name("eve")).await;
+    let [alice, bob, eve] = app.users(["alice", "bob", "eve"]).await;
     let conv = app.conversation_of(&[&alice, &bob]).await;
     let mut eve_sock = app.socket(&eve.token).await;
     let bob_sock = app.socket(&bob.token).await;
     bob_sock
-        .emit_with_ack("joinConversation", &json!({ "conversationId": conv }), WAIT)
-        .await
-        .unwrap();
+        .ack("joinConversation", &json!({ "conversationId": conv }))
+        .await;
 
     let join = eve_sock
-        .emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
-        .await
-        .unwrap();
+        .ack("joinConversation", &json!(conv.to_string()))
+        .await;
     assert_eq!(join["ok"], false);
     assert_eq!(join["error"]["statusCode"], 404, "{join}");
-    let typing = eve_sock
-        .emit_with_ack(
-            "typing",
-            &json!({ "conversationId": conv, "isTyping": true }),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let typing = eve_sock.typing(conv, true).await;
     assert_eq!(typing["ok"], false);
 
-    bob_sock
-        .emit_with_ack(
-            "typing",
-            &json!({ "conversationId": conv, "isTyping": true }),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert!(
-        eve_sock.collect("userTyping", QUIET).await.is_empty(),
-        "a stranger heard typing"
-    );
+    bob_sock.typing(conv, true).await;
+    eve_sock
+        .assert_silent("userTyping", "a stranger heard typing")
+        .await;
 }
 
 #[tokio::test]
@@ -203,44 +178,30 @@ async fn malformed_payloads_get_an_error_and_the_socket_lives() {
     let user = app.register(&name("bad")).await;
     let mut sock = app.socket(&user.token).await;
     let ack = sock
-        .emit_with_ack("typing", &json!({ "conversationId": "nope" }), WAIT)
-        .await
-        .unwrap();
+        .ack("typing", &json!({ "conversationId": "nope" }))
+        .await;
     assert_eq!(ack["ok"], false);
     assert_eq!(ack["error"]["statusCode"], 400, "{ack}");
-    let ack = sock
-        .emit_with_ack("joinConversation", &json!(42), WAIT)
-        .await
-        .unwrap();
+    let ack = sock.ack("joinConversation", &json!(42)).await;
     assert_eq!(ack["error"]["statusCode"], 400, "{ack}");
     // Without an ack the error comes back as an `error` event.
     sock.emit("joinConversation", &json!({})).unwrap();
-    let err = sock.next_event("error", WAIT).await.unwrap();
+    let err = sock.event("error").await;
     assert_eq!(err["event"], "joinConversation");
     assert_eq!(err["error"]["statusCode"], 400);
     // Still connected and answering.
-    let ack = sock
-        .emit_with_ack(
-            "leaveConversation",
-            &json!(uuid::Uuid::new_v4().to_string()),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert_eq!(ack["ok"], true);
+    assert_answers(&sock).await;
 }
 
 #[tokio::test]
 async fn logout_on_one_node_drops_exactly_that_devices_sockets_on_another() {
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let user = a.register(&name("dev")).await;
-    let laptop = a.login(&user, "laptop").await;
+    let (a, b) = two_nodes().await;
+    let (user, laptop) = a.two_devices("dev", "laptop").await;
     let mut phone_chat = b.socket(&user.token).await;
     let mut phone_notes = b.notifications_socket(&user.token).await;
     let mut laptop_chat = b.socket(&laptop).await;
 
-    let resp = a.post("/auth/logout", &user.token, json!({})).await;
+    let resp = a.post_empty("/auth/logout", &user.token).await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     assert!(
@@ -255,24 +216,14 @@ async fn logout_on_one_node_drops_exactly_that_devices_sockets_on_another() {
         !laptop_chat.wait_disconnected(QUIET).await,
         "the other device was dropped too"
     );
-    let ack = laptop_chat
-        .emit_with_ack(
-            "leaveConversation",
-            &json!(uuid::Uuid::new_v4().to_string()),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert_eq!(ack["ok"], true);
+    assert_answers(&laptop_chat).await;
 }
 
 #[tokio::test]
 async fn presence_goes_online_and_offline_once_across_devices_and_nodes() {
     // Arrange: bob watches from node B; alice has two devices on nodes A and B
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
+    let (a, b) = two_nodes().await;
+    let [alice, bob] = a.users(["alice", "bob"]).await;
     a.conversation_of(&[&alice, &bob]).await;
     let mut bob_sock = b.socket(&bob.token).await;
     let alice_phone = a.login(&alice, "phone").await;
@@ -305,8 +256,7 @@ async fn presence_goes_online_and_offline_once_across_devices_and_nodes() {
 #[tokio::test]
 async fn strangers_do_not_hear_a_users_presence() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let eve = app.register(&name("eve")).await;
+    let [alice, eve] = app.users(["alice", "eve"]).await;
     let mut eve_sock = app.socket(&eve.token).await;
     let _alice_sock = app.socket(&alice.token).await;
     assert!(statuses_of(&mut eve_sock, alice.id, QUIET).await.is_empty());
@@ -317,8 +267,7 @@ async fn a_killed_nodes_users_go_offline_within_the_lease_announced_by_survivors
     // Arrange: short leases so the test takes seconds, not the production 30 s
     let lease_ms = 1500;
     let a = spawn_configured(true, |s| s.presence_ttl_ms = lease_ms).await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
+    let [alice, bob] = a.users(["alice", "bob"]).await;
     a.conversation_of(&[&alice, &bob]).await;
     let mut bob_sock = a.socket(&bob.token).await;
     let mut doomed = a.spawn_process(&[("CHATTY_PRESENCE_TTL_MS", &lease_ms.to_string())]);
@@ -426,15 +375,11 @@ async fn fan_out_and_presence_recover_by_themselves_after_redis_restarts() {
     };
     let a = spawn_configured(true, tweak).await;
     let b = a.spawn_peer_configured(tweak).await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.conversation_of(&[&alice, &bob]).await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_conversation().await;
     let alice_sock = a.socket(&alice.token).await;
     let mut bob_sock = b.socket(&bob.token).await;
     for s in [&alice_sock, &bob_sock] {
-        s.emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
-            .await
-            .unwrap();
+        s.ack("joinConversation", &json!(conv.to_string())).await;
     }
 
     // Act: Redis dies and comes back on the same port; presence leases are lost with it
@@ -474,14 +419,7 @@ async fn fan_out_and_presence_recover_by_themselves_after_redis_restarts() {
     }
     let mut heard = false;
     for _ in 0..10 {
-        let ack = alice_sock
-            .emit_with_ack(
-                "typing",
-                &json!({ "conversationId": conv, "isTyping": true }),
-                WAIT,
-            )
-            .await
-            .unwrap();
+        let ack = alice_sock.typing(conv, true).await;
         if ack["ok"] == true
             && !bob_sock
                 .collect("userTyping", Duration::from_millis(300))
@@ -491,14 +429,7 @@ async fn fan_out_and_presence_recover_by_themselves_after_redis_restarts() {
             heard = true;
             break;
         }
-        alice_sock
-            .emit_with_ack(
-                "typing",
-                &json!({ "conversationId": conv, "isTyping": false }),
-                WAIT,
-            )
-            .await
-            .unwrap();
+        alice_sock.typing(conv, false).await;
     }
     assert!(
         heard,
@@ -525,8 +456,7 @@ async fn a_draining_node_sends_its_sockets_away_without_flapping_presence() {
     // Arrange: alice on A, bob watching from B
     let mut a = spawn_app().await;
     let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
+    let [alice, bob] = a.users(["alice", "bob"]).await;
     a.conversation_of(&[&alice, &bob]).await;
     let mut bob_sock = b.socket(&bob.token).await;
     let mut alice_sock = a.socket(&alice.token).await;
@@ -577,11 +507,8 @@ async fn sockets_are_dropped_when_their_session_ends_even_without_a_logout_event
 #[tokio::test]
 async fn long_polling_clients_and_websocket_clients_hear_each_other_across_nodes() {
     use chatty_testkit::Transport;
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.conversation_of(&[&alice, &bob]).await;
+    let (a, b) = two_nodes().await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_conversation().await;
     let mut polling = SioClient::connect_with(
         &a.address,
         "/",
@@ -592,21 +519,12 @@ async fn long_polling_clients_and_websocket_clients_hear_each_other_across_nodes
     .await
     .expect("polling connect");
     let ws = b.socket(&bob.token).await;
-    for s in [&*polling, &*ws] {
-        let ack = s
-            .emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
-            .await
-            .unwrap();
+    for s in [&polling, &ws] {
+        let ack = s.ack("joinConversation", &json!(conv.to_string())).await;
         assert_eq!(ack["ok"], true, "{ack}");
     }
-    ws.emit_with_ack(
-        "typing",
-        &json!({ "conversationId": conv, "isTyping": true }),
-        WAIT,
-    )
-    .await
-    .unwrap();
-    let heard = polling.next_event("userTyping", WAIT).await.unwrap();
+    ws.typing(conv, true).await;
+    let heard = polling.event("userTyping").await;
     assert_eq!(heard["userId"], bob.id.to_string());
     let refused =
         SioClient::connect_with(&a.address, "/", json!({}), &[], Transport::Polling).await;
@@ -648,8 +566,7 @@ async fn sockets_closed_right_after_connecting_leave_no_presence_behind() {
 async fn a_late_presence_transition_announces_the_current_truth() {
     use chatty::presence::{Status, announce};
     let a = spawn_app().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
+    let [alice, bob] = a.users(["alice", "bob"]).await;
     a.conversation_of(&[&alice, &bob]).await;
     let mut bob_sock = a.socket(&bob.token).await;
 
@@ -688,9 +605,7 @@ async fn messages_the_bus_missed_are_replayed_once_the_node_resubscribes() {
         s.redis_url = Some(url.clone());
     })
     .await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.conversation_of(&[&alice, &bob]).await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_conversation().await;
     let mut bob_sock = a.socket(&bob.token).await;
     // Stored by a node that died before it published: the row, and no event.
     let message_id = uuid::Uuid::now_v7();

@@ -6,20 +6,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{name, spawn_app};
-
-const WAIT: Duration = Duration::from_secs(5);
-const QUIET: Duration = Duration::from_millis(400);
+use crate::helpers::{SocketExt, WAIT, numbers, spawn_app, two_nodes};
 
 #[tokio::test]
 async fn send_message_reaches_every_device_of_every_participant_on_every_node_once() {
     // Arrange: alice on A with a second device on B; bob on B; eve (stranger) on A
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let eve = a.register(&name("eve")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (a, b) = two_nodes().await;
+    let (alice, bob, eve, conv) = a.group_and_a_stranger().await;
     let alice_phone = a.login(&alice, "phone").await;
     let alice_sock = a.socket(&alice.token).await;
     let mut alice_phone_sock = b.socket(&alice_phone).await;
@@ -29,9 +22,7 @@ async fn send_message_reaches_every_device_of_every_participant_on_every_node_on
 
     // Act
     let ack = alice_sock
-        .emit_with_ack("sendMessage", &json!({ "content": " hi bob ", "conversation_id": conv, "client_msg_id": client_msg_id }), WAIT)
-        .await
-        .unwrap();
+        .ack("sendMessage", &json!({ "content": " hi bob ", "conversation_id": conv, "client_msg_id": client_msg_id })).await;
 
     // Assert
     assert_eq!(ack["ok"], true, "{ack}");
@@ -40,27 +31,21 @@ async fn send_message_reaches_every_device_of_every_participant_on_every_node_on
     assert_eq!(sent["content"], "hi bob");
     assert_eq!(sent["sender_id"], alice.id.to_string());
     for sock in [&mut bob_sock, &mut alice_phone_sock] {
-        let got = sock.next_event("newMessage", WAIT).await.unwrap();
+        let got = sock.event("newMessage").await;
         assert_eq!(got["message_id"], sent["message_id"]);
         assert_eq!(got["seq"], 1);
-        assert!(
-            sock.collect("newMessage", QUIET).await.is_empty(),
-            "delivered twice"
-        );
+        sock.assert_silent("newMessage", "delivered twice").await;
     }
-    assert!(
-        eve_sock.collect("newMessage", QUIET).await.is_empty(),
-        "a stranger received the message"
-    );
+    eve_sock
+        .assert_silent("newMessage", "a stranger received the message")
+        .await;
 
     // A retry with the same client_msg_id stores nothing and returns the original, which
     // is announced again (the first publish may have died with its node), same id and seq.
     let retry = alice_sock
-        .emit_with_ack("sendMessage", &json!({ "content": "hi bob", "conversation_id": conv, "client_msg_id": client_msg_id }), WAIT)
-        .await
-        .unwrap();
+        .ack("sendMessage", &json!({ "content": "hi bob", "conversation_id": conv, "client_msg_id": client_msg_id })).await;
     assert_eq!(retry["data"]["message_id"], sent["message_id"]);
-    let again = bob_sock.next_event("newMessage", WAIT).await.unwrap();
+    let again = bob_sock.event("newMessage").await;
     assert_eq!(again["message_id"], sent["message_id"]);
     assert_eq!(again["seq"], 1);
     assert_eq!(a.count("messages").await, 1);
@@ -69,21 +54,11 @@ async fn send_message_reaches_every_device_of_every_participant_on_every_node_on
 #[tokio::test]
 async fn invalid_or_foreign_sends_are_refused_through_the_ack_and_store_nothing() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let eve = app.register(&name("eve")).await;
-    let conv = app.group(&alice, &[&bob]).await;
+    let (alice, _, eve, conv) = app.group_and_a_stranger().await;
     let alice_sock = app.socket(&alice.token).await;
     let eve_sock = app.socket(&eve.token).await;
 
-    let empty = alice_sock
-        .emit_with_ack(
-            "sendMessage",
-            &json!({ "content": "   ", "conversation_id": conv }),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let empty = alice_sock.send_message(conv, "   ").await;
     assert_eq!(empty["ok"], false);
     assert_eq!(empty["error"]["statusCode"], 400);
     assert!(
@@ -91,9 +66,8 @@ async fn invalid_or_foreign_sends_are_refused_through_the_ack_and_store_nothing(
         "{empty}"
     );
     let no_conv = alice_sock
-        .emit_with_ack("sendMessage", &json!({ "content": "x" }), WAIT)
-        .await
-        .unwrap();
+        .ack("sendMessage", &json!({ "content": "x" }))
+        .await;
     assert!(
         no_conv["error"]["fields"]
             .to_string()
@@ -101,139 +75,86 @@ async fn invalid_or_foreign_sends_are_refused_through_the_ack_and_store_nothing(
         "{no_conv}"
     );
     let too_long = "x".repeat(app.state.settings.max_message_chars + 1);
-    let long = alice_sock
-        .emit_with_ack(
-            "sendMessage",
-            &json!({ "content": too_long, "conversation_id": conv }),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let long = alice_sock.send_message(conv, &too_long).await;
     assert_eq!(long["error"]["statusCode"], 400);
-    let foreign = eve_sock
-        .emit_with_ack(
-            "sendMessage",
-            &json!({ "content": "let me in", "conversation_id": conv }),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let foreign = eve_sock.send_message(conv, "let me in").await;
     assert_eq!(foreign["error"]["statusCode"], 404);
-    let garbage = alice_sock
-        .emit_with_ack("sendMessage", &json!("not an object"), WAIT)
-        .await
-        .unwrap();
+    let garbage = alice_sock.ack("sendMessage", &json!("not an object")).await;
     assert_eq!(garbage["error"]["statusCode"], 400);
     assert_eq!(app.count("messages").await, 0);
 }
 
 #[tokio::test]
 async fn read_receipts_edits_and_deletes_are_pushed_across_nodes() {
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (a, b) = two_nodes().await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_group().await;
     let mut alice_sock = a.socket(&alice.token).await;
     let mut bob_sock = b.socket(&bob.token).await;
-    let ack = alice_sock
-        .emit_with_ack(
-            "sendMessage",
-            &json!({ "content": "read me", "conversation_id": conv }),
-            WAIT,
-        )
-        .await
-        .unwrap();
+    let ack = alice_sock.send_message(conv, "read me").await;
     let id = ack["data"]["message_id"].as_str().unwrap().to_owned();
-    bob_sock.next_event("newMessage", WAIT).await.unwrap();
+    bob_sock.event("newMessage").await;
 
     // Bob reads it on node B; alice hears the receipt on node A.
     let read = bob_sock
-        .emit_with_ack(
+        .ack(
             "updateMessageStatus",
             &json!({ "messageId": id, "status": "read" }),
-            WAIT,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(read["ok"], true, "{read}");
-    let status = alice_sock.next_event("messageStatus", WAIT).await.unwrap();
+    let status = alice_sock.event("messageStatus").await;
     assert_eq!(status["messageId"], id);
     assert_eq!(status["userId"], bob.id.to_string());
     assert_eq!(status["status"], "read");
     let bad = bob_sock
-        .emit_with_ack(
+        .ack(
             "updateMessageStatus",
             &json!({ "messageId": id, "status": "seen" }),
-            WAIT,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(bad["error"]["statusCode"], 400);
 
     // Edits and deletes reach the other node too.
     let edit = alice_sock
-        .emit_with_ack(
+        .ack(
             "editMessage",
             &json!({ "messageId": id, "content": "edited" }),
-            WAIT,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(edit["data"]["is_edited"], true, "{edit}");
-    let updated = bob_sock.next_event("messageUpdated", WAIT).await.unwrap();
+    let updated = bob_sock.event("messageUpdated").await;
     assert_eq!(updated["content"], "edited");
     let not_yours = bob_sock
-        .emit_with_ack("deleteMessage", &json!({ "messageId": id }), WAIT)
-        .await
-        .unwrap();
+        .ack("deleteMessage", &json!({ "messageId": id }))
+        .await;
     assert_eq!(not_yours["ok"], false);
     alice_sock
-        .emit_with_ack("deleteMessage", &json!({ "messageId": id }), WAIT)
-        .await
-        .unwrap();
-    let deleted = bob_sock.next_event("messageDeleted", WAIT).await.unwrap();
+        .ack("deleteMessage", &json!({ "messageId": id }))
+        .await;
+    let deleted = bob_sock.event("messageDeleted").await;
     assert_eq!(deleted["message_id"], id);
 }
 
 #[tokio::test]
 async fn sync_returns_what_a_reconnecting_client_missed_with_cursors() {
     let a = spawn_app().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let eve = a.register(&name("eve")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (alice, bob, eve, conv) = a.group_and_a_stranger().await;
     let alice_sock = a.socket(&alice.token).await;
     for i in 1..=5 {
-        alice_sock
-            .emit_with_ack(
-                "sendMessage",
-                &json!({ "content": format!("m{i}"), "conversation_id": conv }),
-                WAIT,
-            )
-            .await
-            .unwrap();
+        alice_sock.send_message(conv, &format!("m{i}")).await;
     }
     // Bob was offline and has seen up to seq 2.
     let bob_sock = a.socket(&bob.token).await;
     let stranger = Uuid::new_v4();
     let ack = bob_sock
-        .emit_with_ack(
+        .ack(
             "sync",
             &json!({ "conversations": { conv.to_string(): 2, stranger.to_string(): 0 } }),
-            WAIT,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(ack["ok"], true, "{ack}");
     let c = &ack["data"]["conversations"][conv.to_string()];
-    let seqs: Vec<i64> = c["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
-        .collect();
-    assert_eq!(seqs, [3, 4, 5]);
+    assert_eq!(numbers(&c["messages"], "seq"), [3, 4, 5]);
     assert_eq!(c["last_seq"], 5);
     assert_eq!(c["has_more"], false);
     assert_eq!(c["cursors"].as_array().unwrap().len(), 2);
@@ -244,122 +165,74 @@ async fn sync_returns_what_a_reconnecting_client_missed_with_cursors() {
     // Eve cannot sync a conversation she is not in.
     let eve_sock = a.socket(&eve.token).await;
     let ack = eve_sock
-        .emit_with_ack(
-            "sync",
-            &json!({ "conversations": { conv.to_string(): 0 } }),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .ack("sync", &json!({ "conversations": { conv.to_string(): 0 } }))
+        .await;
     assert!(
         ack["data"]["conversations"][conv.to_string()]["messages"].is_null(),
         "{ack}"
     );
     let bad = eve_sock
-        .emit_with_ack(
+        .ack(
             "sync",
             &json!({ "conversations": { conv.to_string(): -1 } }),
-            WAIT,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(bad["error"]["statusCode"], 400);
 }
 
 #[tokio::test]
 async fn a_removed_member_stops_hearing_the_conversation_at_once() {
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let carol = a.register(&name("carol")).await;
+    let (a, b) = two_nodes().await;
+    let [alice, bob, carol] = a.users(["alice", "bob", "carol"]).await;
     let conv = a.group(&alice, &[&bob, &carol]).await;
     let alice_sock = a.socket(&alice.token).await;
     let mut carol_sock = b.socket(&carol.token).await;
     carol_sock
-        .emit_with_ack("joinConversation", &json!(conv.to_string()), WAIT)
-        .await
-        .unwrap();
+        .ack("joinConversation", &json!(conv.to_string()))
+        .await;
     let resp = a
-        .post(
+        .post_empty(
             &format!("/conversations/{conv}/participants/{}/remove", carol.id),
             &alice.token,
-            json!({}),
         )
         .await;
     assert!(resp.status().is_success(), "{}", resp.status());
-    let removed = carol_sock
-        .next_event("participantRemoved", WAIT)
-        .await
-        .unwrap();
+    let removed = carol_sock.event("participantRemoved").await;
     assert_eq!(
         removed["userId"].as_str().or(removed["user_id"].as_str()),
         Some(carol.id.to_string().as_str()),
         "{removed}"
     );
-    alice_sock
-        .emit_with_ack(
-            "sendMessage",
-            &json!({ "content": "after carol left", "conversation_id": conv }),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    alice_sock
-        .emit_with_ack(
-            "typing",
-            &json!({ "conversationId": conv, "isTyping": true }),
-            WAIT,
-        )
-        .await
-        .unwrap();
-    assert!(
-        carol_sock.collect("newMessage", QUIET).await.is_empty(),
-        "removed member got a message"
-    );
-    assert!(
-        carol_sock.collect("userTyping", QUIET).await.is_empty(),
-        "removed member still in the room"
-    );
+    alice_sock.send_message(conv, "after carol left").await;
+    alice_sock.typing(conv, true).await;
+    carol_sock
+        .assert_silent("newMessage", "removed member got a message")
+        .await;
+    carol_sock
+        .assert_silent("userTyping", "removed member still in the room")
+        .await;
 }
 
 #[tokio::test]
 async fn sent_messages_collapse_into_one_live_notification_per_recipient_and_conversation() {
     // Arrange: bob listens on /notifications of node B
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (a, b) = two_nodes().await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_group().await;
     let mut notes = b.notifications_socket(&bob.token).await;
-    notes
-        .next_event("notifications:connected", WAIT)
-        .await
-        .unwrap();
+    notes.event("notifications:connected").await;
 
     // Act: three messages from alice
     for i in 1..=3 {
-        let resp = a
-            .post(
-                "/messages",
-                &alice.token,
-                json!({ "content": format!("m{i}"), "conversation_id": conv }),
-            )
-            .await;
+        let resp = a.post_message(&alice, conv, &format!("m{i}")).await;
         assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
     }
 
     // Assert: bob hears them live and ends with one unread notification counting 3
-    let first = notes.next_event("notification", WAIT).await.unwrap();
+    let first = notes.event("notification").await;
     assert_eq!(first["type"], "message", "{first}");
     let mut count = 0;
     for _ in 0..50 {
-        let unread: Value = a
-            .get("/notifications/unread", &bob.token)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let unread = a.get_body("/notifications/unread", &bob.token).await;
         let list = unread
             .as_array()
             .cloned()
@@ -374,12 +247,9 @@ async fn sent_messages_collapse_into_one_live_notification_per_recipient_and_con
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(count, 3);
-    let alice_unread: Value = a
-        .get("/notifications/unread-count", &alice.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let alice_unread = a
+        .get_body("/notifications/unread-count", &alice.token)
+        .await;
     assert_eq!(alice_unread["count"], 0, "the sender notified itself");
 }
 
@@ -390,9 +260,7 @@ async fn sent_messages_collapse_into_one_live_notification_per_recipient_and_con
 #[tokio::test]
 async fn an_event_sent_the_moment_the_connect_answer_arrives_is_answered() {
     let a = spawn_app().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let conv = a.group(&alice, &[&bob]).await;
+    let (alice, bob, conv) = a.alice_and_bob_in_a_group().await;
     let mut node = a.spawn_process(&[("CHATTY_MAX_SOCKETS_PER_USER", "1000")]);
     node.ready().await;
 

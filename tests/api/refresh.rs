@@ -8,10 +8,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, assert_error, assert_invalid, body, name, spawn_app, spawn_configured,
+    SocketExt, TestApp, assert_error, assert_invalid, body, name, spawn_app, spawn_configured,
+    two_nodes,
 };
-
-const WAIT: Duration = Duration::from_secs(5);
 
 async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
     app.request(
@@ -79,8 +78,7 @@ async fn sign_in_returns_a_refresh_token_that_trades_for_a_new_pair_once() {
 #[tokio::test]
 async fn a_reused_refresh_token_revokes_its_session_on_every_node() {
     // Arrange: a device signed in on A, with a socket on B, refreshes once on A.
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
+    let (a, b) = two_nodes().await;
     let signed = sign_in(&a, &name("alice")).await;
     let mut sock = b.socket(&text(&signed, "access_token")).await;
     let other_device = a
@@ -142,13 +140,11 @@ async fn an_expired_access_token_is_refused_while_its_socket_lives_on_with_the_s
     }
     // The open socket still works: its session is live.
     let ack = sock
-        .emit_with_ack(
+        .ack(
             "joinConversation",
             &json!({ "conversationId": uuid::Uuid::new_v4() }),
-            WAIT,
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(ack["error"]["statusCode"], 404, "{ack}");
     // A refreshed token reconnects.
     let fresh = body(refresh(&app, &text(&signed, "refresh_token")).await).await;

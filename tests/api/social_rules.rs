@@ -8,33 +8,21 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{
-    friendships::befriend,
-    helpers::{TestApp, TestUser, assert_error, body, name, spawn_app},
+use crate::helpers::{
+    QUIET, SocketExt, TestApp, TestUser, WAIT, assert_error, body, name, spawn_app, two_nodes,
 };
 
-const WAIT: Duration = Duration::from_secs(5);
-const QUIET: Duration = Duration::from_millis(400);
-
 async fn block(app: &TestApp, blocker: &TestUser, blocked: &TestUser) {
-    let resp = app
-        .post(
-            &format!("/friendships/block/{}", blocked.id),
-            &blocker.token,
-            json!({}),
-        )
-        .await;
+    let resp = app.friendship("block", blocker, blocked.id).await;
     assert_eq!(resp.status(), StatusCode::OK);
 }
 
 async fn unblock(app: &TestApp, blocker: &TestUser, blocked: &TestUser) {
-    let resp = app
-        .delete(
-            &format!("/friendships/unblock/{}", blocked.id),
-            &blocker.token,
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    let path = format!("/friendships/unblock/{}", blocked.id);
+    assert_eq!(
+        app.delete(&path, &blocker.token).await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn direct(app: &TestApp, from: &TestUser, to: &TestUser) -> reqwest::Response {
@@ -66,12 +54,7 @@ async fn id_of(resp: reqwest::Response) -> Uuid {
 }
 
 async fn send(app: &TestApp, from: &TestUser, conv: Uuid, text: &str) -> reqwest::Response {
-    app.post(
-        "/messages",
-        &from.token,
-        json!({ "content": text, "conversation_id": conv }),
-    )
-    .await
+    app.post_message(from, conv, text).await
 }
 
 async fn notifications(app: &TestApp, user: &TestUser, query: &str) -> Vec<Value> {
@@ -84,18 +67,14 @@ async fn notifications(app: &TestApp, user: &TestUser, query: &str) -> Vec<Value
 
 /// The next `notification` event on a `/notifications` socket.
 async fn next_notification(sock: &mut SioClient) -> Value {
-    sock.next_event("notification", WAIT)
-        .await
-        .expect("a notification event")
+    sock.event("notification").await
 }
 
 #[tokio::test]
 async fn a_block_freezes_direct_chats_both_ways_over_rest_and_sockets() {
     // Arrange: a direct chat with one message, and a group both are in
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let carol = app.register(&name("carol")).await;
+    let [alice, bob, carol] = app.users(["alice", "bob", "carol"]).await;
     let chat = id_of(direct(&app, &alice, &bob).await).await;
     let crew = id_of(group(&app, &carol, &[&alice, &bob]).await).await;
     assert_eq!(
@@ -122,13 +101,7 @@ async fn a_block_freezes_direct_chats_both_ways_over_rest_and_sockets() {
         );
     }
     let ack = bob_sock
-        .emit_with_ack(
-            "sendMessage",
-            &json!({ "content": "over the socket", "conversation_id": chat, "client_msg_id": Uuid::new_v4() }),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .ack("sendMessage", &json!({ "content": "over the socket", "conversation_id": chat, "client_msg_id": Uuid::new_v4() })).await;
     assert_eq!(ack["ok"], false, "{ack}");
     assert_eq!(ack["error"]["statusCode"], 403, "{ack}");
     assert_eq!(
@@ -136,16 +109,15 @@ async fn a_block_freezes_direct_chats_both_ways_over_rest_and_sockets() {
         1,
         "a refused send stored nothing"
     );
-    assert!(
-        alice_sock.collect("newMessage", QUIET).await.is_empty(),
-        "a refused send was announced"
-    );
+    alice_sock
+        .assert_silent("newMessage", "a refused send was announced")
+        .await;
     // A group is not a direct chat: both still talk there.
     assert_eq!(
         send(&app, &bob, crew, "in the group").await.status(),
         StatusCode::CREATED
     );
-    let got = alice_sock.next_event("newMessage", WAIT).await.unwrap();
+    let got = alice_sock.event("newMessage").await;
     assert_eq!(got["content"], "in the group");
     // Strangers still get 404, not a hint about blocks.
     let eve = app.register(&name("eve")).await;
@@ -161,13 +133,7 @@ async fn a_block_freezes_direct_chats_both_ways_over_rest_and_sockets() {
     // Assert
     assert_eq!(direct(&app, &bob, &alice).await.status(), StatusCode::OK);
     let ack = bob_sock
-        .emit_with_ack(
-            "sendMessage",
-            &json!({ "content": "friends again", "conversation_id": chat, "client_msg_id": Uuid::new_v4() }),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        .ack("sendMessage", &json!({ "content": "friends again", "conversation_id": chat, "client_msg_id": Uuid::new_v4() })).await;
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(ack["data"]["seq"], 2, "seqs stay gap-free across refusals");
 }
@@ -176,9 +142,7 @@ async fn a_block_freezes_direct_chats_both_ways_over_rest_and_sockets() {
 async fn users_who_blocked_you_cannot_be_put_into_your_groups() {
     // Arrange: dave blocked alice
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let dave = app.register(&name("dave")).await;
+    let [alice, bob, dave] = app.users(["alice", "bob", "dave"]).await;
     block(&app, &dave, &alice).await;
 
     // Act + Assert: creating a group with dave, or adding him, is refused and changes nothing
@@ -196,13 +160,7 @@ async fn users_who_blocked_you_cannot_be_put_into_your_groups() {
     );
     assert_eq!(app.count("conversations").await, 0);
     let crew = id_of(group(&app, &alice, &[&bob]).await).await;
-    let add = app
-        .post(
-            &format!("/conversations/{crew}/participants"),
-            &alice.token,
-            json!({ "userIds": [dave.id] }),
-        )
-        .await;
+    let add = app.add_participants(&alice, crew, &[dave.id]).await;
     assert_error(add, StatusCode::FORBIDDEN).await;
     assert_eq!(app.count("conversation_participants").await, 2);
 
@@ -212,40 +170,21 @@ async fn users_who_blocked_you_cannot_be_put_into_your_groups() {
 
     // Someone already in the group who blocks you later is no obstacle to a no-op add.
     block(&app, &bob, &alice).await;
-    let again = app
-        .post(
-            &format!("/conversations/{crew}/participants"),
-            &alice.token,
-            json!({ "userIds": [bob.id] }),
-        )
-        .await;
+    let again = app.add_participants(&alice, crew, &[bob.id]).await;
     assert!(again.status().is_success(), "{}", again.status());
 }
 
 #[tokio::test]
 async fn groups_send_an_invitation_to_each_member_they_add_live_on_any_node() {
     // Arrange: dave listens on node B
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let alice = a.register(&name("alice")).await;
-    let bob = a.register(&name("bob")).await;
-    let carol = a.register(&name("carol")).await;
-    let dave = a.register(&name("dave")).await;
+    let (a, b) = two_nodes().await;
+    let [alice, bob, carol, dave] = a.users(["alice", "bob", "carol", "dave"]).await;
     let mut dave_notes = b.notifications_socket(&dave.token).await;
-    dave_notes
-        .next_event("notifications:connected", WAIT)
-        .await
-        .unwrap();
+    dave_notes.event("notifications:connected").await;
 
     // Act: a group with bob and carol, then dave added
     let crew = id_of(group(&a, &alice, &[&bob, &carol]).await).await;
-    let add = a
-        .post(
-            &format!("/conversations/{crew}/participants"),
-            &alice.token,
-            json!({ "userIds": [dave.id, bob.id] }),
-        )
-        .await;
+    let add = a.add_participants(&alice, crew, &[dave.id, bob.id]).await;
     assert_eq!(add.status(), StatusCode::OK);
 
     // Assert: one invitation per new member, none for the creator, none twice
@@ -268,13 +207,8 @@ async fn groups_send_an_invitation_to_each_member_they_add_live_on_any_node() {
 #[tokio::test]
 async fn a_hundred_sends_from_three_members_collapse_and_reading_to_the_end_clears_them() {
     // Arrange: three senders and two readers; r1 listens on node B
-    let a = spawn_app().await;
-    let b = a.spawn_peer().await;
-    let senders = [
-        a.register(&name("s0")).await,
-        a.register(&name("s1")).await,
-        a.register(&name("s2")).await,
-    ];
+    let (a, b) = two_nodes().await;
+    let senders = a.users(["s0", "s1", "s2"]).await;
     let readers = [a.register(&name("r0")).await, a.register(&name("r1")).await];
     let others: Vec<&TestUser> = senders[1..].iter().chain(readers.iter()).collect();
     let crew = id_of(group(&a, &senders[0], &others).await).await;
@@ -322,21 +256,9 @@ async fn a_hundred_sends_from_three_members_collapse_and_reading_to_the_end_clea
 
     // Act: r0 reads halfway; r1 reads to the end, with a device listening on node B
     let mut r1_notes = b.notifications_socket(&readers[1].token).await;
-    r1_notes
-        .next_event("notifications:connected", WAIT)
-        .await
-        .unwrap();
+    r1_notes.event("notifications:connected").await;
     for (reader, message) in [(&readers[0], &early), (&readers[1], &last)] {
-        let resp = a
-            .put(
-                &format!(
-                    "/messages/{}/status",
-                    message["message_id"].as_str().unwrap()
-                ),
-                &reader.token,
-                json!({ "status": "read" }),
-            )
-            .await;
+        let resp = a.mark(reader, message, "read").await;
         assert_eq!(resp.status(), StatusCode::OK);
     }
 
@@ -345,7 +267,7 @@ async fn a_hundred_sends_from_three_members_collapse_and_reading_to_the_end_clea
         let a = &a;
         let token = u.token.clone();
         async move {
-            body(a.get("/notifications/unread-count", &token).await).await["count"]
+            a.get_body("/notifications/unread-count", &token).await["count"]
                 .as_i64()
                 .unwrap()
         }
@@ -386,10 +308,8 @@ async fn a_hundred_sends_from_three_members_collapse_and_reading_to_the_end_clea
 async fn a_blocked_user_neither_hears_nor_sees_the_blockers_presence() {
     // Arrange: alice and bob share a group and carol is alice's friend; alice blocked bob
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let carol = app.register(&name("carol")).await;
-    befriend(&app, &alice, &carol).await;
+    let [alice, bob, carol] = app.users(["alice", "bob", "carol"]).await;
+    app.befriend(&alice, &carol).await;
     let crew = id_of(group(&app, &carol, &[&alice, &bob]).await).await;
     block(&app, &alice, &bob).await;
     let mut bob_sock = app.socket(&bob.token).await;
@@ -421,17 +341,15 @@ async fn a_blocked_user_neither_hears_nor_sees_the_blockers_presence() {
         .collect();
     assert!(heard.is_empty(), "bob heard alice: {heard:?}");
     let path = format!("/users/{}", alice.id);
-    let seen_by_carol = body(app.get(&path, &carol.token).await).await;
+    let seen_by_carol = app.get_body(&path, &carol.token).await;
     assert_eq!(seen_by_carol["status"], "online");
     assert!(seen_by_carol["last_seen_at"].is_string());
-    let seen_by_bob = body(app.get(&path, &bob.token).await).await;
+    let seen_by_bob = app.get_body(&path, &bob.token).await;
     assert_eq!(seen_by_bob["status"], "offline");
     assert!(seen_by_bob["last_seen_at"].is_null());
-    let listed = body(
-        app.get(&format!("/users?search={}", alice.name), &bob.token)
-            .await,
-    )
-    .await;
+    let listed = app
+        .get_body(&format!("/users?search={}", alice.name), &bob.token)
+        .await;
     assert_eq!(listed[0]["user_id"], alice.id.to_string());
     assert_eq!(listed[0]["status"], "offline");
     let alice_in_crew = |details: Value| {
@@ -445,14 +363,14 @@ async fn a_blocked_user_neither_hears_nor_sees_the_blockers_presence() {
     };
     let path = format!("/conversations/{crew}");
     assert_eq!(
-        alice_in_crew(body(app.get(&path, &carol.token).await).await),
+        alice_in_crew(app.get_body(&path, &carol.token).await),
         "online"
     );
     assert_eq!(
-        alice_in_crew(body(app.get(&path, &bob.token).await).await),
+        alice_in_crew(app.get_body(&path, &bob.token).await),
         "offline"
     );
-    let listed = body(app.get("/conversations", &bob.token).await).await;
+    let listed = app.get_body("/conversations", &bob.token).await;
     assert_eq!(alice_in_crew(listed[0].clone()), "offline");
 }
 
@@ -460,20 +378,12 @@ async fn a_blocked_user_neither_hears_nor_sees_the_blockers_presence() {
 async fn a_message_read_before_its_notification_is_written_never_shows_as_unread() {
     // Arrange
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let carol = app.register(&name("carol")).await;
+    let [alice, bob, carol] = app.users(["alice", "bob", "carol"]).await;
     let crew = id_of(group(&app, &alice, &[&bob, &carol]).await).await;
 
     // Act: bob reads the message at once, before the node writes notifications
     let sent = body(send(&app, &alice, crew, "quick one").await).await;
-    let resp = app
-        .put(
-            &format!("/messages/{}/status", sent["message_id"].as_str().unwrap()),
-            &bob.token,
-            json!({ "status": "read" }),
-        )
-        .await;
+    let resp = app.mark(&bob, &sent, "read").await;
     assert_eq!(resp.status(), StatusCode::OK);
 
     // Assert: carol, who did not read, gets the notification; bob never does (both are

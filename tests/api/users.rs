@@ -1,17 +1,33 @@
 use reqwest::StatusCode;
 use uuid::Uuid;
 
-use crate::helpers::{assert_error, assert_invalid, body, name, spawn_app};
+use crate::helpers::{
+    TestApp, TestUser, assert_error, assert_get_error, assert_invalid_get, assert_invalid_gets,
+    assert_past_the_end, assert_unknown_id, body, name, spawn_app, tag,
+};
+
+/// A node with `<me>_<tag>` and then five users `<others><i>_<tag>` (i from 0) on it; the
+/// node, the tag and the first user.
+async fn one_and_five(me: &str, others: &str) -> (TestApp, String, TestUser) {
+    let app = spawn_app().await;
+    let tag = tag();
+    let me = app.register(&format!("{me}_{tag}")).await;
+    for i in 0..5 {
+        app.register(&format!("{others}{i}_{tag}")).await;
+    }
+    (app, tag, me)
+}
 
 #[tokio::test]
 async fn me_includes_the_email_and_others_do_not_see_it() {
     let app = spawn_app().await;
-    let alice = app.register(&name("alice")).await;
-    let bob = app.register(&name("bob")).await;
-    let me = body(app.get("/users/me", &alice.token).await).await;
+    let [alice, bob] = app.users(["alice", "bob"]).await;
+    let me = app.get_body("/users/me", &alice.token).await;
     assert_eq!(me["user_id"], alice.id.to_string());
     assert!(me["email"].is_string());
-    let seen = body(app.get(&format!("/users/{}", alice.id), &bob.token).await).await;
+    let seen = app
+        .get_body(&format!("/users/{}", alice.id), &bob.token)
+        .await;
     assert_eq!(seen["username"], alice.name.as_str());
     assert!(seen.get("email").is_none(), "{seen}");
     assert!(seen.get("password_hash").is_none());
@@ -21,17 +37,8 @@ async fn me_includes_the_email_and_others_do_not_see_it() {
 async fn unknown_user_is_404_and_malformed_id_is_400() {
     let app = spawn_app().await;
     let u = app.register(&name("u")).await;
-    assert_error(
-        app.get(&format!("/users/{}", Uuid::new_v4()), &u.token)
-            .await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    assert_error(
-        app.get("/users/12345", &u.token).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    assert_unknown_id(&app, &u.token, "/users").await;
+    assert_get_error(&app, &u.token, "/users/12345", StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
@@ -50,19 +57,13 @@ async fn users_require_authentication() {
 
 #[tokio::test]
 async fn list_users_filters_by_search_and_pages_with_limit_and_offset() {
-    let app = spawn_app().await;
-    let tag = &Uuid::new_v4().simple().to_string()[..6];
-    let me = app.register(&format!("viewer_{tag}")).await;
-    for i in 0..5 {
-        app.register(&format!("zed{i}_{tag}")).await;
-    }
-    let all = body(app.get("/users?search=zed&limit=100", &me.token).await).await;
+    let (app, tag, me) = one_and_five("viewer", "zed").await;
+    let tag = &tag;
+    let all = app.get_body("/users?search=zed&limit=100", &me.token).await;
     assert_eq!(all.as_array().unwrap().len(), 5);
-    let page = body(
-        app.get("/users?search=ZED&limit=2&offset=2", &me.token)
-            .await,
-    )
-    .await;
+    let page = app
+        .get_body("/users?search=ZED&limit=2&offset=2", &me.token)
+        .await;
     let names: Vec<&str> = page
         .as_array()
         .unwrap()
@@ -71,26 +72,21 @@ async fn list_users_filters_by_search_and_pages_with_limit_and_offset() {
         .collect();
     assert_eq!(names, [format!("zed2_{tag}"), format!("zed3_{tag}")]);
     // Wildcards in the search are literal.
-    let none = body(app.get("/users?search=%25", &me.token).await).await;
+    let none = app.get_body("/users?search=%25", &me.token).await;
     assert_eq!(none.as_array().unwrap().len(), 0);
-    assert_invalid(app.get("/users?limit=0", &me.token).await, "limit").await;
-    assert_invalid(app.get("/users?limit=101", &me.token).await, "limit").await;
-    assert_invalid(app.get("/users?offset=-1", &me.token).await, "offset").await;
-    assert_error(
-        app.get("/users?limit=abc", &me.token).await,
-        StatusCode::BAD_REQUEST,
+    assert_invalid_gets(
+        &app,
+        &me.token,
+        &["/users?limit=0", "/users?limit=101", "/users?offset=-1"],
     )
     .await;
+    assert_get_error(&app, &me.token, "/users?limit=abc", StatusCode::BAD_REQUEST).await;
 }
 
 #[tokio::test]
 async fn search_returns_the_originals_paged_shape_without_the_caller() {
-    let app = spawn_app().await;
-    let tag = &Uuid::new_v4().simple().to_string()[..6];
-    let me = app.register(&format!("finder_{tag}")).await;
-    for i in 0..5 {
-        app.register(&format!("found{i}_{tag}")).await;
-    }
+    let (app, tag, me) = one_and_five("finder", "found").await;
+    let tag = &tag;
     let resp = app
         .get(
             &format!("/users/search?search={tag}&page=2&limit=2"),
@@ -105,15 +101,12 @@ async fn search_returns_the_originals_paged_shape_without_the_caller() {
     assert_eq!(b["meta"]["totalPages"], 3);
     assert_eq!(b["data"].as_array().unwrap().len(), 2);
     assert_eq!(b["data"][0]["username"], format!("found2_{tag}"));
-    let past = body(
-        app.get(
-            &format!("/users/search?search={tag}&page=9&limit=2"),
-            &me.token,
-        )
-        .await,
+    assert_past_the_end(
+        &app,
+        &me.token,
+        &format!("/users/search?search={tag}&page=9&limit=2"),
+        5,
     )
     .await;
-    assert_eq!(past["meta"]["total"], 5);
-    assert!(past["data"].as_array().unwrap().is_empty());
-    assert_invalid(app.get("/users/search?page=0", &me.token).await, "page").await;
+    assert_invalid_get(&app, &me.token, "/users/search?page=0", "page").await;
 }
