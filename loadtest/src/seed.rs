@@ -1,10 +1,10 @@
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context;
 use chatty::{
     auth::{Hasher, RefreshToken, Tokens},
     domain::Password,
-    fabric::{Fabric, RedisFabric, Session},
+    fabric::{Fabric, Session},
 };
 use chatty_testkit::Api;
 use futures_util::{StreamExt, stream};
@@ -146,7 +146,7 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         .connect(db_url)
         .await
         .context("PostgreSQL")?;
-    let fabric = Arc::new(RedisFabric::connect(redis_url, &args.redis_prefix).await?);
+    let sessions = Fabric::redis(redis_url, &args.redis_prefix).await?.sessions;
     let tokens = Tokens::new(secret, Duration::from_secs(24 * 3600));
     let hash = Hasher::new(1, Duration::from_secs(60))
         .hash(Password::parse(PASSWORD.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?)
@@ -212,7 +212,7 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         .collect();
     let devices: Vec<anyhow::Result<Device>> = stream::iter(pairs)
         .map(|(u, d)| {
-            let fabric = fabric.clone();
+            let sessions = sessions.clone();
             let tokens = tokens.clone();
             let user = user_ids[u];
             async move {
@@ -220,8 +220,8 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
                 let (token, claims) = tokens
                     .issue(user, sid)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-                fabric
-                    .create_session(
+                sessions
+                    .create(
                         &Session {
                             session_id: sid,
                             user_id: user,
