@@ -22,9 +22,9 @@ pub mod typing;
 use std::sync::Arc;
 
 pub use self::keys::RedisKeys;
-pub use self::limits::{LimitStore, Rate, Verdict};
+pub use self::limits::{LimitStore, Rate, SocketCap, Verdict};
 pub(crate) use self::redis::{RedisConn, now_ms, ttl_ms};
-pub use self::sessions::{Rotation, Session, SessionStore};
+pub use self::sessions::{Rotate, Rotation, Session, SessionStore};
 pub use self::typing::TypingStore;
 pub(crate) use self::{leases::Leases, leases::lock};
 use crate::presence::PresenceStore;

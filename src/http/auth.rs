@@ -17,7 +17,7 @@ use crate::{
     bus::{self, BusMessage},
     domain::{DeviceName, Email, Password, Username},
     error::{ApiError, ApiResult, FieldError, ResultExt},
-    fabric::{Rotation, Session},
+    fabric::{Rotate, Rotation, Session},
     limits::{self, Limit, key},
     state::AppState,
 };
@@ -272,9 +272,11 @@ async fn refresh(
         .sessions
         .rotate_refresh(
             session_id,
-            &presented,
-            &next_hash,
-            state.settings.token_ttl(),
+            Rotate {
+                presented: &presented,
+                next: &next_hash,
+                lifetime: state.settings.token_ttl(),
+            },
         )
         .await?;
     match rotation {

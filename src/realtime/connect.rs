@@ -12,6 +12,7 @@ use super::envelope::socket_span;
 use crate::{
     auth::AuthUser,
     bus::room,
+    fabric::SocketCap,
     limits::{Limit, SocketBudget},
     presence::{self, Status},
     state::AppState,
@@ -129,8 +130,10 @@ async fn admit(state: &AppState, user: AuthUser, conn: &str) -> Result<(), Strin
         .admit_socket(
             user.user_id,
             conn,
-            state.settings.presence_ttl(),
-            state.settings.max_sockets_per_user,
+            SocketCap {
+                max: state.settings.max_sockets_per_user,
+                lease: state.settings.presence_ttl(),
+            },
         )
         .await
         .map_err(|e| {

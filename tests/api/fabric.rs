@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chatty::fabric::{Fabric, Rate, Rotation, Session, Verdict};
+use chatty::fabric::{Fabric, Rate, Rotate, Rotation, Session, SocketCap, Verdict};
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -14,6 +14,19 @@ async fn both() -> Vec<Fabric> {
         Fabric::memory(),
         Fabric::redis(&redis_url(), &prefix).await.expect("redis"),
     ]
+}
+
+fn rotate<'a>(presented: &'a str, next: &'a str, lifetime: Duration) -> Rotate<'a> {
+    Rotate {
+        presented,
+        next,
+        lifetime,
+    }
+}
+
+/// Two sockets per user, each leased for `lease`.
+fn two(lease: Duration) -> SocketCap {
+    SocketCap { max: 2, lease }
 }
 
 fn session(user: Uuid, ttl: chrono::Duration) -> Session {
@@ -104,7 +117,7 @@ async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
         // The current token rotates, and the session's lifetime starts again.
         assert_eq!(
             f.sessions
-                .rotate_refresh(s.session_id, "first", "second", long)
+                .rotate_refresh(s.session_id, rotate("first", "second", long))
                 .await
                 .unwrap(),
             Rotation::Rotated { user },
@@ -121,7 +134,7 @@ async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
         // another session.
         assert_eq!(
             f.sessions
-                .rotate_refresh(s.session_id, "first", "third", long)
+                .rotate_refresh(s.session_id, rotate("first", "third", long))
                 .await
                 .unwrap(),
             Rotation::Reused { user },
@@ -130,14 +143,14 @@ async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
         );
         assert_eq!(
             f.sessions
-                .rotate_refresh(s.session_id, "forged", "third", long)
+                .rotate_refresh(s.session_id, rotate("forged", "third", long))
                 .await
                 .unwrap(),
             Rotation::Unknown
         );
         assert_eq!(
             f.sessions
-                .rotate_refresh(Uuid::new_v4(), "second", "third", long)
+                .rotate_refresh(Uuid::new_v4(), rotate("second", "third", long))
                 .await
                 .unwrap(),
             Rotation::Unknown
@@ -146,7 +159,7 @@ async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
         assert!(f.sessions.revoke(user, s.session_id).await.unwrap());
         assert_eq!(
             f.sessions
-                .rotate_refresh(s.session_id, "second", "third", long)
+                .rotate_refresh(s.session_id, rotate("second", "third", long))
                 .await
                 .unwrap(),
             Rotation::Unknown,
@@ -168,9 +181,7 @@ async fn of_two_concurrent_uses_of_one_refresh_token_one_rotates() {
                 f.sessions
                     .rotate_refresh(
                         s.session_id,
-                        "only",
-                        &format!("next-{i}"),
-                        Duration::from_secs(60),
+                        rotate("only", &format!("next-{i}"), Duration::from_secs(60)),
                     )
                     .await
                     .unwrap()
@@ -260,41 +271,41 @@ async fn sockets_are_admitted_up_to_the_cap_released_and_expire() {
     for f in both().await {
         let user = Uuid::new_v4();
         let ttl = Duration::from_secs(30);
-        assert!(f.limits.admit_socket(user, "n1:a", ttl, 2).await.unwrap());
-        assert!(f.limits.admit_socket(user, "n2:b", ttl, 2).await.unwrap());
+        assert!(f.limits.admit_socket(user, "n1:a", two(ttl)).await.unwrap());
+        assert!(f.limits.admit_socket(user, "n2:b", two(ttl)).await.unwrap());
         assert!(
-            !f.limits.admit_socket(user, "n1:c", ttl, 2).await.unwrap(),
+            !f.limits.admit_socket(user, "n1:c", two(ttl)).await.unwrap(),
             "{}: a third socket admitted",
             f.kind()
         );
         assert!(
             f.limits
-                .admit_socket(Uuid::new_v4(), "n1:c", ttl, 2)
+                .admit_socket(Uuid::new_v4(), "n1:c", two(ttl))
                 .await
                 .unwrap(),
             "{}: another user's cap is their own",
             f.kind()
         );
         assert!(
-            f.limits.admit_socket(user, "n1:a", ttl, 2).await.unwrap(),
+            f.limits.admit_socket(user, "n1:a", two(ttl)).await.unwrap(),
             "{}: a counted socket is counted once",
             f.kind()
         );
         f.limits.release_socket(user, "n1:a").await.unwrap();
-        assert!(f.limits.admit_socket(user, "n1:c", ttl, 2).await.unwrap());
+        assert!(f.limits.admit_socket(user, "n1:c", two(ttl)).await.unwrap());
         // A dead node's sockets stop counting when their leases run out; a heartbeat
         // keeps live ones counted.
         let short = Duration::from_millis(300);
         let other = Uuid::new_v4();
         assert!(
             f.limits
-                .admit_socket(other, "dead:a", short, 2)
+                .admit_socket(other, "dead:a", two(short))
                 .await
                 .unwrap()
         );
         assert!(
             f.limits
-                .admit_socket(other, "live:b", short, 2)
+                .admit_socket(other, "live:b", two(short))
                 .await
                 .unwrap()
         );
@@ -306,13 +317,13 @@ async fn sockets_are_admitted_up_to_the_cap_released_and_expire() {
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(
             f.limits
-                .admit_socket(other, "new:c", short, 2)
+                .admit_socket(other, "new:c", two(short))
                 .await
                 .unwrap()
         );
         assert!(
             !f.limits
-                .admit_socket(other, "new:d", short, 2)
+                .admit_socket(other, "new:d", two(short))
                 .await
                 .unwrap(),
             "{}: the renewed socket stopped counting",

@@ -7,7 +7,7 @@ use std::{
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{LimitStore, Rate, Verdict};
+use super::{LimitStore, Rate, SocketCap, Verdict};
 use crate::fabric::{FabricResult, Leases, lock};
 
 /// Limiters of a single node.
@@ -80,19 +80,13 @@ impl LimitStore for MemoryLimits {
         Ok(())
     }
 
-    async fn admit_socket(
-        &self,
-        user: Uuid,
-        conn: &str,
-        ttl: Duration,
-        cap: usize,
-    ) -> FabricResult<bool> {
+    async fn admit_socket(&self, user: Uuid, conn: &str, cap: SocketCap) -> FabricResult<bool> {
         let mut sockets = lock(&self.sockets);
         let live = sockets.live(user);
-        if !live.contains_key(conn) && live.len() >= cap {
+        if !live.contains_key(conn) && live.len() >= cap.max {
             return Ok(false);
         }
-        live.insert(conn.to_owned(), Instant::now() + ttl);
+        live.insert(conn.to_owned(), Instant::now() + cap.lease);
         Ok(true)
     }
 

@@ -45,6 +45,13 @@ pub enum Verdict {
     },
 }
 
+/// How many sockets a user may hold, and how long a socket's lease lasts unless renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketCap {
+    pub max: usize,
+    pub lease: Duration,
+}
+
 #[async_trait]
 pub trait LimitStore: Send + Sync + 'static {
     /// Takes one hit from the limiter `key` under `rate`, atomically across the cluster:
@@ -57,15 +64,9 @@ pub trait LimitStore: Send + Sync + 'static {
     /// Forgets a limiter: its next caller finds the whole burst.
     async fn reset(&self, key: &str) -> FabricResult<()>;
 
-    /// Counts a new socket of `user` with a lease of `ttl`, unless the user already holds
-    /// `cap` live sockets anywhere in the cluster (then false, and nothing changes).
-    async fn admit_socket(
-        &self,
-        user: Uuid,
-        conn: &str,
-        ttl: Duration,
-        cap: usize,
-    ) -> FabricResult<bool>;
+    /// Counts a new socket of `user` with a lease, unless the user already holds the cap's
+    /// `max` live sockets anywhere in the cluster (then false, and nothing changes).
+    async fn admit_socket(&self, user: Uuid, conn: &str, cap: SocketCap) -> FabricResult<bool>;
 
     /// Stops counting a socket.
     async fn release_socket(&self, user: Uuid, conn: &str) -> FabricResult<()>;

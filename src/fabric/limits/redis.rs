@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use redis::Script;
 use uuid::Uuid;
 
-use super::{LimitStore, Rate, Verdict};
+use super::{LimitStore, Rate, SocketCap, Verdict};
 use crate::fabric::{FabricResult, RedisConn, now_ms, ttl_ms};
 
 pub(crate) struct RedisLimits {
@@ -63,15 +63,9 @@ impl LimitStore for RedisLimits {
         self.conn.query(&pipe).await
     }
 
-    async fn admit_socket(
-        &self,
-        user: Uuid,
-        conn: &str,
-        ttl: Duration,
-        cap: usize,
-    ) -> FabricResult<bool> {
+    async fn admit_socket(&self, user: Uuid, conn: &str, cap: SocketCap) -> FabricResult<bool> {
         let now = now_ms();
-        let ttl_ms = ttl_ms(ttl);
+        let ttl_ms = ttl_ms(cap.lease);
         let admitted: i64 = self
             .conn
             .invoke(
@@ -80,7 +74,7 @@ impl LimitStore for RedisLimits {
                     .arg(now)
                     .arg(now + ttl_ms)
                     .arg(conn)
-                    .arg(cap)
+                    .arg(cap.max)
                     .arg(ttl_ms),
             )
             .await?;

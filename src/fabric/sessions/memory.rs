@@ -1,14 +1,13 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::Mutex,
-    time::Duration,
 };
 
 use async_trait::async_trait;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Rotation, Session, SessionStore};
+use super::{Rotate, Rotation, Session, SessionStore};
 use crate::fabric::{FabricResult, lock};
 
 /// Sessions of a single node. Expiry is checked on read, as Redis does.
@@ -48,13 +47,12 @@ impl SessionStore for MemorySessions {
         Ok(())
     }
 
-    async fn rotate_refresh(
-        &self,
-        session_id: Uuid,
-        presented: &str,
-        next: &str,
-        lifetime: Duration,
-    ) -> FabricResult<Rotation> {
+    async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
+        let Rotate {
+            presented,
+            next,
+            lifetime,
+        } = r;
         let mut inner = lock(&self.0);
         inner.prune();
         let Some(user) = inner.sessions.get(&session_id).map(|s| s.user_id) else {

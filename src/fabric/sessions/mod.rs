@@ -26,6 +26,17 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A refresh token presented for rotation.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotate<'a> {
+    /// The hash of the token presented.
+    pub presented: &'a str,
+    /// The hash of its successor.
+    pub next: &'a str,
+    /// How long the session lives from now on.
+    pub lifetime: Duration,
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
@@ -43,16 +54,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// refresh token.
     async fn create(&self, session: &Session, refresh_hash: &str) -> FabricResult<()>;
 
-    /// Replaces the session's refresh token `presented` (a hash) by `next` and starts the
-    /// session's `lifetime` again, atomically: of two concurrent uses of one token, one
-    /// rotates and the other finds it already rotated.
-    async fn rotate_refresh(
-        &self,
-        session_id: Uuid,
-        presented: &str,
-        next: &str,
-        lifetime: Duration,
-    ) -> FabricResult<Rotation>;
+    /// Replaces the session's refresh token by the next one and starts the session's
+    /// lifetime again, atomically: of two concurrent uses of one token, one rotates and the
+    /// other finds it already rotated.
+    async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation>;
 
     /// The owner of a live session, refreshing its last-seen time; `None` once revoked or
     /// expired.

@@ -1,4 +1,4 @@
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -6,7 +6,7 @@ use chrono::{TimeZone, Utc};
 use redis::Script;
 use uuid::Uuid;
 
-use super::{Rotation, Session, SessionStore};
+use super::{Rotate, Rotation, Session, SessionStore};
 use crate::fabric::{
     FabricResult, RedisConn,
     redis::{from_ms, ms, now_ms},
@@ -77,13 +77,12 @@ impl SessionStore for RedisSessions {
         self.conn.query(&pipe).await
     }
 
-    async fn rotate_refresh(
-        &self,
-        session_id: Uuid,
-        presented: &str,
-        next: &str,
-        lifetime: Duration,
-    ) -> FabricResult<Rotation> {
+    async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
+        let Rotate {
+            presented,
+            next,
+            lifetime,
+        } = r;
         let keys = &self.conn.keys;
         let key = keys.session(session_id);
         // The user's session list is a key of the script too, so it is read first.
