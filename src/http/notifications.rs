@@ -5,7 +5,7 @@
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -32,6 +32,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 fn notification_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid("id", "must be a UUID"))
+}
+
+/// The one notification `sql` answers with, `$1` being its id and `$2` the caller, whose it
+/// must be; none is a 404.
+async fn own(
+    db: impl PgExecutor<'_>,
+    sql: &'static str,
+    id: Uuid,
+    me: Uuid,
+) -> ApiResult<Notification> {
+    sqlx::query_as::<_, Notification>(sql)
+        .bind(id)
+        .bind(me)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("notification"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,17 +185,12 @@ async fn get_one(
     AppPath(raw): AppPath<String>,
 ) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
-    let row = sqlx::query_as::<_, Notification>(concat!(
+    let sql = concat!(
         "select ",
         columns!(),
         " from notifications where notification_id = $1 and user_id = $2 and deleted_at is null"
-    ))
-    .bind(id)
-    .bind(auth.user_id)
-    .fetch_optional(&db)
-    .await?
-    .ok_or_else(|| ApiError::not_found("notification"))?;
-    Ok(Json(row))
+    );
+    Ok(Json(own(&db, sql, id, auth.user_id).await?))
 }
 
 /// `POST /notifications/:id/read`: the notification, now read. Reading one already read
@@ -211,7 +222,7 @@ async fn mark_read(
     }
     // The second branch reads the statement's starting snapshot: it finds the row only
     // when the update did not touch it, i.e. when it was already read.
-    let row = sqlx::query_as::<_, Notification>(concat!(
+    let sql = concat!(
         "with updated as ( \
              update notifications set is_read = true \
              where notification_id = $1 and user_id = $2 and deleted_at is null and not is_read \
@@ -224,12 +235,8 @@ async fn mark_read(
         " from notifications \
          where notification_id = $1 and user_id = $2 and deleted_at is null \
            and not exists (select 1 from updated)"
-    ))
-    .bind(id)
-    .bind(auth.user_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("notification"))?;
+    );
+    let row = own(&mut *tx, sql, id, auth.user_id).await?;
     tx.commit().await?;
     Ok(Json(row))
 }
@@ -274,15 +281,10 @@ async fn soft_delete(
     AppPath(raw): AppPath<String>,
 ) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
-    let deleted = sqlx::query_as::<_, Notification>(concat!(
+    let sql = concat!(
         "update notifications set deleted_at = now() \
          where notification_id = $1 and user_id = $2 and deleted_at is null returning ",
         columns!()
-    ))
-    .bind(id)
-    .bind(auth.user_id)
-    .fetch_optional(&db)
-    .await?
-    .ok_or_else(|| ApiError::not_found("notification"))?;
-    Ok(Json(deleted))
+    );
+    Ok(Json(own(&db, sql, id, auth.user_id).await?))
 }
