@@ -9,7 +9,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::{AppJson, AppPath, AuthUser, ClientAddr},
+    extract::{AppJson, AppPath, Caller, ClientAddr},
+    openapi::{BadRequest, Conflict, ErrorBody, NotFound, TooLarge, Unauthorized},
     users::User,
 };
 use crate::{
@@ -113,20 +114,12 @@ fn device_name(
     }
 }
 
-#[utoipa::path(
-    post,
-    path = "/auth/register",
-    tag = "auth",
-    request_body = RegisterBody,
+#[utoipa::path(post, path = "/auth/register", tag = "auth", request_body = RegisterBody,
     responses(
         (status = 201, description = "Registered and signed in", body = AuthResponse),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "Too many sign-ups from this address", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "Password hashing at capacity; retry after Retry-After", body = crate::http::openapi::ErrorBody),
-    ),
-)]
+        (status = 429, description = "Too many sign-ups from this address", body = ErrorBody),
+        (status = 503, description = "Password hashing at capacity; retry after Retry-After", body = ErrorBody),
+        BadRequest, Conflict, TooLarge))]
 async fn register(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -242,17 +235,11 @@ const MAX_REFRESH_TOKEN_CHARS: usize = 128;
 /// Trades a refresh token for a new access token and a new refresh token (rotation). The
 /// old refresh token is spent: presenting it again means two parties hold it, so the device
 /// session is revoked on every node, as the OAuth 2.0 security best practice asks.
-#[utoipa::path(
-    post,
-    path = "/auth/refresh",
-    tag = "auth",
-    request_body = RefreshBody,
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshBody,
     responses(
         (status = 200, description = "New access and refresh tokens", body = AuthResponse),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Unknown, expired or already used refresh token (a reused one also ends the session)", body = crate::http::openapi::ErrorBody),
-    ),
-)]
+        (status = 401, description = "Unknown, expired or already used refresh token (a reused one also ends the session)", body = ErrorBody),
+        BadRequest))]
 async fn refresh(
     State(state): State<AppState>,
     AppJson(body): AppJson<RefreshBody>,
@@ -337,20 +324,12 @@ struct Credentials {
     password_hash: String,
 }
 
-#[utoipa::path(
-    post,
-    path = "/auth/login",
-    tag = "auth",
-    request_body = LoginBody,
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
     responses(
         (status = 200, description = "Signed in", body = AuthResponse),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
-        (status = 429, description = "Too many failed attempts for this account or from this address", body = crate::http::openapi::ErrorBody),
-        (status = 503, description = "Password hashing at capacity; retry after Retry-After", body = crate::http::openapi::ErrorBody),
-    ),
-)]
+        (status = 429, description = "Too many failed attempts for this account or from this address", body = ErrorBody),
+        (status = 503, description = "Password hashing at capacity; retry after Retry-After", body = ErrorBody),
+        BadRequest, Unauthorized, TooLarge))]
 async fn login(
     State(state): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -490,17 +469,9 @@ async fn disconnect(state: &AppState, sessions: Vec<Uuid>) {
     .await;
 }
 
-#[utoipa::path(
-    post,
-    path = "/auth/logout",
-    tag = "auth",
-    responses(
-        (status = 200, description = "This session is revoked", body = LoggedOut),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-async fn logout(auth: AuthUser, State(state): State<AppState>) -> ApiResult<Json<LoggedOut>> {
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "This session is revoked", body = LoggedOut), Unauthorized))]
+async fn logout(Caller(auth, state): Caller) -> ApiResult<Json<LoggedOut>> {
     if state
         .fabric
         .sessions
@@ -531,20 +502,11 @@ struct LoggedOutEverywhere {
     revoked: usize,
 }
 
-#[utoipa::path(
-    post,
-    path = "/auth/logout-all",
-    tag = "auth",
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every session of the user is revoked", body = LoggedOutEverywhere),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-async fn logout_all(
-    auth: AuthUser,
-    State(state): State<AppState>,
-) -> ApiResult<Json<LoggedOutEverywhere>> {
+        Unauthorized))]
+async fn logout_all(Caller(auth, state): Caller) -> ApiResult<Json<LoggedOutEverywhere>> {
     let revoked = state.fabric.sessions.revoke_all(auth.user_id).await?;
     let count = revoked.len();
     disconnect(&state, revoked).await;
@@ -563,20 +525,9 @@ struct SessionView {
     current: bool,
 }
 
-#[utoipa::path(
-    get,
-    path = "/auth/sessions",
-    tag = "auth",
-    responses(
-        (status = 200, description = "The user's sessions", body = Vec<SessionView>),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-async fn list_sessions(
-    auth: AuthUser,
-    State(state): State<AppState>,
-) -> ApiResult<Json<Vec<SessionView>>> {
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The user's sessions", body = Vec<SessionView>), Unauthorized))]
+async fn list_sessions(Caller(auth, state): Caller) -> ApiResult<Json<Vec<SessionView>>> {
     let sessions = state.fabric.sessions.list(auth.user_id).await?;
     Ok(Json(
         sessions
@@ -589,24 +540,11 @@ async fn list_sessions(
     ))
 }
 
-#[utoipa::path(
-    delete,
-    path = "/auth/sessions/{sid}",
-    tag = "auth",
-    params(
-        ("sid" = Uuid, Path, description = "Session id"),
-    ),
-    responses(
-        (status = 204, description = "Session revoked"),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+#[utoipa::path(delete, path = "/auth/sessions/{sid}", tag = "auth", security(("bearer" = [])),
+    params(("sid" = Uuid, Path, description = "Session id")),
+    responses((status = 204, description = "Session revoked"), BadRequest, Unauthorized, NotFound))]
 async fn revoke_session(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppPath(sid): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
     if state.fabric.sessions.revoke(auth.user_id, sid).await? {

@@ -1,11 +1,12 @@
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{Json, http::StatusCode};
 use serde::Deserialize;
-use sqlx::PgPool;
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::{AppJson, AppPath, AppQuery, AuthUser},
+    extract::{AppJson, AppPath, AppQuery, Caller},
+    openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
     users::page_limit,
 };
 use crate::{
@@ -76,24 +77,13 @@ struct CreateBody {
 }
 
 /// 201 with the new conversation, or 200 with the existing direct chat between the two users.
-#[utoipa::path(
-    post,
-    path = "/conversations",
-    tag = "conversations",
-    request_body = CreateBody,
+#[utoipa::path(post, path = "/conversations", tag = "conversations", request_body = CreateBody, security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = ConversationSummary),
         (status = 200, description = "The direct chat between the two users exists already", body = ConversationSummary),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        BadRequest, Unauthorized, NotFound, TooLarge))]
 async fn create(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppJson(body): AppJson<CreateBody>,
 ) -> ApiResult<(StatusCode, Json<ConversationSummary>)> {
     let ids = parse_ids("participant_ids", &body.participant_ids)?;
@@ -112,30 +102,25 @@ async fn create(
     Ok((status, Json(conversation)))
 }
 
-#[derive(Debug, Deserialize)]
+// Strings, so that `int_param` names a malformed one.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Page size
+    #[param(value_type = Option<i64>)]
     limit: Option<String>,
+    /// Rows to skip
+    #[param(value_type = Option<i64>)]
     offset: Option<String>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/conversations",
-    tag = "conversations",
-    params(
-        ("limit" = Option<i64>, Query, description = "Page size"),
-        ("offset" = Option<i64>, Query, description = "Rows to skip"),
-    ),
+#[utoipa::path(get, path = "/conversations", tag = "conversations", security(("bearer" = [])),
+    params(ListParams),
     responses(
         (status = 200, description = "The caller's conversations", body = Vec<ConversationSummary>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        BadRequest, Unauthorized))]
 async fn list(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<ListParams>,
 ) -> ApiResult<Json<Vec<ConversationSummary>>> {
     let limit = page_limit(int_param("limit", p.limit.as_deref(), 1)?)?;
@@ -145,24 +130,13 @@ async fn list(
     ))
 }
 
-#[utoipa::path(
-    get,
-    path = "/conversations/{id}",
-    tag = "conversations",
-    params(
-        ("id" = Uuid, Path, description = "Conversation id"),
-    ),
+#[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
     responses(
         (status = 200, description = "Conversation with participants", body = ConversationDetails),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        BadRequest, Unauthorized, NotFound))]
 async fn details(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<ConversationDetails>> {
     Ok(Json(
@@ -181,27 +155,13 @@ struct AddBody {
     user_ids: Vec<String>,
 }
 
-#[utoipa::path(
-    post,
-    path = "/conversations/{id}/participants",
-    tag = "conversations",
-    params(
-        ("id" = Uuid, Path, description = "Conversation id"),
-    ),
-    request_body = AddBody,
+#[utoipa::path(post, path = "/conversations/{id}/participants", tag = "conversations", request_body = AddBody, security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
     responses(
         (status = 200, description = "The conversation after adding", body = ConversationView),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        BadRequest, Unauthorized, NotAllowed, NotFound, TooLarge))]
 async fn add_participants(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<AddBody>,
 ) -> ApiResult<Json<ConversationView>> {
@@ -211,26 +171,13 @@ async fn add_participants(
     ))
 }
 
-#[utoipa::path(
-    post,
-    path = "/conversations/{id}/participants/{user_id}/remove",
-    tag = "conversations",
-    params(
-        ("id" = Uuid, Path, description = "Conversation id"),
-        ("user_id" = Uuid, Path, description = "Participant to remove"),
-    ),
+#[utoipa::path(post, path = "/conversations/{id}/participants/{user_id}/remove", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id"), ("user_id" = Uuid, Path, description = "Participant to remove")),
     responses(
         (status = 200, description = "The conversation after removing", body = ConversationView),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        BadRequest, Unauthorized, NotAllowed, NotFound))]
 async fn remove_participant(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<ConversationView>> {
     Ok(Json(

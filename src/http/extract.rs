@@ -221,3 +221,18 @@ impl FromRequestParts<AppState> for AuthUser {
         Ok(user)
     }
 }
+
+/// The authenticated caller and the state to act in: how nearly every handler starts.
+pub struct Caller(pub AuthUser, pub AppState);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        Ok(Self(user, state.clone()))
+    }
+}

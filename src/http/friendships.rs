@@ -1,15 +1,20 @@
 //! Friend requests, friends, blocks, and finding people. The original's routes keep their
 //! paths and bodies; the rest are what a mobile client needs to show and manage them.
 
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{
+    Json,
+    extract::FromRequestParts,
+    http::{StatusCode, request::Parts},
+};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgPool, postgres::PgRow};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::{AppJson, AppPath, AppQuery, AuthUser},
-    users::{PageMeta, PublicUser, contains_pattern, page_limit},
+    extract::{AppJson, AppPath, AppQuery, Caller},
+    openapi::{BadRequest, Conflict, Forbidden, NotFound, Unauthorized},
+    users::{PageMeta, PublicUser, contains_pattern, limit_offset, page_limit},
 };
 use crate::{
     error::{ApiError, ApiResult},
@@ -40,11 +45,41 @@ fn friend_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid("friendId", "must be a UUID"))
 }
 
-fn offset(offset: Option<i64>) -> ApiResult<i64> {
-    match offset {
-        Some(o) if o < 0 => Err(ApiError::invalid("offset", "must not be negative")),
-        o => Ok(o.unwrap_or(0)),
+/// The other user, named by the `friendId` path segment.
+struct Friend(Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for Friend {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        let AppPath(raw) = AppPath::<String>::from_request_parts(parts, state).await?;
+        friend_id(&raw).map(Self)
     }
+}
+
+/// Runs a listing whose `$1`, `$2` and `$3` are the caller, the limit and the offset, and
+/// whose `$4`, if any, is `extra`.
+async fn fetch_page<T>(
+    db: &PgPool,
+    sql: &'static str,
+    user: Uuid,
+    (limit, offset): (i64, i64),
+    extra: Option<String>,
+) -> ApiResult<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+{
+    let query = sqlx::query_as(sql).bind(user).bind(limit).bind(offset);
+    let query = match extra {
+        Some(extra) => query.bind(extra),
+        None => query,
+    };
+    Ok(query.fetch_all(db).await?)
+}
+
+/// The rows as the caller sees them.
+fn views(rows: Vec<FriendshipRow>, me: Uuid) -> Json<Vec<FriendshipView>> {
+    Json(rows.into_iter().map(|r| r.view(me)).collect())
 }
 
 /// Who to ask: `friendId` (also accepted as `friend_id`) or `username`, not both.
@@ -61,25 +96,13 @@ struct RequestBody {
 
 /// `POST /friendships/request`: 201 with the pending request, or 200 with the friendship
 /// when the other user had already asked.
-#[utoipa::path(
-    post,
-    path = "/friendships/request",
-    tag = "friendships",
-    request_body = RequestBody,
+#[utoipa::path(post, path = "/friendships/request", tag = "friendships", request_body = RequestBody, security(("bearer" = [])),
     responses(
         (status = 201, description = "The pending request", body = FriendshipView),
         (status = 200, description = "The other user had asked already: the accepted friendship", body = FriendshipView),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn send_request(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppJson(body): AppJson<RequestBody>,
 ) -> ApiResult<(StatusCode, Json<FriendshipView>)> {
     let other = match (body.friend_id.as_deref(), body.username.as_deref()) {
@@ -115,154 +138,70 @@ async fn send_request(
     )
 }
 
-#[utoipa::path(
-    post,
-    path = "/friendships/accept/{friendId}",
-    tag = "friendships",
+#[utoipa::path(post, path = "/friendships/accept/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
         (status = 200, description = "Accept an incoming request", body = FriendshipView),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn accept(
-    auth: AuthUser,
-    State(state): State<AppState>,
-    AppPath(raw): AppPath<String>,
+    Caller(auth, state): Caller,
+    Friend(id): Friend,
 ) -> ApiResult<Json<FriendshipView>> {
-    Ok(Json(
-        social::accept(&state, auth.user_id, friend_id(&raw)?).await?,
-    ))
+    Ok(Json(social::accept(&state, auth.user_id, id).await?))
 }
 
-#[utoipa::path(
-    post,
-    path = "/friendships/decline/{friendId}",
-    tag = "friendships",
+#[utoipa::path(post, path = "/friendships/decline/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
         (status = 204, description = "Decline an incoming request"),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn decline(
-    auth: AuthUser,
-    State(state): State<AppState>,
-    AppPath(raw): AppPath<String>,
-) -> ApiResult<StatusCode> {
-    social::decline(&state, auth.user_id, friend_id(&raw)?).await?;
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+async fn decline(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<StatusCode> {
+    social::decline(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(
-    delete,
-    path = "/friendships/request/{friendId}",
-    tag = "friendships",
+#[utoipa::path(delete, path = "/friendships/request/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
         (status = 204, description = "Cancel an outgoing request"),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn cancel_request(
-    auth: AuthUser,
-    State(state): State<AppState>,
-    AppPath(raw): AppPath<String>,
-) -> ApiResult<StatusCode> {
-    social::cancel(&state, auth.user_id, friend_id(&raw)?).await?;
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+async fn cancel_request(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<StatusCode> {
+    social::cancel(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(
-    delete,
-    path = "/friendships/{friendId}",
-    tag = "friendships",
+#[utoipa::path(delete, path = "/friendships/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
         (status = 204, description = "End a friendship"),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn unfriend(
-    auth: AuthUser,
-    State(state): State<AppState>,
-    AppPath(raw): AppPath<String>,
-) -> ApiResult<StatusCode> {
-    social::unfriend(&state, auth.user_id, friend_id(&raw)?).await?;
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+async fn unfriend(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<StatusCode> {
+    social::unfriend(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /friendships/block/:friendId`: 201 when newly blocked, 200 when it already was.
-#[utoipa::path(
-    post,
-    path = "/friendships/block/{friendId}",
-    tag = "friendships",
+#[utoipa::path(post, path = "/friendships/block/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
         (status = 200, description = "Block a user (ends any friendship or request); blocking again changes nothing", body = BlockedUser),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn block(
-    auth: AuthUser,
-    State(state): State<AppState>,
-    AppPath(raw): AppPath<String>,
-) -> ApiResult<Json<BlockedUser>> {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+async fn block(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<Json<BlockedUser>> {
     // 200 whether or not the block is new, as the original answered.
-    let (_created, blocked) = social::block(&state, auth.user_id, friend_id(&raw)?).await?;
+    let (_created, blocked) = social::block(&state, auth.user_id, id).await?;
     Ok(Json(blocked))
 }
 
-#[utoipa::path(
-    delete,
-    path = "/friendships/unblock/{friendId}",
-    tag = "friendships",
+#[utoipa::path(delete, path = "/friendships/unblock/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
         (status = 200, description = "Unblock a user", body = Unblocked),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn unblock(
-    auth: AuthUser,
-    State(state): State<AppState>,
-    AppPath(raw): AppPath<String>,
-) -> ApiResult<Json<Unblocked>> {
-    let user_id = friend_id(&raw)?;
-    social::unblock(&state, auth.user_id, user_id).await?;
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+async fn unblock(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<Json<Unblocked>> {
+    social::unblock(&state, auth.user_id, id).await?;
     Ok(Json(Unblocked {
         message: "User unblocked successfully",
-        user_id,
+        user_id: id,
     }))
 }
 
@@ -283,43 +222,37 @@ struct FriendsParams {
 }
 
 /// `GET /friendships`: accepted friends with their presence, online ones first.
-#[utoipa::path(
-    get,
-    path = "/friendships",
-    tag = "friendships",
+#[utoipa::path(get, path = "/friendships", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Friends with live presence", body = Vec<FriendshipView>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn list_friends(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<FriendsParams>,
 ) -> ApiResult<Json<Vec<FriendshipView>>> {
-    let limit = page_limit(p.limit)?;
-    let offset = offset(p.offset)?;
-    let rows = sqlx::query_as::<_, FriendshipRow>(concat!(
+    let page = limit_offset(p.limit, p.offset)?;
+    let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
+    let sql = concat!(
         social::view_select!(),
         "where f.status = 'accepted' and (f.requester_id = $1 or f.addressee_id = $1) \
-           and lower(u.username) like $2 \
+           and lower(u.username) like $4 \
          order by (u.status = 'online') desc, lower(u.username) \
-         limit $3 offset $4"
-    ))
-    .bind(auth.user_id)
-    .bind(contains_pattern(p.search.as_deref().unwrap_or("")))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&db)
-    .await?;
-    Ok(Json(
-        rows.into_iter().map(|r| r.view(auth.user_id)).collect(),
-    ))
+         limit $2 offset $3"
+    );
+    let rows = fetch_page(&db, sql, auth.user_id, page, Some(pattern)).await?;
+    Ok(views(rows, auth.user_id))
+}
+
+/// Pending requests where the caller is in `$column`, newest first.
+macro_rules! pending {
+    ($column:literal) => {
+        concat!(
+            social::view_select!(),
+            "where f.status = 'pending' and f.",
+            $column,
+            " = $1 order by f.created_at desc, f.friendship_id limit $2 offset $3"
+        )
+    };
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,38 +263,18 @@ struct RequestsParams {
 }
 
 /// `GET /friendships/requests?direction=incoming|outgoing`: pending requests, newest first.
-#[utoipa::path(
-    get,
-    path = "/friendships/requests",
-    tag = "friendships",
+#[utoipa::path(get, path = "/friendships/requests", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Pending requests (direction=incoming|outgoing)", body = Vec<FriendshipView>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn list_requests(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<RequestsParams>,
 ) -> ApiResult<Json<Vec<FriendshipView>>> {
-    let limit = page_limit(p.limit)?;
-    let offset = offset(p.offset)?;
-    let query = match p.direction.as_deref().map(str::trim) {
-        None | Some("incoming") => sqlx::query_as::<_, FriendshipRow>(concat!(
-            social::view_select!(),
-            "where f.status = 'pending' and f.addressee_id = $1 \
-             order by f.created_at desc, f.friendship_id limit $2 offset $3"
-        )),
-        Some("outgoing") => sqlx::query_as::<_, FriendshipRow>(concat!(
-            social::view_select!(),
-            "where f.status = 'pending' and f.requester_id = $1 \
-             order by f.created_at desc, f.friendship_id limit $2 offset $3"
-        )),
+    let page = limit_offset(p.limit, p.offset)?;
+    let sql = match p.direction.as_deref().map(str::trim) {
+        None | Some("incoming") => pending!("addressee_id"),
+        Some("outgoing") => pending!("requester_id"),
         Some(_) => {
             return Err(ApiError::invalid(
                 "direction",
@@ -369,15 +282,8 @@ async fn list_requests(
             ));
         }
     };
-    let rows = query
-        .bind(auth.user_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&db)
-        .await?;
-    Ok(Json(
-        rows.into_iter().map(|r| r.view(auth.user_id)).collect(),
-    ))
+    let rows = fetch_page(&db, sql, auth.user_id, page, None).await?;
+    Ok(views(rows, auth.user_id))
 }
 
 #[derive(Debug, Deserialize)]
@@ -387,40 +293,21 @@ struct PageParams {
 }
 
 /// `GET /friendships/blocked`: users the caller blocked, most recent first.
-#[utoipa::path(
-    get,
-    path = "/friendships/blocked",
-    tag = "friendships",
+#[utoipa::path(get, path = "/friendships/blocked", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Users the caller blocked", body = Vec<BlockedUser>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn list_blocked(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<PageParams>,
 ) -> ApiResult<Json<Vec<BlockedUser>>> {
-    let limit = page_limit(p.limit)?;
-    let offset = offset(p.offset)?;
-    let rows = sqlx::query_as::<_, BlockedUser>(
-        "select u.user_id, u.username, u.status, u.last_seen_at, u.created_at, u.updated_at, \
+    let page = limit_offset(p.limit, p.offset)?;
+    let sql = "select u.user_id, u.username, u.status, u.last_seen_at, u.created_at, u.updated_at, \
                 b.created_at as blocked_at \
          from user_blocks b join users u on u.user_id = b.blocked_id \
          where b.blocker_id = $1 \
-         order by b.created_at desc, b.blocked_id limit $2 offset $3",
-    )
-    .bind(auth.user_id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&db)
-    .await?;
-    Ok(Json(rows))
+         order by b.created_at desc, b.blocked_id limit $2 offset $3";
+    Ok(Json(fetch_page(&db, sql, auth.user_id, page, None).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,23 +345,12 @@ struct SearchRow {
 /// `GET /friendships/search`: users matching `search`, each with how they stand with the
 /// caller, in the original's paged shape. Users the caller blocked are left out unless
 /// `include_blocked=true`; users who blocked the caller are always left out.
-#[utoipa::path(
-    get,
-    path = "/friendships/search",
-    tag = "friendships",
+#[utoipa::path(get, path = "/friendships/search", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Search users with their relationship to the caller", body = FriendSearchPage),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn search(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<SearchParams>,
 ) -> ApiResult<Json<FriendSearchPage>> {
     let limit = page_limit(p.limit)?;
@@ -552,31 +428,18 @@ struct Suggestion {
 /// `GET /friendships/suggestions`: friends of friends, most mutual friends first, without
 /// the caller, their friends, anyone with a pending request either way, and anyone blocked
 /// either way.
-#[utoipa::path(
-    get,
-    path = "/friendships/suggestions",
-    tag = "friendships",
+#[utoipa::path(get, path = "/friendships/suggestions", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Friends of friends, by mutual friends", body = Vec<Suggestion>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn suggestions(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<PageParams>,
 ) -> ApiResult<Json<Vec<Suggestion>>> {
-    let limit = page_limit(p.limit)?;
-    let offset = offset(p.offset)?;
+    let page = limit_offset(p.limit, p.offset)?;
     // Each (friend, their friend) edge appears once, so counting a candidate's rows counts
     // the friends the caller shares with them.
-    let rows = sqlx::query_as::<_, Suggestion>(
-        "with mine as ( \
+    let sql = "with mine as ( \
              select addressee_id as friend_id from friendships where requester_id = $1 and status = 'accepted' \
              union all \
              select requester_id from friendships where addressee_id = $1 and status = 'accepted' \
@@ -599,12 +462,6 @@ async fn suggestions(
                               or (b.blocker_id = c.user_id and b.blocked_id = $1)) \
          group by u.user_id \
          order by mutual_friends desc, lower(u.username) \
-         limit $2 offset $3",
-    )
-    .bind(auth.user_id)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&db)
-    .await?;
-    Ok(Json(rows))
+         limit $2 offset $3";
+    Ok(Json(fetch_page(&db, sql, auth.user_id, page, None).await?))
 }

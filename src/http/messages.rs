@@ -1,12 +1,12 @@
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{Json, http::StatusCode};
 use serde::Deserialize;
-use sqlx::PgPool;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
     conversations::int_param,
-    extract::{AppJson, AppPath, AppQuery, AuthUser},
+    extract::{AppJson, AppPath, AppQuery, Caller},
+    openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
 };
 use crate::{
     chat::{
@@ -28,24 +28,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// 201 with the stored message, or 200 with the original when `client_msg_id` repeats.
-#[utoipa::path(
-    post,
-    path = "/messages",
-    tag = "messages",
-    request_body = SendBody,
+#[utoipa::path(post, path = "/messages", tag = "messages", request_body = SendBody, security(("bearer" = [])),
     responses(
-        (status = 201, description = "Stored message", body = crate::chat::MessageView),
-        (status = 200, description = "The message stored earlier with this `client_msg_id`", body = crate::chat::MessageView),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        (status = 201, description = "Stored message", body = MessageView),
+        (status = 200, description = "The message stored earlier with this `client_msg_id`", body = MessageView),
+        BadRequest, Unauthorized, NotFound, TooLarge))]
 async fn send(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppJson(body): AppJson<SendBody>,
 ) -> ApiResult<(StatusCode, Json<MessageView>)> {
     let (content, conversation_id, client_msg_id) =
@@ -75,24 +64,13 @@ struct HistoryParams {
 
 /// Ascending by seq. `after_seq`: the first `limit` after it; `before_seq`: the last
 /// `limit` before it; both: that range from its start; neither: the newest `limit`.
-#[utoipa::path(
-    get,
-    path = "/messages/conversation/{conversation_id}",
-    tag = "messages",
-    params(
-        ("conversation_id" = Uuid, Path, description = "Conversation id"),
-    ),
+#[utoipa::path(get, path = "/messages/conversation/{conversation_id}", tag = "messages", security(("bearer" = [])),
+    params(("conversation_id" = Uuid, Path, description = "Conversation id")),
     responses(
-        (status = 200, description = "Messages of a conversation", body = Vec<crate::chat::MessageView>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        (status = 200, description = "Messages of a conversation", body = Vec<MessageView>),
+        BadRequest, Unauthorized, NotFound))]
 async fn history(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppPath(conversation_id): AppPath<Uuid>,
     AppQuery(p): AppQuery<HistoryParams>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
@@ -118,24 +96,13 @@ async fn history(
     ))
 }
 
-#[utoipa::path(
-    get,
-    path = "/messages/{id}",
-    tag = "messages",
-    params(
-        ("id" = Uuid, Path, description = "Message id"),
-    ),
+#[utoipa::path(get, path = "/messages/{id}", tag = "messages", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Message id")),
     responses(
-        (status = 200, description = "The message", body = crate::chat::MessageView),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        (status = 200, description = "The message", body = MessageView),
+        BadRequest, Unauthorized, NotFound))]
 async fn one(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<MessageView>> {
     Ok(Json(chat::message_view(&db, auth.user_id, id).await?))
@@ -149,27 +116,13 @@ struct EditBody {
     content: Option<String>,
 }
 
-#[utoipa::path(
-    put,
-    path = "/messages/{id}",
-    tag = "messages",
-    params(
-        ("id" = Uuid, Path, description = "Message id"),
-    ),
-    request_body = EditBody,
+#[utoipa::path(put, path = "/messages/{id}", tag = "messages", request_body = EditBody, security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Message id")),
     responses(
-        (status = 200, description = "The edited message", body = crate::chat::MessageView),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        (status = 200, description = "The edited message", body = MessageView),
+        BadRequest, Unauthorized, NotAllowed, NotFound, TooLarge))]
 async fn edit(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<EditBody>,
 ) -> ApiResult<Json<MessageView>> {
@@ -182,25 +135,13 @@ async fn edit(
     ))
 }
 
-#[utoipa::path(
-    delete,
-    path = "/messages/{id}",
-    tag = "messages",
-    params(
-        ("id" = Uuid, Path, description = "Message id"),
-    ),
+#[utoipa::path(delete, path = "/messages/{id}", tag = "messages", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Message id")),
     responses(
-        (status = 200, description = "Deleted", body = crate::chat::MessageDeleted),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        (status = 200, description = "Deleted", body = MessageDeleted),
+        BadRequest, Unauthorized, NotAllowed, NotFound))]
 async fn remove(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<MessageDeleted>> {
     Ok(Json(chat::delete_message(&state, auth.user_id, id).await?))
@@ -215,26 +156,13 @@ struct StatusBody {
 }
 
 /// Answers with the message and its aggregate status after the change.
-#[utoipa::path(
-    put,
-    path = "/messages/{id}/status",
-    tag = "messages",
-    params(
-        ("id" = Uuid, Path, description = "Message id"),
-    ),
-    request_body = StatusBody,
+#[utoipa::path(put, path = "/messages/{id}/status", tag = "messages", request_body = StatusBody, security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Message id")),
     responses(
-        (status = 200, description = "The message with its new status", body = crate::chat::MessageView),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        (status = 200, description = "The message with its new status", body = MessageView),
+        BadRequest, Unauthorized, NotFound, TooLarge))]
 async fn status(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<StatusBody>,
 ) -> ApiResult<Json<MessageView>> {
@@ -247,24 +175,13 @@ async fn status(
     ))
 }
 
-#[utoipa::path(
-    get,
-    path = "/messages/{id}/receipts",
-    tag = "messages",
-    params(
-        ("id" = Uuid, Path, description = "Message id"),
-    ),
+#[utoipa::path(get, path = "/messages/{id}/receipts", tag = "messages", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Message id")),
     responses(
-        (status = 200, description = "Per-recipient delivery and read receipts", body = Vec<crate::chat::Receipt>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        (status = 200, description = "Per-recipient delivery and read receipts", body = Vec<Receipt>),
+        BadRequest, Unauthorized, NotFound))]
 async fn receipts(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<Vec<Receipt>>> {
     Ok(Json(chat::receipts(&db, auth.user_id, id).await?))

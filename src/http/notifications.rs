@@ -2,16 +2,17 @@
 //! `social::notifications` and delivered live on `/notifications`; these routes are how a
 //! client catches up and keeps its badge right.
 
-use axum::{Json, extract::State};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{
-    extract::{AppPath, AppQuery, AuthUser},
-    users::page_limit,
+    extract::{AppPath, AppQuery, Caller},
+    openapi::{BadRequest, Conflict, Forbidden, NotFound, Unauthorized},
+    users::limit_offset,
 };
 use crate::{
     error::{ApiError, ApiResult},
@@ -33,6 +34,22 @@ fn notification_id(raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw.trim()).map_err(|_| ApiError::invalid("id", "must be a UUID"))
 }
 
+/// The one notification `sql` answers with, `$1` being its id and `$2` the caller, whose it
+/// must be; none is a 404.
+async fn own(
+    db: impl PgExecutor<'_>,
+    sql: &'static str,
+    id: Uuid,
+    me: Uuid,
+) -> ApiResult<Notification> {
+    sqlx::query_as::<_, Notification>(sql)
+        .bind(id)
+        .bind(me)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("notification"))
+}
+
 #[derive(Debug, Deserialize)]
 struct ListParams {
     limit: Option<i64>,
@@ -50,11 +67,7 @@ struct Page {
 
 impl ListParams {
     async fn page(&self, db: &PgPool, user: Uuid) -> ApiResult<Page> {
-        let limit = page_limit(self.limit)?;
-        let offset = self.offset.unwrap_or(0);
-        if offset < 0 {
-            return Err(ApiError::invalid("offset", "must not be negative"));
-        }
+        let (limit, offset) = limit_offset(self.limit, self.offset)?;
         let before = match self.before.as_deref() {
             None => None,
             Some(raw) => {
@@ -78,84 +91,66 @@ impl ListParams {
             before,
         })
     }
+
+    /// The page of `sql`, a [`listing!`].
+    async fn fetch(
+        &self,
+        db: &PgPool,
+        user: Uuid,
+        sql: &'static str,
+    ) -> ApiResult<Vec<Notification>> {
+        let page = self.page(db, user).await?;
+        Ok(sqlx::query_as::<_, Notification>(sql)
+            .bind(user)
+            .bind(page.before.map(|b| b.0))
+            .bind(page.before.map(|b| b.1))
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(db)
+            .await?)
+    }
+}
+
+/// A page of the caller's notifications that are not deleted and match `$filter`, newest
+/// first, as [`ListParams::fetch`] binds it.
+macro_rules! listing {
+    ($filter:literal) => {
+        concat!(
+            "select ",
+            columns!(),
+            " from notifications where user_id = $1 and ",
+            $filter,
+            "deleted_at is null \
+               and ($2::timestamptz is null or (created_at, notification_id) < ($2::timestamptz, $3::uuid)) \
+             order by created_at desc, notification_id desc limit $4 offset $5"
+        )
+    };
 }
 
 /// `GET /notifications`: newest first, deleted ones never.
-#[utoipa::path(
-    get,
-    path = "/notifications",
-    tag = "notifications",
+#[utoipa::path(get, path = "/notifications", tag = "notifications", security(("bearer" = [])),
     responses(
         (status = 200, description = "Notifications, newest first, deleted excluded", body = Vec<Notification>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn list(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<ListParams>,
 ) -> ApiResult<Json<Vec<Notification>>> {
-    let page = p.page(&db, auth.user_id).await?;
-    let rows = sqlx::query_as::<_, Notification>(concat!(
-        "select ",
-        columns!(),
-        " from notifications \
-         where user_id = $1 and deleted_at is null \
-           and ($2::timestamptz is null or (created_at, notification_id) < ($2::timestamptz, $3::uuid)) \
-         order by created_at desc, notification_id desc limit $4 offset $5"
-    ))
-    .bind(auth.user_id)
-    .bind(page.before.map(|b| b.0))
-    .bind(page.before.map(|b| b.1))
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(&db)
-    .await?;
-    Ok(Json(rows))
+    let sql = listing!("");
+    Ok(Json(p.fetch(&db, auth.user_id, sql).await?))
 }
 
 /// `GET /notifications/unread`: the unread ones, newest first.
-#[utoipa::path(
-    get,
-    path = "/notifications/unread",
-    tag = "notifications",
+#[utoipa::path(get, path = "/notifications/unread", tag = "notifications", security(("bearer" = [])),
     responses(
         (status = 200, description = "Unread notifications, newest first", body = Vec<Notification>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn list_unread(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<ListParams>,
 ) -> ApiResult<Json<Vec<Notification>>> {
-    let page = p.page(&db, auth.user_id).await?;
-    let rows = sqlx::query_as::<_, Notification>(concat!(
-        "select ",
-        columns!(),
-        " from notifications \
-         where user_id = $1 and not is_read and deleted_at is null \
-           and ($2::timestamptz is null or (created_at, notification_id) < ($2::timestamptz, $3::uuid)) \
-         order by created_at desc, notification_id desc limit $4 offset $5"
-    ))
-    .bind(auth.user_id)
-    .bind(page.before.map(|b| b.0))
-    .bind(page.before.map(|b| b.1))
-    .bind(page.limit)
-    .bind(page.offset)
-    .fetch_all(&db)
-    .await?;
-    Ok(Json(rows))
+    let sql = listing!("not is_read and ");
+    Ok(Json(p.fetch(&db, auth.user_id, sql).await?))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -166,21 +161,11 @@ struct UnreadCount {
 
 /// `GET /notifications/unread-count`: the badge number (a collapsed message notification
 /// counts once).
-#[utoipa::path(
-    get,
-    path = "/notifications/unread-count",
-    tag = "notifications",
+#[utoipa::path(get, path = "/notifications/unread-count", tag = "notifications", security(("bearer" = [])),
     responses(
         (status = 200, description = "Number of unread notifications", body = UnreadCount),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn unread_count(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<UnreadCount>> {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+async fn unread_count(Caller(auth, AppState { db, .. }): Caller) -> ApiResult<Json<UnreadCount>> {
     let count = sqlx::query_scalar::<_, i64>(
         "select count(*) from notifications where user_id = $1 and not is_read and deleted_at is null",
     )
@@ -190,60 +175,33 @@ async fn unread_count(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Jso
     Ok(Json(UnreadCount { count }))
 }
 
-#[utoipa::path(
-    get,
-    path = "/notifications/{id}",
-    tag = "notifications",
+#[utoipa::path(get, path = "/notifications/{id}", tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Notification id")),
     responses(
         (status = 200, description = "One notification", body = Notification),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn get_one(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppPath(raw): AppPath<String>,
 ) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
-    let row = sqlx::query_as::<_, Notification>(concat!(
+    let sql = concat!(
         "select ",
         columns!(),
         " from notifications where notification_id = $1 and user_id = $2 and deleted_at is null"
-    ))
-    .bind(id)
-    .bind(auth.user_id)
-    .fetch_optional(&db)
-    .await?
-    .ok_or_else(|| ApiError::not_found("notification"))?;
-    Ok(Json(row))
+    );
+    Ok(Json(own(&db, sql, id, auth.user_id).await?))
 }
 
 /// `POST /notifications/:id/read`: the notification, now read. Reading one already read
 /// changes nothing (not even `updated_at`).
-#[utoipa::path(
-    post,
-    path = "/notifications/{id}/read",
-    tag = "notifications",
+#[utoipa::path(post, path = "/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Notification id")),
     responses(
         (status = 200, description = "Mark one notification read", body = Notification),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn mark_read(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppPath(raw): AppPath<String>,
 ) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
@@ -264,7 +222,7 @@ async fn mark_read(
     }
     // The second branch reads the statement's starting snapshot: it finds the row only
     // when the update did not touch it, i.e. when it was already read.
-    let row = sqlx::query_as::<_, Notification>(concat!(
+    let sql = concat!(
         "with updated as ( \
              update notifications set is_read = true \
              where notification_id = $1 and user_id = $2 and deleted_at is null and not is_read \
@@ -277,12 +235,8 @@ async fn mark_read(
         " from notifications \
          where notification_id = $1 and user_id = $2 and deleted_at is null \
            and not exists (select 1 from updated)"
-    ))
-    .bind(id)
-    .bind(auth.user_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| ApiError::not_found("notification"))?;
+    );
+    let row = own(&mut *tx, sql, id, auth.user_id).await?;
     tx.commit().await?;
     Ok(Json(row))
 }
@@ -296,21 +250,11 @@ struct MarkedRead {
 /// `POST /notifications/read-all`: marks every unread notification read; says how many.
 /// It also covers messages sent before it whose notifications are not written yet: they
 /// will not be.
-#[utoipa::path(
-    post,
-    path = "/notifications/read-all",
-    tag = "notifications",
+#[utoipa::path(post, path = "/notifications/read-all", tag = "notifications", security(("bearer" = [])),
     responses(
         (status = 200, description = "Mark every notification read", body = MarkedRead),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-async fn read_all(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<MarkedRead>> {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+async fn read_all(Caller(auth, AppState { db, .. }): Caller) -> ApiResult<Json<MarkedRead>> {
     let mut tx = db.begin().await?;
     notifications::read_up_to_now(&mut *tx, auth.user_id, None).await?;
     let done = sqlx::query(
@@ -327,36 +271,20 @@ async fn read_all(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<Ma
 
 /// `DELETE /notifications/:id`: soft delete; the row stays, it is never listed again. The
 /// answer is the deleted notification, as the original's was (a body, not a 204).
-#[utoipa::path(
-    delete,
-    path = "/notifications/{id}",
-    tag = "notifications",
+#[utoipa::path(delete, path = "/notifications/{id}", tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Notification id")),
     responses(
         (status = 200, description = "Soft-delete a notification; the answer is the deleted notification", body = Notification),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 403, description = "Forbidden", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
 async fn soft_delete(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppPath(raw): AppPath<String>,
 ) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
-    let deleted = sqlx::query_as::<_, Notification>(concat!(
+    let sql = concat!(
         "update notifications set deleted_at = now() \
          where notification_id = $1 and user_id = $2 and deleted_at is null returning ",
         columns!()
-    ))
-    .bind(id)
-    .bind(auth.user_id)
-    .fetch_optional(&db)
-    .await?
-    .ok_or_else(|| ApiError::not_found("notification"))?;
-    Ok(Json(deleted))
+    );
+    Ok(Json(own(&db, sql, id, auth.user_id).await?))
 }

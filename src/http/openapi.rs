@@ -3,10 +3,15 @@
 //! `/docs` works without network. The paths are not listed here: `api_router` adds those the
 //! feature routers registered with `routes!`, from the handlers' `#[utoipa::path]` attributes.
 
+use std::collections::BTreeMap;
+
 use axum::Router;
 use utoipa::{
-    Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    IntoResponses, Modify, OpenApi,
+    openapi::{
+        ContentBuilder, Ref, RefOr, Response, ResponseBuilder,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -56,6 +61,45 @@ pub struct ErrorBody {
 pub enum ErrorMessage {
     One(String),
     Many(Vec<String>),
+}
+
+/// One error answer with an [`ErrorBody`], as `(status = .., description = .., body =
+/// ErrorBody)` in a `responses(...)` list would document it.
+fn error_response(status: u16, description: &str) -> BTreeMap<String, RefOr<Response>> {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorBody")))
+        .build();
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", content)
+        .build();
+    BTreeMap::from([(status.to_string(), response.into())])
+}
+
+/// Declares a type per shared error answer, so that a `#[utoipa::path]` names the errors of
+/// its operation in its `responses(...)` list (`responses((status = 200, ..), NotFound)`)
+/// with one wording everywhere. Errors with a meaning of their own stay tuples there.
+macro_rules! error_responses {
+    ($($name:ident: $status:literal $description:literal;)+) => {$(
+        #[doc = concat!("`", $status, "`: ", $description, ".")]
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                error_response($status, $description)
+            }
+        }
+    )+};
+}
+
+error_responses! {
+    BadRequest: 400 "Invalid input";
+    Unauthorized: 401 "Missing, invalid or revoked token";
+    Forbidden: 403 "Forbidden";
+    NotAllowed: 403 "Not allowed";
+    NotFound: 404 "Not found";
+    Conflict: 409 "Conflict";
+    TooLarge: 413 "Body too large";
 }
 
 /// Registers the `bearer` scheme that authenticated operations refer to.

@@ -1,9 +1,12 @@
-use axum::{Json, extract::State};
+use axum::Json;
 use serde::Serialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::extract::{AppPath, AuthUser};
+use super::{
+    extract::{AppPath, Caller},
+    openapi::{BadRequest, NotFound, Unauthorized},
+};
 use crate::{
     error::{ApiError, ApiResult},
     state::AppState,
@@ -29,24 +32,13 @@ struct Typing {
 
 /// Who is typing in a conversation now, from the fabric's expiring marks. Members only;
 /// anyone else gets 404, as if the conversation did not exist.
-#[utoipa::path(
-    get,
-    path = "/conversations/{id}/typing",
-    tag = "conversations",
-    params(
-        ("id" = Uuid, Path, description = "Conversation id"),
-    ),
+#[utoipa::path(get, path = "/conversations/{id}/typing", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Conversation id")),
     responses(
         (status = 200, description = "Who is typing now", body = Typing),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        BadRequest, Unauthorized, NotFound))]
 async fn who_is_typing(
-    auth: AuthUser,
-    State(state): State<AppState>,
+    Caller(auth, state): Caller,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<Typing>> {
     if !crate::chat::is_participant(&state.db, id, auth.user_id).await? {

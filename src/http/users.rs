@@ -1,11 +1,18 @@
-use axum::{Json, extract::State};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::extract::{AppPath, AppQuery, AuthUser};
-use crate::{error::ApiResult, state::AppState};
+use super::{
+    extract::{AppPath, AppQuery, Caller},
+    openapi::{BadRequest, NotFound, Unauthorized},
+};
+use crate::{
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,10 +43,19 @@ pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(l) if (1..=MAX_PAGE).contains(&l) => Ok(l),
-        Some(_) => Err(crate::error::ApiError::invalid(
+        Some(_) => Err(ApiError::invalid(
             "limit",
             format!("must be between 1 and {MAX_PAGE}"),
         )),
+    }
+}
+
+/// `limit` as [`page_limit`] takes it, and `offset`, which must not be negative.
+pub fn limit_offset(limit: Option<i64>, offset: Option<i64>) -> ApiResult<(i64, i64)> {
+    let limit = page_limit(limit)?;
+    match offset {
+        Some(o) if o < 0 => Err(ApiError::invalid("offset", "must not be negative")),
+        o => Ok((limit, o.unwrap_or(0))),
     }
 }
 
@@ -57,42 +73,27 @@ pub fn contains_pattern(needle: &str) -> String {
     p
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Part of the username
     search: Option<String>,
+    /// 1 to 100, default 20
     limit: Option<i64>,
+    /// Rows to skip
     offset: Option<i64>,
 }
 
-#[utoipa::path(
-    get,
-    path = "/users",
-    tag = "users",
-    params(
-        ("search" = Option<String>, Query, description = "Part of the username"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-        ("offset" = Option<i64>, Query, description = "Rows to skip"),
-    ),
+#[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
+    params(ListParams),
     responses(
         (status = 200, description = "Users by name", body = Vec<PublicUser>),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        BadRequest, Unauthorized))]
 async fn list_users(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<ListParams>,
 ) -> ApiResult<Json<Vec<PublicUser>>> {
-    let limit = page_limit(p.limit)?;
-    let offset = p.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(crate::error::ApiError::invalid(
-            "offset",
-            "must not be negative",
-        ));
-    }
+    let (limit, offset) = limit_offset(p.limit, p.offset)?;
     let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
     let users = sqlx::query_as::<_, PublicUser>(concat!(
         "select u.user_id, u.username, ",
@@ -110,10 +111,14 @@ async fn list_users(
     Ok(Json(users))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
+    /// Part of the username
     search: Option<String>,
+    /// 1-based page
     page: Option<i64>,
+    /// 1 to 100, default 20
     limit: Option<i64>,
 }
 
@@ -181,31 +186,19 @@ struct CountedUser {
 }
 
 /// The original's paged search: `{ data, meta: { total, page, limit, totalPages } }`.
-#[utoipa::path(
-    get,
-    path = "/users/search",
-    tag = "users",
-    params(
-        ("search" = Option<String>, Query, description = "Part of the username"),
-        ("page" = Option<i64>, Query, description = "1-based page"),
-        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
-    ),
+#[utoipa::path(get, path = "/users/search", tag = "users", security(("bearer" = [])),
+    params(SearchParams),
     responses(
         (status = 200, description = "A page of users: { data, meta }", body = UserSearchPage),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        BadRequest, Unauthorized))]
 async fn search_users(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<SearchParams>,
 ) -> ApiResult<Json<UserSearchPage>> {
     let limit = page_limit(p.limit)?;
     let page = p.page.unwrap_or(1);
     if page < 1 {
-        return Err(crate::error::ApiError::invalid("page", "must be 1 or more"));
+        return Err(ApiError::invalid("page", "must be 1 or more"));
     }
     let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
     // One round trip: the window count rides along with the page.
@@ -242,51 +235,35 @@ async fn search_users(
     }))
 }
 
-#[utoipa::path(
-    get,
-    path = "/users/me",
-    tag = "users",
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed-in user, with email", body = User),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
-async fn me(auth: AuthUser, State(db): State<PgPool>) -> ApiResult<Json<User>> {
-    let user = sqlx::query_as::<_, User>(
-        "select user_id, username, email, status, last_seen_at, created_at, updated_at from users where user_id = $1",
-    )
-    .bind(auth.user_id)
-    .fetch_optional(&db)
-    .await?
-    .ok_or_else(|| crate::error::ApiError::not_found("user"))?;
-    Ok(Json(user))
+        Unauthorized, NotFound))]
+async fn me(Caller(auth, state): Caller) -> ApiResult<Json<User>> {
+    Ok(Json(own_profile(&state.db, auth.user_id).await?))
 }
 
-#[utoipa::path(
-    get,
-    path = "/users/{id}",
-    tag = "users",
-    params(
-        ("id" = Uuid, Path, description = "User id"),
-    ),
+async fn own_profile(db: &PgPool, user_id: Uuid) -> ApiResult<User> {
+    sqlx::query_as::<_, User>(
+        "select user_id, username, email, status, last_seen_at, created_at, updated_at from users where user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| ApiError::not_found("user"))
+}
+
+#[utoipa::path(get, path = "/users/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "The user (with email if it is the caller)", body = UserProfile),
-        (status = 400, description = "Invalid input", body = crate::http::openapi::ErrorBody),
-        (status = 401, description = "Missing, invalid or revoked token", body = crate::http::openapi::ErrorBody),
-        (status = 404, description = "Not found", body = crate::http::openapi::ErrorBody),
-    ),
-    security(("bearer" = [])),
-)]
+        BadRequest, Unauthorized, NotFound))]
 async fn get_user(
-    auth: AuthUser,
-    State(db): State<PgPool>,
+    Caller(auth, AppState { db, .. }): Caller,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<UserProfile>> {
     if id == auth.user_id {
-        let Json(user) = me(auth, State(db)).await?;
-        return Ok(Json(user.into()));
+        return Ok(Json(own_profile(&db, id).await?.into()));
     }
     let user = sqlx::query_as::<_, PublicUser>(concat!(
         "select u.user_id, u.username, ",
@@ -299,6 +276,6 @@ async fn get_user(
     .bind(auth.user_id)
     .fetch_optional(&db)
     .await?
-    .ok_or_else(|| crate::error::ApiError::not_found("user"))?;
+    .ok_or_else(|| ApiError::not_found("user"))?;
     Ok(Json(UserProfile { user, email: None }))
 }
