@@ -253,22 +253,14 @@ mod tests {
 
     #[test]
     fn rates_read_as_count_per_period() {
-        assert_eq!(
-            parse_rate("30/10s"),
-            Ok(Rate::new(30, Duration::from_secs(10)))
-        );
-        assert_eq!(
-            parse_rate(" 10 / 5m "),
-            Ok(Rate::new(10, Duration::from_secs(300)))
-        );
-        assert_eq!(
-            parse_rate("20/h"),
-            Ok(Rate::new(20, Duration::from_secs(3600)))
-        );
-        assert_eq!(
-            parse_rate("5/500ms"),
-            Ok(Rate::new(5, Duration::from_millis(500)))
-        );
+        for (raw, burst, per) in [
+            ("30/10s", 30, Duration::from_secs(10)),
+            (" 10 / 5m ", 10, Duration::from_secs(300)),
+            ("20/h", 20, Duration::from_secs(3600)),
+            ("5/500ms", 5, Duration::from_millis(500)),
+        ] {
+            assert_eq!(parse_rate(raw), Ok(Rate::new(burst, per)), "{raw}");
+        }
         for bad in ["", "10", "0/1s", "10/0s", "10/5d", "x/1s", "10/s5", "-1/1s"] {
             assert!(parse_rate(bad).is_err(), "{bad} accepted");
         }

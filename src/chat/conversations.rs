@@ -321,15 +321,19 @@ async fn require_users<'e>(
     if unknown.is_empty() {
         return Ok(());
     }
-    let list = unknown
-        .iter()
-        .map(Uuid::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = id_list(&unknown);
     Err(ApiError::invalid(
         field,
         format!("names unknown users: {list}"),
     ))
+}
+
+/// Ids as a comma-separated list, for error messages.
+fn id_list(ids: &[Uuid]) -> String {
+    ids.iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Refuses (403) to put users into a group with `actor` when they have blocked `actor`:
@@ -356,11 +360,7 @@ async fn refuse_blockers<'e>(
     if blockers.is_empty() {
         return Ok(());
     }
-    let list = blockers
-        .iter()
-        .map(Uuid::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = id_list(&blockers);
     Err(ApiError::Forbidden(
         format!("these users have blocked you and cannot be added: {list}").into(),
     ))

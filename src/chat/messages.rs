@@ -791,6 +791,23 @@ pub struct SendBody {
     client_msg_id: Option<String>,
 }
 
+/// A UUID field of a request; what is wrong with it joins `errs`.
+fn uuid_field(
+    raw: &Option<String>,
+    field: &'static str,
+    required: bool,
+    errs: &mut Vec<FieldError>,
+) -> Option<Uuid> {
+    let reason = match raw.as_deref().map(|s| s.trim().parse::<Uuid>()) {
+        Some(Ok(id)) => return Some(id),
+        Some(Err(_)) => "must be a UUID",
+        None if required => "is required",
+        None => return None,
+    };
+    errs.push(FieldError::new(field, reason));
+    None
+}
+
 /// One 400 listing every bad field, as the original's validation pipe did.
 pub fn send_input(
     body: &SendBody,
@@ -813,33 +830,8 @@ pub fn send_input(
             None
         }
     };
-    let conversation_id = match body
-        .conversation_id
-        .as_deref()
-        .map(|s| s.trim().parse::<Uuid>())
-    {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errs.push(FieldError::new("conversation_id", "must be a UUID"));
-            None
-        }
-        None => {
-            errs.push(FieldError::new("conversation_id", "is required"));
-            None
-        }
-    };
-    let client_msg_id = match body
-        .client_msg_id
-        .as_deref()
-        .map(|s| s.trim().parse::<Uuid>())
-    {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errs.push(FieldError::new("client_msg_id", "must be a UUID"));
-            None
-        }
-        None => None,
-    };
+    let conversation_id = uuid_field(&body.conversation_id, "conversation_id", true, &mut errs);
+    let client_msg_id = uuid_field(&body.client_msg_id, "client_msg_id", false, &mut errs);
     match (content, conversation_id) {
         (Some(content), Some(conversation_id)) if errs.is_empty() => {
             Ok((content, conversation_id, client_msg_id))

@@ -1,3 +1,4 @@
+use super::invalid;
 use crate::error::ApiError;
 
 /// Longest group name, in characters after trimming.
@@ -12,27 +13,22 @@ impl ConversationName {
         let s = raw.trim();
         let len = s.chars().count();
         if len == 0 {
-            return Err(ApiError::invalid("name", "must not be empty"));
+            return invalid("name", "must not be empty");
         }
         if len > MAX_CONVERSATION_NAME_CHARS {
-            return Err(ApiError::invalid(
+            return invalid(
                 "name",
                 format!("must be at most {MAX_CONVERSATION_NAME_CHARS} characters long"),
-            ));
+            );
         }
         if s.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
-                "name",
-                "must not contain control characters",
-            ));
+            return invalid("name", "must not contain control characters");
         }
         Ok(Self(s.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
+
+text_newtype!(ConversationName);
 
 #[cfg(test)]
 mod tests {

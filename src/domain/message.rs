@@ -1,3 +1,4 @@
+use super::invalid;
 use crate::error::ApiError;
 
 /// A message's text: trimmed, 1..=max characters (the node's `max_message_chars`).
@@ -8,27 +9,20 @@ impl MessageBody {
     pub fn parse(raw: &str, max_chars: usize) -> Result<Self, ApiError> {
         let s = raw.trim();
         if s.is_empty() {
-            return Err(ApiError::invalid("content", "must not be empty"));
+            return invalid("content", "must not be empty");
         }
         // Counting stops early so a huge body costs no more than the limit.
         if s.chars().nth(max_chars).is_some() {
-            return Err(ApiError::invalid(
+            return invalid(
                 "content",
                 format!("must be at most {max_chars} characters long"),
-            ));
+            );
         }
         // PostgreSQL text cannot hold NUL; refusing it here keeps it a 400 instead of a 500.
         if s.contains('\0') {
-            return Err(ApiError::invalid(
-                "content",
-                "must not contain NUL characters",
-            ));
+            return invalid("content", "must not contain NUL characters");
         }
         Ok(Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 
     pub fn into_string(self) -> String {
@@ -62,6 +56,8 @@ impl ReceiptStatus {
         }
     }
 }
+
+text_newtype!(MessageBody);
 
 #[cfg(test)]
 mod tests {

@@ -1,3 +1,4 @@
+use super::invalid;
 use crate::error::ApiError;
 
 /// 3–32 characters of ASCII letters, digits, `_`, `.` and `-`. Compared case-insensitively.
@@ -9,25 +10,18 @@ impl Username {
         let s = raw.trim();
         let len = s.chars().count();
         if !(3..=32).contains(&len) {
-            return Err(ApiError::invalid(
-                "username",
-                "must be 3 to 32 characters long",
-            ));
+            return invalid("username", "must be 3 to 32 characters long");
         }
         if !s
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
-            return Err(ApiError::invalid(
+            return invalid(
                 "username",
                 "may contain only letters, digits, '_', '.' and '-'",
-            ));
+            );
         }
         Ok(Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 
@@ -60,10 +54,6 @@ impl Email {
         }
         Ok(Self(s.to_lowercase()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// 8–128 characters. Never logged: Debug is redacted.
@@ -80,10 +70,7 @@ impl Password {
     pub fn parse(raw: String) -> Result<Self, ApiError> {
         let len = raw.chars().count();
         if !(8..=128).contains(&len) {
-            return Err(ApiError::invalid(
-                "password",
-                "must be 8 to 128 characters long",
-            ));
+            return invalid("password", "must be 8 to 128 characters long");
         }
         Ok(Self(raw))
     }
@@ -104,18 +91,13 @@ impl DeviceName {
             return Ok(Self("unknown device".to_owned()));
         }
         if s.chars().count() > 64 || s.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
-                "device",
-                "must be at most 64 printable characters",
-            ));
+            return invalid("device", "must be at most 64 printable characters");
         }
         Ok(Self(s.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
+
+text_newtype!(Username, Email, DeviceName);
 
 #[cfg(test)]
 mod tests {

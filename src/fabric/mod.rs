@@ -70,10 +70,10 @@ impl Fabric {
     pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let conn = RedisConn::connect(url, prefix).await?;
         Ok(Self {
-            sessions: Arc::new(sessions::RedisSessions::new(conn.clone())),
-            limits: Arc::new(limits::RedisLimits::new(conn.clone())),
-            presence: Arc::new(crate::presence::RedisPresence::new(conn.clone())),
-            typing: Arc::new(typing::RedisTyping::new(conn.clone())),
+            sessions: Arc::new(sessions::RedisSessions(conn.clone())),
+            limits: Arc::new(limits::RedisLimits(conn.clone())),
+            presence: Arc::new(crate::presence::RedisPresence(conn.clone())),
+            typing: Arc::new(typing::RedisTyping(conn.clone())),
             redis: Some(conn),
         })
     }

@@ -1,15 +1,45 @@
 //! The Redis connections every store of a cluster's fabric shares.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use chrono::{DateTime, TimeZone, Utc};
 use deadpool_redis::{Pool, Runtime};
-use redis::{FromRedisValue, ScriptInvocation};
+use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use super::{FabricResult, RedisKeys};
 
-/// Cheap to clone: the pool and the multiplexed connection are shared handles.
+/// Every Lua script of the fabric (`lua/*.lua`, each documenting its KEYS and ARGV),
+/// hashed once per node; calls send the hash and the script only when Redis lacks it.
+pub(crate) struct Scripts {
+    pub touch_session: Script,
+    pub revoke_session: Script,
+    pub refresh_rotate: Script,
+    pub rate_limit: Script,
+    pub sockets_admit: Script,
+    pub typing_start: Script,
+    pub presence_connect: Script,
+    pub presence_disconnect: Script,
+    pub presence_reap: Script,
+}
+
+impl Scripts {
+    fn load() -> Self {
+        Self {
+            touch_session: Script::new(include_str!("lua/touch_session.lua")),
+            revoke_session: Script::new(include_str!("lua/revoke_session.lua")),
+            refresh_rotate: Script::new(include_str!("lua/refresh_rotate.lua")),
+            rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
+            sockets_admit: Script::new(include_str!("lua/sockets_admit.lua")),
+            typing_start: Script::new(include_str!("lua/typing_start.lua")),
+            presence_connect: Script::new(include_str!("lua/presence_connect.lua")),
+            presence_disconnect: Script::new(include_str!("lua/presence_disconnect.lua")),
+            presence_reap: Script::new(include_str!("lua/presence_reap.lua")),
+        }
+    }
+}
+
+/// Cheap to clone: the pool, the multiplexed connection and the scripts are shared.
 #[derive(Clone)]
 pub(crate) struct RedisConn {
     /// Command connections; each call borrows one for the duration of the call.
@@ -20,6 +50,7 @@ pub(crate) struct RedisConn {
     /// checkout.
     hot: redis::aio::ConnectionManager,
     pub keys: RedisKeys,
+    pub scripts: Arc<Scripts>,
 }
 
 impl RedisConn {
@@ -38,6 +69,7 @@ impl RedisConn {
             pool,
             hot: hot_connection(url).await?,
             keys: RedisKeys::new(prefix),
+            scripts: Arc::new(Scripts::load()),
         };
         conn.ping()
             .await

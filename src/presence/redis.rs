@@ -1,40 +1,25 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::Script;
 use uuid::Uuid;
 
 use super::PresenceStore;
 use crate::fabric::{FabricResult, RedisConn, now_ms, ttl_ms};
 
-pub(crate) struct RedisPresence {
-    conn: RedisConn,
-    connect: Script,
-    disconnect: Script,
-    reap: Script,
-}
-
-impl RedisPresence {
-    pub fn new(conn: RedisConn) -> Self {
-        Self {
-            conn,
-            connect: Script::new(include_str!("lua/presence_connect.lua")),
-            disconnect: Script::new(include_str!("lua/presence_disconnect.lua")),
-            reap: Script::new(include_str!("lua/presence_reap.lua")),
-        }
-    }
-}
+pub(crate) struct RedisPresence(pub RedisConn);
 
 #[async_trait]
 impl PresenceStore for RedisPresence {
     async fn connect(&self, user: Uuid, conn: &str, ttl: Duration) -> FabricResult<bool> {
         let now = now_ms();
         let ttl_ms = ttl_ms(ttl);
-        let keys = &self.conn.keys;
+        let keys = &self.0.keys;
         let first: i64 = self
-            .conn
+            .0
             .invoke(
-                self.connect
+                self.0
+                    .scripts
+                    .presence_connect
                     .key(keys.presence(user))
                     .key(keys.presence_index())
                     .arg(now)
@@ -48,11 +33,13 @@ impl PresenceStore for RedisPresence {
     }
 
     async fn disconnect(&self, user: Uuid, conn: &str) -> FabricResult<bool> {
-        let keys = &self.conn.keys;
+        let keys = &self.0.keys;
         let last: i64 = self
-            .conn
+            .0
             .invoke(
-                self.disconnect
+                self.0
+                    .scripts
+                    .presence_disconnect
                     .key(keys.presence(user))
                     .key(keys.presence_index())
                     .arg(now_ms())
@@ -64,19 +51,21 @@ impl PresenceStore for RedisPresence {
     }
 
     async fn heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()> {
-        let keys = &self.conn.keys;
+        let keys = &self.0.keys;
         let index = keys.presence_index();
-        self.conn
+        self.0
             .renew_leases(conns, ttl, |user| keys.presence(user), Some(&index))
             .await
     }
 
     async fn reap(&self) -> FabricResult<Vec<Uuid>> {
-        let keys = &self.conn.keys;
+        let keys = &self.0.keys;
         let gone: Vec<String> = self
-            .conn
+            .0
             .invoke(
-                self.reap
+                self.0
+                    .scripts
+                    .presence_reap
                     .key(keys.presence_index())
                     .arg(now_ms())
                     .arg(keys.presence_prefix()),
@@ -87,8 +76,8 @@ impl PresenceStore for RedisPresence {
 
     async fn online_count(&self) -> FabricResult<u64> {
         let mut pipe = redis::pipe();
-        pipe.cmd("ZCARD").arg(self.conn.keys.presence_index());
-        let (n,): (u64,) = self.conn.query(&pipe).await?;
+        pipe.cmd("ZCARD").arg(self.0.keys.presence_index());
+        let (n,): (u64,) = self.0.query(&pipe).await?;
         Ok(n)
     }
 
@@ -100,11 +89,11 @@ impl PresenceStore for RedisPresence {
         let mut pipe = redis::pipe();
         for user in users {
             pipe.cmd("ZCOUNT")
-                .arg(self.conn.keys.presence(*user))
+                .arg(self.0.keys.presence(*user))
                 .arg(now)
                 .arg("+inf");
         }
-        let counts: Vec<i64> = self.conn.query(&pipe).await?;
+        let counts: Vec<i64> = self.0.query(&pipe).await?;
         Ok(users
             .iter()
             .zip(counts)

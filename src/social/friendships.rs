@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::notifications::{self, Notification};
+use super::notifications::{self, FriendNote, Notification};
 use crate::{
     error::{ApiError, ApiResult},
     state::AppState,
@@ -258,7 +258,8 @@ pub async fn send_request(state: &AppState, me: Uuid, other: Uuid) -> ApiResult<
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| ApiError::Conflict("a friend request between you already exists".into()))?;
-            let note = notifications::store_friend_request(&mut *tx, me, other).await?;
+            let note =
+                notifications::store_friend_note(&mut *tx, FriendNote::Request, me, other).await?;
             (
                 RequestOutcome::Requested(load_view(&mut tx, me, id).await?),
                 note,
@@ -300,7 +301,7 @@ async fn accept_pending(
     .execute(&mut *conn)
     .await?;
     notifications::mark_friend_request_read(&mut *conn, me, requester).await?;
-    Ok(notifications::store_friend_accepted(&mut *conn, me, requester).await?)
+    Ok(notifications::store_friend_note(&mut *conn, FriendNote::Accepted, me, requester).await?)
 }
 
 /// `me` accepts the pending request `other` sent.
@@ -331,44 +332,40 @@ pub async fn accept(state: &AppState, me: Uuid, other: Uuid) -> ApiResult<Friend
 /// `me` turns down the pending request `other` sent; its notification disappears. The
 /// requester is not told.
 pub async fn decline(state: &AppState, me: Uuid, other: Uuid) -> ApiResult<()> {
-    not_self(me, other)?;
-    let mut tx = state.db.begin().await?;
-    lock_pair(&mut tx, me, other).await?;
-    let gone = sqlx::query(
-        "delete from friendships where requester_id = $1 and addressee_id = $2 and status = 'pending'",
+    drop_pending(
+        state,
+        (other, me),
+        "no pending friend request from this user",
     )
-    .bind(other)
-    .bind(me)
-    .execute(&mut *tx)
-    .await?;
-    if gone.rows_affected() == 0 {
-        return Err(ApiError::NotFound(
-            "no pending friend request from this user".into(),
-        ));
-    }
-    notifications::withdraw_friend_requests(&mut *tx, me, other).await?;
-    tx.commit().await?;
-    Ok(())
+    .await
 }
 
 /// `me` withdraws the request they sent to `other`; its notification disappears.
 pub async fn cancel(state: &AppState, me: Uuid, other: Uuid) -> ApiResult<()> {
-    not_self(me, other)?;
+    drop_pending(state, (me, other), "no pending friend request to this user").await
+}
+
+/// Deletes the pending request from `requester` to `addressee` and its notification, or
+/// answers 404 with `missing`.
+async fn drop_pending(
+    state: &AppState,
+    (requester, addressee): (Uuid, Uuid),
+    missing: &'static str,
+) -> ApiResult<()> {
+    not_self(requester, addressee)?;
     let mut tx = state.db.begin().await?;
-    lock_pair(&mut tx, me, other).await?;
+    lock_pair(&mut tx, requester, addressee).await?;
     let gone = sqlx::query(
         "delete from friendships where requester_id = $1 and addressee_id = $2 and status = 'pending'",
     )
-    .bind(me)
-    .bind(other)
+    .bind(requester)
+    .bind(addressee)
     .execute(&mut *tx)
     .await?;
     if gone.rows_affected() == 0 {
-        return Err(ApiError::NotFound(
-            "no pending friend request to this user".into(),
-        ));
+        return Err(ApiError::NotFound(missing.into()));
     }
-    notifications::withdraw_friend_requests(&mut *tx, me, other).await?;
+    notifications::withdraw_friend_requests(&mut *tx, requester, addressee).await?;
     tx.commit().await?;
     Ok(())
 }

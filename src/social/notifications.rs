@@ -122,67 +122,56 @@ pub async fn publish_batch(bus: &dyn Bus, notifications: &[Notification]) {
     }
 }
 
-/// Stores "`from` sent you a friend request" for `to`; publish it once the caller's
-/// transaction commits.
-pub async fn store_friend_request<'c>(
+/// What a friend-request notification tells its recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FriendNote {
+    /// The sender asked to be friends.
+    Request,
+    /// The sender accepted the recipient's request.
+    Accepted,
+}
+
+impl FriendNote {
+    /// Title, what follows the sender's name, and the `action` in the metadata.
+    fn parts(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Request => (
+                "New friend request",
+                " sent you a friend request",
+                "request",
+            ),
+            Self::Accepted => (
+                "Friend request accepted",
+                " accepted your friend request",
+                "accepted",
+            ),
+        }
+    }
+}
+
+/// Stores `note` from `from` for `to`; publish it once the caller's transaction commits.
+pub async fn store_friend_note<'c>(
     db: impl PgExecutor<'c>,
+    note: FriendNote,
     from: Uuid,
     to: Uuid,
 ) -> Result<Notification, sqlx::Error> {
+    let (title, text, action) = note.parts();
     sqlx::query_as::<_, Notification>(concat!(
         "insert into notifications (user_id, type, title, content, metadata) \
-         select $2, 'friend_request', 'New friend request', u.username || ' sent you a friend request', \
-                jsonb_build_object('sender_id', u.user_id, 'sender_name', u.username, 'action', 'request') \
+         select $2, 'friend_request', $3, u.username || $4, \
+                jsonb_build_object('sender_id', u.user_id, 'sender_name', u.username, 'action', $5::text) \
          from users u where u.user_id = $1 \
          returning ",
         columns!()
     ))
     .bind(from)
     .bind(to)
+    .bind(title)
+    .bind(text)
+    .bind(action)
     .fetch_one(db)
     .await
-}
-
-/// Stores "`accepter` accepted your friend request" for `requester`.
-pub async fn store_friend_accepted<'c>(
-    db: impl PgExecutor<'c>,
-    accepter: Uuid,
-    requester: Uuid,
-) -> Result<Notification, sqlx::Error> {
-    sqlx::query_as::<_, Notification>(concat!(
-        "insert into notifications (user_id, type, title, content, metadata) \
-         select $2, 'friend_request', 'Friend request accepted', u.username || ' accepted your friend request', \
-                jsonb_build_object('sender_id', u.user_id, 'sender_name', u.username, 'action', 'accepted') \
-         from users u where u.user_id = $1 \
-         returning ",
-        columns!()
-    ))
-    .bind(accepter)
-    .bind(requester)
-    .fetch_one(db)
-    .await
-}
-
-/// Tells `to` that `from` asked to be friends.
-pub async fn notify_friend_request(
-    state: &AppState,
-    from: Uuid,
-    to: Uuid,
-) -> Result<Notification, sqlx::Error> {
-    let n = store_friend_request(&state.db, from, to).await?;
-    publish(state.bus.as_ref(), &n).await;
-    Ok(n)
-}
-
-/// Tells `requester` that `accepter` accepted their request.
-pub async fn notify_friend_accepted(
-    state: &AppState,
-    accepter: Uuid,
-    requester: Uuid,
-) -> Result<Notification, sqlx::Error> {
-    let n = store_friend_accepted(&state.db, accepter, requester).await?;
-    publish(state.bus.as_ref(), &n).await;
-    Ok(n)
 }
 
 /// The request notification `addressee` got from `requester` has been accepted: it stays

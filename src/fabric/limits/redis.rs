@@ -1,37 +1,26 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::Script;
 use uuid::Uuid;
 
 use super::{LimitStore, Rate, SocketCap, Verdict};
 use crate::fabric::{FabricResult, RedisConn, now_ms, ttl_ms};
 
-pub(crate) struct RedisLimits {
-    conn: RedisConn,
-    rate_limit: Script,
-    admit_socket: Script,
-}
+pub(crate) struct RedisLimits(pub RedisConn);
 
 impl RedisLimits {
-    pub fn new(conn: RedisConn) -> Self {
-        Self {
-            conn,
-            rate_limit: Script::new(include_str!("../lua/rate_limit.lua")),
-            admit_socket: Script::new(include_str!("../lua/sockets_admit.lua")),
-        }
-    }
-
     /// One call of the limiter script: (allowed, ms until the next hit fits). Runs on the
     /// hot connection: a limit is checked on every send, and the pool's checkout would add
     /// a round trip to each. A retry after Redis went away takes one hit twice at worst,
     /// which errs on the side of the limit.
     async fn run(&self, key: &str, rate: Rate, cost: i64) -> FabricResult<(i64, i64)> {
         let interval = u64::try_from(rate.interval().as_millis()).unwrap_or(u64::MAX / 4);
-        self.conn
+        self.0
             .invoke_hot(
-                self.rate_limit
-                    .key(self.conn.keys.ratelimit(key))
+                self.0
+                    .scripts
+                    .rate_limit
+                    .key(self.0.keys.ratelimit(key))
                     .arg(interval)
                     .arg(rate.burst)
                     .arg(cost),
@@ -59,18 +48,20 @@ impl LimitStore for RedisLimits {
 
     async fn reset(&self, key: &str) -> FabricResult<()> {
         let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(self.conn.keys.ratelimit(key)).ignore();
-        self.conn.query(&pipe).await
+        pipe.cmd("DEL").arg(self.0.keys.ratelimit(key)).ignore();
+        self.0.query(&pipe).await
     }
 
     async fn admit_socket(&self, user: Uuid, conn: &str, cap: SocketCap) -> FabricResult<bool> {
         let now = now_ms();
         let ttl_ms = ttl_ms(cap.lease);
         let admitted: i64 = self
-            .conn
+            .0
             .invoke(
-                self.admit_socket
-                    .key(self.conn.keys.sockets(user))
+                self.0
+                    .scripts
+                    .sockets_admit
+                    .key(self.0.keys.sockets(user))
                     .arg(now)
                     .arg(now + ttl_ms)
                     .arg(conn)
@@ -84,15 +75,15 @@ impl LimitStore for RedisLimits {
     async fn release_socket(&self, user: Uuid, conn: &str) -> FabricResult<()> {
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM")
-            .arg(self.conn.keys.sockets(user))
+            .arg(self.0.keys.sockets(user))
             .arg(conn)
             .ignore();
-        self.conn.query(&pipe).await
+        self.0.query(&pipe).await
     }
 
     async fn renew_sockets(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()> {
-        let keys = &self.conn.keys;
-        self.conn
+        let keys = &self.0.keys;
+        self.0
             .renew_leases(conns, ttl, |user| keys.sockets(user), None)
             .await
     }

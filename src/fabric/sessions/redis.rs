@@ -3,7 +3,6 @@ use std::collections::HashMap;
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
-use redis::Script;
 use uuid::Uuid;
 
 use super::{Rotate, Rotation, Session, SessionStore};
@@ -13,29 +12,13 @@ use crate::fabric::{
     ttl_ms,
 };
 
-pub(crate) struct RedisSessions {
-    conn: RedisConn,
-    touch: Script,
-    revoke: Script,
-    rotate: Script,
-}
-
-impl RedisSessions {
-    pub fn new(conn: RedisConn) -> Self {
-        Self {
-            conn,
-            touch: Script::new(include_str!("../lua/touch_session.lua")),
-            revoke: Script::new(include_str!("../lua/revoke_session.lua")),
-            rotate: Script::new(include_str!("../lua/refresh_rotate.lua")),
-        }
-    }
-}
+pub(crate) struct RedisSessions(pub RedisConn);
 
 #[async_trait]
 impl SessionStore for RedisSessions {
     #[tracing::instrument(skip_all, fields(session_id = %s.session_id))]
     async fn create(&self, s: &Session, refresh_hash: &str) -> FabricResult<()> {
-        let keys = &self.conn.keys;
+        let keys = &self.0.keys;
         let ttl_ms = (s.expires_at - Utc::now()).num_milliseconds().max(1);
         let key = keys.session(s.session_id);
         let list = keys.sessions(s.user_id);
@@ -74,35 +57,32 @@ impl SessionStore for RedisSessions {
             .arg(ttl_ms)
             .arg("NX")
             .ignore();
-        self.conn.query(&pipe).await
+        self.0.query(&pipe).await
     }
 
     async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
-        let Rotate {
-            presented,
-            next,
-            lifetime,
-        } = r;
-        let keys = &self.conn.keys;
+        let keys = &self.0.keys;
         let key = keys.session(session_id);
         // The user's session list is a key of the script too, so it is read first.
         let mut read = redis::pipe();
         read.cmd("HGET").arg(&key).arg("user");
-        let (user,): (Option<String>,) = self.conn.query(&read).await?;
+        let (user,): (Option<String>,) = self.0.query(&read).await?;
         let Some(user) = user.and_then(|u| u.parse::<Uuid>().ok()) else {
             return Ok(Rotation::Unknown);
         };
         let outcome: i64 = self
-            .conn
+            .0
             .invoke(
-                self.rotate
+                self.0
+                    .scripts
+                    .refresh_rotate
                     .key(&key)
                     .key(keys.sessions(user))
                     .key(keys.rotated(session_id))
-                    .arg(presented)
-                    .arg(next)
+                    .arg(r.presented)
+                    .arg(r.next)
                     .arg(session_id.to_string())
-                    .arg(ttl_ms(lifetime))
+                    .arg(ttl_ms(r.lifetime))
                     .arg(now_ms()),
             )
             .await?;
@@ -115,10 +95,12 @@ impl SessionStore for RedisSessions {
 
     async fn touch(&self, session_id: Uuid) -> FabricResult<Option<Uuid>> {
         let user: Option<String> = self
-            .conn
+            .0
             .invoke_hot(
-                self.touch
-                    .key(self.conn.keys.session(session_id))
+                self.0
+                    .scripts
+                    .touch_session
+                    .key(self.0.keys.session(session_id))
                     .arg(now_ms()),
             )
             .await?;
@@ -131,9 +113,9 @@ impl SessionStore for RedisSessions {
         }
         let mut pipe = redis::pipe();
         for s in sessions {
-            pipe.cmd("EXISTS").arg(self.conn.keys.session(*s));
+            pipe.cmd("EXISTS").arg(self.0.keys.session(*s));
         }
-        let exists: Vec<i64> = self.conn.query(&pipe).await?;
+        let exists: Vec<i64> = self.0.query(&pipe).await?;
         Ok(sessions
             .iter()
             .zip(exists)
@@ -143,7 +125,7 @@ impl SessionStore for RedisSessions {
     }
 
     async fn list(&self, user_id: Uuid) -> FabricResult<Vec<Session>> {
-        let keys = &self.conn.keys;
+        let keys = &self.0.keys;
         let list = keys.sessions(user_id);
         let mut read = redis::pipe();
         read.cmd("ZREMRANGEBYSCORE")
@@ -156,7 +138,7 @@ impl SessionStore for RedisSessions {
             .arg(0)
             .arg(-1)
             .arg("WITHSCORES");
-        let (members,): (Vec<(String, i64)>,) = self.conn.query(&read).await?;
+        let (members,): (Vec<(String, i64)>,) = self.0.query(&read).await?;
         if members.is_empty() {
             return Ok(Vec::new());
         }
@@ -165,7 +147,7 @@ impl SessionStore for RedisSessions {
             let sid: Uuid = sid.parse().context("malformed session id in Redis")?;
             pipe.cmd("HGETALL").arg(keys.session(sid));
         }
-        let hashes: Vec<HashMap<String, String>> = self.conn.query(&pipe).await?;
+        let hashes: Vec<HashMap<String, String>> = self.0.query(&pipe).await?;
         let mut sessions: Vec<Session> = members
             .iter()
             .zip(hashes)
@@ -187,11 +169,13 @@ impl SessionStore for RedisSessions {
 
     async fn revoke(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool> {
         let removed: i64 = self
-            .conn
+            .0
             .invoke(
-                self.revoke
-                    .key(self.conn.keys.sessions(user_id))
-                    .key(self.conn.keys.session(session_id))
+                self.0
+                    .scripts
+                    .revoke_session
+                    .key(self.0.keys.sessions(user_id))
+                    .key(self.0.keys.session(session_id))
                     .arg(session_id.to_string()),
             )
             .await?;
@@ -199,11 +183,11 @@ impl SessionStore for RedisSessions {
     }
 
     async fn revoke_all(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>> {
-        let keys = &self.conn.keys;
+        let keys = &self.0.keys;
         let list = keys.sessions(user_id);
         let mut read = redis::pipe();
         read.cmd("ZRANGE").arg(&list).arg(0).arg(-1);
-        let (ids,): (Vec<String>,) = self.conn.query(&read).await?;
+        let (ids,): (Vec<String>,) = self.0.query(&read).await?;
         let ids: Vec<Uuid> = ids.iter().filter_map(|s| s.parse().ok()).collect();
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -211,7 +195,7 @@ impl SessionStore for RedisSessions {
             pipe.cmd("DEL").arg(keys.session(*id)).ignore();
         }
         pipe.cmd("DEL").arg(&list).ignore();
-        self.conn.query::<()>(&pipe).await?;
+        self.0.query::<()>(&pipe).await?;
         Ok(ids)
     }
 }

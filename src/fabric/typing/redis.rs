@@ -1,25 +1,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::Script;
 use uuid::Uuid;
 
 use super::TypingStore;
 use crate::fabric::{FabricResult, RedisConn, now_ms, ttl_ms};
 
-pub(crate) struct RedisTyping {
-    conn: RedisConn,
-    start: Script,
-}
-
-impl RedisTyping {
-    pub fn new(conn: RedisConn) -> Self {
-        Self {
-            conn,
-            start: Script::new(include_str!("../lua/typing_start.lua")),
-        }
-    }
-}
+pub(crate) struct RedisTyping(pub RedisConn);
 
 #[async_trait]
 impl TypingStore for RedisTyping {
@@ -27,10 +14,12 @@ impl TypingStore for RedisTyping {
         let now = now_ms();
         let ttl_ms = ttl_ms(ttl);
         let added: i64 = self
-            .conn
+            .0
             .invoke(
-                self.start
-                    .key(self.conn.keys.typing(conversation))
+                self.0
+                    .scripts
+                    .typing_start
+                    .key(self.0.keys.typing(conversation))
                     .arg(now)
                     .arg(now + ttl_ms)
                     .arg(user.to_string())
@@ -41,7 +30,7 @@ impl TypingStore for RedisTyping {
     }
 
     async fn stop(&self, conversation: Uuid, user: Uuid) -> FabricResult<bool> {
-        let key = self.conn.keys.typing(conversation);
+        let key = self.0.keys.typing(conversation);
         let mut pipe = redis::pipe();
         pipe.cmd("ZSCORE")
             .arg(&key)
@@ -50,17 +39,17 @@ impl TypingStore for RedisTyping {
             .arg(&key)
             .arg(user.to_string())
             .ignore();
-        let (score,): (Option<f64>,) = self.conn.query(&pipe).await?;
+        let (score,): (Option<f64>,) = self.0.query(&pipe).await?;
         Ok(score.is_some_and(|s| s > now_ms() as f64))
     }
 
     async fn list(&self, conversation: Uuid) -> FabricResult<Vec<Uuid>> {
         let mut pipe = redis::pipe();
         pipe.cmd("ZRANGEBYSCORE")
-            .arg(self.conn.keys.typing(conversation))
+            .arg(self.0.keys.typing(conversation))
             .arg(now_ms())
             .arg("+inf");
-        let (users,): (Vec<String>,) = self.conn.query(&pipe).await?;
+        let (users,): (Vec<String>,) = self.0.query(&pipe).await?;
         Ok(users.iter().filter_map(|u| u.parse().ok()).collect())
     }
 }
