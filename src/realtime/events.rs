@@ -42,7 +42,8 @@ enum ConversationRef {
 }
 
 impl ConversationRef {
-    fn id(&self) -> ApiResult<Uuid> {
+    /// The id, as the answer to joining or leaving.
+    fn ack(&self) -> ApiResult<ConversationAck> {
         let raw = match self {
             Self::Bare(raw)
             | Self::Object {
@@ -50,8 +51,10 @@ impl ConversationRef {
             } => raw,
             Self::Other(_) => return Err(ApiError::invalid("conversationId", "is required")),
         };
-        raw.parse()
-            .map_err(|_| ApiError::invalid("conversationId", "must be a UUID"))
+        let conversation_id = raw
+            .parse()
+            .map_err(|_| ApiError::invalid("conversationId", "must be a UUID"))?;
+        Ok(ConversationAck { conversation_id })
     }
 }
 
@@ -70,14 +73,12 @@ async fn join_conversation(
     s: SocketRef,
     p: ConversationRef,
 ) -> ApiResult<ConversationAck> {
-    let id = p.id()?;
-    if !chat::is_participant(&state.db, id, user.user_id).await? {
+    let ack = p.ack()?;
+    if !chat::is_participant(&state.db, ack.conversation_id, user.user_id).await? {
         return Err(ApiError::not_found("conversation"));
     }
-    s.join(room::conversation(id));
-    Ok(ConversationAck {
-        conversation_id: id,
-    })
+    s.join(room::conversation(ack.conversation_id));
+    Ok(ack)
 }
 
 async fn leave_conversation(
@@ -86,11 +87,9 @@ async fn leave_conversation(
     s: SocketRef,
     p: ConversationRef,
 ) -> ApiResult<ConversationAck> {
-    let id = p.id()?;
-    s.leave(room::conversation(id));
-    Ok(ConversationAck {
-        conversation_id: id,
-    })
+    let ack = p.ack()?;
+    s.leave(room::conversation(ack.conversation_id));
+    Ok(ack)
 }
 
 /// `typing` `{ conversationId, isTyping }`, answered with itself.
