@@ -416,15 +416,32 @@ mod tests {
         json!({ "conversation_id": conv, "seq": seq, "content": format!("1|{send}|xx") })
     }
 
+    /// A device that has received `(seq, send)` live on one socket, in that order, with that
+    /// socket's highest live seq so far: later live receipts must carry it on.
+    fn fed(
+        conv: Uuid,
+        received: &[(u64, u64)],
+        resume: bool,
+        clock: Instant,
+    ) -> (DeviceStats, u64) {
+        let mut st = DeviceStats::new(conv);
+        let mut live = 0;
+        for &(seq, send) in received {
+            st.receive(&msg(conv, seq, send), Some(&mut live), resume, clock);
+        }
+        (st, live)
+    }
+
+    fn sync_ack(conv: Uuid, messages: Vec<Value>, last_seq: u64) -> Value {
+        json!({ "ok": true, "data": { "conversations": { conv.to_string(): {
+            "messages": messages, "has_more": false, "last_seq": last_seq } } } })
+    }
+
     #[test]
     fn a_repeated_seq_is_a_duplicate_without_resume_and_a_redelivery_with_it() {
         let conv = Uuid::new_v4();
-        let clock = Instant::now();
         for resume in [false, true] {
-            let mut st = DeviceStats::new(conv);
-            let mut live = 0;
-            st.receive(&msg(conv, 1, 7), Some(&mut live), resume, clock);
-            st.receive(&msg(conv, 1, 7), Some(&mut live), resume, clock);
+            let (st, _) = fed(conv, &[(1, 7), (1, 7)], resume, Instant::now());
             assert_eq!(st.received.len(), 1);
             assert_eq!(
                 (st.duplicated, st.redelivered),
@@ -436,10 +453,7 @@ mod tests {
     #[test]
     fn one_send_stored_under_two_seqs_is_a_duplicate_even_when_resuming() {
         let conv = Uuid::new_v4();
-        let mut st = DeviceStats::new(conv);
-        let mut live = 0;
-        st.receive(&msg(conv, 1, 7), Some(&mut live), true, Instant::now());
-        st.receive(&msg(conv, 2, 7), Some(&mut live), true, Instant::now());
+        let (st, _) = fed(conv, &[(1, 7), (2, 7)], true, Instant::now());
         assert_eq!(st.duplicated, 1);
     }
 
@@ -447,14 +461,10 @@ mod tests {
     fn gaps_are_found_and_filled_by_sync_answers() {
         let conv = Uuid::new_v4();
         let clock = Instant::now();
-        let mut st = DeviceStats::new(conv);
-        let mut live = 0;
-        st.receive(&msg(conv, 1, 1), Some(&mut live), true, clock);
-        st.receive(&msg(conv, 3, 3), Some(&mut live), true, clock);
+        let (mut st, _) = fed(conv, &[(1, 1), (3, 3)], true, clock);
         assert!(st.has_gap());
         assert_eq!(st.next, 2);
-        let ack = json!({ "ok": true, "data": { "conversations": { conv.to_string(): {
-            "messages": [msg(conv, 2, 2), msg(conv, 3, 3)], "has_more": false, "last_seq": 3 } } } });
+        let ack = sync_ack(conv, vec![msg(conv, 2, 2), msg(conv, 3, 3)], 3);
         assert_eq!(st.take_sync(&ack, true, clock), Some(false));
         assert!(!st.has_gap());
         assert_eq!(
@@ -467,10 +477,7 @@ mod tests {
     #[test]
     fn a_lower_seq_after_a_higher_one_on_the_same_socket_is_out_of_order() {
         let conv = Uuid::new_v4();
-        let mut st = DeviceStats::new(conv);
-        let mut live = 0;
-        st.receive(&msg(conv, 2, 2), Some(&mut live), false, Instant::now());
-        st.receive(&msg(conv, 1, 1), Some(&mut live), false, Instant::now());
+        let (st, _) = fed(conv, &[(2, 2), (1, 1)], false, Instant::now());
         assert_eq!(st.out_of_order, 1);
     }
 
@@ -478,13 +485,8 @@ mod tests {
     fn a_late_live_copy_of_a_synced_seq_is_a_redelivery_not_disorder() {
         let conv = Uuid::new_v4();
         let clock = Instant::now();
-        let mut st = DeviceStats::new(conv);
-        let mut live = 0;
-        st.receive(&msg(conv, 1, 1), Some(&mut live), true, clock);
-        st.receive(&msg(conv, 3, 3), Some(&mut live), true, clock);
-        let ack = json!({ "ok": true, "data": { "conversations": { conv.to_string(): {
-            "messages": [msg(conv, 2, 2)], "has_more": false, "last_seq": 3 } } } });
-        st.take_sync(&ack, true, clock);
+        let (mut st, mut live) = fed(conv, &[(1, 1), (3, 3)], true, clock);
+        st.take_sync(&sync_ack(conv, vec![msg(conv, 2, 2)], 3), true, clock);
         st.receive(&msg(conv, 2, 2), Some(&mut live), true, clock);
         assert_eq!((st.out_of_order, st.redelivered, st.duplicated), (0, 1, 0));
     }
