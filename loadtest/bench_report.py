@@ -90,6 +90,13 @@ def machine():
     )
 
 
+def table(header, separator, rows):
+    """A Markdown table, or "" when no run gave it a row, so that the report leaves it out."""
+    if not rows:
+        return ""
+    return "\n".join([header, separator, *rows])
+
+
 def idle_table(results):
     rows = []
     for kind in KINDS:
@@ -102,14 +109,10 @@ def idle_table(results):
             f"| {NAMES[kind]} | {r['connected']:,} | {r['connect_errors']} | {r['connect_secs']:.1f} "
             f"| {before:.1f} | {after:.1f} | **{num(r.get('kb_per_connection'), '{:.1f}')}** | {load_avg(r)} |"
         )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| server | idle sockets | connect errors | connect s | RSS before MiB | RSS after MiB | KB per connection | load |",
-            "|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| server | idle sockets | connect errors | connect s | RSS before MiB | RSS after MiB | KB per connection | load |",
+        "|---|---|---|---|---|---|---|---|",
+        rows,
     )
 
 
@@ -135,14 +138,10 @@ def saturation_table(results):
                 f"| {num(k and 100 * k, '{:.0f}%')} | {ms(r, 'p50_ms')} | {ms(r, 'p99_ms')} | {ms(r, 'max_ms')} "
                 f"| {node_cpu(r)} | {usage(r, 'pg_commits_per_sec')} | {usage(r, 'machine_busy_pct', '{:.0f}%')} | {load_avg(r)} |"
             )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| server | offered msg/s | acked msg/s | delivered/s while sending | kept up | p50 ms | p99 ms | max ms | node CPU % | PG commits/s | machine busy | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| server | offered msg/s | acked msg/s | delivered/s while sending | kept up | p50 ms | p99 ms | max ms | node CPU % | PG commits/s | machine busy | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        rows,
     )
 
 
@@ -168,14 +167,10 @@ def send_table(results):
                 f"| {r['lost']} | {r['duplicated']} | {r['out_of_order']} | {usage(r, 'nodes_cpu_ms_per_1k_deliveries', '{:.0f}')} "
                 f"| {usage(r, 'pg_commits_per_sec')} | {load_avg(r)} |"
             )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| server | load point | msg/s | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | out of order | node CPU-ms per 1k deliveries | PG commits/s | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| server | load point | msg/s | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | out of order | node CPU-ms per 1k deliveries | PG commits/s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        rows,
     )
 
 
@@ -200,9 +195,7 @@ def ratio_table(results):
             f"| KB per idle connection | {a['kb_per_connection']:.1f} | {b['kb_per_connection']:.1f} "
             f"| **{b['kb_per_connection'] / a['kb_per_connection']:.1f}x less** |"
         )
-    if not rows:
-        return ""
-    return "\n".join(["| measure | Chatty | reference | ratio |", "|---|---|---|---|", *rows])
+    return table("| measure | Chatty | reference | ratio |", "|---|---|---|---|", rows)
 
 
 def chaos_table(results):
@@ -221,14 +214,10 @@ def chaos_table(results):
             f"| {res.get('recovered_by_sync', '-')} | {res.get('redelivered', '-')} | {res.get('send_retries', '-')} "
             f"| {res.get('sync_errors', '-')} | {ms(r, 'p50_ms')} | {ms(r, 'p99_ms')} | {ms(r, 'max_ms')} | {load_avg(r)} | {events} |"
         )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| server | msg/s | acked | unacked | delivered | lost | dup | out of order (live) | reconnects | recovered by sync | redelivered | send retries | failed syncs | p50 ms | p99 ms | max ms | load | what happened |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| server | msg/s | acked | unacked | delivered | lost | dup | out of order (live) | reconnects | recovered by sync | redelivered | send retries | failed syncs | p50 ms | p99 ms | max ms | load | what happened |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        rows,
     )
 
 
@@ -280,16 +269,12 @@ def hostile_table(results):
             f"| {probe(base['rest'])} ; {probe(base['socket_rtt'])} | {failures(burst['rest'], burst['socket_rtt'])} "
             f"| {usage(r, 'machine_busy_pct', '{:.0f}%')} |"
         )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| run | attacker events | last ack | victim window | acked ok | 429 | 503 | other refusals | unacked | attacker disconnected | "
-            "victim REST ms p50 / p99 / max | victim socket RTT ms p50 / p99 / max | p99 corrected for coordinated omission REST ; RTT | "
-            "baseline REST ; RTT | victim failures | machine busy |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| run | attacker events | last ack | victim window | acked ok | 429 | 503 | other refusals | unacked | attacker disconnected | "
+        "victim REST ms p50 / p99 / max | victim socket RTT ms p50 / p99 / max | p99 corrected for coordinated omission REST ; RTT | "
+        "baseline REST ; RTT | victim failures | machine busy |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        rows,
     )
 
 
@@ -320,15 +305,11 @@ def notify_table(results):
             f"| {num(lat.get('p50_ms'), '{:.1f}')} | {num(lat.get('p90_ms'), '{:.1f}')} | **{num(lat.get('p99_ms'), '{:.1f}')}** "
             f"| {num(lat.get('max_ms'), '{:.1f}')} | {load_avg(r)} |"
         )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| load point | users | msg/s | acked | message deliveries | message p50 / p99 ms | notifications | unparsed "
-            "| notification p50 ms | p90 ms | p99 ms | max ms | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| load point | users | msg/s | acked | message deliveries | message p50 / p99 ms | notifications | unparsed "
+        "| notification p50 ms | p90 ms | p99 ms | max ms | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        rows,
     )
 
 
