@@ -432,6 +432,13 @@ mod tests {
         (st, live)
     }
 
+    /// A resuming device of a new conversation that has seqs 1 and 3 but not 2.
+    fn missing_seq_two(clock: Instant) -> (Uuid, DeviceStats, u64) {
+        let conv = Uuid::new_v4();
+        let (st, live) = fed(conv, &[(1, 1), (3, 3)], true, clock);
+        (conv, st, live)
+    }
+
     fn sync_ack(conv: Uuid, messages: Vec<Value>, last_seq: u64) -> Value {
         json!({ "ok": true, "data": { "conversations": { conv.to_string(): {
             "messages": messages, "has_more": false, "last_seq": last_seq } } } })
@@ -451,17 +458,21 @@ mod tests {
     }
 
     #[test]
+    fn a_lower_seq_after_a_higher_one_on_the_same_socket_is_out_of_order() {
+        let (st, _) = fed(Uuid::new_v4(), &[(2, 2), (1, 1)], false, Instant::now());
+        assert_eq!(st.out_of_order, 1);
+    }
+
+    #[test]
     fn one_send_stored_under_two_seqs_is_a_duplicate_even_when_resuming() {
-        let conv = Uuid::new_v4();
-        let (st, _) = fed(conv, &[(1, 7), (2, 7)], true, Instant::now());
+        let (st, _) = fed(Uuid::new_v4(), &[(1, 7), (2, 7)], true, Instant::now());
         assert_eq!(st.duplicated, 1);
     }
 
     #[test]
     fn gaps_are_found_and_filled_by_sync_answers() {
-        let conv = Uuid::new_v4();
         let clock = Instant::now();
-        let (mut st, _) = fed(conv, &[(1, 1), (3, 3)], true, clock);
+        let (conv, mut st, _) = missing_seq_two(clock);
         assert!(st.has_gap());
         assert_eq!(st.next, 2);
         let ack = sync_ack(conv, vec![msg(conv, 2, 2), msg(conv, 3, 3)], 3);
@@ -475,17 +486,9 @@ mod tests {
     }
 
     #[test]
-    fn a_lower_seq_after_a_higher_one_on_the_same_socket_is_out_of_order() {
-        let conv = Uuid::new_v4();
-        let (st, _) = fed(conv, &[(2, 2), (1, 1)], false, Instant::now());
-        assert_eq!(st.out_of_order, 1);
-    }
-
-    #[test]
     fn a_late_live_copy_of_a_synced_seq_is_a_redelivery_not_disorder() {
-        let conv = Uuid::new_v4();
         let clock = Instant::now();
-        let (mut st, mut live) = fed(conv, &[(1, 1), (3, 3)], true, clock);
+        let (conv, mut st, mut live) = missing_seq_two(clock);
         st.take_sync(&sync_ack(conv, vec![msg(conv, 2, 2)], 3), true, clock);
         st.receive(&msg(conv, 2, 2), Some(&mut live), true, clock);
         assert_eq!((st.out_of_order, st.redelivered, st.duplicated), (0, 1, 0));
