@@ -663,6 +663,12 @@ pub async fn assert_get_error(app: &TestApp, token: &str, path: &str, status: St
     assert_error(app.get(path, token).await, status).await
 }
 
+/// Asserts that `GET path` is a 400 with the error body, for queries whose error need not
+/// name the parameter (a value of the wrong type).
+pub async fn assert_bad_get(app: &TestApp, token: &str, path: &str) -> Value {
+    assert_get_error(app, token, path, StatusCode::BAD_REQUEST).await
+}
+
 /// Asserts that each `(method, path, body)` as `token` is refused with its status and the
 /// error body.
 pub async fn assert_refused(
