@@ -165,6 +165,17 @@ pub async fn two_nodes() -> (TestApp, TestApp) {
     (a, b)
 }
 
+/// The chat socket of each user, connected to the node paired with it.
+pub async fn sockets<const N: usize>(of: [(&TestApp, &TestUser); N]) -> [SioClient; N] {
+    let mut socks = Vec::with_capacity(N);
+    for (node, user) in of {
+        socks.push(node.socket(&user.token).await);
+    }
+    socks
+        .try_into()
+        .unwrap_or_else(|_| panic!("one socket per user"))
+}
+
 async fn spawn_with(redis: bool) -> TestApp {
     spawn_configured(redis, |_| {}).await
 }
