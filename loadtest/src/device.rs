@@ -35,9 +35,6 @@ const GAP_GRACE: Duration = Duration::from_millis(1000);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the run, how long a device may still try to reconnect and run its final `sync`.
 const FINISH_WINDOW: Duration = Duration::from_secs(20);
-/// Reconnect backoff bounds (with random jitter on top).
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// What every device shares: where to reconnect and how.
 pub struct Link {
@@ -354,6 +351,10 @@ pub async fn run(
 fn needs_login(message: &str) -> bool {
     message.contains("session") || message.contains("token expired")
 }
+
+/// Reconnect backoff bounds (with random jitter on top).
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Reconnects namespace `ns` with jittered exponential backoff, walking over the nodes
 /// from the device's own; logs in again when the session is gone. None once the finish

@@ -702,10 +702,10 @@ async fn chaos_plan(args: &Args) -> anyhow::Result<Option<chaos::Plan>> {
     }
     Ok(Some(chaos::Plan {
         ctl: ctl.clone(),
+        nodes,
         kill_every: args.chaos_kill_every.map(Duration::from_secs),
         down: Duration::from_secs_f64(args.chaos_down),
         redis_at: args.chaos_restart_redis_at.map(Duration::from_secs),
-        nodes,
     }))
 }
 
