@@ -674,8 +674,8 @@ pub async fn assert_get_error(app: &TestApp, token: &str, path: &str, status: St
     assert_error(app.get(path, token).await, status).await
 }
 
-/// Asserts that `GET path` is a 400 with the error body, for queries whose error need not
-/// name the parameter (a value of the wrong type).
+/// Asserts that `GET path` is a 400 with the error body, for a value of the wrong type,
+/// whose error need not name the parameter (see [`assert_invalid_gets`] for those that do).
 pub async fn assert_bad_get(app: &TestApp, token: &str, path: &str) -> Value {
     assert_get_error(app, token, path, StatusCode::BAD_REQUEST).await
 }
