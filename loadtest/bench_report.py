@@ -90,36 +90,47 @@ def machine():
     )
 
 
+def table(header, rows):
+    """A Markdown table, or "" when no run gave it a row, so that the report leaves it out."""
+    if not rows:
+        return ""
+    separator = "|" + "---|" * (header.count("|") - 1)
+    return "\n".join([header, separator, *rows])
+
+
+def loaded(results, scenario):
+    """(kind, results) of each server whose run of the scenario left results."""
+    for kind in KINDS:
+        r = load(results, f"{kind}-{scenario}")
+        if r:
+            yield kind, r
+
+
 def idle_table(results):
     rows = []
-    for kind in KINDS:
-        r = load(results, f"{kind}-idle")
-        if not r:
-            continue
+    for kind, r in loaded(results, "idle"):
         before = sum(n["rss_bytes"] for n in r["nodes_before"]) / 1048576
         after = sum(n["rss_bytes"] for n in r["nodes_after"]) / 1048576
         rows.append(
             f"| {NAMES[kind]} | {r['connected']:,} | {r['connect_errors']} | {r['connect_secs']:.1f} "
             f"| {before:.1f} | {after:.1f} | **{num(r.get('kb_per_connection'), '{:.1f}')}** | {load_avg(r)} |"
         )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| server | idle sockets | connect errors | connect s | RSS before MiB | RSS after MiB | KB per connection | load |",
-            "|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| server | idle sockets | connect errors | connect s | RSS before MiB | RSS after MiB | KB per connection | load |",
+        rows,
     )
 
 
-def rate_steps(results, kind):
-    steps = []
+def numbered_runs(results, name, point=r"\d+"):
+    """(what the file name numbers the run by, its results) of each run named `name-point`."""
     for f in os.listdir(results):
-        m = re.fullmatch(rf"{kind}-rate-(\d+)\.json", f)
+        m = re.fullmatch(rf"{name}-({point})\.json", f)
         if m:
-            steps.append((int(m.group(1)), load(results, f[:-5])))
-    return sorted(steps)
+            yield m.group(1), load(results, f[:-5])
+
+
+def rate_steps(results, kind):
+    return sorted((int(rate), r) for rate, r in numbered_runs(results, f"{kind}-rate"))
 
 
 def saturation_table(results):
@@ -135,14 +146,9 @@ def saturation_table(results):
                 f"| {num(k and 100 * k, '{:.0f}%')} | {ms(r, 'p50_ms')} | {ms(r, 'p99_ms')} | {ms(r, 'max_ms')} "
                 f"| {node_cpu(r)} | {usage(r, 'pg_commits_per_sec')} | {usage(r, 'machine_busy_pct', '{:.0f}%')} | {load_avg(r)} |"
             )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| server | offered msg/s | acked msg/s | delivered/s while sending | kept up | p50 ms | p99 ms | max ms | node CPU % | PG commits/s | machine busy | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| server | offered msg/s | acked msg/s | delivered/s while sending | kept up | p50 ms | p99 ms | max ms | node CPU % | PG commits/s | machine busy | load |",
+        rows,
     )
 
 
@@ -168,14 +174,9 @@ def send_table(results):
                 f"| {r['lost']} | {r['duplicated']} | {r['out_of_order']} | {usage(r, 'nodes_cpu_ms_per_1k_deliveries', '{:.0f}')} "
                 f"| {usage(r, 'pg_commits_per_sec')} | {load_avg(r)} |"
             )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| server | load point | msg/s | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | out of order | node CPU-ms per 1k deliveries | PG commits/s | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| server | load point | msg/s | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | out of order | node CPU-ms per 1k deliveries | PG commits/s | load |",
+        rows,
     )
 
 
@@ -200,17 +201,12 @@ def ratio_table(results):
             f"| KB per idle connection | {a['kb_per_connection']:.1f} | {b['kb_per_connection']:.1f} "
             f"| **{b['kb_per_connection'] / a['kb_per_connection']:.1f}x less** |"
         )
-    if not rows:
-        return ""
-    return "\n".join(["| measure | Chatty | reference | ratio |", "|---|---|---|---|", *rows])
+    return table("| measure | Chatty | reference | ratio |", rows)
 
 
 def chaos_table(results):
     rows = []
-    for kind in KINDS:
-        r = load(results, f"{kind}-chaos")
-        if not r:
-            continue
+    for kind, r in loaded(results, "chaos"):
         res = r.get("resume") or {}
         events = ", ".join(
             f"{e['action']}{' ' + str(e['node']) if e.get('node') else ''} @{e['at_secs']:.0f}s" for e in r.get("chaos", [])
@@ -221,24 +217,14 @@ def chaos_table(results):
             f"| {res.get('recovered_by_sync', '-')} | {res.get('redelivered', '-')} | {res.get('send_retries', '-')} "
             f"| {res.get('sync_errors', '-')} | {ms(r, 'p50_ms')} | {ms(r, 'p99_ms')} | {ms(r, 'max_ms')} | {load_avg(r)} | {events} |"
         )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| server | msg/s | acked | unacked | delivered | lost | dup | out of order (live) | reconnects | recovered by sync | redelivered | send retries | failed syncs | p50 ms | p99 ms | max ms | load | what happened |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| server | msg/s | acked | unacked | delivered | lost | dup | out of order (live) | reconnects | recovered by sync | redelivered | send retries | failed syncs | p50 ms | p99 ms | max ms | load | what happened |",
+        rows,
     )
 
 
 def hostile_runs(results):
-    runs = []
-    for f in os.listdir(results):
-        m = re.fullmatch(r"chatty-hostile-(\d+)\.json", f)
-        if m:
-            runs.append((int(m.group(1)), load(results, f[:-5])))
-    return sorted(runs)
+    return sorted((int(i), r) for i, r in numbered_runs(results, "chatty-hostile"))
 
 
 def probe(p):
@@ -280,28 +266,20 @@ def hostile_table(results):
             f"| {probe(base['rest'])} ; {probe(base['socket_rtt'])} | {failures(burst['rest'], burst['socket_rtt'])} "
             f"| {usage(r, 'machine_busy_pct', '{:.0f}%')} |"
         )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| run | attacker events | last ack | victim window | acked ok | 429 | 503 | other refusals | unacked | attacker disconnected | "
-            "victim REST ms p50 / p99 / max | victim socket RTT ms p50 / p99 / max | p99 corrected for coordinated omission REST ; RTT | "
-            "baseline REST ; RTT | victim failures | machine busy |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| run | attacker events | last ack | victim window | acked ok | 429 | 503 | other refusals | unacked | attacker disconnected | "
+        "victim REST ms p50 / p99 / max | victim socket RTT ms p50 / p99 / max | p99 corrected for coordinated omission REST ; RTT | "
+        "baseline REST ; RTT | victim failures | machine busy |",
+        rows,
     )
 
 
 def notify_runs(results):
     """The notify scenario's runs: the idle one first, then by share of saturation."""
-    runs = []
-    for f in os.listdir(results):
-        m = re.fullmatch(r"chatty-notify-(idle|\d+)\.json", f)
-        if m:
-            point = m.group(1)
-            runs.append((-1 if point == "idle" else int(point), point, load(results, f[:-5])))
-    return sorted(runs)
+    return sorted(
+        (-1 if point == "idle" else int(point), point, r)
+        for point, r in numbered_runs(results, "chatty-notify", r"idle|\d+")
+    )
 
 
 def notify_table(results):
@@ -320,15 +298,10 @@ def notify_table(results):
             f"| {num(lat.get('p50_ms'), '{:.1f}')} | {num(lat.get('p90_ms'), '{:.1f}')} | **{num(lat.get('p99_ms'), '{:.1f}')}** "
             f"| {num(lat.get('max_ms'), '{:.1f}')} | {load_avg(r)} |"
         )
-    if not rows:
-        return ""
-    return "\n".join(
-        [
-            "| load point | users | msg/s | acked | message deliveries | message p50 / p99 ms | notifications | unparsed "
-            "| notification p50 ms | p90 ms | p99 ms | max ms | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            *rows,
-        ]
+    return table(
+        "| load point | users | msg/s | acked | message deliveries | message p50 / p99 ms | notifications | unparsed "
+        "| notification p50 ms | p90 ms | p99 ms | max ms | load |",
+        rows,
     )
 
 

@@ -16,13 +16,13 @@ use tokio_util::sync::CancellationToken;
 /// What to break, and how.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The launcher, and the nodes it knows, numbered from 1.
     pub ctl: PathBuf,
+    pub nodes: u32,
     pub kill_every: Option<Duration>,
     /// How long a killed node stays down before it is started again.
     pub down: Duration,
     pub redis_at: Option<Duration>,
-    /// Nodes the launcher knows, numbered from 1.
-    pub nodes: u32,
 }
 
 /// One thing done to the cluster.

@@ -35,9 +35,6 @@ const GAP_GRACE: Duration = Duration::from_millis(1000);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the run, how long a device may still try to reconnect and run its final `sync`.
 const FINISH_WINDOW: Duration = Duration::from_secs(20);
-/// Reconnect backoff bounds (with random jitter on top).
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// What every device shares: where to reconnect and how.
 pub struct Link {
@@ -355,6 +352,10 @@ fn needs_login(message: &str) -> bool {
     message.contains("session") || message.contains("token expired")
 }
 
+/// Reconnect backoff bounds (with random jitter on top).
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
 /// Reconnects namespace `ns` with jittered exponential backoff, walking over the nodes
 /// from the device's own; logs in again when the session is gone. None once the finish
 /// window is over.
@@ -416,15 +417,39 @@ mod tests {
         json!({ "conversation_id": conv, "seq": seq, "content": format!("1|{send}|xx") })
     }
 
+    /// A device that has received `(seq, send)` live on one socket, in that order, with that
+    /// socket's highest live seq so far: later live receipts must carry it on.
+    fn fed(
+        conv: Uuid,
+        received: &[(u64, u64)],
+        resume: bool,
+        clock: Instant,
+    ) -> (DeviceStats, u64) {
+        let mut st = DeviceStats::new(conv);
+        let mut live = 0;
+        for &(seq, send) in received {
+            st.receive(&msg(conv, seq, send), Some(&mut live), resume, clock);
+        }
+        (st, live)
+    }
+
+    /// A resuming device of a new conversation that has seqs 1 and 3 but not 2.
+    fn missing_seq_two(clock: Instant) -> (Uuid, DeviceStats, u64) {
+        let conv = Uuid::new_v4();
+        let (st, live) = fed(conv, &[(1, 1), (3, 3)], true, clock);
+        (conv, st, live)
+    }
+
+    fn sync_ack(conv: Uuid, messages: Vec<Value>, last_seq: u64) -> Value {
+        json!({ "ok": true, "data": { "conversations": { conv.to_string(): {
+            "messages": messages, "has_more": false, "last_seq": last_seq } } } })
+    }
+
     #[test]
     fn a_repeated_seq_is_a_duplicate_without_resume_and_a_redelivery_with_it() {
         let conv = Uuid::new_v4();
-        let clock = Instant::now();
         for resume in [false, true] {
-            let mut st = DeviceStats::new(conv);
-            let mut live = 0;
-            st.receive(&msg(conv, 1, 7), Some(&mut live), resume, clock);
-            st.receive(&msg(conv, 1, 7), Some(&mut live), resume, clock);
+            let (st, _) = fed(conv, &[(1, 7), (1, 7)], resume, Instant::now());
             assert_eq!(st.received.len(), 1);
             assert_eq!(
                 (st.duplicated, st.redelivered),
@@ -434,27 +459,24 @@ mod tests {
     }
 
     #[test]
+    fn a_lower_seq_after_a_higher_one_on_the_same_socket_is_out_of_order() {
+        let (st, _) = fed(Uuid::new_v4(), &[(2, 2), (1, 1)], false, Instant::now());
+        assert_eq!(st.out_of_order, 1);
+    }
+
+    #[test]
     fn one_send_stored_under_two_seqs_is_a_duplicate_even_when_resuming() {
-        let conv = Uuid::new_v4();
-        let mut st = DeviceStats::new(conv);
-        let mut live = 0;
-        st.receive(&msg(conv, 1, 7), Some(&mut live), true, Instant::now());
-        st.receive(&msg(conv, 2, 7), Some(&mut live), true, Instant::now());
+        let (st, _) = fed(Uuid::new_v4(), &[(1, 7), (2, 7)], true, Instant::now());
         assert_eq!(st.duplicated, 1);
     }
 
     #[test]
     fn gaps_are_found_and_filled_by_sync_answers() {
-        let conv = Uuid::new_v4();
         let clock = Instant::now();
-        let mut st = DeviceStats::new(conv);
-        let mut live = 0;
-        st.receive(&msg(conv, 1, 1), Some(&mut live), true, clock);
-        st.receive(&msg(conv, 3, 3), Some(&mut live), true, clock);
+        let (conv, mut st, _) = missing_seq_two(clock);
         assert!(st.has_gap());
         assert_eq!(st.next, 2);
-        let ack = json!({ "ok": true, "data": { "conversations": { conv.to_string(): {
-            "messages": [msg(conv, 2, 2), msg(conv, 3, 3)], "has_more": false, "last_seq": 3 } } } });
+        let ack = sync_ack(conv, vec![msg(conv, 2, 2), msg(conv, 3, 3)], 3);
         assert_eq!(st.take_sync(&ack, true, clock), Some(false));
         assert!(!st.has_gap());
         assert_eq!(
@@ -465,26 +487,10 @@ mod tests {
     }
 
     #[test]
-    fn a_lower_seq_after_a_higher_one_on_the_same_socket_is_out_of_order() {
-        let conv = Uuid::new_v4();
-        let mut st = DeviceStats::new(conv);
-        let mut live = 0;
-        st.receive(&msg(conv, 2, 2), Some(&mut live), false, Instant::now());
-        st.receive(&msg(conv, 1, 1), Some(&mut live), false, Instant::now());
-        assert_eq!(st.out_of_order, 1);
-    }
-
-    #[test]
     fn a_late_live_copy_of_a_synced_seq_is_a_redelivery_not_disorder() {
-        let conv = Uuid::new_v4();
         let clock = Instant::now();
-        let mut st = DeviceStats::new(conv);
-        let mut live = 0;
-        st.receive(&msg(conv, 1, 1), Some(&mut live), true, clock);
-        st.receive(&msg(conv, 3, 3), Some(&mut live), true, clock);
-        let ack = json!({ "ok": true, "data": { "conversations": { conv.to_string(): {
-            "messages": [msg(conv, 2, 2)], "has_more": false, "last_seq": 3 } } } });
-        st.take_sync(&ack, true, clock);
+        let (conv, mut st, mut live) = missing_seq_two(clock);
+        st.take_sync(&sync_ack(conv, vec![msg(conv, 2, 2)], 3), true, clock);
         st.receive(&msg(conv, 2, 2), Some(&mut live), true, clock);
         assert_eq!((st.out_of_order, st.redelivered, st.duplicated), (0, 1, 0));
     }

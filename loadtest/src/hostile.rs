@@ -37,11 +37,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{
-    Args,
-    resources::{Probes, Usage},
-    seed, stats,
-};
+use crate::{Args, resources::Usage, seed, stats};
 
 /// The whole measurement (connects, baseline, burst, tail) must end within this; past it the
 /// tool has failed.
@@ -396,13 +392,7 @@ async fn measure(
     let (_, baseline_end) = watch::channel(Some(tokio::time::Instant::now() + BASELINE));
     let victim_baseline = victim_window(victim.clone(), baseline_end).await;
 
-    let probes = Probes::new(
-        http.clone(),
-        args.metrics_nodes(),
-        args.redis_url.as_deref(),
-        args.database_url.as_deref(),
-    )
-    .await;
+    let probes = args.probes(http).await;
     let usage_before = probes.sample().await;
 
     // The victim's socket keeps being read all along: what the burst fans out to it and
@@ -810,11 +800,7 @@ impl Report {
                 ))
         );
         if let Some(u) = &self.usage {
-            let cpu: Vec<String> = u
-                .nodes
-                .iter()
-                .filter_map(|n| n.cpu_pct.map(|p| format!("{p:.0}%")))
-                .collect();
+            let cpu = u.node_cpu_pcts();
             println!(
                 "burst window {:.1}s: node CPU (of one core) {}{}; machine {} busy",
                 u.secs,

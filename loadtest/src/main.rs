@@ -216,6 +216,17 @@ impl Args {
         }
     }
 
+    /// The probes every mode samples its cost with, over the nodes `--metrics` names.
+    async fn probes(&self, http: &reqwest::Client) -> Probes {
+        Probes::new(
+            http.clone(),
+            self.metrics_nodes(),
+            self.redis_url.as_deref(),
+            self.database_url.as_deref(),
+        )
+        .await
+    }
+
     fn chaos_on(&self) -> bool {
         self.chaos_kill_every.is_some() || self.chaos_restart_redis_at.is_some()
     }
@@ -331,15 +342,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         world.groups.len()
     );
 
-    let metrics_nodes = args.metrics_nodes();
-    let probes = Probes::new(
-        http.clone(),
-        metrics_nodes.clone(),
-        args.redis_url.as_deref(),
-        args.database_url.as_deref(),
-    )
-    .await;
-    let rss_before = resources::node_samples(&http, &metrics_nodes).await;
+    let probes = args.probes(&http).await;
+    let rss_before = resources::node_samples(&http, &args.metrics_nodes()).await;
 
     // Connect storm, bounded.
     let transport = match args.transport {
@@ -698,10 +702,10 @@ async fn chaos_plan(args: &Args) -> anyhow::Result<Option<chaos::Plan>> {
     }
     Ok(Some(chaos::Plan {
         ctl: ctl.clone(),
+        nodes,
         kill_every: args.chaos_kill_every.map(Duration::from_secs),
         down: Duration::from_secs_f64(args.chaos_down),
         redis_at: args.chaos_restart_redis_at.map(Duration::from_secs),
-        nodes,
     }))
 }
 

@@ -309,6 +309,15 @@ impl Usage {
         }
     }
 
+    /// Each node's share of one core, as the reports print it; nodes without a CPU figure
+    /// are left out.
+    pub fn node_cpu_pcts(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.cpu_pct.map(|p| format!("{p:.0}%")))
+            .collect()
+    }
+
     pub fn between(before: &Sample, after: &Sample, secs: f64, deliveries: u64) -> Self {
         let secs = secs.max(1e-9);
         let nodes: Vec<NodeUsage> = after

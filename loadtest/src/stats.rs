@@ -505,11 +505,7 @@ impl Report {
             println!("memory per connection: {kb:.1} KB (RSS growth / connections)");
         }
         if let Some(u) = &self.usage {
-            let cpu: Vec<String> = u
-                .nodes
-                .iter()
-                .filter_map(|n| n.cpu_pct.map(|p| format!("{p:.0}%")))
-                .collect();
+            let cpu = u.node_cpu_pcts();
             if !cpu.is_empty() {
                 println!(
                     "node CPU (of one core): {}; {} CPU-ms per 1,000 deliveries{}",

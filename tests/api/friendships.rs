@@ -3,7 +3,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestUser, assert_error, assert_get_error, assert_invalid, assert_invalid_gets,
+    TestApp, TestUser, assert_bad_get, assert_error, assert_invalid, assert_invalid_gets,
     assert_past_the_end, assert_unauthorized, body, field_where, numbers, spawn_app,
 };
 
@@ -675,13 +675,7 @@ async fn search_pages_users_with_their_relationship_to_the_caller() {
         ],
     )
     .await;
-    assert_get_error(
-        &app,
-        &me.token,
-        "/friendships/search?include_blocked=maybe",
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    assert_bad_get(&app, &me.token, "/friendships/search?include_blocked=maybe").await;
 }
 
 #[tokio::test]

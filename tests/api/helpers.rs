@@ -165,6 +165,17 @@ pub async fn two_nodes() -> (TestApp, TestApp) {
     (a, b)
 }
 
+/// The chat socket of each user, connected to the node paired with it.
+pub async fn sockets<const N: usize>(of: [(&TestApp, &TestUser); N]) -> [SioClient; N] {
+    let mut socks = Vec::with_capacity(N);
+    for (node, user) in of {
+        socks.push(node.socket(&user.token).await);
+    }
+    socks
+        .try_into()
+        .unwrap_or_else(|_| panic!("one socket per user"))
+}
+
 async fn spawn_with(redis: bool) -> TestApp {
     spawn_configured(redis, |_| {}).await
 }
@@ -661,6 +672,12 @@ pub async fn assert_invalid_get(app: &TestApp, token: &str, path: &str, field: &
 /// Asserts that `GET path` is refused with `status` and the error body.
 pub async fn assert_get_error(app: &TestApp, token: &str, path: &str, status: StatusCode) -> Value {
     assert_error(app.get(path, token).await, status).await
+}
+
+/// Asserts that `GET path` is a 400 with the error body, for a value of the wrong type,
+/// whose error need not name the parameter (see [`assert_invalid_gets`] for those that do).
+pub async fn assert_bad_get(app: &TestApp, token: &str, path: &str) -> Value {
+    assert_get_error(app, token, path, StatusCode::BAD_REQUEST).await
 }
 
 /// Asserts that each `(method, path, body)` as `token` is refused with its status and the

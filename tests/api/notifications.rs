@@ -14,7 +14,7 @@ use tokio::sync::broadcast::{Receiver, error::RecvError};
 use uuid::Uuid;
 
 use crate::helpers::{
-    SocketExt, TestApp, TestUser, assert_error, assert_get_error, assert_invalid,
+    SocketExt, TestApp, TestUser, assert_bad_get, assert_error, assert_get_error, assert_invalid,
     assert_invalid_get, assert_invalid_gets, assert_unauthorized, assert_unknown_id, body, name,
     pg_base, redis_url, spawn_app, spawn_app_memory, two_nodes,
 };
@@ -655,13 +655,7 @@ async fn notifications_page_newest_first_by_limit_offset_and_before() {
         "before",
     )
     .await;
-    assert_get_error(
-        &app,
-        &alice.token,
-        "/notifications?limit=ten",
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    assert_bad_get(&app, &alice.token, "/notifications?limit=ten").await;
 }
 
 #[tokio::test]

@@ -92,8 +92,9 @@ async fn the_fallback_check_recognises_the_fallbacks() {
         (Method::PUT, "/conversations"),
     ] {
         let (status, fallback) = call(&app, method.clone(), path, None).await;
-        assert!(
-            fallback.is_some(),
+        assert_eq!(
+            fallback,
+            Some(format!("\"Cannot {method} {path}\"")),
             "{method} {path}: {status} not seen as the fallback"
         );
     }

@@ -15,8 +15,18 @@ const DASHBOARD: &str = include_str!("../../deploy/grafana/chatty.json");
 const ALERTS: &str = include_str!("../../deploy/prometheus/alerts.yml");
 const WAIT: Duration = Duration::from_secs(5);
 
-/// PromQL words that look like metric names: aggregations (which may be followed by `by`
-/// rather than a parenthesis), operators and literals.
+/// Keywords whose parenthesised list holds label names, not metrics.
+const LABEL_LISTS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// The other PromQL words that look like metric names: aggregations (which may be followed
+/// by `by` rather than a parenthesis), operators and literals.
 const KEYWORDS: &[&str] = &[
     "sum",
     "avg",
@@ -32,12 +42,6 @@ const KEYWORDS: &[&str] = &[
     "group",
     "limitk",
     "limit_ratio",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
     "bool",
     "and",
     "or",
@@ -46,16 +50,6 @@ const KEYWORDS: &[&str] = &[
     "atan2",
     "inf",
     "nan",
-];
-
-/// Keywords whose parenthesised list holds label names, not metrics.
-const LABEL_LISTS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
 ];
 
 /// Series Prometheus makes itself for every target.
@@ -107,6 +101,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
                 }
             } else if next_non_space(i) == Some('(')
                 || KEYWORDS.contains(&word.as_str())
+                || LABEL_LISTS.contains(&word.as_str())
                 || SYNTHETIC.contains(&word.as_str())
                 || word.starts_with('$')
             {

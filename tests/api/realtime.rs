@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    QUIET, SocketExt, WAIT, name, spawn_app, spawn_app_memory, spawn_configured, two_nodes,
+    QUIET, SocketExt, WAIT, name, sockets, spawn_app, spawn_app_memory, spawn_configured, two_nodes,
 };
 
 /// The next `userStatus` about `user`, skipping others (a socket hears its own user's too).
@@ -112,8 +112,7 @@ async fn typing_reaches_other_members_on_another_node_but_not_the_typist() {
     // Arrange: alice on node A, bob on node B, both in one conversation room
     let (a, b) = two_nodes().await;
     let (alice, bob, conv) = a.alice_and_bob_in_a_conversation().await;
-    let mut alice_sock = a.socket(&alice.token).await;
-    let mut bob_sock = b.socket(&bob.token).await;
+    let [mut alice_sock, mut bob_sock] = sockets([(&a, &alice), (&b, &bob)]).await;
     for s in [&alice_sock, &bob_sock] {
         let ack = s.ack("joinConversation", &json!(conv.to_string())).await;
         assert_eq!(ack["ok"], true, "{ack}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{SocketExt, WAIT, numbers, spawn_app, two_nodes};
+use crate::helpers::{SocketExt, WAIT, numbers, sockets, spawn_app, two_nodes};
 
 #[tokio::test]
 async fn send_message_reaches_every_device_of_every_participant_on_every_node_once() {
@@ -88,8 +88,7 @@ async fn invalid_or_foreign_sends_are_refused_through_the_ack_and_store_nothing(
 async fn read_receipts_edits_and_deletes_are_pushed_across_nodes() {
     let (a, b) = two_nodes().await;
     let (alice, bob, conv) = a.alice_and_bob_in_a_group().await;
-    let mut alice_sock = a.socket(&alice.token).await;
-    let mut bob_sock = b.socket(&bob.token).await;
+    let [mut alice_sock, mut bob_sock] = sockets([(&a, &alice), (&b, &bob)]).await;
     let ack = alice_sock.send_message(conv, "read me").await;
     let id = ack["data"]["message_id"].as_str().unwrap().to_owned();
     bob_sock.event("newMessage").await;

@@ -2,7 +2,7 @@ use reqwest::StatusCode;
 use uuid::Uuid;
 
 use crate::helpers::{
-    TestApp, TestUser, assert_error, assert_get_error, assert_invalid_get, assert_invalid_gets,
+    TestApp, TestUser, assert_bad_get, assert_error, assert_invalid_get, assert_invalid_gets,
     assert_past_the_end, assert_unknown_id, body, name, spawn_app, tag,
 };
 
@@ -38,7 +38,7 @@ async fn unknown_user_is_404_and_malformed_id_is_400() {
     let app = spawn_app().await;
     let u = app.register(&name("u")).await;
     assert_unknown_id(&app, &u.token, "/users").await;
-    assert_get_error(&app, &u.token, "/users/12345", StatusCode::BAD_REQUEST).await;
+    assert_bad_get(&app, &u.token, "/users/12345").await;
 }
 
 #[tokio::test]
@@ -80,7 +80,7 @@ async fn list_users_filters_by_search_and_pages_with_limit_and_offset() {
         &["/users?limit=0", "/users?limit=101", "/users?offset=-1"],
     )
     .await;
-    assert_get_error(&app, &me.token, "/users?limit=abc", StatusCode::BAD_REQUEST).await;
+    assert_bad_get(&app, &me.token, "/users?limit=abc").await;
 }
 
 #[tokio::test]
