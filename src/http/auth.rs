@@ -5,7 +5,7 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
@@ -24,14 +24,15 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(register))
-        .routes(routes!(login))
-        .routes(routes!(refresh))
-        .routes(routes!(logout))
-        .routes(routes!(logout_all))
-        .routes(routes!(list_sessions))
-        .routes(routes!(revoke_session))
+    routes_of![
+        register,
+        login,
+        refresh,
+        logout,
+        logout_all,
+        list_sessions,
+        revoke_session
+    ]
 }
 
 /// A signed-in device: its tokens and the user behind it.

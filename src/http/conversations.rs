@@ -1,7 +1,7 @@
 use axum::{Json, http::StatusCode};
 use serde::Deserialize;
 use utoipa::IntoParams;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
@@ -16,11 +16,12 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(details))
-        .routes(routes!(add_participants))
-        .routes(routes!(remove_participant))
+    routes_of![
+        (list, create),
+        details,
+        add_participants,
+        remove_participant
+    ]
 }
 
 /// Ids as strings, so that a malformed one is a 400 naming `field` and the bad value.

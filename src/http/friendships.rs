@@ -8,7 +8,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, postgres::PgRow};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
@@ -25,19 +25,20 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_friends))
-        .routes(routes!(send_request))
-        .routes(routes!(cancel_request))
-        .routes(routes!(list_requests))
-        .routes(routes!(accept))
-        .routes(routes!(decline))
-        .routes(routes!(block))
-        .routes(routes!(unblock))
-        .routes(routes!(list_blocked))
-        .routes(routes!(search))
-        .routes(routes!(suggestions))
-        .routes(routes!(unfriend))
+    routes_of![
+        list_friends,
+        send_request,
+        cancel_request,
+        list_requests,
+        accept,
+        decline,
+        block,
+        unblock,
+        list_blocked,
+        search,
+        suggestions,
+        unfriend
+    ]
 }
 
 /// The `friendId` path segment as a user id, or a 400 naming it.

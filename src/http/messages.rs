@@ -1,6 +1,6 @@
 use axum::{Json, http::StatusCode};
 use serde::Deserialize;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
@@ -19,12 +19,7 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(send))
-        .routes(routes!(history))
-        .routes(routes!(one, edit, remove))
-        .routes(routes!(status))
-        .routes(routes!(receipts))
+    routes_of![send, history, (one, edit, remove), status, receipts]
 }
 
 /// 201 with the stored message, or 200 with the original when `client_msg_id` repeats.

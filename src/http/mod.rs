@@ -2,6 +2,20 @@
 //! handler with its `#[utoipa::path]` attribute; `api_router` merges them, and the OpenAPI
 //! document is what the merged router collected.
 
+/// An `OpenApiRouter` registering each handler, or each parenthesized group of handlers that
+/// share a path, with `routes!`: `routes_of![list, (get_one, delete)]`.
+macro_rules! routes_of {
+    ($($handlers:tt),* $(,)?) => {
+        ::utoipa_axum::router::OpenApiRouter::new()$(.routes(routes_of!(@one $handlers)))*
+    };
+    (@one ($($handler:ident),+)) => {
+        ::utoipa_axum::routes!($($handler),+)
+    };
+    (@one $handler:ident) => {
+        ::utoipa_axum::routes!($handler)
+    };
+}
+
 pub mod auth;
 pub mod conversations;
 pub mod extract;

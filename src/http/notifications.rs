@@ -6,7 +6,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, PgPool};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
@@ -21,13 +21,14 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(list_unread))
-        .routes(routes!(unread_count))
-        .routes(routes!(read_all))
-        .routes(routes!(get_one, soft_delete))
-        .routes(routes!(mark_read))
+    routes_of![
+        list,
+        list_unread,
+        unread_count,
+        read_all,
+        (get_one, soft_delete),
+        mark_read
+    ]
 }
 
 fn notification_id(raw: &str) -> ApiResult<Uuid> {

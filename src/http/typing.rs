@@ -1,6 +1,6 @@
 use axum::Json;
 use serde::Serialize;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
@@ -13,7 +13,7 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(who_is_typing))
+    routes_of![who_is_typing]
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]

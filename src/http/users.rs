@@ -2,7 +2,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::IntoParams;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
@@ -15,11 +15,7 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_users))
-        .routes(routes!(me))
-        .routes(routes!(search_users))
-        .routes(routes!(get_user))
+    routes_of![list_users, me, search_users, get_user]
 }
 
 /// `status` and `last_seen_at` as the viewer may see them: a user who blocked the viewer
