@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
-    extract::{AppJson, AppPath, Caller, ClientAddr},
+    extract::{AppJson, Caller, CallerAt, ClientAddr},
     openapi::{BadRequest, Conflict, ErrorBody, NotFound, TooLarge, Unauthorized},
     users::User,
 };
@@ -544,10 +544,7 @@ async fn list_sessions(Caller(auth, state): Caller) -> ApiResult<Json<Vec<Sessio
 #[utoipa::path(delete, path = "/auth/sessions/{sid}", tag = "auth", security(("bearer" = [])),
     params(("sid" = Uuid, Path, description = "Session id")),
     responses((status = 204, description = "Session revoked"), BadRequest, Unauthorized, NotFound))]
-async fn revoke_session(
-    Caller(auth, state): Caller,
-    AppPath(sid): AppPath<Uuid>,
-) -> ApiResult<StatusCode> {
+async fn revoke_session(CallerAt(auth, state, sid): CallerAt) -> ApiResult<StatusCode> {
     if state.fabric.sessions.revoke(auth.user_id, sid).await? {
         disconnect(&state, vec![sid]).await;
         Ok(StatusCode::NO_CONTENT)

@@ -5,7 +5,7 @@ use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
-    extract::{AppJson, AppPath, AppQuery, Caller},
+    extract::{AppJson, AppQuery, Caller, CallerAt},
     openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
     users::page_limit,
 };
@@ -136,12 +136,9 @@ async fn list(
     responses(
         (status = 200, description = "Conversation with participants", body = ConversationDetails),
         BadRequest, Unauthorized, NotFound))]
-async fn details(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<ConversationDetails>> {
+async fn details(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<ConversationDetails>> {
     Ok(Json(
-        chat::conversation_details(&db, auth.user_id, id).await?,
+        chat::conversation_details(&state.db, auth.user_id, id).await?,
     ))
 }
 
@@ -162,8 +159,7 @@ struct AddBody {
         (status = 200, description = "The conversation after adding", body = ConversationView),
         BadRequest, Unauthorized, NotAllowed, NotFound, TooLarge))]
 async fn add_participants(
-    Caller(auth, state): Caller,
-    AppPath(id): AppPath<Uuid>,
+    CallerAt(auth, state, id): CallerAt,
     AppJson(body): AppJson<AddBody>,
 ) -> ApiResult<Json<ConversationView>> {
     let ids = parse_ids("userIds", &body.user_ids)?;
@@ -178,8 +174,7 @@ async fn add_participants(
         (status = 200, description = "The conversation after removing", body = ConversationView),
         BadRequest, Unauthorized, NotAllowed, NotFound))]
 async fn remove_participant(
-    Caller(auth, state): Caller,
-    AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
+    CallerAt(auth, state, (id, user_id)): CallerAt<(Uuid, Uuid)>,
 ) -> ApiResult<Json<ConversationView>> {
     Ok(Json(
         chat::remove_participant(&state, auth.user_id, id, user_id).await?,

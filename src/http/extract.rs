@@ -8,8 +8,12 @@ use axum::{
     http::{StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
 
 /// `Json` whose rejections answer in the API's error shape (400, 413 or 415).
 pub struct AppJson<T>(pub T);
@@ -206,10 +210,7 @@ pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         if let Some(user) = parts.extensions.get::<Self>() {
             return Ok(*user);
         }
@@ -228,11 +229,23 @@ pub struct Caller(pub AuthUser, pub AppState);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         Ok(Self(user, state.clone()))
+    }
+}
+
+/// A [`Caller`] and what the path names (one id unless said otherwise): how the handlers of
+/// one resource start. The token is checked before the path, so a stranger learns nothing
+/// from a malformed id.
+pub struct CallerAt<T = Uuid>(pub AuthUser, pub AppState, pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for CallerAt<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Caller(user, state) = Caller::from_request_parts(parts, state).await?;
+        let AppPath(path) = AppPath::from_request_parts(parts, &state).await?;
+        Ok(Self(user, state, path))
     }
 }

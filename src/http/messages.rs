@@ -1,11 +1,10 @@
 use axum::{Json, http::StatusCode};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
-use uuid::Uuid;
 
 use super::{
     conversations::int_param,
-    extract::{AppJson, AppPath, AppQuery, Caller},
+    extract::{AppJson, AppQuery, Caller, CallerAt},
     openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
 };
 use crate::{
@@ -65,8 +64,7 @@ struct HistoryParams {
         (status = 200, description = "Messages of a conversation", body = Vec<MessageView>),
         BadRequest, Unauthorized, NotFound))]
 async fn history(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(conversation_id): AppPath<Uuid>,
+    CallerAt(auth, AppState { db, .. }, conversation_id): CallerAt,
     AppQuery(p): AppQuery<HistoryParams>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
     let before_seq = int_param("before_seq", p.before_seq.as_deref(), 1)?;
@@ -93,14 +91,9 @@ async fn history(
 
 #[utoipa::path(get, path = "/messages/{id}", tag = "messages", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Message id")),
-    responses(
-        (status = 200, description = "The message", body = MessageView),
-        BadRequest, Unauthorized, NotFound))]
-async fn one(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<MessageView>> {
-    Ok(Json(chat::message_view(&db, auth.user_id, id).await?))
+    responses((status = 200, description = "The message", body = MessageView), BadRequest, Unauthorized, NotFound))]
+async fn one(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<MessageView>> {
+    Ok(Json(chat::message_view(&state.db, auth.user_id, id).await?))
 }
 
 /// The new text of a message.
@@ -117,8 +110,7 @@ struct EditBody {
         (status = 200, description = "The edited message", body = MessageView),
         BadRequest, Unauthorized, NotAllowed, NotFound, TooLarge))]
 async fn edit(
-    Caller(auth, state): Caller,
-    AppPath(id): AppPath<Uuid>,
+    CallerAt(auth, state, id): CallerAt,
     AppJson(body): AppJson<EditBody>,
 ) -> ApiResult<Json<MessageView>> {
     let raw = body
@@ -135,10 +127,7 @@ async fn edit(
     responses(
         (status = 200, description = "Deleted", body = MessageDeleted),
         BadRequest, Unauthorized, NotAllowed, NotFound))]
-async fn remove(
-    Caller(auth, state): Caller,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<MessageDeleted>> {
+async fn remove(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<MessageDeleted>> {
     Ok(Json(chat::delete_message(&state, auth.user_id, id).await?))
 }
 
@@ -157,8 +146,7 @@ struct StatusBody {
         (status = 200, description = "The message with its new status", body = MessageView),
         BadRequest, Unauthorized, NotFound, TooLarge))]
 async fn status(
-    Caller(auth, state): Caller,
-    AppPath(id): AppPath<Uuid>,
+    CallerAt(auth, state, id): CallerAt,
     AppJson(body): AppJson<StatusBody>,
 ) -> ApiResult<Json<MessageView>> {
     let raw = body
@@ -175,9 +163,6 @@ async fn status(
     responses(
         (status = 200, description = "Per-recipient delivery and read receipts", body = Vec<Receipt>),
         BadRequest, Unauthorized, NotFound))]
-async fn receipts(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<Vec<Receipt>>> {
-    Ok(Json(chat::receipts(&db, auth.user_id, id).await?))
+async fn receipts(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<Vec<Receipt>>> {
+    Ok(Json(chat::receipts(&state.db, auth.user_id, id).await?))
 }

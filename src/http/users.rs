@@ -6,7 +6,7 @@ use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
-    extract::{AppPath, AppQuery, Caller},
+    extract::{AppQuery, Caller, CallerAt},
     openapi::{BadRequest, NotFound, Unauthorized},
 };
 use crate::{
@@ -255,8 +255,7 @@ async fn own_profile(db: &PgPool, user_id: Uuid) -> ApiResult<User> {
         (status = 200, description = "The user (with email if it is the caller)", body = UserProfile),
         BadRequest, Unauthorized, NotFound))]
 async fn get_user(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(id): AppPath<Uuid>,
+    CallerAt(auth, AppState { db, .. }, id): CallerAt,
 ) -> ApiResult<Json<UserProfile>> {
     if id == auth.user_id {
         return Ok(Json(own_profile(&db, id).await?.into()));
