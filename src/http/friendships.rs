@@ -101,7 +101,7 @@ struct RequestBody {
     responses(
         (status = 201, description = "The pending request", body = FriendshipView),
         (status = 200, description = "The other user had asked already: the accepted friendship", body = FriendshipView),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn send_request(
     Caller(auth, state): Caller,
     AppJson(body): AppJson<RequestBody>,
@@ -141,9 +141,7 @@ async fn send_request(
 
 #[utoipa::path(post, path = "/friendships/accept/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 200, description = "Accept an incoming request", body = FriendshipView),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Accept an incoming request", body = FriendshipView), SocialErrors))]
 async fn accept(
     Caller(auth, state): Caller,
     Friend(id): Friend,
@@ -153,9 +151,7 @@ async fn accept(
 
 #[utoipa::path(post, path = "/friendships/decline/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 204, description = "Decline an incoming request"),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 204, description = "Decline an incoming request"), SocialErrors))]
 async fn decline(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<StatusCode> {
     social::decline(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -163,9 +159,7 @@ async fn decline(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<S
 
 #[utoipa::path(delete, path = "/friendships/request/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 204, description = "Cancel an outgoing request"),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 204, description = "Cancel an outgoing request"), SocialErrors))]
 async fn cancel_request(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<StatusCode> {
     social::cancel(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -173,9 +167,7 @@ async fn cancel_request(Caller(auth, state): Caller, Friend(id): Friend) -> ApiR
 
 #[utoipa::path(delete, path = "/friendships/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 204, description = "End a friendship"),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 204, description = "End a friendship"), SocialErrors))]
 async fn unfriend(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<StatusCode> {
     social::unfriend(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -186,7 +178,7 @@ async fn unfriend(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
         (status = 200, description = "Block a user (ends any friendship or request); blocking again changes nothing", body = BlockedUser),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn block(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<Json<BlockedUser>> {
     // 200 whether or not the block is new, as the original answered.
     let (_created, blocked) = social::block(&state, auth.user_id, id).await?;
@@ -195,9 +187,7 @@ async fn block(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<Jso
 
 #[utoipa::path(delete, path = "/friendships/unblock/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 200, description = "Unblock a user", body = Unblocked),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Unblock a user", body = Unblocked), SocialErrors))]
 async fn unblock(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<Json<Unblocked>> {
     social::unblock(&state, auth.user_id, id).await?;
     Ok(Json(Unblocked {
@@ -224,9 +214,7 @@ struct FriendsParams {
 
 /// `GET /friendships`: accepted friends with their presence, online ones first.
 #[utoipa::path(get, path = "/friendships", tag = "friendships", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Friends with live presence", body = Vec<FriendshipView>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Friends with live presence", body = Vec<FriendshipView>), SocialErrors))]
 async fn list_friends(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<FriendsParams>,
@@ -267,7 +255,7 @@ struct RequestsParams {
 #[utoipa::path(get, path = "/friendships/requests", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Pending requests (direction=incoming|outgoing)", body = Vec<FriendshipView>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn list_requests(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<RequestsParams>,
@@ -295,9 +283,7 @@ struct PageParams {
 
 /// `GET /friendships/blocked`: users the caller blocked, most recent first.
 #[utoipa::path(get, path = "/friendships/blocked", tag = "friendships", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Users the caller blocked", body = Vec<BlockedUser>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Users the caller blocked", body = Vec<BlockedUser>), SocialErrors))]
 async fn list_blocked(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<PageParams>,
@@ -349,7 +335,7 @@ struct SearchRow {
 #[utoipa::path(get, path = "/friendships/search", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Search users with their relationship to the caller", body = FriendSearchPage),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn search(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<SearchParams>,
@@ -432,7 +418,7 @@ struct Suggestion {
 #[utoipa::path(get, path = "/friendships/suggestions", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Friends of friends, by mutual friends", body = Vec<Suggestion>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn suggestions(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<PageParams>,

@@ -102,6 +102,25 @@ error_responses! {
     TooLarge: 413 "Body too large";
 }
 
+/// 400, 401, 403, 404 and 409 together: the friendship and notification routes document
+/// each of them on every operation.
+pub struct SocialErrors;
+
+impl IntoResponses for SocialErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [
+            BadRequest::responses(),
+            Unauthorized::responses(),
+            Forbidden::responses(),
+            NotFound::responses(),
+            Conflict::responses(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}
+
 /// Registers the `bearer` scheme that authenticated operations refer to.
 struct BearerAuth;
 
