@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use super::{
     extract::{AppJson, AppPath, AppQuery, Caller},
-    openapi::{BadRequest, Conflict, Forbidden, NotFound, Unauthorized},
-    users::{PageMeta, PublicUser, contains_pattern, limit_offset, page_limit},
+    openapi::SocialErrors,
+    users::{PageMeta, PublicUser, SearchPage, contains_pattern, limit_offset},
 };
 use crate::{
     error::{ApiError, ApiResult},
@@ -340,12 +340,7 @@ async fn search(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<SearchParams>,
 ) -> ApiResult<Json<FriendSearchPage>> {
-    let limit = page_limit(p.limit)?;
-    let page = p.page.unwrap_or(1);
-    if page < 1 {
-        return Err(ApiError::invalid("page", "must be 1 or more"));
-    }
-    let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
+    let q = SearchPage::parse(p.search.as_deref(), p.page, p.limit)?;
     let include_blocked = p.include_blocked.unwrap_or(false);
     let rows = sqlx::query_as::<_, SearchRow>(
         "select u.user_id, u.username, u.status, u.last_seen_at, u.created_at, u.updated_at, \
@@ -365,30 +360,25 @@ async fn search(
            and not exists (select 1 from user_blocks theirs where theirs.blocker_id = u.user_id and theirs.blocked_id = $2) \
          order by lower(u.username) limit $3 offset $4",
     )
-    .bind(&pattern)
+    .bind(&q.pattern)
     .bind(auth.user_id)
-    .bind(limit)
-    .bind((page - 1).saturating_mul(limit))
+    .bind(q.limit)
+    .bind(q.offset())
     .bind(include_blocked)
     .fetch_all(&db)
     .await?;
-    let total = match rows.first() {
-        Some(r) => r.total,
-        // Past the last page the window count has no row to ride on.
-        None => {
-            sqlx::query_scalar::<_, i64>(
-                "select count(*) from users u \
-                 where lower(u.username) like $1 and u.user_id <> $2 \
-                   and ($3 or not exists (select 1 from user_blocks mine where mine.blocker_id = $2 and mine.blocked_id = u.user_id)) \
-                   and not exists (select 1 from user_blocks theirs where theirs.blocker_id = u.user_id and theirs.blocked_id = $2)",
-            )
-            .bind(&pattern)
-            .bind(auth.user_id)
-            .bind(include_blocked)
-            .fetch_one(&db)
-            .await?
-        }
-    };
+    // Past the last page the window count has no row to ride on.
+    let count = sqlx::query_scalar(
+        "select count(*) from users u \
+         where lower(u.username) like $1 and u.user_id <> $2 \
+           and ($3 or not exists (select 1 from user_blocks mine where mine.blocker_id = $2 and mine.blocked_id = u.user_id)) \
+           and not exists (select 1 from user_blocks theirs where theirs.blocker_id = u.user_id and theirs.blocked_id = $2)",
+    )
+    .bind(&q.pattern)
+    .bind(auth.user_id)
+    .bind(include_blocked)
+    .fetch_one(&db);
+    let meta = q.meta(rows.first().map(|r| r.total), count).await?;
     let data = rows
         .into_iter()
         .map(|r| SearchHit {
@@ -396,10 +386,7 @@ async fn search(
             relationship: Relationship::parse(&r.relationship),
         })
         .collect();
-    Ok(Json(FriendSearchPage {
-        data,
-        meta: PageMeta::new(total, page, limit),
-    }))
+    Ok(Json(FriendSearchPage { data, meta }))
 }
 
 /// A friend of a friend.
