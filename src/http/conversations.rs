@@ -5,7 +5,7 @@ use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
-    extract::{AppJson, AppQuery, Caller, CallerAt},
+    extract::{AppJson, AppQuery, Caller, CallerAt, Change},
     openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
     users::page_limit,
 };
@@ -159,8 +159,7 @@ struct AddBody {
         (status = 200, description = "The conversation after adding", body = ConversationView),
         BadRequest, Unauthorized, NotAllowed, NotFound, TooLarge))]
 async fn add_participants(
-    CallerAt(auth, state, id): CallerAt,
-    AppJson(body): AppJson<AddBody>,
+    Change(auth, state, id, body): Change<AddBody>,
 ) -> ApiResult<Json<ConversationView>> {
     let ids = parse_ids("userIds", &body.user_ids)?;
     Ok(Json(

@@ -249,3 +249,28 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for CallerAt<T> {
         Ok(Self(user, state, path))
     }
 }
+
+/// A [`CallerAt`] and the JSON body it sends: how a change to one resource starts.
+pub struct Change<B, T = Uuid>(pub AuthUser, pub AppState, pub T, pub B);
+
+impl<B: DeserializeOwned, T: DeserializeOwned + Send> FromRequest<AppState> for Change<B, T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> ApiResult<Self> {
+        let (CallerAt(user, state, path), body) = parts_then_json(req, state).await?;
+        Ok(Self(user, state, path, body))
+    }
+}
+
+/// `P` from the request's head, then its JSON body: the body is read last, as it is when
+/// they are a handler's own arguments, so a refused caller or path never costs a read.
+pub async fn parts_then_json<P, B>(req: Request, state: &AppState) -> ApiResult<(P, B)>
+where
+    P: FromRequestParts<AppState, Rejection = ApiError>,
+    B: DeserializeOwned,
+{
+    let (mut parts, body) = req.into_parts();
+    let head = P::from_request_parts(&mut parts, state).await?;
+    let AppJson(json) = AppJson::from_request(Request::from_parts(parts, body), state).await?;
+    Ok((head, json))
+}

@@ -4,7 +4,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::{
     conversations::int_param,
-    extract::{AppJson, AppQuery, Caller, CallerAt},
+    extract::{AppJson, AppQuery, Caller, CallerAt, Change},
     openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
 };
 use crate::{
@@ -109,13 +109,8 @@ struct EditBody {
     responses(
         (status = 200, description = "The edited message", body = MessageView),
         BadRequest, Unauthorized, NotAllowed, NotFound, TooLarge))]
-async fn edit(
-    CallerAt(auth, state, id): CallerAt,
-    AppJson(body): AppJson<EditBody>,
-) -> ApiResult<Json<MessageView>> {
-    let raw = body
-        .content
-        .ok_or_else(|| ApiError::invalid("content", "is required"))?;
+async fn edit(Change(auth, state, id, body): Change<EditBody>) -> ApiResult<Json<MessageView>> {
+    let raw = required("content", body.content)?;
     let content = MessageBody::parse(&raw, state.settings.max_message_chars)?;
     Ok(Json(
         chat::edit_message(&state, auth.user_id, id, content).await?,
@@ -129,6 +124,11 @@ async fn edit(
         BadRequest, Unauthorized, NotAllowed, NotFound))]
 async fn remove(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<MessageDeleted>> {
     Ok(Json(chat::delete_message(&state, auth.user_id, id).await?))
+}
+
+/// A field the body must hold, or a 400 naming it.
+fn required(field: &'static str, value: Option<String>) -> ApiResult<String> {
+    value.ok_or_else(|| ApiError::invalid(field, "is required"))
 }
 
 /// How far the caller has got: `delivered` or `read` (read implies delivered).
@@ -145,14 +145,8 @@ struct StatusBody {
     responses(
         (status = 200, description = "The message with its new status", body = MessageView),
         BadRequest, Unauthorized, NotFound, TooLarge))]
-async fn status(
-    CallerAt(auth, state, id): CallerAt,
-    AppJson(body): AppJson<StatusBody>,
-) -> ApiResult<Json<MessageView>> {
-    let raw = body
-        .status
-        .ok_or_else(|| ApiError::invalid("status", "is required"))?;
-    let status = ReceiptStatus::parse(&raw)?;
+async fn status(Change(auth, state, id, body): Change<StatusBody>) -> ApiResult<Json<MessageView>> {
+    let status = ReceiptStatus::parse(&required("status", body.status)?)?;
     Ok(Json(
         chat::mark_status(&state, auth.user_id, id, status).await?,
     ))
