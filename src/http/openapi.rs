@@ -100,6 +100,7 @@ error_responses! {
     NotFound: 404 "Not found";
     Conflict: 409 "Conflict";
     TooLarge: 413 "Body too large";
+    HashingBusy: 503 "Password hashing at capacity; retry after Retry-After";
 }
 
 /// 400, 401, 403, 404 and 409 together: the friendship and notification routes document
