@@ -1,10 +1,11 @@
-use axum::{Json, http::StatusCode};
+use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
+    Created,
     extract::{AppJson, AppQuery, Caller, CallerAt, Change},
     openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
     users::page_limit,
@@ -86,7 +87,7 @@ struct CreateBody {
 async fn create(
     Caller(auth, state): Caller,
     AppJson(body): AppJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<ConversationSummary>)> {
+) -> ApiResult<Created<ConversationSummary>> {
     let ids = parse_ids("participant_ids", &body.participant_ids)?;
     let new = NewConversation::parse(
         auth.user_id,
@@ -94,13 +95,8 @@ async fn create(
         body.is_group.unwrap_or(false),
         &ids,
     )?;
-    let (conversation, created) = chat::create_conversation(&state, auth.user_id, new).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(conversation)))
+    let (body, created) = chat::create_conversation(&state, auth.user_id, new).await?;
+    Ok(Created { created, body })
 }
 
 // Strings, so that `int_param` names a malformed one.
@@ -126,9 +122,8 @@ async fn list(
 ) -> ApiResult<Json<Vec<ConversationSummary>>> {
     let limit = page_limit(int_param("limit", p.limit.as_deref(), 1)?)?;
     let offset = int_param("offset", p.offset.as_deref(), 0)?.unwrap_or(0);
-    Ok(Json(
-        chat::list_conversations(&db, auth.user_id, limit, offset).await?,
-    ))
+    let page = chat::list_conversations(&db, auth.user_id, limit, offset).await?;
+    Ok(Json(page))
 }
 
 #[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", security(("bearer" = [])),

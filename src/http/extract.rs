@@ -250,6 +250,18 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for CallerAt<T> {
     }
 }
 
+/// A [`Caller`] and the JSON body it sends: how a handler that creates something starts.
+pub struct Sends<B>(pub AuthUser, pub AppState, pub B);
+
+impl<B: DeserializeOwned> FromRequest<AppState> for Sends<B> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> ApiResult<Self> {
+        let (Caller(user, state), body) = parts_then_json(req, state).await?;
+        Ok(Self(user, state, body))
+    }
+}
+
 /// A [`CallerAt`] and the JSON body it sends: how a change to one resource starts.
 pub struct Change<B, T = Uuid>(pub AuthUser, pub AppState, pub T, pub B);
 

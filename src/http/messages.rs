@@ -1,10 +1,11 @@
-use axum::{Json, http::StatusCode};
+use axum::Json;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 
 use super::{
+    Created,
     conversations::int_param,
-    extract::{AppJson, AppQuery, Caller, CallerAt, Change},
+    extract::{AppQuery, CallerAt, Change, Sends},
     openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
 };
 use crate::{
@@ -27,13 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 201, description = "Stored message", body = MessageView),
         (status = 200, description = "The message stored earlier with this `client_msg_id`", body = MessageView),
         BadRequest, Unauthorized, NotFound, TooLarge))]
-async fn send(
-    Caller(auth, state): Caller,
-    AppJson(body): AppJson<SendBody>,
-) -> ApiResult<(StatusCode, Json<MessageView>)> {
+async fn send(Sends(auth, state, body): Sends<SendBody>) -> ApiResult<Created<MessageView>> {
     let (content, conversation_id, client_msg_id) =
         send_input(&body, state.settings.max_message_chars)?;
-    let (message, created) = chat::send_message(
+    let (body, created) = chat::send_message(
         &state,
         auth.user_id,
         conversation_id,
@@ -41,12 +39,7 @@ async fn send(
         client_msg_id,
     )
     .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(message)))
+    Ok(Created { created, body })
 }
 
 #[derive(Debug, Deserialize)]

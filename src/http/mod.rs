@@ -127,6 +127,24 @@ async fn log_request(req: Request, next: Next) -> Response {
     resp
 }
 
+/// 201 with what the request created, or 200 with what existed already: a repeated request
+/// answers with the original instead of creating it twice.
+pub struct Created<T> {
+    pub created: bool,
+    pub body: T,
+}
+
+impl<T: serde::Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        let status = if self.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        (status, axum::Json(self.body)).into_response()
+    }
+}
+
 async fn not_found(req: Request) -> ApiError {
     ApiError::NotFound(format!("Cannot {} {}", req.method(), req.uri().path()).into())
 }
