@@ -1,16 +1,18 @@
+use std::net::IpAddr;
+
 use axum::{
     Json,
-    extract::State,
-    http::{HeaderMap, StatusCode, header},
+    extract::{FromRequest, FromRequestParts, Request, State},
+    http::{StatusCode, header, request::Parts},
 };
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
-    extract::{AppJson, AppPath, Caller, ClientAddr},
-    openapi::{BadRequest, Conflict, ErrorBody, NotFound, TooLarge, Unauthorized},
+    extract::{AppJson, Caller, CallerAt, ClientAddr, parts_then_json},
+    openapi::{BadRequest, Conflict, ErrorBody, HashingBusy, NotFound, TooLarge, Unauthorized},
     users::User,
 };
 use crate::{
@@ -18,20 +20,21 @@ use crate::{
     bus::{self, BusMessage},
     domain::{DeviceName, Email, Password, Username},
     error::{ApiError, ApiResult, FieldError, ResultExt},
-    fabric::{Rotate, Rotation, Session},
+    fabric::{FabricResult, Rate, Rotate, Rotation, Session},
     limits::{self, Limit, key},
     state::AppState,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(register))
-        .routes(routes!(login))
-        .routes(routes!(refresh))
-        .routes(routes!(logout))
-        .routes(routes!(logout_all))
-        .routes(routes!(list_sessions))
-        .routes(routes!(revoke_session))
+    routes_of![
+        register,
+        login,
+        refresh,
+        logout,
+        logout_all,
+        list_sessions,
+        revoke_session
+    ]
 }
 
 /// A signed-in device: its tokens and the user behind it.
@@ -96,21 +99,49 @@ fn collect<T>(r: Result<T, ApiError>, errs: &mut Vec<FieldError>) -> Option<T> {
     }
 }
 
+/// Where a sign-in comes from: the address the limits count, and the User-Agent (its first
+/// 64 characters) that names the device when the body does not.
+struct Client {
+    addr: IpAddr,
+    user_agent: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Client {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Ok(ClientAddr(addr)) = ClientAddr::from_request_parts(parts, state).await;
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(64).collect::<String>());
+        Ok(Self { addr, user_agent })
+    }
+}
+
+/// A request that signs a device in: the state, where it comes from, and its JSON body.
+struct SignIn<B>(AppState, Client, B);
+
+impl<B: DeserializeOwned> FromRequest<AppState> for SignIn<B> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> ApiResult<Self> {
+        let (client, body) = parts_then_json(req, state).await?;
+        Ok(Self(state.clone(), client, body))
+    }
+}
+
 /// The device name: the client's, else its User-Agent, else a placeholder.
 fn device_name(
     given: Option<&str>,
-    headers: &HeaderMap,
+    client: &Client,
     errs: &mut Vec<FieldError>,
 ) -> Option<DeviceName> {
-    let ua = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(64).collect::<String>());
+    let ua = client.user_agent.as_deref();
     match given {
         Some(d) => collect(DeviceName::parse(Some(d)), errs),
-        None => {
-            collect(DeviceName::parse(ua.as_deref()), errs).or_else(|| DeviceName::parse(None).ok())
-        }
+        None => collect(DeviceName::parse(ua), errs).or_else(|| DeviceName::parse(None).ok()),
     }
 }
 
@@ -118,13 +149,9 @@ fn device_name(
     responses(
         (status = 201, description = "Registered and signed in", body = AuthResponse),
         (status = 429, description = "Too many sign-ups from this address", body = ErrorBody),
-        (status = 503, description = "Password hashing at capacity; retry after Retry-After", body = ErrorBody),
-        BadRequest, Conflict, TooLarge))]
+        BadRequest, Conflict, TooLarge, HashingBusy))]
 async fn register(
-    State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
-    AppJson(body): AppJson<RegisterBody>,
+    SignIn(state, client, body): SignIn<RegisterBody>,
 ) -> ApiResult<(StatusCode, Json<AuthResponse>)> {
     let mut errs = Vec::new();
     let username = required("username", body.username.as_deref(), &mut errs)
@@ -133,7 +160,7 @@ async fn register(
         .and_then(|e| collect(Email::parse(e), &mut errs));
     let password = required("password", body.password.as_deref(), &mut errs)
         .and_then(|p| collect(Password::parse(p.to_owned()), &mut errs));
-    let device = device_name(body.device.as_deref(), &headers, &mut errs);
+    let device = device_name(body.device.as_deref(), &client, &mut errs);
     let (Some(username), Some(email), Some(password), Some(device), true) =
         (username, email, password, device, errs.is_empty())
     else {
@@ -143,7 +170,7 @@ async fn register(
     limits::take(
         state.fabric.limits.as_ref(),
         Limit::SignupAddress,
-        &key::signup_address(addr),
+        &key::signup_address(client.addr),
         state.settings.limit_address_signups,
     )
     .await?;
@@ -328,14 +355,8 @@ struct Credentials {
     responses(
         (status = 200, description = "Signed in", body = AuthResponse),
         (status = 429, description = "Too many failed attempts for this account or from this address", body = ErrorBody),
-        (status = 503, description = "Password hashing at capacity; retry after Retry-After", body = ErrorBody),
-        BadRequest, Unauthorized, TooLarge))]
-async fn login(
-    State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
-    headers: HeaderMap,
-    AppJson(body): AppJson<LoginBody>,
-) -> ApiResult<Json<AuthResponse>> {
+        BadRequest, Unauthorized, TooLarge, HashingBusy))]
+async fn login(SignIn(state, client, body): SignIn<LoginBody>) -> ApiResult<Json<AuthResponse>> {
     let mut errs = Vec::new();
     let identifier = body
         .username
@@ -368,7 +389,7 @@ async fn login(
             None
         }
     };
-    let device = device_name(body.device.as_deref(), &headers, &mut errs);
+    let device = device_name(body.device.as_deref(), &client, &mut errs);
     let (Some(identifier), Some(password), Some(device), true) =
         (identifier, password, device, errs.is_empty())
     else {
@@ -378,15 +399,12 @@ async fn login(
     // Each attempt takes its failure from both limiters before any password is evaluated,
     // so parallel attempts cannot all slip under a check; a success gives them back.
     let rates = &state.settings;
-    let address_key = key::login_address(addr);
-    limits::take(
-        state.fabric.limits.as_ref(),
-        Limit::LoginAddress,
-        &address_key,
-        rates.limit_address_login_failures,
-    )
-    .await
-    .map_err(count_refusal)?;
+    let address = Attempts {
+        limit: Limit::LoginAddress,
+        key: key::login_address(client.addr),
+        rate: rates.limit_address_login_failures,
+    };
+    address.take(&state).await?;
     let found = sqlx::query_as::<_, Credentials>(
         "select user_id, username, email, status, last_seen_at, created_at, updated_at, password_hash \
          from users where lower(username) = lower($1) or lower(email) = lower($1) limit 1",
@@ -394,19 +412,16 @@ async fn login(
     .bind(identifier)
     .fetch_optional(&state.db)
     .await?;
-    // Counted on the account however it was spelled (username, email, any case).
-    let account_key = match &found {
-        Some(c) => key::login_account(c.user.user_id),
-        None => key::login_unknown(&identifier.to_lowercase()),
+    let account = Attempts {
+        limit: Limit::LoginAccount,
+        // Counted on the account however it was spelled (username, email, any case).
+        key: match &found {
+            Some(c) => key::login_account(c.user.user_id),
+            None => key::login_unknown(&identifier.to_lowercase()),
+        },
+        rate: rates.limit_login_failures,
     };
-    limits::take(
-        state.fabric.limits.as_ref(),
-        Limit::LoginAccount,
-        &account_key,
-        rates.limit_login_failures,
-    )
-    .await
-    .map_err(count_refusal)?;
+    account.take(&state).await?;
     let (user, hash) = match found {
         Some(c) => (Some(c.user), Some(c.password_hash)),
         None => (None, None),
@@ -415,16 +430,8 @@ async fn login(
         Ok(ok) => ok,
         Err(e) => {
             // No password was evaluated: the attempt does not count.
-            let _ = state
-                .fabric
-                .limits
-                .give_back(&account_key, rates.limit_login_failures)
-                .await;
-            let _ = state
-                .fabric
-                .limits
-                .give_back(&address_key, rates.limit_address_login_failures)
-                .await;
+            let _ = account.give_back(&state).await;
+            let _ = address.give_back(&state).await;
             return Err(e);
         }
     };
@@ -434,22 +441,36 @@ async fn login(
             "invalid username or password".into(),
         ));
     };
-    state.fabric.limits.reset(&account_key).await?;
-    state
-        .fabric
-        .limits
-        .give_back(&address_key, rates.limit_address_login_failures)
-        .await?;
+    state.fabric.limits.reset(&account.key).await?;
+    address.give_back(&state).await?;
     metrics::counter!(crate::metrics::names::AUTH_LOGINS, "outcome" => "ok").increment(1);
     Ok(Json(start_session(&state, user, device).await?))
 }
 
-fn count_refusal(e: ApiError) -> ApiError {
-    if matches!(e, ApiError::TooManyRequests { .. }) {
-        metrics::counter!(crate::metrics::names::AUTH_LOGINS, "outcome" => "rate_limited")
-            .increment(1);
+/// One budget a login attempt draws on: the address's or the account's failures.
+struct Attempts {
+    limit: Limit,
+    key: String,
+    rate: Rate,
+}
+
+impl Attempts {
+    /// Takes the attempt's failure before it is known; a refusal counts as a rate-limited
+    /// login.
+    async fn take(&self, state: &AppState) -> ApiResult<()> {
+        let store = state.fabric.limits.as_ref();
+        let taken = limits::take(store, self.limit, &self.key, self.rate).await;
+        if let Err(ApiError::TooManyRequests { .. }) = taken {
+            metrics::counter!(crate::metrics::names::AUTH_LOGINS, "outcome" => "rate_limited")
+                .increment(1);
+        }
+        taken
     }
-    e
+
+    /// Gives the failure back: the attempt succeeded, or never got to a password.
+    async fn give_back(&self, state: &AppState) -> FabricResult<()> {
+        state.fabric.limits.give_back(&self.key, self.rate).await
+    }
 }
 
 /// Longest login name: an email address can be 254 bytes, a username is shorter.
@@ -543,10 +564,7 @@ async fn list_sessions(Caller(auth, state): Caller) -> ApiResult<Json<Vec<Sessio
 #[utoipa::path(delete, path = "/auth/sessions/{sid}", tag = "auth", security(("bearer" = [])),
     params(("sid" = Uuid, Path, description = "Session id")),
     responses((status = 204, description = "Session revoked"), BadRequest, Unauthorized, NotFound))]
-async fn revoke_session(
-    Caller(auth, state): Caller,
-    AppPath(sid): AppPath<Uuid>,
-) -> ApiResult<StatusCode> {
+async fn revoke_session(CallerAt(auth, state, sid): CallerAt) -> ApiResult<StatusCode> {
     if state.fabric.sessions.revoke(auth.user_id, sid).await? {
         disconnect(&state, vec![sid]).await;
         Ok(StatusCode::NO_CONTENT)

@@ -1,11 +1,12 @@
-use axum::{Json, http::StatusCode};
+use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
-    extract::{AppJson, AppPath, AppQuery, Caller},
+    Created,
+    extract::{AppJson, AppQuery, Caller, CallerAt, Change},
     openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
     users::page_limit,
 };
@@ -16,11 +17,12 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list, create))
-        .routes(routes!(details))
-        .routes(routes!(add_participants))
-        .routes(routes!(remove_participant))
+    routes_of![
+        (list, create),
+        details,
+        add_participants,
+        remove_participant
+    ]
 }
 
 /// Ids as strings, so that a malformed one is a 400 naming `field` and the bad value.
@@ -85,7 +87,7 @@ struct CreateBody {
 async fn create(
     Caller(auth, state): Caller,
     AppJson(body): AppJson<CreateBody>,
-) -> ApiResult<(StatusCode, Json<ConversationSummary>)> {
+) -> ApiResult<Created<ConversationSummary>> {
     let ids = parse_ids("participant_ids", &body.participant_ids)?;
     let new = NewConversation::parse(
         auth.user_id,
@@ -93,13 +95,8 @@ async fn create(
         body.is_group.unwrap_or(false),
         &ids,
     )?;
-    let (conversation, created) = chat::create_conversation(&state, auth.user_id, new).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(conversation)))
+    let (body, created) = chat::create_conversation(&state, auth.user_id, new).await?;
+    Ok(Created { created, body })
 }
 
 // Strings, so that `int_param` names a malformed one.
@@ -125,9 +122,8 @@ async fn list(
 ) -> ApiResult<Json<Vec<ConversationSummary>>> {
     let limit = page_limit(int_param("limit", p.limit.as_deref(), 1)?)?;
     let offset = int_param("offset", p.offset.as_deref(), 0)?.unwrap_or(0);
-    Ok(Json(
-        chat::list_conversations(&db, auth.user_id, limit, offset).await?,
-    ))
+    let page = chat::list_conversations(&db, auth.user_id, limit, offset).await?;
+    Ok(Json(page))
 }
 
 #[utoipa::path(get, path = "/conversations/{id}", tag = "conversations", security(("bearer" = [])),
@@ -135,12 +131,9 @@ async fn list(
     responses(
         (status = 200, description = "Conversation with participants", body = ConversationDetails),
         BadRequest, Unauthorized, NotFound))]
-async fn details(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<ConversationDetails>> {
+async fn details(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<ConversationDetails>> {
     Ok(Json(
-        chat::conversation_details(&db, auth.user_id, id).await?,
+        chat::conversation_details(&state.db, auth.user_id, id).await?,
     ))
 }
 
@@ -161,9 +154,7 @@ struct AddBody {
         (status = 200, description = "The conversation after adding", body = ConversationView),
         BadRequest, Unauthorized, NotAllowed, NotFound, TooLarge))]
 async fn add_participants(
-    Caller(auth, state): Caller,
-    AppPath(id): AppPath<Uuid>,
-    AppJson(body): AppJson<AddBody>,
+    Change(auth, state, id, body): Change<AddBody>,
 ) -> ApiResult<Json<ConversationView>> {
     let ids = parse_ids("userIds", &body.user_ids)?;
     Ok(Json(
@@ -177,8 +168,7 @@ async fn add_participants(
         (status = 200, description = "The conversation after removing", body = ConversationView),
         BadRequest, Unauthorized, NotAllowed, NotFound))]
 async fn remove_participant(
-    Caller(auth, state): Caller,
-    AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
+    CallerAt(auth, state, (id, user_id)): CallerAt<(Uuid, Uuid)>,
 ) -> ApiResult<Json<ConversationView>> {
     Ok(Json(
         chat::remove_participant(&state, auth.user_id, id, user_id).await?,

@@ -8,8 +8,12 @@ use axum::{
     http::{StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
 
 /// `Json` whose rejections answer in the API's error shape (400, 413 or 415).
 pub struct AppJson<T>(pub T);
@@ -206,10 +210,7 @@ pub fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         if let Some(user) = parts.extensions.get::<Self>() {
             return Ok(*user);
         }
@@ -228,11 +229,60 @@ pub struct Caller(pub AuthUser, pub AppState);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let user = AuthUser::from_request_parts(parts, state).await?;
         Ok(Self(user, state.clone()))
     }
+}
+
+/// A [`Caller`] and what the path names (one id unless said otherwise): how the handlers of
+/// one resource start. The token is checked before the path, so a stranger learns nothing
+/// from a malformed id.
+pub struct CallerAt<T = Uuid>(pub AuthUser, pub AppState, pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for CallerAt<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let Caller(user, state) = Caller::from_request_parts(parts, state).await?;
+        let AppPath(path) = AppPath::from_request_parts(parts, &state).await?;
+        Ok(Self(user, state, path))
+    }
+}
+
+/// A [`Caller`] and the JSON body it sends: how a handler that creates something starts.
+pub struct Sends<B>(pub AuthUser, pub AppState, pub B);
+
+impl<B: DeserializeOwned> FromRequest<AppState> for Sends<B> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> ApiResult<Self> {
+        let (Caller(user, state), body) = parts_then_json(req, state).await?;
+        Ok(Self(user, state, body))
+    }
+}
+
+/// A [`CallerAt`] and the JSON body it sends: how a change to one resource starts.
+pub struct Change<B, T = Uuid>(pub AuthUser, pub AppState, pub T, pub B);
+
+impl<B: DeserializeOwned, T: DeserializeOwned + Send> FromRequest<AppState> for Change<B, T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> ApiResult<Self> {
+        let (CallerAt(user, state, path), body) = parts_then_json(req, state).await?;
+        Ok(Self(user, state, path, body))
+    }
+}
+
+/// `P` from the request's head, then its JSON body: the body is read last, as it is when
+/// they are a handler's own arguments, so a refused caller or path never costs a read.
+pub async fn parts_then_json<P, B>(req: Request, state: &AppState) -> ApiResult<(P, B)>
+where
+    P: FromRequestParts<AppState, Rejection = ApiError>,
+    B: DeserializeOwned,
+{
+    let (mut parts, body) = req.into_parts();
+    let head = P::from_request_parts(&mut parts, state).await?;
+    let AppJson(json) = AppJson::from_request(Request::from_parts(parts, body), state).await?;
+    Ok((head, json))
 }

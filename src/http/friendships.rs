@@ -8,13 +8,13 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, postgres::PgRow};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
     extract::{AppJson, AppPath, AppQuery, Caller},
-    openapi::{BadRequest, Conflict, Forbidden, NotFound, Unauthorized},
-    users::{PageMeta, PublicUser, contains_pattern, limit_offset, page_limit},
+    openapi::SocialErrors,
+    users::{PageMeta, PublicUser, SearchPage, contains_pattern, limit_offset},
 };
 use crate::{
     error::{ApiError, ApiResult},
@@ -25,19 +25,20 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_friends))
-        .routes(routes!(send_request))
-        .routes(routes!(cancel_request))
-        .routes(routes!(list_requests))
-        .routes(routes!(accept))
-        .routes(routes!(decline))
-        .routes(routes!(block))
-        .routes(routes!(unblock))
-        .routes(routes!(list_blocked))
-        .routes(routes!(search))
-        .routes(routes!(suggestions))
-        .routes(routes!(unfriend))
+    routes_of![
+        list_friends,
+        send_request,
+        cancel_request,
+        list_requests,
+        accept,
+        decline,
+        block,
+        unblock,
+        list_blocked,
+        search,
+        suggestions,
+        unfriend
+    ]
 }
 
 /// The `friendId` path segment as a user id, or a 400 naming it.
@@ -100,7 +101,7 @@ struct RequestBody {
     responses(
         (status = 201, description = "The pending request", body = FriendshipView),
         (status = 200, description = "The other user had asked already: the accepted friendship", body = FriendshipView),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn send_request(
     Caller(auth, state): Caller,
     AppJson(body): AppJson<RequestBody>,
@@ -140,9 +141,7 @@ async fn send_request(
 
 #[utoipa::path(post, path = "/friendships/accept/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 200, description = "Accept an incoming request", body = FriendshipView),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Accept an incoming request", body = FriendshipView), SocialErrors))]
 async fn accept(
     Caller(auth, state): Caller,
     Friend(id): Friend,
@@ -152,9 +151,7 @@ async fn accept(
 
 #[utoipa::path(post, path = "/friendships/decline/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 204, description = "Decline an incoming request"),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 204, description = "Decline an incoming request"), SocialErrors))]
 async fn decline(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<StatusCode> {
     social::decline(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -162,9 +159,7 @@ async fn decline(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<S
 
 #[utoipa::path(delete, path = "/friendships/request/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 204, description = "Cancel an outgoing request"),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 204, description = "Cancel an outgoing request"), SocialErrors))]
 async fn cancel_request(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<StatusCode> {
     social::cancel(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -172,9 +167,7 @@ async fn cancel_request(Caller(auth, state): Caller, Friend(id): Friend) -> ApiR
 
 #[utoipa::path(delete, path = "/friendships/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 204, description = "End a friendship"),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 204, description = "End a friendship"), SocialErrors))]
 async fn unfriend(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<StatusCode> {
     social::unfriend(&state, auth.user_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -185,7 +178,7 @@ async fn unfriend(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<
     params(("friendId" = Uuid, Path, description = "The other user")),
     responses(
         (status = 200, description = "Block a user (ends any friendship or request); blocking again changes nothing", body = BlockedUser),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn block(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<Json<BlockedUser>> {
     // 200 whether or not the block is new, as the original answered.
     let (_created, blocked) = social::block(&state, auth.user_id, id).await?;
@@ -194,9 +187,7 @@ async fn block(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<Jso
 
 #[utoipa::path(delete, path = "/friendships/unblock/{friendId}", tag = "friendships", security(("bearer" = [])),
     params(("friendId" = Uuid, Path, description = "The other user")),
-    responses(
-        (status = 200, description = "Unblock a user", body = Unblocked),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Unblock a user", body = Unblocked), SocialErrors))]
 async fn unblock(Caller(auth, state): Caller, Friend(id): Friend) -> ApiResult<Json<Unblocked>> {
     social::unblock(&state, auth.user_id, id).await?;
     Ok(Json(Unblocked {
@@ -223,9 +214,7 @@ struct FriendsParams {
 
 /// `GET /friendships`: accepted friends with their presence, online ones first.
 #[utoipa::path(get, path = "/friendships", tag = "friendships", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Friends with live presence", body = Vec<FriendshipView>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Friends with live presence", body = Vec<FriendshipView>), SocialErrors))]
 async fn list_friends(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<FriendsParams>,
@@ -266,7 +255,7 @@ struct RequestsParams {
 #[utoipa::path(get, path = "/friendships/requests", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Pending requests (direction=incoming|outgoing)", body = Vec<FriendshipView>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn list_requests(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<RequestsParams>,
@@ -294,9 +283,7 @@ struct PageParams {
 
 /// `GET /friendships/blocked`: users the caller blocked, most recent first.
 #[utoipa::path(get, path = "/friendships/blocked", tag = "friendships", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Users the caller blocked", body = Vec<BlockedUser>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Users the caller blocked", body = Vec<BlockedUser>), SocialErrors))]
 async fn list_blocked(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<PageParams>,
@@ -348,17 +335,12 @@ struct SearchRow {
 #[utoipa::path(get, path = "/friendships/search", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Search users with their relationship to the caller", body = FriendSearchPage),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn search(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<SearchParams>,
 ) -> ApiResult<Json<FriendSearchPage>> {
-    let limit = page_limit(p.limit)?;
-    let page = p.page.unwrap_or(1);
-    if page < 1 {
-        return Err(ApiError::invalid("page", "must be 1 or more"));
-    }
-    let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
+    let q = SearchPage::parse(p.search.as_deref(), p.page, p.limit)?;
     let include_blocked = p.include_blocked.unwrap_or(false);
     let rows = sqlx::query_as::<_, SearchRow>(
         "select u.user_id, u.username, u.status, u.last_seen_at, u.created_at, u.updated_at, \
@@ -378,30 +360,25 @@ async fn search(
            and not exists (select 1 from user_blocks theirs where theirs.blocker_id = u.user_id and theirs.blocked_id = $2) \
          order by lower(u.username) limit $3 offset $4",
     )
-    .bind(&pattern)
+    .bind(&q.pattern)
     .bind(auth.user_id)
-    .bind(limit)
-    .bind((page - 1).saturating_mul(limit))
+    .bind(q.limit)
+    .bind(q.offset())
     .bind(include_blocked)
     .fetch_all(&db)
     .await?;
-    let total = match rows.first() {
-        Some(r) => r.total,
-        // Past the last page the window count has no row to ride on.
-        None => {
-            sqlx::query_scalar::<_, i64>(
-                "select count(*) from users u \
-                 where lower(u.username) like $1 and u.user_id <> $2 \
-                   and ($3 or not exists (select 1 from user_blocks mine where mine.blocker_id = $2 and mine.blocked_id = u.user_id)) \
-                   and not exists (select 1 from user_blocks theirs where theirs.blocker_id = u.user_id and theirs.blocked_id = $2)",
-            )
-            .bind(&pattern)
-            .bind(auth.user_id)
-            .bind(include_blocked)
-            .fetch_one(&db)
-            .await?
-        }
-    };
+    // Past the last page the window count has no row to ride on.
+    let count = sqlx::query_scalar(
+        "select count(*) from users u \
+         where lower(u.username) like $1 and u.user_id <> $2 \
+           and ($3 or not exists (select 1 from user_blocks mine where mine.blocker_id = $2 and mine.blocked_id = u.user_id)) \
+           and not exists (select 1 from user_blocks theirs where theirs.blocker_id = u.user_id and theirs.blocked_id = $2)",
+    )
+    .bind(&q.pattern)
+    .bind(auth.user_id)
+    .bind(include_blocked)
+    .fetch_one(&db);
+    let meta = q.meta(rows.first().map(|r| r.total), count).await?;
     let data = rows
         .into_iter()
         .map(|r| SearchHit {
@@ -409,10 +386,7 @@ async fn search(
             relationship: Relationship::parse(&r.relationship),
         })
         .collect();
-    Ok(Json(FriendSearchPage {
-        data,
-        meta: PageMeta::new(total, page, limit),
-    }))
+    Ok(Json(FriendSearchPage { data, meta }))
 }
 
 /// A friend of a friend.
@@ -431,7 +405,7 @@ struct Suggestion {
 #[utoipa::path(get, path = "/friendships/suggestions", tag = "friendships", security(("bearer" = [])),
     responses(
         (status = 200, description = "Friends of friends, by mutual friends", body = Vec<Suggestion>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn suggestions(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<PageParams>,

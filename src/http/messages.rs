@@ -1,11 +1,11 @@
-use axum::{Json, http::StatusCode};
+use axum::Json;
 use serde::Deserialize;
-use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
+use utoipa_axum::router::OpenApiRouter;
 
 use super::{
+    Created,
     conversations::int_param,
-    extract::{AppJson, AppPath, AppQuery, Caller},
+    extract::{AppQuery, CallerAt, Change, Sends},
     openapi::{BadRequest, NotAllowed, NotFound, TooLarge, Unauthorized},
 };
 use crate::{
@@ -19,12 +19,7 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(send))
-        .routes(routes!(history))
-        .routes(routes!(one, edit, remove))
-        .routes(routes!(status))
-        .routes(routes!(receipts))
+    routes_of![send, history, (one, edit, remove), status, receipts]
 }
 
 /// 201 with the stored message, or 200 with the original when `client_msg_id` repeats.
@@ -33,13 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 201, description = "Stored message", body = MessageView),
         (status = 200, description = "The message stored earlier with this `client_msg_id`", body = MessageView),
         BadRequest, Unauthorized, NotFound, TooLarge))]
-async fn send(
-    Caller(auth, state): Caller,
-    AppJson(body): AppJson<SendBody>,
-) -> ApiResult<(StatusCode, Json<MessageView>)> {
+async fn send(Sends(auth, state, body): Sends<SendBody>) -> ApiResult<Created<MessageView>> {
     let (content, conversation_id, client_msg_id) =
         send_input(&body, state.settings.max_message_chars)?;
-    let (message, created) = chat::send_message(
+    let (body, created) = chat::send_message(
         &state,
         auth.user_id,
         conversation_id,
@@ -47,12 +39,7 @@ async fn send(
         client_msg_id,
     )
     .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(message)))
+    Ok(Created { created, body })
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,8 +57,7 @@ struct HistoryParams {
         (status = 200, description = "Messages of a conversation", body = Vec<MessageView>),
         BadRequest, Unauthorized, NotFound))]
 async fn history(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(conversation_id): AppPath<Uuid>,
+    CallerAt(auth, AppState { db, .. }, conversation_id): CallerAt,
     AppQuery(p): AppQuery<HistoryParams>,
 ) -> ApiResult<Json<Vec<MessageView>>> {
     let before_seq = int_param("before_seq", p.before_seq.as_deref(), 1)?;
@@ -98,14 +84,9 @@ async fn history(
 
 #[utoipa::path(get, path = "/messages/{id}", tag = "messages", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Message id")),
-    responses(
-        (status = 200, description = "The message", body = MessageView),
-        BadRequest, Unauthorized, NotFound))]
-async fn one(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<MessageView>> {
-    Ok(Json(chat::message_view(&db, auth.user_id, id).await?))
+    responses((status = 200, description = "The message", body = MessageView), BadRequest, Unauthorized, NotFound))]
+async fn one(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<MessageView>> {
+    Ok(Json(chat::message_view(&state.db, auth.user_id, id).await?))
 }
 
 /// The new text of a message.
@@ -121,14 +102,8 @@ struct EditBody {
     responses(
         (status = 200, description = "The edited message", body = MessageView),
         BadRequest, Unauthorized, NotAllowed, NotFound, TooLarge))]
-async fn edit(
-    Caller(auth, state): Caller,
-    AppPath(id): AppPath<Uuid>,
-    AppJson(body): AppJson<EditBody>,
-) -> ApiResult<Json<MessageView>> {
-    let raw = body
-        .content
-        .ok_or_else(|| ApiError::invalid("content", "is required"))?;
+async fn edit(Change(auth, state, id, body): Change<EditBody>) -> ApiResult<Json<MessageView>> {
+    let raw = required("content", body.content)?;
     let content = MessageBody::parse(&raw, state.settings.max_message_chars)?;
     Ok(Json(
         chat::edit_message(&state, auth.user_id, id, content).await?,
@@ -140,11 +115,13 @@ async fn edit(
     responses(
         (status = 200, description = "Deleted", body = MessageDeleted),
         BadRequest, Unauthorized, NotAllowed, NotFound))]
-async fn remove(
-    Caller(auth, state): Caller,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<MessageDeleted>> {
+async fn remove(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<MessageDeleted>> {
     Ok(Json(chat::delete_message(&state, auth.user_id, id).await?))
+}
+
+/// A field the body must hold, or a 400 naming it.
+fn required(field: &'static str, value: Option<String>) -> ApiResult<String> {
+    value.ok_or_else(|| ApiError::invalid(field, "is required"))
 }
 
 /// How far the caller has got: `delivered` or `read` (read implies delivered).
@@ -161,15 +138,8 @@ struct StatusBody {
     responses(
         (status = 200, description = "The message with its new status", body = MessageView),
         BadRequest, Unauthorized, NotFound, TooLarge))]
-async fn status(
-    Caller(auth, state): Caller,
-    AppPath(id): AppPath<Uuid>,
-    AppJson(body): AppJson<StatusBody>,
-) -> ApiResult<Json<MessageView>> {
-    let raw = body
-        .status
-        .ok_or_else(|| ApiError::invalid("status", "is required"))?;
-    let status = ReceiptStatus::parse(&raw)?;
+async fn status(Change(auth, state, id, body): Change<StatusBody>) -> ApiResult<Json<MessageView>> {
+    let status = ReceiptStatus::parse(&required("status", body.status)?)?;
     Ok(Json(
         chat::mark_status(&state, auth.user_id, id, status).await?,
     ))
@@ -180,9 +150,6 @@ async fn status(
     responses(
         (status = 200, description = "Per-recipient delivery and read receipts", body = Vec<Receipt>),
         BadRequest, Unauthorized, NotFound))]
-async fn receipts(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<Vec<Receipt>>> {
-    Ok(Json(chat::receipts(&db, auth.user_id, id).await?))
+async fn receipts(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<Vec<Receipt>>> {
+    Ok(Json(chat::receipts(&state.db, auth.user_id, id).await?))
 }

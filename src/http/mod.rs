@@ -2,6 +2,20 @@
 //! handler with its `#[utoipa::path]` attribute; `api_router` merges them, and the OpenAPI
 //! document is what the merged router collected.
 
+/// An `OpenApiRouter` registering each handler, or each parenthesized group of handlers that
+/// share a path, with `routes!`: `routes_of![list, (get_one, delete)]`.
+macro_rules! routes_of {
+    ($($handlers:tt),* $(,)?) => {
+        ::utoipa_axum::router::OpenApiRouter::new()$(.routes(routes_of!(@one $handlers)))*
+    };
+    (@one ($($handler:ident),+)) => {
+        ::utoipa_axum::routes!($($handler),+)
+    };
+    (@one $handler:ident) => {
+        ::utoipa_axum::routes!($handler)
+    };
+}
+
 pub mod auth;
 pub mod conversations;
 pub mod extract;
@@ -111,6 +125,24 @@ async fn log_request(req: Request, next: Next) -> Response {
         tracing::info!(status, latency_ms, "request");
     }
     resp
+}
+
+/// 201 with what the request created, or 200 with what existed already: a repeated request
+/// answers with the original instead of creating it twice.
+pub struct Created<T> {
+    pub created: bool,
+    pub body: T,
+}
+
+impl<T: serde::Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        let status = if self.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        (status, axum::Json(self.body)).into_response()
+    }
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -6,12 +6,12 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, PgPool};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
-    extract::{AppPath, AppQuery, Caller},
-    openapi::{BadRequest, Conflict, Forbidden, NotFound, Unauthorized},
+    extract::{AppQuery, Caller, CallerAt},
+    openapi::SocialErrors,
     users::limit_offset,
 };
 use crate::{
@@ -21,13 +21,14 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(list_unread))
-        .routes(routes!(unread_count))
-        .routes(routes!(read_all))
-        .routes(routes!(get_one, soft_delete))
-        .routes(routes!(mark_read))
+    routes_of![
+        list,
+        list_unread,
+        unread_count,
+        read_all,
+        (get_one, soft_delete),
+        mark_read
+    ]
 }
 
 fn notification_id(raw: &str) -> ApiResult<Uuid> {
@@ -42,12 +43,9 @@ async fn own(
     id: Uuid,
     me: Uuid,
 ) -> ApiResult<Notification> {
-    sqlx::query_as::<_, Notification>(sql)
-        .bind(id)
-        .bind(me)
-        .fetch_optional(db)
-        .await?
-        .ok_or_else(|| ApiError::not_found("notification"))
+    let query = sqlx::query_as(sql).bind(id).bind(me);
+    let found = query.fetch_optional(db).await?;
+    found.ok_or_else(|| ApiError::not_found("notification"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,7 +129,7 @@ macro_rules! listing {
 #[utoipa::path(get, path = "/notifications", tag = "notifications", security(("bearer" = [])),
     responses(
         (status = 200, description = "Notifications, newest first, deleted excluded", body = Vec<Notification>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn list(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<ListParams>,
@@ -144,7 +142,7 @@ async fn list(
 #[utoipa::path(get, path = "/notifications/unread", tag = "notifications", security(("bearer" = [])),
     responses(
         (status = 200, description = "Unread notifications, newest first", body = Vec<Notification>),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn list_unread(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<ListParams>,
@@ -162,9 +160,7 @@ struct UnreadCount {
 /// `GET /notifications/unread-count`: the badge number (a collapsed message notification
 /// counts once).
 #[utoipa::path(get, path = "/notifications/unread-count", tag = "notifications", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Number of unread notifications", body = UnreadCount),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Number of unread notifications", body = UnreadCount), SocialErrors))]
 async fn unread_count(Caller(auth, AppState { db, .. }): Caller) -> ApiResult<Json<UnreadCount>> {
     let count = sqlx::query_scalar::<_, i64>(
         "select count(*) from notifications where user_id = $1 and not is_read and deleted_at is null",
@@ -177,35 +173,25 @@ async fn unread_count(Caller(auth, AppState { db, .. }): Caller) -> ApiResult<Js
 
 #[utoipa::path(get, path = "/notifications/{id}", tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Notification id")),
-    responses(
-        (status = 200, description = "One notification", body = Notification),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
-async fn get_one(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(raw): AppPath<String>,
-) -> ApiResult<Json<Notification>> {
+    responses((status = 200, description = "One notification", body = Notification), SocialErrors))]
+async fn get_one(CallerAt(auth, state, raw): CallerAt<String>) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
     let sql = concat!(
         "select ",
         columns!(),
         " from notifications where notification_id = $1 and user_id = $2 and deleted_at is null"
     );
-    Ok(Json(own(&db, sql, id, auth.user_id).await?))
+    Ok(Json(own(&state.db, sql, id, auth.user_id).await?))
 }
 
 /// `POST /notifications/:id/read`: the notification, now read. Reading one already read
 /// changes nothing (not even `updated_at`).
 #[utoipa::path(post, path = "/notifications/{id}/read", tag = "notifications", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Notification id")),
-    responses(
-        (status = 200, description = "Mark one notification read", body = Notification),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
-async fn mark_read(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(raw): AppPath<String>,
-) -> ApiResult<Json<Notification>> {
+    responses((status = 200, description = "Mark one notification read", body = Notification), SocialErrors))]
+async fn mark_read(CallerAt(auth, state, raw): CallerAt<String>) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
-    let mut tx = db.begin().await?;
+    let mut tx = state.db.begin().await?;
     // An unread message notification stands for its conversation: reading it covers every
     // message sent before now, including those whose notification is not written yet.
     let conversation = sqlx::query_scalar::<_, Uuid>(
@@ -251,9 +237,7 @@ struct MarkedRead {
 /// It also covers messages sent before it whose notifications are not written yet: they
 /// will not be.
 #[utoipa::path(post, path = "/notifications/read-all", tag = "notifications", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Mark every notification read", body = MarkedRead),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+    responses((status = 200, description = "Mark every notification read", body = MarkedRead), SocialErrors))]
 async fn read_all(Caller(auth, AppState { db, .. }): Caller) -> ApiResult<Json<MarkedRead>> {
     let mut tx = db.begin().await?;
     notifications::read_up_to_now(&mut *tx, auth.user_id, None).await?;
@@ -275,10 +259,9 @@ async fn read_all(Caller(auth, AppState { db, .. }): Caller) -> ApiResult<Json<M
     params(("id" = Uuid, Path, description = "Notification id")),
     responses(
         (status = 200, description = "Soft-delete a notification; the answer is the deleted notification", body = Notification),
-        BadRequest, Unauthorized, Forbidden, NotFound, Conflict))]
+        SocialErrors))]
 async fn soft_delete(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(raw): AppPath<String>,
+    CallerAt(auth, AppState { db, .. }, raw): CallerAt<String>,
 ) -> ApiResult<Json<Notification>> {
     let id = notification_id(&raw)?;
     let sql = concat!(

@@ -100,6 +100,26 @@ error_responses! {
     NotFound: 404 "Not found";
     Conflict: 409 "Conflict";
     TooLarge: 413 "Body too large";
+    HashingBusy: 503 "Password hashing at capacity; retry after Retry-After";
+}
+
+/// 400, 401, 403, 404 and 409 together: the friendship and notification routes document
+/// each of them on every operation.
+pub struct SocialErrors;
+
+impl IntoResponses for SocialErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        [
+            BadRequest::responses(),
+            Unauthorized::responses(),
+            Forbidden::responses(),
+            NotFound::responses(),
+            Conflict::responses(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
 }
 
 /// Registers the `bearer` scheme that authenticated operations refer to.

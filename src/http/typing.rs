@@ -1,10 +1,10 @@
 use axum::Json;
 use serde::Serialize;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
-    extract::{AppPath, Caller},
+    extract::CallerAt,
     openapi::{BadRequest, NotFound, Unauthorized},
 };
 use crate::{
@@ -13,7 +13,7 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(who_is_typing))
+    routes_of![who_is_typing]
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -34,13 +34,8 @@ struct Typing {
 /// anyone else gets 404, as if the conversation did not exist.
 #[utoipa::path(get, path = "/conversations/{id}/typing", tag = "conversations", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Conversation id")),
-    responses(
-        (status = 200, description = "Who is typing now", body = Typing),
-        BadRequest, Unauthorized, NotFound))]
-async fn who_is_typing(
-    Caller(auth, state): Caller,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<Typing>> {
+    responses((status = 200, description = "Who is typing now", body = Typing), BadRequest, Unauthorized, NotFound))]
+async fn who_is_typing(CallerAt(auth, state, id): CallerAt) -> ApiResult<Json<Typing>> {
     if !crate::chat::is_participant(&state.db, id, auth.user_id).await? {
         return Err(ApiError::not_found("conversation"));
     }

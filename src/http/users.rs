@@ -2,11 +2,11 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::IntoParams;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{
-    extract::{AppPath, AppQuery, Caller},
+    extract::{AppQuery, Caller, CallerAt},
     openapi::{BadRequest, NotFound, Unauthorized},
 };
 use crate::{
@@ -15,11 +15,7 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_users))
-        .routes(routes!(me))
-        .routes(routes!(search_users))
-        .routes(routes!(get_user))
+    routes_of![list_users, me, search_users, get_user]
 }
 
 /// `status` and `last_seen_at` as the viewer may see them: a user who blocked the viewer
@@ -86,9 +82,7 @@ struct ListParams {
 
 #[utoipa::path(get, path = "/users", tag = "users", security(("bearer" = [])),
     params(ListParams),
-    responses(
-        (status = 200, description = "Users by name", body = Vec<PublicUser>),
-        BadRequest, Unauthorized))]
+    responses((status = 200, description = "Users by name", body = Vec<PublicUser>), BadRequest, Unauthorized))]
 async fn list_users(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<ListParams>,
@@ -134,14 +128,51 @@ pub struct PageMeta {
     pub total_pages: i64,
 }
 
-impl PageMeta {
-    pub fn new(total: i64, page: i64, limit: i64) -> Self {
-        Self {
-            total,
+/// A page of a paged search as asked: what to match, which page (1-based) and its size.
+pub struct SearchPage {
+    /// The LIKE pattern of `search`, see [`contains_pattern`].
+    pub pattern: String,
+    pub page: i64,
+    pub limit: i64,
+}
+
+impl SearchPage {
+    pub fn parse(search: Option<&str>, page: Option<i64>, limit: Option<i64>) -> ApiResult<Self> {
+        let limit = page_limit(limit)?;
+        let page = page.unwrap_or(1);
+        if page < 1 {
+            return Err(ApiError::invalid("page", "must be 1 or more"));
+        }
+        let pattern = contains_pattern(search.unwrap_or(""));
+        Ok(Self {
+            pattern,
             page,
             limit,
-            total_pages: (total + limit - 1) / limit,
-        }
+        })
+    }
+
+    /// Rows before this page.
+    pub fn offset(&self) -> i64 {
+        (self.page - 1).saturating_mul(self.limit)
+    }
+
+    /// Where the page sits. The total rides on the first row's window count; past the last
+    /// page there is no row, and only then is `count` run.
+    pub async fn meta(
+        &self,
+        first_row_total: Option<i64>,
+        count: impl Future<Output = sqlx::Result<i64>>,
+    ) -> ApiResult<PageMeta> {
+        let total = match first_row_total {
+            Some(total) => total,
+            None => count.await?,
+        };
+        Ok(PageMeta {
+            total,
+            page: self.page,
+            limit: self.limit,
+            total_pages: (total + self.limit - 1) / self.limit,
+        })
     }
 }
 
@@ -195,12 +226,7 @@ async fn search_users(
     Caller(auth, AppState { db, .. }): Caller,
     AppQuery(p): AppQuery<SearchParams>,
 ) -> ApiResult<Json<UserSearchPage>> {
-    let limit = page_limit(p.limit)?;
-    let page = p.page.unwrap_or(1);
-    if page < 1 {
-        return Err(ApiError::invalid("page", "must be 1 or more"));
-    }
-    let pattern = contains_pattern(p.search.as_deref().unwrap_or(""));
+    let q = SearchPage::parse(p.search.as_deref(), p.page, p.limit)?;
     // One round trip: the window count rides along with the page.
     let rows = sqlx::query_as::<_, CountedUser>(concat!(
         "select u.user_id, u.username, ",
@@ -210,35 +236,27 @@ async fn search_users(
          where lower(u.username) like $1 and u.user_id <> $2 \
          order by lower(u.username) limit $3 offset $4"
     ))
-    .bind(&pattern)
+    .bind(&q.pattern)
     .bind(auth.user_id)
-    .bind(limit)
-    .bind((page - 1).saturating_mul(limit))
+    .bind(q.limit)
+    .bind(q.offset())
     .fetch_all(&db)
     .await?;
-    let total = match rows.first() {
-        Some(r) => r.total,
-        // Past the last page the window has no rows to ride on.
-        None => {
-            sqlx::query_scalar::<_, i64>(
-                "select count(*) from users where lower(username) like $1 and user_id <> $2",
-            )
-            .bind(&pattern)
-            .bind(auth.user_id)
-            .fetch_one(&db)
-            .await?
-        }
-    };
+    let count = sqlx::query_scalar(
+        "select count(*) from users where lower(username) like $1 and user_id <> $2",
+    )
+    .bind(&q.pattern)
+    .bind(auth.user_id)
+    .fetch_one(&db);
+    let meta = q.meta(rows.first().map(|r| r.total), count).await?;
     Ok(Json(UserSearchPage {
         data: rows.into_iter().map(|r| r.user).collect(),
-        meta: PageMeta::new(total, page, limit),
+        meta,
     }))
 }
 
 #[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "The signed-in user, with email", body = User),
-        Unauthorized, NotFound))]
+    responses((status = 200, description = "The signed-in user, with email", body = User), Unauthorized, NotFound))]
 async fn me(Caller(auth, state): Caller) -> ApiResult<Json<User>> {
     Ok(Json(own_profile(&state.db, auth.user_id).await?))
 }
@@ -259,8 +277,7 @@ async fn own_profile(db: &PgPool, user_id: Uuid) -> ApiResult<User> {
         (status = 200, description = "The user (with email if it is the caller)", body = UserProfile),
         BadRequest, Unauthorized, NotFound))]
 async fn get_user(
-    Caller(auth, AppState { db, .. }): Caller,
-    AppPath(id): AppPath<Uuid>,
+    CallerAt(auth, AppState { db, .. }, id): CallerAt,
 ) -> ApiResult<Json<UserProfile>> {
     if id == auth.user_id {
         return Ok(Json(own_profile(&db, id).await?.into()));
