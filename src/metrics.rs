@@ -19,6 +19,11 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Count buckets: a 1:1 event up to a group of the largest allowed size.
+const SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0,
+];
+
 /// The process-wide recorder is installed once; every app in the process (tests start
 /// several) renders from the same handle.
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -32,6 +37,8 @@ pub fn install() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .expect("latency buckets are a non-empty constant")
+                .set_buckets_for_metric(Matcher::Suffix("_size".into()), SIZE_BUCKETS)
+                .expect("size buckets are a non-empty constant")
                 .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first, which this crate never does.

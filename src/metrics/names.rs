@@ -59,6 +59,10 @@ pub const BUS_LAGGED_EVENTS: &str = "chatty_bus_lagged_events_total";
 pub const BUS_REPLAYED_MESSAGES: &str = "chatty_bus_replayed_messages_total";
 pub const BUS_REORDER_HELD: &str = "chatty_bus_reorder_held_total";
 pub const BUS_REORDER_GAPS: &str = "chatty_bus_reorder_gaps_total";
+pub const BUS_RECEIVED: &str = "chatty_bus_received_total";
+pub const BUS_CHANNELS: &str = "chatty_bus_channels";
+pub const BUS_PUBLISH_BATCH: &str = "chatty_bus_publish_batch_size";
+pub const BUS_SUBSCRIBE_LATENCY: &str = "chatty_bus_subscribe_seconds";
 pub const PRESENCE_TRANSITIONS: &str = "chatty_presence_transitions_total";
 pub const PRESENCE_ONLINE_USERS: &str = "chatty_presence_online_users";
 pub const PRESENCE_HEARTBEAT_ERRORS: &str = "chatty_presence_heartbeat_errors_total";
@@ -152,6 +156,23 @@ pub const ALL: &[Metric] = &[
         "Seq gaps given up on: held events released without the missing ones",
     ),
     counter(
+        BUS_RECEIVED,
+        "Bus messages this node received from Redis, one per channel it is subscribed to",
+    ),
+    gauge(
+        BUS_CHANNELS,
+        "Bus channels this node is subscribed to (rooms with a local socket)",
+    ),
+    histogram(
+        BUS_PUBLISH_BATCH,
+        "Channel publishes per pipelined batch (one event for many addressees is one batch)",
+    ),
+    seconds(
+        BUS_SUBSCRIBE_LATENCY,
+        Kind::Histogram,
+        "Time to subscribe a room's channel, from the first local socket joining to Redis confirming",
+    ),
+    counter(
         PRESENCE_TRANSITIONS,
         "Users going online or offline, announced by this node",
     ),
@@ -203,6 +224,15 @@ const fn gauge(name: &'static str, help: &'static str) -> Metric {
     Metric {
         name,
         kind: Kind::Gauge,
+        unit: None,
+        help,
+    }
+}
+
+const fn histogram(name: &'static str, help: &'static str) -> Metric {
+    Metric {
+        name,
+        kind: Kind::Histogram,
         unit: None,
         help,
     }
