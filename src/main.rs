@@ -184,7 +184,7 @@ async fn notify(args: &NotifyArgs, title: &str, text: &str) -> anyhow::Result<()
     let pool = db::connect(&args.database_url, 2).await?;
     let bus: Arc<dyn Bus> = match &args.redis_url {
         Some(url) => {
-            Arc::new(RedisBus::start(url, RedisKeys::new(&args.redis_prefix).bus()).await?)
+            Arc::new(RedisBus::start(url, RedisKeys::new(&args.redis_prefix)).await?)
         }
         None => {
             eprintln!(

@@ -57,7 +57,7 @@ impl Application {
             Some(url) => {
                 let fabric = Fabric::redis(url, &settings.redis_prefix).await?;
                 let bus =
-                    RedisBus::start(url, RedisKeys::new(&settings.redis_prefix).bus()).await?;
+                    RedisBus::start(url, RedisKeys::new(&settings.redis_prefix)).await?;
                 (fabric, Arc::new(bus))
             }
             None => {

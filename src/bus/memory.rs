@@ -3,7 +3,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{Bus, BusError, BusMessage, LOCAL_CHANNEL_CAPACITY};
+use super::{Bus, BusError, BusMessage, LOCAL_CHANNEL_CAPACITY, Member};
 
 /// The bus of a single node.
 pub struct MemoryBus {
@@ -34,6 +34,21 @@ impl Bus for MemoryBus {
         // No receiver yet is not an error: nobody is connected to hear it.
         let _ = self.tx.send(Arc::new(msg));
         Ok(())
+    }
+
+    // One node hears everything it publishes: there are no channels to follow.
+    async fn join(&self, _member: Member, _rooms: &[String]) {}
+
+    fn leave(&self, _member: Member, _rooms: &[String]) {}
+
+    fn forget(&self, _member: Member) {}
+
+    fn members(&self) -> Vec<Member> {
+        Vec::new()
+    }
+
+    fn channels(&self) -> usize {
+        0
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {

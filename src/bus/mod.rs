@@ -1,16 +1,21 @@
 //! The cluster's event bus. Every state change that clients must hear about becomes one
-//! `BusMessage`, published once; every node (the publisher included) receives it and
-//! delivers it to the Socket.IO rooms it names on its own sockets. REST and socket paths
-//! publish the same messages, so a client cannot tell which transport caused a change.
+//! `BusMessage`, published once. It travels on one channel per addressee room (`user:`,
+//! `session:`, `conv:`), and a node subscribes to a room's channel only while one of its
+//! own sockets is in that room ([`Bus::join`]), so what a node receives follows its own
+//! sockets' traffic rather than the whole cluster's. REST and socket paths publish the
+//! same messages, so a client cannot tell which transport caused a change.
 
+mod interest;
 mod memory;
 mod redis;
+mod wire;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use socketioxide::socket::Sid;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -18,7 +23,7 @@ pub use self::memory::MemoryBus;
 pub use self::redis::RedisBus;
 
 /// Socket.IO namespaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Namespace {
     /// `/`: chat events.
     #[serde(rename = "/")]
@@ -55,6 +60,35 @@ pub mod room {
     pub fn conversation(id: Uuid) -> String {
         format!("conv:{id}")
     }
+
+    /// The user a `user:` room is for.
+    pub fn user_of(room: &str) -> Option<Uuid> {
+        room.strip_prefix("user:")?.parse().ok()
+    }
+
+    /// The device session a `session:` room is for.
+    pub fn session_of(room: &str) -> Option<Uuid> {
+        room.strip_prefix("session:")?.parse().ok()
+    }
+}
+
+/// One local socket as a member of rooms: what keeps a room's channel subscribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Member {
+    pub ns: Namespace,
+    pub sid: Sid,
+}
+
+impl Member {
+    pub fn new(ns: Namespace, sid: Sid) -> Self {
+        Self { ns, sid }
+    }
+
+    /// A listener that is no socket (the `notify` command, tests): it hears the rooms it
+    /// joins through [`Bus::subscribe`].
+    pub fn detached() -> Self {
+        Self::new(Namespace::Chat, Sid::new())
+    }
 }
 
 /// One Socket.IO event for a set of rooms.
@@ -62,6 +96,9 @@ pub mod room {
 pub struct Emit {
     pub ns: Namespace,
     pub event: String,
+    /// The addressees. On the wire each room's channel carries the event without them;
+    /// the receiving node puts back the rooms it heard it on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rooms: Vec<String>,
     /// Sockets in these rooms are skipped (e.g. the typist's own devices).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -108,6 +145,19 @@ impl Emit {
         self
     }
 
+    /// The same event for rooms still to be given.
+    pub fn clone_without_rooms(&self) -> Self {
+        Self {
+            ns: self.ns,
+            event: self.event.clone(),
+            rooms: Vec::new(),
+            except: self.except.clone(),
+            data: self.data.clone(),
+            sent_at_ms: self.sent_at_ms,
+            order: self.order,
+        }
+    }
+
     #[must_use]
     pub fn except(mut self, rooms: Vec<String>) -> Self {
         self.except = rooms;
@@ -125,9 +175,13 @@ pub enum BusMessage {
     /// differently addressed payloads (e.g. the notifications of a batch of messages).
     EmitMany(Vec<Emit>),
     /// Disconnect every socket of these device sessions (logout, revoked device).
-    DisconnectSessions { sessions: Vec<Uuid> },
+    DisconnectSessions {
+        #[serde(default)]
+        sessions: Vec<Uuid>,
+    },
     /// Make these users' sockets join (or leave) a room, e.g. when added to a group.
     Rooms {
+        #[serde(default)]
         users: Vec<Uuid>,
         join: Vec<String>,
         leave: Vec<String>,
@@ -149,8 +203,26 @@ pub trait Bus: Send + Sync + 'static {
     /// "redis" or "memory".
     fn kind(&self) -> &'static str;
 
-    /// Sends to every node, this one included.
+    /// Sends to every node with a socket in one of the message's rooms, this one included.
     async fn publish(&self, msg: BusMessage) -> Result<(), BusError>;
+
+    /// `member` is in `rooms` from now on, and this node hears their channels. Returns once
+    /// every new subscription is confirmed, so that anything published after it reaches
+    /// the member; at once while the bus is down (its resubscription covers these rooms,
+    /// and the replay after it what was missed meanwhile).
+    async fn join(&self, member: Member, rooms: &[String]);
+
+    /// `member` is no longer in `rooms`; a room's channel is dropped with its last member.
+    fn leave(&self, member: Member, rooms: &[String]);
+
+    /// `member` is gone: it leaves every room it was in.
+    fn forget(&self, member: Member);
+
+    /// Every member with a room, to find the ones whose socket closed unnoticed.
+    fn members(&self) -> Vec<Member>;
+
+    /// Room channels this node is subscribed to.
+    fn channels(&self) -> usize;
 
     /// What this node receives, in publish order per publisher.
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>>;

@@ -1,6 +1,6 @@
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -8,25 +8,65 @@ use std::{
 
 use anyhow::Context;
 use async_trait::async_trait;
-use futures_util::StreamExt;
-use tokio::{sync::broadcast, task::JoinHandle};
+use redis::{
+    AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
+    aio::MultiplexedConnection,
+};
+use tokio::{
+    sync::{broadcast, mpsc, watch},
+    task::JoinHandle,
+};
 
-use super::{Bus, BusError, BusMessage, LOCAL_CHANNEL_CAPACITY};
+use super::{
+    Bus, BusError, BusMessage, LOCAL_CHANNEL_CAPACITY, Member,
+    interest::{Change, Interest},
+    wire,
+};
+use crate::{fabric::RedisKeys, metrics::names};
 
-/// Cluster bus on Redis pub/sub. Chatty owns the subscriber loop (rather than using
-/// socketioxide-redis) so that it can reconnect by itself after Redis restarts, report
-/// its state in `/readyz` and metrics, and publish each event once with its recipients.
+/// Cluster bus on Redis sharded pub/sub, one channel per room. Chatty owns the subscriber
+/// (rather than using socketioxide-redis) so that it can subscribe per room as local
+/// sockets come and go, resubscribe by itself after Redis restarts, report its state in
+/// `/readyz` and metrics, and publish each event once per addressee in one round trip.
 pub struct RedisBus {
     /// Publishing connection: one multiplexed, self-reconnecting socket, so concurrent
     /// publishes pipeline and keep this node's publish order, without the pool's
     /// recycle round trip per checkout.
     conn: redis::aio::ConnectionManager,
-    channel: String,
+    shared: Arc<Shared>,
     /// Local fan-out of everything received from Redis.
     tx: broadcast::Sender<Arc<BusMessage>>,
-    connected: Arc<AtomicBool>,
-    /// The subscriber loop; aborted when the bus is dropped.
+    /// The subscriber; aborted when the bus is dropped.
     task: JoinHandle<()>,
+}
+
+/// What the bus and its subscriber task share.
+struct Shared {
+    keys: RedisKeys,
+    connected: AtomicBool,
+    interest: Mutex<Interest>,
+    /// Membership changes for the subscriber, sent while `interest` is locked so that they
+    /// arrive in the order they were numbered.
+    orders: mpsc::UnboundedSender<Change>,
+    /// The last change Redis confirmed.
+    confirmed: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn interest(&self) -> MutexGuard<'_, Interest> {
+        // Every update leaves the bookkeeping whole; a panic elsewhere cannot corrupt it.
+        self.interest.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands a change to the subscriber; `interest` is the held lock it came from.
+    fn order(&self, interest: &Interest, change: Change) {
+        if change.is_empty() {
+            return;
+        }
+        metrics::gauge!(names::BUS_CHANNELS).set(interest.room_count() as f64);
+        // Fails only once the subscriber is gone, i.e. the bus is being dropped.
+        let _ = self.orders.send(change);
+    }
 }
 
 impl Drop for RedisBus {
@@ -36,23 +76,38 @@ impl Drop for RedisBus {
 }
 
 impl RedisBus {
-    /// Subscribes to `channel` and waits (up to a few seconds) until the subscription is
-    /// live, so that a node reports ready only once it hears the cluster.
-    pub async fn start(url: &str, channel: String) -> anyhow::Result<Self> {
+    /// Connects the subscriber and waits (up to a few seconds) until it is live, so that a
+    /// node reports ready only once it hears the cluster.
+    pub async fn start(url: &str, keys: RedisKeys) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
+        // Sharded subscriptions need RESP3: subscribing is then an ordinary command on a
+        // multiplexed connection, and messages arrive as pushes.
+        let info = url
+            .into_connection_info()
+            .context("REDIS_URL is not a valid Redis URL")?;
+        let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let subscriber_client = redis::Client::open(info.set_redis_settings(resp3))
+            .context("REDIS_URL is not a valid Redis URL")?;
         let tx = broadcast::channel(LOCAL_CHANNEL_CAPACITY).0;
-        let connected = Arc::new(AtomicBool::new(false));
+        let (orders, orders_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            keys,
+            connected: AtomicBool::new(false),
+            interest: Mutex::new(Interest::default()),
+            orders,
+            confirmed: watch::channel(0).0,
+        });
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(subscriber(
-            client.clone(),
-            channel.clone(),
+            subscriber_client,
+            shared.clone(),
+            orders_rx,
             tx.clone(),
-            connected.clone(),
             ready_tx,
         ));
         tokio::time::timeout(Duration::from_secs(5), ready_rx)
             .await
-            .context("timed out subscribing to the Redis event channel")?
+            .context("timed out subscribing to the Redis event bus")?
             .context("subscriber stopped")?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -64,64 +119,63 @@ impl RedisBus {
             .context("cannot open the Redis publishing connection")?;
         Ok(Self {
             conn,
-            channel,
+            shared,
             tx,
-            connected,
             task,
         })
     }
 }
 
+/// Resubscribe backoff. Short at most: publishes that reach Redis while this node is not
+/// subscribed never reach it, so every moment between Redis's return and the resubscription
+/// is replayed from PostgreSQL afterwards; one connection attempt costs next to nothing.
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
+const RESUBSCRIBE_MAX: Duration = Duration::from_millis(250);
+
+/// A subscriber that stops hearing Redis without its socket closing (a network
+/// partition) is noticed by a ping this often.
+const PING_EVERY: Duration = Duration::from_secs(2);
+
+/// Channels per resubscription pipeline: thousands of rooms resubscribe in a few round
+/// trips without one enormous request.
+const RESUBSCRIBE_CHUNK: usize = 1000;
+
+/// How long a join waits for Redis to confirm its subscription before it lets the socket
+/// in anyway (the resubscription after an outage covers it).
+const JOIN_WAIT: Duration = Duration::from_secs(2);
+
 async fn subscriber(
     client: redis::Client,
-    channel: String,
+    shared: Arc<Shared>,
+    mut orders: mpsc::UnboundedReceiver<Change>,
     tx: broadcast::Sender<Arc<BusMessage>>,
-    connected: Arc<AtomicBool>,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
     let mut backoff = RESUBSCRIBE_MIN;
     let mut lost_at: Option<Instant> = None;
     loop {
-        match subscribe(&client, &channel).await {
-            Ok(mut pubsub) => {
-                connected.store(true, Ordering::SeqCst);
-                metrics::gauge!(crate::metrics::names::BUS_CONNECTED).set(1.0);
+        let (push_tx, mut pushes) = mpsc::unbounded_channel();
+        match open(&client, push_tx, &shared, &mut orders).await {
+            Ok(mut conn) => {
+                shared.connected.store(true, Ordering::SeqCst);
+                metrics::gauge!(names::BUS_CONNECTED).set(1.0);
                 if let Some(r) = ready.take() {
                     let _ = r.send(());
                 } else {
-                    tracing::info!(channel, "event bus reconnected to Redis");
-                    metrics::counter!(crate::metrics::names::BUS_RECONNECTS).increment(1);
+                    tracing::info!("event bus reconnected to Redis");
+                    metrics::counter!(names::BUS_RECONNECTS).increment(1);
                 }
                 if let Some(at) = lost_at.take() {
                     let missed_ms = u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
                     let _ = tx.send(Arc::new(BusMessage::Resubscribed { missed_ms }));
                 }
                 backoff = RESUBSCRIBE_MIN;
-                let mut stream = pubsub.on_message();
-                while let Some(msg) = stream.next().await {
-                    match serde_json::from_slice::<BusMessage>(msg.get_payload_bytes()) {
-                        Ok(BusMessage::Resubscribed { .. }) => {
-                            metrics::counter!(crate::metrics::names::BUS_DECODE_ERRORS)
-                                .increment(1);
-                        }
-                        Ok(m) => {
-                            let _ = tx.send(Arc::new(m));
-                        }
-                        Err(e) => {
-                            metrics::counter!(crate::metrics::names::BUS_DECODE_ERRORS)
-                                .increment(1);
-                            tracing::warn!(error = %e, "undecodable event on the bus");
-                        }
-                    }
-                }
+                listen(&mut conn, &mut pushes, &mut orders, &shared, &tx).await;
                 lost_at = Some(Instant::now());
-                connected.store(false, Ordering::SeqCst);
-                metrics::gauge!(crate::metrics::names::BUS_CONNECTED).set(0.0);
-                tracing::warn!(
-                    channel,
-                    "event bus lost its Redis subscription; reconnecting"
-                );
+                shared.connected.store(false, Ordering::SeqCst);
+                metrics::gauge!(names::BUS_CONNECTED).set(0.0);
+                tracing::warn!("event bus lost its Redis subscription; reconnecting");
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "event bus cannot subscribe to Redis");
@@ -132,19 +186,167 @@ async fn subscriber(
     }
 }
 
-/// Resubscribe backoff. Short at most: publishes that reach Redis while this node is not
-/// subscribed never reach it, so every moment between Redis's return and the resubscription
-/// is replayed from PostgreSQL afterwards; one connection attempt costs next to nothing.
-const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
-const RESUBSCRIBE_MAX: Duration = Duration::from_millis(250);
-
-async fn subscribe(
+/// Connects and subscribes to the channel of every room this node has a socket in.
+async fn open(
     client: &redis::Client,
-    channel: &str,
-) -> redis::RedisResult<redis::aio::PubSub> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
-    Ok(pubsub)
+    pushes: mpsc::UnboundedSender<PushInfo>,
+    shared: &Shared,
+    orders: &mut mpsc::UnboundedReceiver<Change>,
+) -> redis::RedisResult<MultiplexedConnection> {
+    let config = AsyncConnectionConfig::new()
+        .set_push_sender(pushes)
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    // The snapshot covers every change made so far, so the ones queued are dropped; later
+    // ones are applied by `listen` on top of it.
+    let (channels, covered) = {
+        let interest = shared.interest();
+        while orders.try_recv().is_ok() {}
+        let channels: Vec<String> = interest
+            .rooms()
+            .map(|room| shared.keys.bus_channel(room))
+            .collect();
+        (channels, interest.issued())
+    };
+    for chunk in channels.chunks(RESUBSCRIBE_CHUNK) {
+        let mut pipe = redis::pipe();
+        for channel in chunk {
+            pipe.cmd("SSUBSCRIBE").arg(channel);
+        }
+        pipe.query_async::<Value>(&mut conn).await?;
+    }
+    shared.confirmed.send_if_modified(|c| {
+        let newer = covered > *c;
+        *c = (*c).max(covered);
+        newer
+    });
+    Ok(conn)
+}
+
+/// Hears the bus and applies membership changes until the connection is lost.
+async fn listen(
+    conn: &mut MultiplexedConnection,
+    pushes: &mut mpsc::UnboundedReceiver<PushInfo>,
+    orders: &mut mpsc::UnboundedReceiver<Change>,
+    shared: &Shared,
+    tx: &broadcast::Sender<Arc<BusMessage>>,
+) {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut batch, mut changes) = (Vec::with_capacity(256), Vec::new());
+    loop {
+        tokio::select! {
+            n = pushes.recv_many(&mut batch, 1024) => {
+                if n == 0 || !hear(&shared.keys, tx, &mut batch) {
+                    return;
+                }
+            }
+            n = orders.recv_many(&mut changes, 1024) => {
+                if n == 0 {
+                    return;
+                }
+                if let Err(e) = apply(conn, &shared.keys, &mut changes, &shared.confirmed).await {
+                    tracing::warn!(error = %e, "bus subscription change failed");
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if let Err(e) = redis::cmd("PING").query_async::<Value>(conn).await {
+                    tracing::warn!(error = %e, "event bus connection stopped answering");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Subscribes and unsubscribes as the changes say, in their order, in one round trip.
+async fn apply(
+    conn: &mut MultiplexedConnection,
+    keys: &RedisKeys,
+    changes: &mut Vec<Change>,
+    confirmed: &watch::Sender<u64>,
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    let mut last = 0;
+    // One channel per command: each is answered by exactly one confirmation, which is what
+    // the connection counts replies by.
+    for change in changes.drain(..) {
+        for room in &change.subscribe {
+            pipe.cmd("SSUBSCRIBE").arg(keys.bus_channel(room));
+        }
+        for room in &change.unsubscribe {
+            pipe.cmd("SUNSUBSCRIBE").arg(keys.bus_channel(room));
+        }
+        last = change.order;
+    }
+    pipe.query_async::<Value>(conn).await?;
+    confirmed.send_if_modified(|c| {
+        let newer = last > *c;
+        *c = (*c).max(last);
+        newer
+    });
+    Ok(())
+}
+
+/// Hands what arrived to this node's delivery; false once the connection is gone. An event
+/// for several of this node's rooms arrives once per room, back to back (its publisher
+/// sent it in one pipeline): each run of the same payload is decoded once, as one message
+/// for all those rooms.
+fn hear(keys: &RedisKeys, tx: &broadcast::Sender<Arc<BusMessage>>, batch: &mut Vec<PushInfo>) -> bool {
+    let mut alive = true;
+    let mut received = 0u64;
+    let mut run: Option<(Vec<u8>, Vec<String>)> = None;
+    for push in batch.drain(..) {
+        match push.kind {
+            PushKind::SMessage => {
+                let mut data = push.data.into_iter();
+                let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+                    (data.next(), data.next())
+                else {
+                    continue;
+                };
+                let Some(room) = keys.bus_room(&channel) else {
+                    continue;
+                };
+                received += 1;
+                match &mut run {
+                    Some((same, rooms)) if *same == payload => rooms.push(room.to_owned()),
+                    _ => {
+                        if let Some((payload, rooms)) = run.take() {
+                            decode(tx, &payload, rooms);
+                        }
+                        run = Some((payload, vec![room.to_owned()]));
+                    }
+                }
+            }
+            PushKind::Disconnection => alive = false,
+            _ => {}
+        }
+    }
+    if let Some((payload, rooms)) = run {
+        decode(tx, &payload, rooms);
+    }
+    metrics::counter!(names::BUS_RECEIVED).increment(received);
+    alive
+}
+
+fn decode(tx: &broadcast::Sender<Arc<BusMessage>>, payload: &[u8], rooms: Vec<String>) {
+    match wire::addressed(payload, rooms) {
+        Ok(Some(msg)) => {
+            let _ = tx.send(Arc::new(msg));
+        }
+        Ok(None) => {
+            metrics::counter!(names::BUS_DECODE_ERRORS).increment(1);
+        }
+        Err(e) => {
+            metrics::counter!(names::BUS_DECODE_ERRORS).increment(1);
+            tracing::warn!(error = %e, "undecodable event on the bus");
+        }
+    }
 }
 
 #[async_trait]
@@ -154,37 +356,89 @@ impl Bus for RedisBus {
     }
 
     async fn publish(&self, msg: BusMessage) -> Result<(), BusError> {
-        let payload = serde_json::to_vec(&msg).context("encoding an event")?;
+        let routed = wire::route(&msg).context("encoding an event")?;
+        let mut pipe = redis::pipe();
+        let mut channels = 0usize;
+        for r in &routed {
+            for room in r.rooms.iter() {
+                pipe.cmd("SPUBLISH")
+                    .arg(self.shared.keys.bus_channel(room))
+                    .arg(&r.payload)
+                    .ignore();
+                channels += 1;
+            }
+        }
+        if channels == 0 {
+            return Ok(());
+        }
+        metrics::histogram!(names::BUS_PUBLISH_BATCH).record(channels as f64);
         let sent = async {
             let mut conn = self.conn.clone();
-            let mut publish = redis::cmd("PUBLISH");
-            publish.arg(&self.channel).arg(&payload);
-            match publish.query_async::<i64>(&mut conn).await {
+            match pipe.query_async::<()>(&mut conn).await {
                 // The first command after Redis went away is the one that notices; the
                 // manager reconnects and the event is sent once more (a rare duplicate is
                 // harmless: clients deduplicate by message id and seq, a lost event is not).
                 Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-                    publish.query_async::<i64>(&mut conn).await?;
+                    pipe.query_async::<()>(&mut conn).await?;
                 }
-                other => {
-                    other?;
-                }
+                other => other?,
             }
             anyhow::Ok(())
         }
         .await;
         match sent {
             Ok(()) => {
-                metrics::counter!(crate::metrics::names::BUS_PUBLISHED).increment(1);
+                metrics::counter!(names::BUS_PUBLISHED).increment(1);
                 Ok(())
             }
             Err(e) => {
                 // This node's own clients still hear it; other nodes' clients resume by sync.
-                metrics::counter!(crate::metrics::names::BUS_PUBLISH_ERRORS).increment(1);
+                metrics::counter!(names::BUS_PUBLISH_ERRORS).increment(1);
                 let _ = self.tx.send(Arc::new(msg));
                 Err(BusError(e.context("publishing to Redis")))
             }
         }
+    }
+
+    async fn join(&self, member: Member, rooms: &[String]) {
+        let needed = {
+            let mut interest = self.shared.interest();
+            let change = interest.join(member, rooms);
+            self.shared.order(&interest, change);
+            interest.order_of(rooms)
+        };
+        let mut confirmed = self.shared.confirmed.subscribe();
+        if *confirmed.borrow() >= needed || !self.connected() {
+            return;
+        }
+        let started = Instant::now();
+        match tokio::time::timeout(JOIN_WAIT, confirmed.wait_for(|c| *c >= needed)).await {
+            Ok(Ok(_)) => metrics::histogram!(names::BUS_SUBSCRIBE_LATENCY)
+                .record(started.elapsed().as_secs_f64()),
+            _ => tracing::warn!(
+                "bus subscription not confirmed in time; the resubscription covers it"
+            ),
+        }
+    }
+
+    fn leave(&self, member: Member, rooms: &[String]) {
+        let mut interest = self.shared.interest();
+        let change = interest.leave(member, rooms);
+        self.shared.order(&interest, change);
+    }
+
+    fn forget(&self, member: Member) {
+        let mut interest = self.shared.interest();
+        let change = interest.forget(member);
+        self.shared.order(&interest, change);
+    }
+
+    fn members(&self) -> Vec<Member> {
+        self.shared.interest().members().copied().collect()
+    }
+
+    fn channels(&self) -> usize {
+        self.shared.interest().room_count()
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<BusMessage>> {
@@ -196,6 +450,6 @@ impl Bus for RedisBus {
     }
 
     fn connected(&self) -> bool {
-        self.connected.load(Ordering::SeqCst)
+        self.shared.connected.load(Ordering::SeqCst)
     }
 }

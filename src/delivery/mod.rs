@@ -1,18 +1,24 @@
 //! Delivery: what the cluster event bus carries, handed to this node's own sockets. The
-//! receiving half of every event: a node publishes through `bus`, every node's
-//! [`run`] receives it, puts each conversation's messages back in `seq` order
-//! ([`order`]), and emits it to the rooms it names on this node. After a resubscription it
-//! also replays, from PostgreSQL, the messages published while it was not listening.
+//! receiving half of every event: a node publishes through `bus`, every node with a
+//! socket in one of its rooms receives it in [`run`], which spreads the rooms over one
+//! lane per core; each lane puts its conversations' messages back in `seq` order
+//! ([`order`]) and emits to its rooms. After a resubscription it also replays, from
+//! PostgreSQL, the messages published while it was not listening.
 
 pub mod order;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::Duration,
+};
 
 use socketioxide::SocketIo;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    bus::{BusMessage, Emit, Namespace, room},
+    bus::{BusMessage, Emit, Member, Namespace, room},
     state::AppState,
 };
 
@@ -25,10 +31,109 @@ use crate::{
 const REORDER_FIRST_HOLD: Duration = Duration::from_millis(100);
 const REORDER_GAP_HOLD: Duration = Duration::from_millis(1000);
 
-/// Delivers what the bus carries to this node's sockets until `stop`, each conversation's
-/// messages in seq order.
+/// Events a delivery lane may have queued before the dispatcher waits for it; the
+/// dispatcher falling behind the bus in turn is counted as lag.
+const LANE_CAPACITY: usize = 4096;
+
+/// How often members whose socket closed without saying so are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Delivers what the bus carries to this node's sockets until `stop`, on one lane per
+/// core. A room always goes to the same lane, so everything addressed to one socket keeps
+/// its bus order, and each lane puts its conversations' messages back in seq order.
 pub async fn run(io: SocketIo, state: AppState, stop: CancellationToken) {
+    let lanes = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let tasks = tokio_util::task::TaskTracker::new();
+    let senders: Vec<_> = (0..lanes)
+        .map(|_| {
+            let (tx, rx) = mpsc::channel(LANE_CAPACITY);
+            tasks.spawn(lane(io.clone(), state.clone(), rx, stop.clone()));
+            tx
+        })
+        .collect();
+    tasks.spawn(sweep(io.clone(), state.clone(), stop.clone()));
+    tasks.close();
     let mut rx = state.bus.subscribe();
+    loop {
+        let msg = tokio::select! {
+            () = stop.cancelled() => break,
+            msg = rx.recv() => msg,
+        };
+        match msg {
+            Ok(msg) => {
+                if let BusMessage::Resubscribed { missed_ms } = *msg {
+                    tokio::spawn(replay_missed(state.clone(), missed_ms));
+                    continue;
+                }
+                for (lane, msg) in split(msg, lanes) {
+                    if senders[lane].send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                metrics::counter!(crate::metrics::names::BUS_LAGGED_EVENTS).increment(n);
+                tracing::warn!(
+                    missed = n,
+                    "event delivery fell behind; clients catch up through sync"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    drop(senders);
+    tasks.wait().await;
+}
+
+/// The lane a room's events go to.
+fn lane_of(room: &str, lanes: usize) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    room.hash(&mut h);
+    (h.finish() % lanes as u64) as usize
+}
+
+/// One message per lane that has rooms of it. An event arrives with every room this node
+/// heard it on; when they fall on several lanes each lane gets its share of the rooms.
+fn split(msg: Arc<BusMessage>, lanes: usize) -> Vec<(usize, Arc<BusMessage>)> {
+    let first_room = match msg.as_ref() {
+        BusMessage::Emit(e) => e.rooms.first().cloned(),
+        BusMessage::EmitMany(list) => list.first().and_then(|e| e.rooms.first().cloned()),
+        BusMessage::DisconnectSessions { sessions } => sessions.first().map(|s| room::session(*s)),
+        BusMessage::Rooms { users, .. } => users.first().map(|u| room::user(*u)),
+        BusMessage::Resubscribed { .. } => None,
+    };
+    let first = first_room.map_or(0, |r| lane_of(&r, lanes));
+    let BusMessage::Emit(e) = msg.as_ref() else {
+        return vec![(first, msg)];
+    };
+    if lanes == 1 || e.rooms.iter().all(|r| lane_of(r, lanes) == first) {
+        return vec![(first, msg)];
+    }
+    let mut shares: Vec<Vec<String>> = vec![Vec::new(); lanes];
+    for r in &e.rooms {
+        shares[lane_of(r, lanes)].push(r.clone());
+    }
+    shares
+        .into_iter()
+        .enumerate()
+        .filter(|(_, rooms)| !rooms.is_empty())
+        .map(|(lane, rooms)| {
+            let share = Emit {
+                rooms,
+                ..e.clone_without_rooms()
+            };
+            (lane, Arc::new(BusMessage::Emit(share)))
+        })
+        .collect()
+}
+
+/// One delivery lane: its rooms' events, each conversation's messages in seq order.
+async fn lane(
+    io: SocketIo,
+    state: AppState,
+    mut rx: mpsc::Receiver<Arc<BusMessage>>,
+    stop: CancellationToken,
+) {
     let mut reorder = order::Reorder::new(REORDER_FIRST_HOLD, REORDER_GAP_HOLD);
     loop {
         let deadline = reorder.deadline();
@@ -36,41 +141,46 @@ pub async fn run(io: SocketIo, state: AppState, stop: CancellationToken) {
             () = stop.cancelled() => return,
             () = tokio::time::sleep_until(deadline.unwrap_or_else(std::time::Instant::now).into()), if deadline.is_some() => {
                 for m in reorder.expire(std::time::Instant::now()) {
-                    deliver(&io, &m).await;
+                    deliver(&io, &state, &m).await;
                 }
                 continue;
             }
             msg = rx.recv() => msg,
         };
-        match msg {
-            Ok(msg) if matches!(msg.as_ref(), BusMessage::Resubscribed { .. }) => {
-                let BusMessage::Resubscribed { missed_ms } = *msg else {
-                    continue;
-                };
-                tokio::spawn(replay_missed(state.clone(), missed_ms));
-            }
-            Ok(msg) => {
-                let position = match msg.as_ref() {
-                    BusMessage::Emit(e) => e.order,
-                    _ => None,
-                };
-                match position {
-                    Some(p) => {
-                        for m in reorder.push(p.stream, p.seq, msg, std::time::Instant::now()) {
-                            deliver(&io, &m).await;
-                        }
-                    }
-                    None => deliver(&io, &msg).await,
+        let Some(msg) = msg else { return };
+        let position = match msg.as_ref() {
+            BusMessage::Emit(e) => e.order,
+            _ => None,
+        };
+        match position {
+            Some(p) => {
+                for m in reorder.push(p.stream, p.seq, msg, std::time::Instant::now()) {
+                    deliver(&io, &state, &m).await;
                 }
             }
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                metrics::counter!(crate::metrics::names::BUS_LAGGED_EVENTS).increment(n);
-                tracing::warn!(
-                    missed = n,
-                    "event delivery fell behind; clients catch up through sync"
-                );
+            None => deliver(&io, &state, &msg).await,
+        }
+    }
+}
+
+/// Members whose socket is gone but who never left (a socket that closed while it was
+/// being admitted runs no disconnect handler) would keep their rooms' channels
+/// subscribed for good; this forgets them.
+async fn sweep(io: SocketIo, state: AppState, stop: CancellationToken) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        for member in state.bus.members() {
+            let alive = io
+                .of(member.ns.path())
+                .is_some_and(|op| op.get_socket(member.sid).is_some());
+            if !alive {
+                state.bus.forget(member);
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -111,7 +221,7 @@ async fn replay_missed(state: AppState, missed_ms: u64) {
     }
 }
 
-async fn deliver(io: &SocketIo, msg: &Arc<BusMessage>) {
+async fn deliver(io: &SocketIo, state: &AppState, msg: &Arc<BusMessage>) {
     match msg.as_ref() {
         BusMessage::Emit(e) => deliver_emit(io, e).await,
         BusMessage::EmitMany(list) => {
@@ -132,11 +242,16 @@ async fn deliver(io: &SocketIo, msg: &Arc<BusMessage>) {
                 return;
             };
             let targets: Vec<String> = users.iter().copied().map(room::user).collect();
-            if !join.is_empty() {
-                let _ = op.clone().to(targets.clone()).join(join.clone()).await;
-            }
-            if !leave.is_empty() {
-                let _ = op.to(targets).leave(leave.clone()).await;
+            for s in op.to(targets).sockets() {
+                let member = Member::new(Namespace::Chat, s.id);
+                if !join.is_empty() {
+                    s.join(join.clone());
+                    state.bus.join(member, join).await;
+                }
+                if !leave.is_empty() {
+                    s.leave(leave.clone());
+                    state.bus.leave(member, leave);
+                }
             }
         }
         BusMessage::Resubscribed { .. } => {}

@@ -52,9 +52,17 @@ impl RedisKeys {
         format!("{}typing:{conversation_id}", self.prefix)
     }
 
-    /// Pub/sub channel of the cluster's event bus.
-    pub fn bus(&self) -> String {
-        format!("{}bus", self.prefix)
+    /// Sharded pub/sub channel of one Socket.IO room. The room is the hash tag: in Redis
+    /// Cluster each room's channel lives on one shard and rooms spread over all of them.
+    pub fn bus_channel(&self, room: &str) -> String {
+        format!("{}bus:{{{room}}}", self.prefix)
+    }
+
+    /// The room a bus channel carries, if it is one of this prefix's.
+    pub fn bus_room<'a>(&self, channel: &'a [u8]) -> Option<&'a str> {
+        let rest = channel.strip_prefix(self.prefix.as_bytes())?;
+        let room = rest.strip_prefix(b"bus:{")?.strip_suffix(b"}")?;
+        std::str::from_utf8(room).ok()
     }
 
     /// STRING with TTL: a rate limiter's theoretical arrival time (ms).

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::envelope::socket_span;
 use crate::{
     auth::AuthUser,
-    bus::room,
+    bus::{Member, Namespace, room},
     fabric::SocketCap,
     limits::{Limit, SocketBudget},
     presence::{self, Status},
@@ -87,7 +87,8 @@ pub async fn prepare_chat(s: SocketRef, State(state): State<AppState>) -> Result
         state.settings.limit_socket_events,
         state.settings.socket_max_in_flight,
     ));
-    s.join([room::user(user.user_id), room::session(user.session_id)]);
+    let rooms = [room::user(user.user_id), room::session(user.session_id)];
+    s.join(rooms.clone());
     super::events::register(&s);
 
     s.on_disconnect(
@@ -105,7 +106,26 @@ pub async fn prepare_chat(s: SocketRef, State(state): State<AppState>) -> Result
             .instrument(span)
         },
     );
-    admit(&state, user, &chat_conn(&state, &s)).await
+    let conn = chat_conn(&state, &s);
+    let member = Member::new(Namespace::Chat, s.id);
+    hear(&state, member, &rooms, admit(&state, user, &conn)).await
+}
+
+/// Subscribes this node to the socket's rooms, then runs `admit`: a logout that passes
+/// admission's session check publishes its disconnect after the node hears the socket's
+/// `session:` room. A refused socket leaves its rooms again.
+async fn hear(
+    state: &AppState,
+    member: Member,
+    rooms: &[String],
+    admit: impl Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    state.bus.join(member, rooms).await;
+    let admitted = admit.await;
+    if admitted.is_err() {
+        state.bus.forget(member);
+    }
+    admitted
 }
 
 /// This socket's connection id in the fabric (presence and socket leases).
@@ -172,6 +192,7 @@ async fn still_live(state: &AppState, s: &SocketRef, user: AuthUser) -> bool {
 /// Forgets a socket of this node and, unless `keep_lease`, its presence lease, announcing
 /// the user offline when it was their last connection anywhere.
 async fn release(state: &AppState, s: &SocketRef, keep_lease: bool) {
+    state.bus.forget(Member::new(Namespace::Chat, s.id));
     let conn = chat_conn(state, s);
     state.local.remove(&conn);
     if keep_lease {
@@ -246,8 +267,12 @@ pub async fn prepare_notifications(
     let Some(user) = s.extensions.get::<AuthUser>() else {
         return Ok(());
     };
-    s.join([room::user(user.user_id), room::session(user.session_id)]);
+    let rooms = [room::user(user.user_id), room::session(user.session_id)];
+    s.join(rooms.clone());
     s.on_disconnect(|s: SocketRef, State(state): State<AppState>| async move {
+        state
+            .bus
+            .forget(Member::new(Namespace::Notifications, s.id));
         let conn = notifications_conn(&state, &s);
         if state.local_notifications.remove(&conn).is_some() {
             if let Some(user) = s.extensions.get::<AuthUser>() {
@@ -259,7 +284,9 @@ pub async fn prepare_notifications(
             }
         }
     });
-    admit(&state, user, &notifications_conn(&state, &s)).await
+    let conn = notifications_conn(&state, &s);
+    let member = Member::new(Namespace::Notifications, s.id);
+    hear(&state, member, &rooms, admit(&state, user, &conn)).await
 }
 
 pub async fn on_notifications_connect(s: SocketRef, State(state): State<AppState>) {
@@ -274,6 +301,9 @@ pub async fn on_notifications_connect(s: SocketRef, State(state): State<AppState
     if !s.connected() {
         // Closed before it was counted: its disconnect handler found nothing to remove.
         state.local_notifications.remove(&conn);
+        state
+            .bus
+            .forget(Member::new(Namespace::Notifications, s.id));
         let _ = state
             .fabric
             .limits

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::envelope::on;
 use crate::{
     auth::AuthUser,
-    bus::room,
+    bus::{Member, Namespace, room},
     chat::{self, MessageDeleted, MessageView, SendBody, SyncAnswer, SyncRequest},
     domain::{MessageBody, ReceiptStatus},
     error::{ApiError, ApiResult},
@@ -77,18 +77,26 @@ async fn join_conversation(
     if !chat::is_participant(&state.db, ack.conversation_id, user.user_id).await? {
         return Err(ApiError::not_found("conversation"));
     }
-    s.join(room::conversation(ack.conversation_id));
+    let rooms = [room::conversation(ack.conversation_id)];
+    s.join(rooms.clone());
+    // Answered once this node hears the room: what is published after the answer arrives.
+    state
+        .bus
+        .join(Member::new(Namespace::Chat, s.id), &rooms)
+        .await;
     Ok(ack)
 }
 
 async fn leave_conversation(
-    _state: AppState,
+    state: AppState,
     _user: AuthUser,
     s: SocketRef,
     p: ConversationRef,
 ) -> ApiResult<ConversationAck> {
     let ack = p.ack()?;
-    s.leave(room::conversation(ack.conversation_id));
+    let rooms = [room::conversation(ack.conversation_id)];
+    s.leave(rooms.clone());
+    state.bus.leave(Member::new(Namespace::Chat, s.id), &rooms);
     Ok(ack)
 }
 

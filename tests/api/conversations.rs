@@ -146,7 +146,7 @@ async fn a_direct_chat_is_created_once_and_returned_to_either_user_afterwards() 
     // Arrange
     let app = spawn_app().await;
     let [alice, bob] = app.users(["alice", "bob"]).await;
-    let mut bus = app.state.bus.subscribe();
+    let mut bus = app.hear(&[alice.id, bob.id]).await;
 
     // Act
     let first = post_conversation(
@@ -423,7 +423,7 @@ async fn adding_participants_works_for_groups_only_and_new_members_start_caught_
     let old = app.send(&alice, group, "before you joined").await;
     let resp = app.mark(&bob, &old, "read").await;
     assert_eq!(body(resp).await["status"], "read");
-    let mut bus = app.state.bus.subscribe();
+    let mut bus = app.hear(&[alice.id, bob.id, carol.id, dave.id, eve.id]).await;
 
     // Act: a member (not the owner) adds carol, bob again, and carol twice.
     let resp = app
@@ -522,7 +522,7 @@ async fn removing_participants_follows_roles_and_removed_users_lose_access_at_on
     let direct = create_direct(&app, &alice, &bob).await;
     let msg = app.send(&carol, group, "hello").await;
     let remove = |who: &TestUser| format!("/conversations/{group}/participants/{}/remove", who.id);
-    let mut bus = app.state.bus.subscribe();
+    let mut bus = app.hear(&[alice.id, bob.id, carol.id, eve.id]).await;
 
     // A member cannot remove others; strangers do not see the group.
     let from_direct = format!("/conversations/{direct}/participants/{}/remove", bob.id);

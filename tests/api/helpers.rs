@@ -198,6 +198,20 @@ pub async fn spawn_configured(redis: bool, tweak: impl Fn(&mut Settings)) -> Tes
 }
 
 impl TestApp {
+    /// What this node receives from now on for the rooms of `users`, as it would with a
+    /// socket of each of them connected: nodes hear only their sockets' rooms.
+    pub async fn hear(
+        &self,
+        users: &[Uuid],
+    ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<chatty::bus::BusMessage>> {
+        let rooms: Vec<String> = users.iter().copied().map(chatty::bus::room::user).collect();
+        self.state
+            .bus
+            .join(chatty::bus::Member::detached(), &rooms)
+            .await;
+        self.state.bus.subscribe()
+    }
+
     /// Another node of the same cluster: same database, same Redis prefix.
     pub async fn spawn_peer(&self) -> TestApp {
         start(test_settings(&self.db_name, &self.prefix, self.redis)).await

@@ -83,7 +83,7 @@ async fn every_message_route_requires_authentication() {
 async fn a_sent_message_gets_the_next_seq_and_is_published_to_every_participant() {
     // Arrange
     let (app, [alice, bob, carol], group) = group_of_three().await;
-    let mut bus = app.state.bus.subscribe();
+    let mut bus = app.hear(&[alice.id, bob.id, carol.id]).await;
 
     // Act
     let first = app.send(&alice, group, "  hello  ").await;
@@ -325,7 +325,7 @@ async fn a_repeated_client_msg_id_returns_and_announces_the_original_without_a_d
     let client_msg_id = Uuid::new_v4();
     let payload =
         json!({ "content": "once", "conversation_id": conv, "client_msg_id": client_msg_id });
-    let mut bus = app.state.bus.subscribe();
+    let mut bus = app.hear(&[alice.id, bob.id]).await;
 
     // Act
     let first = app.post("/messages", &alice.token, payload.clone()).await;
@@ -459,7 +459,7 @@ async fn receipts_in_a_group_aggregate_over_every_other_participant_and_never_go
     let (app, [alice, bob, carol], group) = group_of_three().await;
     let m1 = app.send(&alice, group, "one").await;
     let m2 = app.send(&alice, group, "two").await;
-    let mut bus = app.state.bus.subscribe();
+    let mut bus = app.hear(&[alice.id, bob.id, carol.id]).await;
 
     // Bob has both on his phone; carol has nothing yet.
     let seen = mark(&app, &bob, &m2, "delivered").await;
@@ -594,7 +594,7 @@ async fn the_sender_edits_a_message_and_everyone_is_told() {
     let (app, alice, bob, conv) = direct_chat().await;
     let msg = app.send(&alice, conv, "helo").await;
     let path = format!("/messages/{}", msg["message_id"].as_str().unwrap());
-    let mut bus = app.state.bus.subscribe();
+    let mut bus = app.hear(&[alice.id, bob.id]).await;
 
     // Act
     let resp = app
@@ -644,7 +644,7 @@ async fn a_deleted_message_is_no_longer_served_anywhere() {
     let keep = app.send(&alice, conv, "keep").await;
     let gone = app.send(&alice, conv, "secret").await;
     let path = message_path(&gone);
-    let mut bus = app.state.bus.subscribe();
+    let mut bus = app.hear(&[alice.id, bob.id]).await;
 
     // Act
     let resp = app.delete(&path, &alice.token).await;

@@ -92,7 +92,7 @@ async fn mark_read(app: &TestApp, user: &TestUser, id: &str) -> reqwest::Respons
 /// addressee is sent on the bus, after asserting that it is a friend request.
 async fn friend_request_event(app: &TestApp) -> (TestUser, TestUser, Value) {
     let [alice, bob] = app.users(["alice", "bob"]).await;
-    let mut rx = app.state.bus.subscribe();
+    let mut rx = app.hear(&[alice.id, bob.id]).await;
     app.request_friendship(&alice, &bob).await;
     let event = next_notification(&mut rx, bob.id).await;
     assert_eq!(event["type"], "friend_request");
@@ -191,7 +191,7 @@ async fn a_notification_stored_on_one_node_is_published_to_the_other() {
     // Arrange
     let (a, b) = two_nodes().await;
     let [alice, bob] = a.users(["alice", "bob"]).await;
-    let mut rx = b.state.bus.subscribe();
+    let mut rx = b.hear(&[alice.id, bob.id]).await;
 
     // Act
     a.request_friendship(&alice, &bob).await;
@@ -282,7 +282,7 @@ async fn message_notifications_collapse_to_one_unread_per_user_and_conversation(
     );
     assert_eq!(unread_count(&app, &readers[1]).await, 0);
     let s = &senders[1];
-    let mut rx = app.state.bus.subscribe();
+    let mut rx = app.hear(&everyone).await;
     let rows = notify(&app, conv, s, "after", &everyone).await;
     notifications::publish_all(app.state.bus.as_ref(), &rows).await;
 
@@ -664,7 +664,7 @@ async fn group_invites_notify_each_invitee_once_but_never_the_inviter() {
     let [alice, bob, carol, dave] = app.users(["alice", "bob", "carol", "dave"]).await;
     let conv = conversation(&app, Some("Hikers"), &[&alice, &bob, &carol, &dave]).await;
     app.friendship("block", &dave, alice.id).await;
-    let mut rx = app.state.bus.subscribe();
+    let mut rx = app.hear(&[alice.id, bob.id, carol.id, dave.id]).await;
 
     let rows = notifications::notify_group_invite(
         &app.state,
@@ -698,7 +698,7 @@ async fn group_invites_notify_each_invitee_once_but_never_the_inviter() {
 async fn system_notifications_reach_one_user_or_everyone() {
     let app = spawn_app().await;
     let users = app.users(["u0", "u1", "u2"]).await;
-    let mut rx = app.state.bus.subscribe();
+    let mut rx = app.hear(&users.iter().map(|u| u.id).collect::<Vec<_>>()).await;
 
     let created = notifications::notify_system(&app.state, None, "Hello", "Welcome to Chatty")
         .await
@@ -762,7 +762,7 @@ async fn the_notify_command_stores_and_publishes_system_notifications() {
     let app = spawn_app().await;
     let [alice, bob] = app.users(["alice", "bob"]).await;
     app.befriend(&alice, &bob).await;
-    let mut rx = app.state.bus.subscribe();
+    let mut rx = app.hear(&[alice.id, bob.id]).await;
 
     // Act: one user
     let out = run_notify(
