@@ -183,9 +183,7 @@ async fn migrate(database_url: &str) -> anyhow::Result<()> {
 async fn notify(args: &NotifyArgs, title: &str, text: &str) -> anyhow::Result<()> {
     let pool = db::connect(&args.database_url, 2).await?;
     let bus: Arc<dyn Bus> = match &args.redis_url {
-        Some(url) => {
-            Arc::new(RedisBus::start(url, RedisKeys::new(&args.redis_prefix)).await?)
-        }
+        Some(url) => Arc::new(RedisBus::start(url, RedisKeys::new(&args.redis_prefix)).await?),
         None => {
             eprintln!(
                 "chatty: REDIS_URL is not set: notifications are stored but not pushed to connected clients"

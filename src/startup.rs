@@ -56,8 +56,7 @@ impl Application {
         let (fabric, bus): (Fabric, Arc<dyn Bus>) = match &settings.redis_url {
             Some(url) => {
                 let fabric = Fabric::redis(url, &settings.redis_prefix).await?;
-                let bus =
-                    RedisBus::start(url, RedisKeys::new(&settings.redis_prefix)).await?;
+                let bus = RedisBus::start(url, RedisKeys::new(&settings.redis_prefix)).await?;
                 (fabric, Arc::new(bus))
             }
             None => {

@@ -157,11 +157,17 @@ mod tests {
     #[test]
     fn a_room_is_subscribed_with_its_first_member_and_dropped_with_its_last() {
         let (mut i, a, b) = (Interest::default(), member(), member());
-        assert_eq!(i.join(a, &rooms(&["user:1", "s:1"])).subscribe, rooms(&["user:1", "s:1"]));
+        assert_eq!(
+            i.join(a, &rooms(&["user:1", "s:1"])).subscribe,
+            rooms(&["user:1", "s:1"])
+        );
         assert!(i.join(b, &rooms(&["user:1"])).subscribe.is_empty());
         assert_eq!(i.order_of(&rooms(&["user:1", "s:1"])), 1);
         assert_eq!(i.forget(a).unsubscribe, rooms(&["s:1"]));
-        assert_eq!(i.leave(b, &rooms(&["user:1"])).unsubscribe, rooms(&["user:1"]));
+        assert_eq!(
+            i.leave(b, &rooms(&["user:1"])).unsubscribe,
+            rooms(&["user:1"])
+        );
         assert_eq!(i.room_count(), 0);
         assert_eq!(i.members().count(), 0);
         // Two real changes after the first: numbered 2 and 3.
@@ -176,7 +182,10 @@ mod tests {
         assert_eq!(i.issued(), 1);
         assert_eq!(i.leave(b, &rooms(&["conv:1"])), Change::default());
         assert_eq!(i.leave(a, &rooms(&["conv:2"])), Change::default());
-        assert_eq!(i.leave(a, &rooms(&["conv:1"])).unsubscribe, rooms(&["conv:1"]));
+        assert_eq!(
+            i.leave(a, &rooms(&["conv:1"])).unsubscribe,
+            rooms(&["conv:1"])
+        );
         assert_eq!(i.forget(a), Change::default());
     }
 }

@@ -85,7 +85,10 @@ impl RedisBus {
         let info = url
             .into_connection_info()
             .context("REDIS_URL is not a valid Redis URL")?;
-        let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
         let subscriber_client = redis::Client::open(info.set_redis_settings(resp3))
             .context("REDIS_URL is not a valid Redis URL")?;
         let tx = broadcast::channel(LOCAL_CHANNEL_CAPACITY).0;
@@ -296,7 +299,11 @@ async fn apply(
 /// for several of this node's rooms arrives once per room, back to back (its publisher
 /// sent it in one pipeline): each run of the same payload is decoded once, as one message
 /// for all those rooms.
-fn hear(keys: &RedisKeys, tx: &broadcast::Sender<Arc<BusMessage>>, batch: &mut Vec<PushInfo>) -> bool {
+fn hear(
+    keys: &RedisKeys,
+    tx: &broadcast::Sender<Arc<BusMessage>>,
+    batch: &mut Vec<PushInfo>,
+) -> bool {
     let mut alive = true;
     let mut received = 0u64;
     let mut run: Option<(Vec<u8>, Vec<String>)> = None;

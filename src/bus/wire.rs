@@ -164,7 +164,10 @@ mod tests {
         let BusMessage::Rooms { users, join, leave } = heard(&routed[0]) else {
             panic!("not a room move");
         };
-        assert_eq!((users, join, leave), (vec![u], vec![room::conversation(c)], vec![]));
+        assert_eq!(
+            (users, join, leave),
+            (vec![u], vec![room::conversation(c)], vec![])
+        );
     }
 
     #[test]
@@ -178,6 +181,10 @@ mod tests {
         assert_eq!(routed.len(), 2);
         assert_eq!(routed[0].rooms.as_ref(), rooms(a));
         assert_eq!(routed[1].rooms.as_ref(), rooms(b));
-        assert!(route(&BusMessage::Resubscribed { missed_ms: 1 }).unwrap().is_empty());
+        assert!(
+            route(&BusMessage::Resubscribed { missed_ms: 1 })
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -423,7 +423,9 @@ async fn adding_participants_works_for_groups_only_and_new_members_start_caught_
     let old = app.send(&alice, group, "before you joined").await;
     let resp = app.mark(&bob, &old, "read").await;
     assert_eq!(body(resp).await["status"], "read");
-    let mut bus = app.hear(&[alice.id, bob.id, carol.id, dave.id, eve.id]).await;
+    let mut bus = app
+        .hear(&[alice.id, bob.id, carol.id, dave.id, eve.id])
+        .await;
 
     // Act: a member (not the owner) adds carol, bob again, and carol twice.
     let resp = app

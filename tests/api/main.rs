@@ -16,5 +16,6 @@ mod ops;
 mod realtime;
 mod realtime_messages;
 mod refresh;
+mod routing;
 mod social_rules;
 mod users;

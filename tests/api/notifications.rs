@@ -698,7 +698,9 @@ async fn group_invites_notify_each_invitee_once_but_never_the_inviter() {
 async fn system_notifications_reach_one_user_or_everyone() {
     let app = spawn_app().await;
     let users = app.users(["u0", "u1", "u2"]).await;
-    let mut rx = app.hear(&users.iter().map(|u| u.id).collect::<Vec<_>>()).await;
+    let mut rx = app
+        .hear(&users.iter().map(|u| u.id).collect::<Vec<_>>())
+        .await;
 
     let created = notifications::notify_system(&app.state, None, "Hello", "Welcome to Chatty")
         .await

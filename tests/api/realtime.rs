@@ -294,14 +294,14 @@ async fn a_killed_nodes_users_go_offline_within_the_lease_announced_by_survivors
 
 /// A Redis of this test's own, so it can be restarted without disturbing other tests. It
 /// persists with an append-only file, as a production Redis holding sessions must.
-struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     port: u16,
     dir: std::path::PathBuf,
     child: std::process::Child,
 }
 
 impl PrivateRedis {
-    fn start(port: u16) -> Self {
+    pub(crate) fn start(port: u16) -> Self {
         let dir = std::env::temp_dir().join(format!("chatty-redis-{port}"));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let child = Self::spawn(port, &dir);
@@ -328,18 +328,18 @@ impl PrivateRedis {
     }
 
     /// Kills the server and starts it again on the same port and data directory.
-    async fn restart(&mut self) {
+    pub(crate) async fn restart(&mut self) {
         self.kill();
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.child = Self::spawn(self.port, &self.dir);
         self.wait_up().await;
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    async fn wait_up(&self) {
+    pub(crate) async fn wait_up(&self) {
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
