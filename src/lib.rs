@@ -16,11 +16,14 @@
 //! 2. `chat/messages.rs` `send_message`: the sender's message limit, then one statement
 //!    that checks membership, takes the next `seq` and stores the message; its
 //!    `announce_new` addresses `newMessage` to every participant's `user:` room through
-//! 3. `bus/mod.rs` `announce` (the bus's types are there too), which publishes once with
-//! 4. `bus/redis.rs` `publish`. Every node's subscriber loop in the same file receives it
-//!    and passes it to
-//! 5. `delivery/mod.rs` `run`, which puts each conversation back in `seq` order
-//!    (`delivery/order.rs`) and emits to the rooms on this node: the socket on B has it.
+//! 3. `bus/mod.rs` `announce` (the bus's types are there too), which hands it to
+//! 4. `bus/redis.rs` `publish`: `bus/wire.rs` encodes it once without its rooms, and one
+//!    pipeline `SPUBLISH`es it on each room's channel. Node B subscribed to the channel of
+//!    every room its sockets are in (`Bus::join`, counted in `bus/interest.rs`); its
+//!    subscriber in `bus/redis.rs` decodes the copies for its rooms once and passes them to
+//! 5. `delivery/mod.rs` `run`, which spreads the rooms over one lane per core; each lane
+//!    puts its conversations back in `seq` order (`delivery/order.rs`) and emits to its
+//!    rooms: the socket on B has it.
 //!
 //! Shared state beside the path: `fabric/` (sessions, limiters, typing marks: one trait per
 //! concern, a Redis and an in-process implementation each) and `presence/` (who is
@@ -30,7 +33,8 @@
 
 /// Password hashing, token issuing and the request authenticator.
 pub mod auth;
-/// The cluster event bus: Redis pub/sub, or in-process for a single node.
+/// The cluster event bus: Redis sharded pub/sub routed by room, or in-process for a single
+/// node.
 pub mod bus;
 /// Conversation and message operations shared by REST and Socket.IO.
 pub mod chat;
