@@ -26,8 +26,24 @@
 #              on an idle cluster (NOTIFY_IDLE_USERS users in groups of NOTIFY_IDLE_GROUP
 #              sending NOTIFY_IDLE_RATE msg/s for NOTIFY_IDLE_DURATION s), then at
 #              NOTIFY_SHARE% of saturation (as `send` finds it) like `send`
-#   (default: idle, saturate, send, chaos, in that order; hostile and notify only when
-#   asked for)
+#   fanout     Chatty only (what it measures is Chatty's bus): FANOUT_NODES nodes, every
+#              socket straight to the first FANOUT_LOADED of them, the others holding none
+#              but still measured; FANOUT_RATE msg/s from USERS users in groups of GROUP for
+#              FANOUT_DURATION s. Per node: CPU seconds, bus messages received, channels;
+#              and idle nodes' mean CPU over loaded nodes': what hearing events that none
+#              of a node's sockets needs costs (near 0 once nodes hear only their sockets'
+#              rooms)
+#   scaling    Chatty only: the same SCALING_RATE msg/s (groups of GROUP, USERS users) through
+#              nginx, as `send` does, on each cluster size of SCALING_NODES, SCALING_DURATION
+#              s each: node CPU (mean, max), deliveries/s, p99, lost / dup / out of order
+#   (default: idle, saturate, send, chaos, in that order; hostile, notify, fanout and
+#   scaling only when asked for)
+# A server build without the bus metrics (chatty_bus_received_total, chatty_bus_channels)
+# is measured all the same; its bus columns read "n/a". To compare builds, measure the old
+# one into a results directory of its own and give it to the report:
+#   CHATTY_BIN=/path/to/old/chatty BENCH_RESULTS=.chatty/bench/before loadtest/bench.sh \
+#     --only chatty --scenario fanout
+#   BENCH_BEFORE=.chatty/bench/before loadtest/bench.sh --only chatty --scenario fanout
 # Env: NODES (3) USERS (2000) GROUP (10) DURATION (20) IDLE_USERS (5000) RATES (250 500 ...)
 #      STEP_DURATION (12) BENCH_RESULTS (.chatty/bench/results) CHATTY_BIN (a server build to
 #      measure instead of building this checkout's) LOAD_MAX (1.0) BUSY_MAX (25) LOAD_WAIT
@@ -35,7 +51,13 @@
 #      fall to LOAD_MAX; before each run, for other work to use at most BUSY_MAX% of the CPU
 #      HOSTILE_NODES (1) HOSTILE_RUNS (2) HOSTILE_EVENTS (15000) NOTIFY_IDLE_USERS (20)
 #      NOTIFY_IDLE_GROUP (5) NOTIFY_IDLE_RATE (5) NOTIFY_IDLE_DURATION (10) NOTIFY_SHARE (50)
+#      FANOUT_NODES (4) FANOUT_LOADED (2) FANOUT_RATE (300) FANOUT_DURATION (15)
+#      SCALING_NODES (2 4 6) SCALING_RATE (400) SCALING_DURATION (DURATION)
+#      BENCH_BEFORE (results of another build: the report sets fanout and scaling beside it)
 #      BALANCER_PORT (8190) BASE_PORT (3190: nodes on BASE_PORT+1..) BENCH_REDIS_PORT (6392)
+# --write also puts the fanout table into docs/benchmarks.md between `fanout:begin` and
+# `fanout:end`, and the scaling table into docs/scaling.md between `scaling:begin` and
+# `scaling:end`, where those markers exist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -61,6 +83,9 @@ HOSTILE_NODES=${HOSTILE_NODES:-1} HOSTILE_RUNS=${HOSTILE_RUNS:-2} HOSTILE_EVENTS
 NOTIFY_IDLE_USERS=${NOTIFY_IDLE_USERS:-20} NOTIFY_IDLE_GROUP=${NOTIFY_IDLE_GROUP:-5}
 NOTIFY_IDLE_RATE=${NOTIFY_IDLE_RATE:-5} NOTIFY_IDLE_DURATION=${NOTIFY_IDLE_DURATION:-10}
 NOTIFY_SHARE=${NOTIFY_SHARE:-50}
+FANOUT_NODES=${FANOUT_NODES:-4} FANOUT_LOADED=${FANOUT_LOADED:-2} FANOUT_RATE=${FANOUT_RATE:-300}
+FANOUT_DURATION=${FANOUT_DURATION:-15}
+SCALING_NODES=${SCALING_NODES:-2 4 6} SCALING_RATE=${SCALING_RATE:-400} SCALING_DURATION=${SCALING_DURATION:-$DURATION}
 BALANCER_PORT=${BALANCER_PORT:-8190} BASE_PORT=${BASE_PORT:-3190} BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-6392}
 
 bash deploy/local/services.sh
@@ -70,7 +95,9 @@ target=${CARGO_TARGET_DIR:-$root/target}
 [[ $target == /* ]] || target=$root/$target
 # CHATTY_BIN=/path/chatty measures another build of the server (e.g. before a change).
 [ -n "${CHATTY_BIN:-}" ] || cargo build --release -p chatty -p chatty-load
-[ -x "$target/release/chatty-load" ] || cargo build --release -p chatty-load
+# The load tool is always this checkout's, so that an older server's results have the same
+# fields (the older build's own chatty-load may sit next to CHATTY_BIN).
+[ -z "${CHATTY_BIN:-}" ] || cargo build --release -p chatty-load
 export CHATTY_BIN=${CHATTY_BIN:-$target/release/chatty}
 load=$target/release/chatty-load
 work=$root/.chatty/bench
@@ -127,7 +154,8 @@ quiet_machine() {
 }
 
 # run KIND NAME NODES [chatty-load args...]: one fresh cluster, one run; prints the JSON path.
-# Sockets go through nginx, or straight to the nodes with VIA=direct. Users are seeded
+# Sockets go through nginx, or straight to the nodes with VIA=direct (to the first K only
+# with DIRECT_NODES=K; every node's /metrics is read all the same). Users are seeded
 # straight into PostgreSQL and Redis, or through the API with SEED=api.
 run() {
   local kind=$1 name=$2 nodes=$3 out status=0 targets seed=(--seed-sql)
@@ -147,6 +175,7 @@ run() {
   source "$CHATTY_CLUSTER_DIR/urls.env"
   targets=$CHATTY_URL
   [ "${VIA:-}" != direct ] || targets=$CHATTY_NODES
+  [ -z "${DIRECT_NODES:-}" ] || targets=$(cut -d, -f1-"$DIRECT_NODES" <<<"$targets")
   log "$kind $name: chatty-load $*"
   DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" REDIS_URL=$REDIS_URL \
     "$load" --url "$CHATTY_URL" --nodes "$targets" --metrics "$CHATTY_NODES" "${seed[@]}" --json \
@@ -243,13 +272,36 @@ sys.exit(0 if kept and not (p99 > 5 * first and p99 > 100) else 1)' \
         f=$(run "$kind" "notify-$NOTIFY_SHARE" "$NODES" --users "$USERS" --group-size "$GROUP" \
           --rate $((sat * NOTIFY_SHARE / 100)) --duration "$DURATION" --ramp-up 2 --drain 10 --notifications) &&
           log "$kind notify at $NOTIFY_SHARE%: notification p99 $(field "$f" notifications.latency.p99_ms) ms over $(field "$f" notifications.events) events" || true ;;
+      fanout)
+        # The reference's Redis adapter is a single-channel firehose by design and counts
+        # nothing of what it receives: there is no routing of its own to measure.
+        [ "$kind" = chatty ] || { log "fanout: skipped for $kind (Chatty only)"; continue; }
+        [ "$FANOUT_LOADED" -lt "$FANOUT_NODES" ] || { log "fanout: FANOUT_LOADED must leave idle nodes"; exit 2; }
+        if f=$(VIA=direct DIRECT_NODES=$FANOUT_LOADED run "$kind" fanout "$FANOUT_NODES" --users "$USERS" \
+          --group-size "$GROUP" --rate "$FANOUT_RATE" --duration "$FANOUT_DURATION" --ramp-up 2 --drain 10); then
+          log "$kind fanout: delivered $(field "$f" delivered_in_window_per_sec)/s while sending, p99 $(field "$f" latency.p99_ms) ms"
+        fi ;;
+      scaling)
+        [ "$kind" = chatty ] || { log "scaling: skipped for $kind (Chatty only)"; continue; }
+        rm -f "$results/$kind"-scaling-*.json
+        for n in $SCALING_NODES; do
+          f=$(run "$kind" "scaling-$n" "$n" --users "$USERS" --group-size "$GROUP" --rate "$SCALING_RATE" \
+            --duration "$SCALING_DURATION" --ramp-up 2 --drain 10) || continue
+          log "$kind scaling on $n nodes: delivered $(field "$f" delivered_in_window_per_sec)/s while sending, p99 $(field "$f" latency.p99_ms) ms"
+        done ;;
       *) log "unknown scenario $scenario"; exit 2 ;;
     esac
   done
 done
 
+report=(python3 loadtest/bench_report.py "$results")
+[ -z "${BENCH_BEFORE:-}" ] || report+=(--before "$BENCH_BEFORE")
 if $write; then
-  python3 loadtest/bench_report.py "$results" --write docs/benchmarks.md
-else
-  python3 loadtest/bench_report.py "$results"
+  report+=(--write docs/benchmarks.md)
+  # These tables have sections of their own, which a document may not have (yet).
+  if grep -q '<!-- fanout:begin -->' docs/benchmarks.md; then report+=(--write-fanout docs/benchmarks.md)
+  else log "docs/benchmarks.md has no fanout:begin/fanout:end markers; fanout table not written"; fi
+  if grep -q '<!-- scaling:begin -->' docs/scaling.md; then report+=(--write-scaling docs/scaling.md)
+  else log "docs/scaling.md has no scaling:begin/scaling:end markers; scaling table not written"; fi
 fi
+"${report[@]}"

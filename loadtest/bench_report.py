@@ -1,8 +1,23 @@
 #!/usr/bin/env python3
 """Turns the JSON results of loadtest/bench.sh into the Markdown tables of
-docs/benchmarks.md. Usage: bench_report.py RESULTS_DIR [--write docs/benchmarks.md]
-(--write replaces what is between the `bench:begin` and `bench:end` markers)."""
+docs/benchmarks.md and docs/scaling.md. Prints every table it has results for.
 
+Usage: bench_report.py RESULTS_DIR [--before DIR] [--write docs/benchmarks.md]
+                       [--write-fanout docs/benchmarks.md] [--write-scaling docs/scaling.md]
+  --before DIR     results of another server build (bench.sh with CHATTY_BIN=... and
+                   BENCH_RESULTS=DIR): the fanout and scaling tables show its runs as
+                   "before" beside RESULTS_DIR's as "after"
+  --write          replaces what is between the `bench:begin` and `bench:end` markers with
+                   the tables of the Chatty-against-the-reference scenarios (idle,
+                   saturate, send, chaos, hostile, notify)
+  --write-fanout   replaces what is between `<!-- fanout:begin -->` and
+                   `<!-- fanout:end -->` with the fanout tables
+  --write-scaling  replaces what is between `<!-- scaling:begin -->` and
+                   `<!-- scaling:end -->` with the scaling table
+A file without the markers is an error: add them where the tables belong. Bus figures
+read "n/a" for a server build that does not export them."""
+
+import argparse
 import json
 import os
 import platform
@@ -11,6 +26,11 @@ import subprocess
 import sys
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+MARKERS = {
+    "bench": (BEGIN, END),
+    "fanout": ("<!-- fanout:begin -->", "<!-- fanout:end -->"),
+    "scaling": ("<!-- scaling:begin -->", "<!-- scaling:end -->"),
+}
 KINDS = ("chatty", "reference")
 NAMES = {"chatty": "Chatty", "reference": "Reference (Node.js Socket.IO + Redis adapter)"}
 
@@ -305,6 +325,150 @@ def notify_table(results):
     )
 
 
+def n_a(v, fmt="{:,.0f}"):
+    """A figure the server may not export: "n/a" rather than "-" when it did not."""
+    return "n/a" if v is None else fmt.format(v)
+
+
+def mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def node_rows(r):
+    """(node usage, chat sockets at the end, whether sockets were sent to it) per node."""
+    u = (r or {}).get("usage") or {}
+    sockets = {n["node"]: n.get("chat_connections", 0) for n in r.get("nodes_after") or []}
+    targets = set(r.get("socket_nodes") or [])
+    for n in u.get("nodes") or []:
+        # Results from before `socket_nodes` was recorded: a node with sockets was a target.
+        loaded = n["node"] in targets if targets else sockets.get(n["node"], 0) > 0
+        yield n, sockets.get(n["node"]), loaded
+
+
+def bus_received(n):
+    if n.get("bus_received") is None:
+        return "n/a"
+    return "{:,} ({:,.0f}/s)".format(n["bus_received"], n.get("bus_received_per_sec") or 0)
+
+
+def cpu_secs(n):
+    if n.get("cpu_secs") is None:
+        return "-"
+    return "{:.2f} s ({:.0f}%)".format(n["cpu_secs"], n.get("cpu_pct") or 0)
+
+
+def builds(results, before):
+    """(label, results dir) of each build compared: just RESULTS_DIR, or before and after."""
+    return [("before", before), ("after", results)] if before else [("", results)]
+
+
+def fanout_summary(r):
+    """Loaded and idle nodes' mean CPU seconds and idle nodes' mean bus messages/s."""
+    rows = list(node_rows(r))
+    loaded = mean([n.get("cpu_secs") for n, _, l in rows if l])
+    idle = mean([n.get("cpu_secs") for n, _, l in rows if not l])
+    idle_bus = mean([n.get("bus_received_per_sec") for n, _, l in rows if not l])
+    return loaded, idle, idle_bus
+
+
+def fanout_tables(results, before=None):
+    runs = [(label, load(d, "chatty-fanout")) for label, d in builds(results, before)]
+    runs = [(label, r) for label, r in runs if r]
+    if not runs:
+        return ""
+    parts = []
+    for label, r in runs:
+        rows = list(node_rows(r))
+        loaded = sum(1 for _, _, l in rows if l)
+        parts.append(
+            f"{label + ': ' if label else ''}{len(rows)} nodes, sockets straight to {loaded} of them; "
+            f"{r['target_rate']:,.0f} msg/s from {r['users']:,} users in groups of {r['group_size']}, "
+            f"{usage(r, 'secs', '{:.0f}')} s of sending."
+        )
+    columns = ("sockets", "CPU s (% of a core)", "bus messages received (/s)", "channels at end")
+    sides = " | ".join(f"{label + ': ' if label else ''}{c}" for label, _ in runs for c in columns)
+    by_node = {}
+    for side, (_, r) in enumerate(runs):
+        for k, (n, sockets, loaded) in enumerate(node_rows(r)):
+            row = by_node.setdefault(k, [f"{k + 1} ({'loaded' if loaded else 'idle'})"] + [""] * (4 * len(runs)))
+            row[1 + 4 * side : 5 + 4 * side] = [
+                num(sockets),
+                cpu_secs(n),
+                bus_received(n),
+                n_a(n.get("bus_channels")),
+            ]
+    per_node = table(f"| node | {sides} |", ["| " + " | ".join(row) + " |" for _, row in sorted(by_node.items())])
+    summary_rows = []
+    for label, r in runs:
+        loaded, idle, idle_bus = fanout_summary(r)
+        ratio = idle / loaded if loaded and idle is not None else None
+        summary_rows.append(
+            f"| {label or 'this build'} | {r['target_rate']:,.0f} | {r['delivered_in_window_per_sec']:,.0f} "
+            f"| {ms(r, 'p50_ms')} | {ms(r, 'p99_ms')} | {r['lost']} | {r['duplicated']} | {r['out_of_order']} "
+            f"| {num(loaded, '{:.2f}')} | {num(idle, '{:.2f}')} | **{num(ratio, '{:.2f}')}** "
+            f"| {n_a(idle_bus)} | {load_avg(r)} |"
+        )
+    summary = table(
+        "| build | msg/s | delivered/s while sending | p50 ms | p99 ms | lost | dup | out of order "
+        "| loaded nodes' CPU s (mean) | idle nodes' CPU s (mean) | idle / loaded CPU "
+        "| idle nodes' bus messages/s (mean) | load |",
+        summary_rows,
+    )
+    return "\n\n".join([" ".join(parts), summary, per_node])
+
+
+def scaling_runs(results):
+    return sorted((int(n), r) for n, r in numbered_runs(results, "chatty-scaling"))
+
+
+def scaling_table(results, before=None):
+    rows = []
+    for label, d in builds(results, before):
+        for n, r in scaling_runs(d) if os.path.isdir(d) else []:
+            build = f"{label} | " if before else ""
+            if not r:
+                rows.append(f"| {build}{n} | failed |" + "|" * 14)
+                continue
+            u = r.get("usage") or {}
+            nodes = u.get("nodes") or []
+            pcts = [x.get("cpu_pct") for x in nodes if x.get("cpu_pct") is not None]
+            cores = sum(x["cpu_secs"] for x in nodes if x.get("cpu_secs") is not None) / u["secs"] if pcts else None
+            redis = u.get("redis_cpu_secs")
+            rows.append(
+                f"| {build}{n} | {r['target_rate']:,.0f} | {r['sent_per_sec']:,.0f} | {r['delivered_in_window_per_sec']:,.0f} "
+                f"| {ms(r, 'p50_ms')} | **{ms(r, 'p99_ms')}** | {r['lost']} | {r['duplicated']} | {r['out_of_order']} "
+                f"| {num(mean(pcts), '{:.0f}%')} | {num(max(pcts) if pcts else None, '{:.0f}%')} | {num(cores, '{:.2f}')} "
+                f"| {n_a(mean([x.get('bus_received_per_sec') for x in nodes]))} "
+                f"| {num(redis and redis / u['secs'], '{:.3f}')} | {usage(r, 'machine_busy_pct', '{:.0f}%')} | {load_avg(r)} |"
+            )
+    return table(
+        f"| {'build | ' if before else ''}nodes | offered msg/s | acked msg/s | delivered/s while sending | p50 ms | p99 ms "
+        "| lost | dup | out of order | node CPU % (mean) | node CPU % (max) | all nodes' CPU (cores) "
+        "| bus messages received/s per node (mean) | Redis CPU (cores) | machine busy | load |",
+        rows,
+    )
+
+
+def scaling_report(results, before=None):
+    t = scaling_table(results, before)
+    if not t:
+        return ""
+    r = next((r for _, r in scaling_runs(results) if r), None)
+    what = (
+        f"The same offered load on each cluster size, through nginx: {r['target_rate']:,.0f} msg/s from "
+        f"{r['users']:,} users in groups of {r['group_size']}. "
+        if r
+        else ""
+    )
+    return f"{what}Machine: {machine()}.\n\n{t}\n"
+
+
+def fanout_report(results, before=None):
+    t = fanout_tables(results, before)
+    return f"{t}\n" if t else ""
+
+
 def report(results):
     parts = [
         f"Machine: {machine()}. The `load` columns give the 1-minute load average when the run "
@@ -329,22 +493,47 @@ def report(results):
     return "\n\n".join(parts) + "\n"
 
 
+def write(path, which, text):
+    begin, end = MARKERS[which]
+    if not text:
+        # An empty section would erase what the document had for want of results here.
+        print(f"bench: no {which} results; {path} left as it was", file=sys.stderr)
+        return
+    with open(path) as f:
+        doc = f.read()
+    if begin not in doc or end not in doc:
+        sys.exit(f"{path} has no {begin} ... {end} markers")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as f:
+        f.write(f"{head}{begin}\n{text}{end}{tail}")
+    print(f"bench: {which} tables written to {path}", file=sys.stderr)
+
+
 def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    text = report(sys.argv[1])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results")
+    p.add_argument("--before")
+    p.add_argument("--write")
+    p.add_argument("--write-fanout")
+    p.add_argument("--write-scaling")
+    a = p.parse_args()
+    if a.before and not os.path.isdir(a.before):
+        sys.exit(f"--before {a.before}: no such directory")
+    text = report(a.results)
+    fanout = fanout_report(a.results, a.before)
+    scaling = scaling_report(a.results, a.before)
     print(text)
-    if len(sys.argv) >= 4 and sys.argv[2] == "--write":
-        path = sys.argv[3]
-        with open(path) as f:
-            doc = f.read()
-        if BEGIN not in doc or END not in doc:
-            sys.exit(f"{path} has no {BEGIN} ... {END} markers")
-        head, rest = doc.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        with open(path, "w") as f:
-            f.write(f"{head}{BEGIN}\n{text}{END}{tail}")
-        print(f"bench: tables written to {path}", file=sys.stderr)
+    if fanout:
+        print(f"#### Fanout: what nodes without the sockets of a message spend on it\n\n{fanout}")
+    if scaling:
+        print(f"#### Scaling: one load, more nodes\n\n{scaling}")
+    if a.write:
+        write(a.write, "bench", text)
+    if a.write_fanout:
+        write(a.write_fanout, "fanout", fanout)
+    if a.write_scaling:
+        write(a.write_scaling, "scaling", scaling)
 
 
 if __name__ == "__main__":

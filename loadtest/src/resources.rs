@@ -1,8 +1,9 @@
 //! What the run cost: each node's CPU (from /proc when it runs on this machine, else its
-//! `/metrics`) and memory (from its `/metrics`), Redis CPU and
-//! commands, PostgreSQL commits and (on this machine) the CPU of its processes, the whole
-//! machine's CPU and load average. Sampled when sending starts and when it ends; the
-//! differences are what `docs/scaling.md` does its arithmetic with.
+//! `/metrics`), memory and bus traffic (messages received from Redis, channels subscribed,
+//! from its `/metrics`), Redis CPU and commands, PostgreSQL commits and (on this machine)
+//! the CPU of its processes, the whole machine's CPU and load average. Sampled when
+//! sending starts and when it ends; the differences are what `docs/scaling.md` does its
+//! arithmetic with.
 
 use chatty::metrics::names;
 use serde::Serialize;
@@ -20,6 +21,11 @@ pub struct NodeSample {
     /// (`metrics-process`), which over a 12 s step at 10% of a core is all noise; /proc
     /// counts 10 ms ticks.
     pub cpu_resolution_secs: Option<f64>,
+    /// `chatty_bus_received_total`: None from a server that does not count what its bus
+    /// receives (the single-channel bus did not), so reports can say "n/a" instead of 0.
+    pub bus_received_total: Option<f64>,
+    /// `chatty_bus_channels`, likewise.
+    pub bus_channels: Option<f64>,
 }
 
 /// Every figure at one moment.
@@ -141,9 +147,44 @@ pub async fn node_samples(http: &reqwest::Client, nodes: &[String]) -> Vec<NodeS
                 .unwrap_or(0.0) as u64,
             cpu_seconds,
             cpu_resolution_secs,
+            bus_received_total: metric_sum(&text, names::BUS_RECEIVED),
+            bus_channels: metric_sum(&text, names::BUS_CHANNELS),
         });
     }
+    // The exporter shows a series only once it has been recorded, so a node that has not
+    // received anything yet (a node without sockets, on a routed bus) exports no counter
+    // at all. Every node of a cluster runs one build: if any node exports a bus figure,
+    // the build has it, and its absence elsewhere means zero, not "not measured".
+    if out.iter().any(|s| s.bus_received_total.is_some()) {
+        for s in &mut out {
+            s.bus_received_total.get_or_insert(0.0);
+        }
+    }
+    if out.iter().any(|s| s.bus_channels.is_some()) {
+        for s in &mut out {
+            s.bus_channels.get_or_insert(0.0);
+        }
+    }
     out
+}
+
+/// The sum of every series of metric `name` in a Prometheus text exposition (labelled or
+/// not), or None when it has none.
+fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        // `name` exactly: not `name_bucket`, nor another metric `name` is a prefix of.
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
 }
 
 /// Jiffies per second of /proc times (USER_HZ; 100 on every Linux this runs on).
@@ -292,6 +333,13 @@ pub struct NodeUsage {
     /// Share of one core, in percent.
     pub cpu_pct: Option<f64>,
     pub rss_bytes: u64,
+    /// Bus messages the node received from Redis over the window: every event of the
+    /// cluster on a single-channel bus, only its sockets' rooms' on a routed one. None
+    /// from a server that does not count them, or when the node restarted meanwhile.
+    pub bus_received: Option<u64>,
+    pub bus_received_per_sec: Option<f64>,
+    /// Bus channels the node was subscribed to at the end of the window.
+    pub bus_channels: Option<u64>,
 }
 
 impl Usage {
@@ -329,6 +377,8 @@ impl Usage {
                     (Some(b), Some(a)) => Some((a - b).max(0.0)),
                     _ => None,
                 };
+                let received =
+                    b.and_then(|b| counter_delta(b.bus_received_total, a.bus_received_total));
                 NodeUsage {
                     node: a.node.clone(),
                     cpu_secs: cpu,
@@ -338,6 +388,11 @@ impl Usage {
                         .map(|(b, a)| b.max(a)),
                     cpu_pct: cpu.map(|c| 100.0 * c / secs),
                     rss_bytes: a.rss_bytes,
+                    bus_received: received,
+                    #[allow(clippy::cast_precision_loss)]
+                    bus_received_per_sec: received.map(|r| r as f64 / secs),
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    bus_channels: a.bus_channels.map(|c| c.max(0.0) as u64),
                 }
             })
             .collect();
@@ -376,9 +431,79 @@ impl Usage {
     }
 }
 
+/// How much a counter grew between two samples of one node. A counter that appears during
+/// the window started from zero (the exporter hides it until its first increment); one
+/// that went down belongs to a restarted process, and what it counted before is lost.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn counter_delta(before: Option<f64>, after: Option<f64>) -> Option<u64> {
+    let after = after?;
+    let before = before.unwrap_or(0.0);
+    (after >= before).then(|| (after - before).round() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_sums_its_series_and_nothing_named_like_it() {
+        let text = "# HELP chatty_bus_received_total Bus messages\n\
+                    # TYPE chatty_bus_received_total counter\n\
+                    chatty_bus_received_total{kind=\"room\"} 40\n\
+                    chatty_bus_received_total{kind=\"user\"} 2\n\
+                    chatty_bus_received_total_other 1000\n\
+                    chatty_bus_channels 7\n";
+
+        assert_eq!(metric_sum(text, names::BUS_RECEIVED), Some(42.0));
+        assert_eq!(metric_sum(text, names::BUS_CHANNELS), Some(7.0));
+        assert_eq!(metric_sum(text, names::BUS_PUBLISH_BATCH), None);
+    }
+
+    /// Serves `body` to every request on a loopback port, as a node's `/metrics` would.
+    async fn metrics_server(body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = s.read(&mut request).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(response.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_node_without_bus_figures_reads_zero_only_beside_one_that_has_them() {
+        // Arrange: one node has received bus messages, one has not yet
+        let busy = metrics_server("chatty_bus_received_total 12\nchatty_bus_channels 3\n").await;
+        let quiet = metrics_server("process_resident_memory_bytes 1000\n").await;
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+
+        // Act
+        let cluster = node_samples(&http, &[busy, quiet.clone()]).await;
+        let alone = node_samples(&http, &[quiet]).await;
+
+        // Assert: the build counts, so the quiet node's nothing is 0; alone, it is unknown
+        let figures = |s: &NodeSample| (s.bus_received_total, s.bus_channels);
+        assert_eq!(figures(&cluster[0]), (Some(12.0), Some(3.0)));
+        assert_eq!(figures(&cluster[1]), (Some(0.0), Some(0.0)));
+        assert_eq!(figures(&alone[0]), (None, None));
+    }
+
+    #[test]
+    fn a_counter_born_in_the_window_counts_from_zero_and_a_reset_one_not_at_all() {
+        assert_eq!(counter_delta(Some(10.0), Some(25.0)), Some(15));
+        assert_eq!(counter_delta(None, Some(25.0)), Some(25));
+        assert_eq!(counter_delta(Some(25.0), Some(3.0)), None);
+        assert_eq!(counter_delta(Some(25.0), None), None);
+        assert_eq!(counter_delta(None, None), None);
+    }
 
     #[test]
     fn stat_lines_give_their_command_and_cpu_ticks() {

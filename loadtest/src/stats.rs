@@ -242,6 +242,9 @@ pub struct Report {
     pub resume: Option<Resume>,
     pub notifications: Option<Notifications>,
     pub chaos: Vec<Event>,
+    /// Where the sockets went (`--nodes`); the `--metrics` nodes not among them held none,
+    /// and what they spent is the cost of events that were not for them.
+    pub socket_nodes: Vec<String>,
     pub nodes_before: Vec<NodeSample>,
     pub nodes_after: Vec<NodeSample>,
     pub kb_per_connection: Option<f64>,
@@ -326,6 +329,7 @@ impl Report {
             notifications: None,
             chaos: Vec::new(),
             kb_per_connection: kb_per_connection(before, after, connected),
+            socket_nodes: args.socket_nodes(),
             nodes_before: before.to_vec(),
             nodes_after: after.to_vec(),
             usage: None,
@@ -406,6 +410,7 @@ impl Report {
             notifications,
             chaos,
             kb_per_connection: kb_per_connection(before, after, sockets),
+            socket_nodes: args.socket_nodes(),
             nodes_before: before.to_vec(),
             nodes_after: after.to_vec(),
             usage,
@@ -514,6 +519,23 @@ impl Report {
                         .map_or("-".to_owned(), |v| format!("{v:.1}")),
                     u.cpu_resolution_note()
                 );
+            }
+            if u.nodes.iter().any(|n| n.bus_received.is_some()) {
+                let each: Vec<String> = u
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        format!(
+                            "{} ({} channels)",
+                            n.bus_received_per_sec
+                                .map_or("n/a".to_owned(), |r| format!("{r:.0}/s")),
+                            n.bus_channels.map_or("n/a".to_owned(), |c| c.to_string())
+                        )
+                    })
+                    .collect();
+                println!("bus messages received per node: {}", each.join(", "));
+            } else {
+                println!("bus messages received per node: n/a (not exported by this server)");
             }
             let opt =
                 |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.1}{unit}"));
