@@ -53,6 +53,7 @@ pub fn install() -> PrometheusHandle {
 /// Series that exist before their first event, so dashboards and alerts see 0, not "no data".
 fn zero() {
     for name in [
+        names::BUS_RECEIVED,
         names::BUS_PUBLISH_ERRORS,
         names::BUS_RECONNECTS,
         names::BUS_LAGGED_EVENTS,
@@ -70,6 +71,7 @@ fn zero() {
     for ns in ["/", "/notifications"] {
         metrics::gauge!(names::SOCKET_CONNECTIONS, "namespace" => ns).increment(0.0);
     }
+    metrics::gauge!(names::BUS_CHANNELS).increment(0.0);
     for outcome in ["ok", "invalid", "rate_limited"] {
         metrics::counter!(names::AUTH_LOGINS, "outcome" => outcome).absolute(0);
     }
