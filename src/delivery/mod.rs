@@ -165,23 +165,31 @@ async fn lane(
 
 /// Members whose socket is gone but who never left (a socket that closed while it was
 /// being admitted runs no disconnect handler) would keep their rooms' channels
-/// subscribed for good; this forgets them.
+/// subscribed for good; this forgets them. A member is forgotten only when two sweeps in a
+/// row found no socket of it: a socket still in its connect middleware has joined but is
+/// not in its namespace yet.
 async fn sweep(io: SocketIo, state: AppState, stop: CancellationToken) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.tick().await;
+    let mut suspects = std::collections::HashSet::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        for member in state.bus.members() {
-            let alive = io
-                .of(member.ns.path())
-                .is_some_and(|op| op.get_socket(member.sid).is_some());
-            if !alive {
-                state.bus.forget(member);
-            }
+        let missing: std::collections::HashSet<Member> = state
+            .bus
+            .members()
+            .into_iter()
+            .filter(|m| {
+                io.of(m.ns.path())
+                    .is_none_or(|op| op.get_socket(m.sid).is_none())
+            })
+            .collect();
+        for member in missing.intersection(&suspects) {
+            state.bus.forget(*member);
         }
+        suspects = missing.difference(&suspects).copied().collect();
     }
 }
 

@@ -74,11 +74,13 @@ pub(super) async fn authenticate(
 }
 
 /// Connect middleware of `/`, after `authenticate`: joins the user's rooms, registers
-/// every handler and counts the socket against the user's limit. socketioxide sends the
-/// connect answer before it spawns the connect handler, and a client emits the moment it
-/// sees that answer (socket.io-client flushes its buffer, a reconnecting client asks
-/// `sync`): an event that found no handler yet would be dropped without an answer.
-/// Middlewares run before the answer goes out.
+/// every handler, counts the socket against the user's limit and, once admitted, has
+/// this node hear the socket's rooms. socketioxide sends the connect answer before it
+/// spawns the connect handler, and a client emits the moment it sees that answer
+/// (socket.io-client flushes its buffer, a reconnecting client asks `sync`): an event that
+/// found no handler yet would be dropped without an answer, and one published to a room
+/// this node does not hear yet would never arrive. Middlewares run before the answer goes
+/// out.
 pub async fn prepare_chat(s: SocketRef, State(state): State<AppState>) -> Result<(), String> {
     let Some(user) = s.extensions.get::<AuthUser>() else {
         return Ok(());
@@ -106,26 +108,8 @@ pub async fn prepare_chat(s: SocketRef, State(state): State<AppState>) -> Result
             .instrument(span)
         },
     );
-    let conn = chat_conn(&state, &s);
     let member = Member::new(Namespace::Chat, s.id);
-    hear(&state, member, &rooms, admit(&state, user, &conn)).await
-}
-
-/// Subscribes this node to the socket's rooms, then runs `admit`: a logout that passes
-/// admission's session check publishes its disconnect after the node hears the socket's
-/// `session:` room. A refused socket leaves its rooms again.
-async fn hear(
-    state: &AppState,
-    member: Member,
-    rooms: &[String],
-    admit: impl Future<Output = Result<(), String>>,
-) -> Result<(), String> {
-    state.bus.join(member, rooms).await;
-    let admitted = admit.await;
-    if admitted.is_err() {
-        state.bus.forget(member);
-    }
-    admitted
+    admit(&state, user, &chat_conn(&state, &s), member, &rooms).await
 }
 
 /// This socket's connection id in the fabric (presence and socket leases).
@@ -138,12 +122,19 @@ fn notifications_conn(state: &AppState, s: &SocketRef) -> String {
     format!("{}:n:{}", state.node_id, s.id)
 }
 
-/// The last step of a connect middleware: counts the socket against the user's limit, then
-/// checks the device session once more. A logout that raced this connect either revoked
-/// the session before this check (refused here) or publishes its disconnect after it, when
-/// the socket is already in its `session:` room; the check after the socket is in the
-/// namespace ([`still_live`]) closes the gap between the two.
-async fn admit(state: &AppState, user: AuthUser, conn: &str) -> Result<(), String> {
+/// The last step of a connect middleware: counts the socket against the user's limit,
+/// checks the device session once more, then has this node hear the socket's `rooms`. A
+/// logout that raced this connect either revoked the session before this check (refused
+/// here) or after it; the check once the socket is in the namespace ([`still_live`]) comes
+/// after the node hears the socket's `session:` room, so such a logout is either seen by
+/// that check or its disconnect reaches the socket.
+async fn admit(
+    state: &AppState,
+    user: AuthUser,
+    conn: &str,
+    member: Member,
+    rooms: &[String],
+) -> Result<(), String> {
     let admitted = state
         .fabric
         .limits
@@ -172,6 +163,7 @@ async fn admit(state: &AppState, user: AuthUser, conn: &str) -> Result<(), Strin
         let _ = state.fabric.limits.release_socket(user.user_id, conn).await;
         return Err("session has been revoked or has expired".to_owned());
     }
+    state.bus.join(member, rooms).await;
     Ok(())
 }
 
@@ -284,9 +276,8 @@ pub async fn prepare_notifications(
             }
         }
     });
-    let conn = notifications_conn(&state, &s);
     let member = Member::new(Namespace::Notifications, s.id);
-    hear(&state, member, &rooms, admit(&state, user, &conn)).await
+    admit(&state, user, &notifications_conn(&state, &s), member, &rooms).await
 }
 
 pub async fn on_notifications_connect(s: SocketRef, State(state): State<AppState>) {
