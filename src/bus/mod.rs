@@ -70,6 +70,23 @@ pub mod room {
     pub fn session_of(room: &str) -> Option<Uuid> {
         room.strip_prefix("session:")?.parse().ok()
     }
+
+    /// Rooms of `/notifications` travel on channels of their own, so a node with only chat
+    /// sockets of a user hears none of the user's notifications, and the other way round.
+    const NOTIFICATIONS: &str = "notifications/";
+
+    /// The bus's name for `room` of `ns`: what its channel is named after.
+    pub fn on_bus(ns: super::Namespace, room: &str) -> std::borrow::Cow<'_, str> {
+        match ns {
+            super::Namespace::Chat => room.into(),
+            super::Namespace::Notifications => format!("{NOTIFICATIONS}{room}").into(),
+        }
+    }
+
+    /// The room a bus name stands for (in whichever namespace).
+    pub fn off_bus(name: &str) -> &str {
+        name.strip_prefix(NOTIFICATIONS).unwrap_or(name)
+    }
 }
 
 /// One local socket as a member of rooms: what keeps a room's channel subscribed.
@@ -84,10 +101,10 @@ impl Member {
         Self { ns, sid }
     }
 
-    /// A listener that is no socket (the `notify` command, tests): it hears the rooms it
-    /// joins through [`Bus::subscribe`].
-    pub fn detached() -> Self {
-        Self::new(Namespace::Chat, Sid::new())
+    /// A listener that is no socket (tests): it hears the rooms of `ns` it joins through
+    /// [`Bus::subscribe`].
+    pub fn detached(ns: Namespace) -> Self {
+        Self::new(ns, Sid::new())
     }
 }
 

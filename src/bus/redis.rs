@@ -20,7 +20,7 @@ use tokio::{
 use super::{
     Bus, BusError, BusMessage, LOCAL_CHANNEL_CAPACITY, Member,
     interest::{Change, Interest},
-    wire,
+    room, wire,
 };
 use crate::{fabric::RedisKeys, metrics::names};
 
@@ -316,7 +316,7 @@ fn hear(
                 else {
                     continue;
                 };
-                let Some(room) = keys.bus_room(&channel) else {
+                let Some(room) = keys.bus_room(&channel).map(room::off_bus) else {
                     continue;
                 };
                 received += 1;
@@ -356,6 +356,14 @@ fn decode(tx: &broadcast::Sender<Arc<BusMessage>>, payload: &[u8], rooms: Vec<St
     }
 }
 
+/// The bus names of a member's rooms (see [`room::on_bus`]).
+fn on_bus(member: Member, rooms: &[String]) -> Vec<String> {
+    rooms
+        .iter()
+        .map(|r| room::on_bus(member.ns, r).into_owned())
+        .collect()
+}
+
 #[async_trait]
 impl Bus for RedisBus {
     fn kind(&self) -> &'static str {
@@ -367,7 +375,7 @@ impl Bus for RedisBus {
         let mut pipe = redis::pipe();
         let mut channels = 0usize;
         for r in &routed {
-            for room in r.rooms.iter() {
+            for room in &r.rooms {
                 pipe.cmd("SPUBLISH")
                     .arg(self.shared.keys.bus_channel(room))
                     .arg(&r.payload)
@@ -408,11 +416,12 @@ impl Bus for RedisBus {
     }
 
     async fn join(&self, member: Member, rooms: &[String]) {
+        let rooms = on_bus(member, rooms);
         let needed = {
             let mut interest = self.shared.interest();
-            let change = interest.join(member, rooms);
+            let change = interest.join(member, &rooms);
             self.shared.order(&interest, change);
-            interest.order_of(rooms)
+            interest.order_of(&rooms)
         };
         let mut confirmed = self.shared.confirmed.subscribe();
         if *confirmed.borrow() >= needed || !self.connected() {
@@ -429,8 +438,9 @@ impl Bus for RedisBus {
     }
 
     fn leave(&self, member: Member, rooms: &[String]) {
+        let rooms = on_bus(member, rooms);
         let mut interest = self.shared.interest();
-        let change = interest.leave(member, rooms);
+        let change = interest.leave(member, &rooms);
         self.shared.order(&interest, change);
     }
 

@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 use super::{BusMessage, Emit, Namespace, StreamPosition, room};
 
-/// One payload and the rooms whose channels carry it.
+/// One payload and the rooms whose channels carry it, by their bus names
+/// ([`room::on_bus`]).
 pub struct Routed<'a> {
-    pub rooms: Cow<'a, [String]>,
+    pub rooms: Vec<Cow<'a, str>>,
     pub payload: Vec<u8>,
 }
 
@@ -52,7 +53,7 @@ fn emit(e: &Emit) -> Result<Routed<'_>, serde_json::Error> {
         order: e.order,
     });
     Ok(Routed {
-        rooms: Cow::Borrowed(&e.rooms),
+        rooms: e.rooms.iter().map(|r| room::on_bus(e.ns, r)).collect(),
         payload: serde_json::to_vec(&body)?,
     })
 }
@@ -62,23 +63,41 @@ pub fn route(msg: &BusMessage) -> Result<Vec<Routed<'_>>, serde_json::Error> {
     Ok(match msg {
         BusMessage::Emit(e) => vec![emit(e)?],
         BusMessage::EmitMany(list) => list.iter().map(emit).collect::<Result<_, _>>()?,
+        // A device's sockets of both namespaces go.
         BusMessage::DisconnectSessions { sessions } => vec![Routed {
-            rooms: sessions.iter().copied().map(room::session).collect(),
+            rooms: sessions
+                .iter()
+                .map(|s| room::session(*s))
+                .flat_map(|r| {
+                    [
+                        room::on_bus(Namespace::Notifications, &r)
+                            .into_owned()
+                            .into(),
+                        r.into(),
+                    ]
+                })
+                .collect(),
             payload: serde_json::to_vec(&Wire::DisconnectSessions {})?,
         }],
         BusMessage::Rooms { users, join, leave } => vec![Routed {
-            rooms: users.iter().copied().map(room::user).collect(),
+            rooms: users.iter().map(|u| room::user(*u).into()).collect(),
             payload: serde_json::to_vec(&Wire::Rooms { join, leave })?,
         }],
         BusMessage::Resubscribed { .. } => Vec::new(),
     })
 }
 
-/// The message a node delivers for `payload`, heard on the channels of `rooms`; `None` for
-/// what no node publishes.
+/// The message a node delivers for `payload`, heard on the channels of `rooms` (rooms, not
+/// bus names); `None` for what no node publishes.
 pub fn addressed(payload: &[u8], rooms: Vec<String>) -> Result<Option<BusMessage>, String> {
     let msg = serde_json::from_slice::<BusMessage>(payload).map_err(|e| e.to_string())?;
-    let ids = |of: fn(&str) -> Option<Uuid>| rooms.iter().filter_map(|r| of(r)).collect();
+    let ids = |of: fn(&str) -> Option<Uuid>| {
+        let mut ids: Vec<Uuid> = rooms.iter().filter_map(|r| of(r)).collect();
+        // A session heard on the channels of both namespaces is one session.
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
     Ok(Some(match msg {
         BusMessage::Emit(e) => BusMessage::Emit(Emit { rooms, ..e }),
         BusMessage::EmitMany(list) => BusMessage::EmitMany(
@@ -106,9 +125,12 @@ mod tests {
     use super::*;
 
     fn heard(routed: &Routed) -> BusMessage {
-        addressed(&routed.payload, routed.rooms.to_vec())
-            .unwrap()
-            .unwrap()
+        let rooms = routed
+            .rooms
+            .iter()
+            .map(|r| room::off_bus(r).to_owned())
+            .collect();
+        addressed(&routed.payload, rooms).unwrap().unwrap()
     }
 
     #[test]
@@ -154,7 +176,10 @@ mod tests {
         let BusMessage::DisconnectSessions { sessions } = heard(&routed[0]) else {
             panic!("not a disconnect");
         };
-        assert_eq!(sessions, [s1, s2]);
+        let mut both = vec![s1, s2];
+        both.sort_unstable();
+        assert_eq!(sessions, both);
+        assert_eq!(routed[0].rooms.len(), 4, "both namespaces of both sessions");
         let msg = BusMessage::Rooms {
             users: vec![u],
             join: vec![room::conversation(c)],
@@ -179,8 +204,8 @@ mod tests {
         let msg = BusMessage::EmitMany(vec![one, two]);
         let routed = route(&msg).unwrap();
         assert_eq!(routed.len(), 2);
-        assert_eq!(routed[0].rooms.as_ref(), rooms(a));
-        assert_eq!(routed[1].rooms.as_ref(), rooms(b));
+        assert_eq!(routed[0].rooms, [format!("notifications/user:{a}")]);
+        assert_eq!(routed[1].rooms, [format!("notifications/user:{b}")]);
         assert!(
             route(&BusMessage::Resubscribed { missed_ms: 1 })
                 .unwrap()

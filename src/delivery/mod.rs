@@ -127,7 +127,8 @@ fn split(msg: Arc<BusMessage>, lanes: usize) -> Vec<(usize, Arc<BusMessage>)> {
         .collect()
 }
 
-/// One delivery lane: its rooms' events, each conversation's messages in seq order.
+/// One delivery lane: its rooms' events; each conversation's messages in seq order in
+/// each room.
 async fn lane(
     io: SocketIo,
     state: AppState,
@@ -135,31 +136,52 @@ async fn lane(
     stop: CancellationToken,
 ) {
     let mut reorder = order::Reorder::new(REORDER_FIRST_HOLD, REORDER_GAP_HOLD);
+    let mut ready = Vec::new();
     loop {
         let deadline = reorder.deadline();
         let msg = tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep_until(deadline.unwrap_or_else(std::time::Instant::now).into()), if deadline.is_some() => {
-                for m in reorder.expire(std::time::Instant::now()) {
-                    deliver(&io, &state, &m).await;
-                }
+                let due = reorder.expire(std::time::Instant::now());
+                deliver_in_order(&io, due).await;
                 continue;
             }
             msg = rx.recv() => msg,
         };
         let Some(msg) = msg else { return };
-        let position = match msg.as_ref() {
-            BusMessage::Emit(e) => e.order,
-            _ => None,
+        let BusMessage::Emit(Emit {
+            order: Some(p),
+            rooms,
+            ..
+        }) = msg.as_ref()
+        else {
+            deliver(&io, &state, &msg).await;
+            continue;
         };
-        match position {
-            Some(p) => {
-                for m in reorder.push(p.stream, p.seq, msg, std::time::Instant::now()) {
-                    deliver(&io, &state, &m).await;
-                }
-            }
-            None => deliver(&io, &state, &msg).await,
+        // Every room waits for its own predecessors; the rooms released together go out
+        // as one emit.
+        let now = std::time::Instant::now();
+        for (i, room) in rooms.iter().enumerate() {
+            let key = (p.stream, room.clone());
+            reorder.push_into(key, p.seq, (msg.clone(), i), now, &mut ready);
         }
+        deliver_in_order(&io, std::mem::take(&mut ready)).await;
+    }
+}
+
+/// Delivers events released in order, each to the one room (by index) it waited in; runs
+/// of the same event go out as one emit to all their rooms.
+async fn deliver_in_order(io: &SocketIo, released: Vec<(Arc<BusMessage>, usize)>) {
+    let mut released = released.into_iter().peekable();
+    while let Some((msg, first)) = released.next() {
+        let BusMessage::Emit(e) = msg.as_ref() else {
+            continue;
+        };
+        let mut rooms = vec![e.rooms[first].clone()];
+        while let Some((_, i)) = released.next_if(|(next, _)| Arc::ptr_eq(next, &msg)) {
+            rooms.push(e.rooms[i].clone());
+        }
+        deliver_emit(io, e, rooms).await;
     }
 }
 
@@ -193,9 +215,9 @@ async fn sweep(io: SocketIo, state: AppState, stop: CancellationToken) {
     }
 }
 
-async fn deliver_emit(io: &SocketIo, e: &Emit) {
+async fn deliver_emit(io: &SocketIo, e: &Emit, rooms: Vec<String>) {
     let Some(ns) = io.of(e.ns.path()) else { return };
-    let ops = ns.to(e.rooms.clone()).except(e.except.clone());
+    let ops = ns.to(rooms).except(e.except.clone());
     if let Err(err) = ops.emit(&e.event, &e.data).await {
         tracing::debug!(error = %err, event = %e.event, "emit failed");
     }
@@ -231,10 +253,10 @@ async fn replay_missed(state: AppState, missed_ms: u64) {
 
 async fn deliver(io: &SocketIo, state: &AppState, msg: &Arc<BusMessage>) {
     match msg.as_ref() {
-        BusMessage::Emit(e) => deliver_emit(io, e).await,
+        BusMessage::Emit(e) => deliver_emit(io, e, e.rooms.clone()).await,
         BusMessage::EmitMany(list) => {
             for e in list {
-                deliver_emit(io, e).await;
+                deliver_emit(io, e, e.rooms.clone()).await;
             }
         }
         BusMessage::DisconnectSessions { sessions } => {

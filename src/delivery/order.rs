@@ -1,26 +1,27 @@
 //! Puts each conversation's `newMessage` events back into `seq` order before this node
-//! delivers them.
+//! delivers them, room by room.
 //!
 //! Seqs are handed out in commit order, but each node publishes after its own commit, so
 //! two sends to one conversation committed a millisecond apart on two nodes (or on two
-//! tasks of one node) can reach the bus in the opposite order. Every node reads the one
-//! bus in the same order, so each can repair it alone: an event whose seq is ahead of the
-//! next expected one waits for the ones before it. If they never come (their publish
-//! failed, their node died between commit and publish) the waiting events go out anyway
-//! and clients fill the gap with `sync`, as after any loss.
+//! tasks of one node) can reach the bus in the opposite order. Each room's channel carries
+//! its copies in the order Redis took the publishes, and two publishers' copies for
+//! different rooms interleave, so the order is repaired per conversation *and room*: an
+//! event whose seq is ahead of the room's next expected one waits for the ones before it.
+//! If they never come (their publish failed, their node died between commit and publish)
+//! the waiting events go out anyway and clients fill the gap with `sync`, as after any
+//! loss.
 //!
 //! Two waits: a gap inside a conversation this node has been delivering is a publish
 //! running late, and an overloaded cluster can run hundreds of milliseconds late, so it
-//! waits `gap_hold`; the first event this node sees of a conversation past its start most
-//! likely has its predecessor delivered before the node was listening, so it waits only
-//! `first_hold`.
+//! waits `gap_hold`; the first event this node sees of a conversation in a room past its
+//! start most likely has its predecessor delivered before the node was listening, so it
+//! waits only `first_hold`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    hash::Hash,
     time::{Duration, Instant},
 };
-
-use uuid::Uuid;
 
 /// Streams idle this long are forgotten; the next event of one waits `first_hold` at most.
 const IDLE: Duration = Duration::from_secs(600);
@@ -29,13 +30,14 @@ const IDLE: Duration = Duration::from_secs(600);
 /// for every seq from 1, since a new group's first messages are the likeliest to race.
 const YOUNG: i64 = 16;
 
-/// Per-conversation order repair for events of type `T`.
-pub struct Reorder<T> {
+/// Order repair for events of type `T` in streams named by `K` (a conversation as one
+/// room hears it).
+pub struct Reorder<K, T> {
     first_hold: Duration,
     gap_hold: Duration,
-    streams: HashMap<Uuid, Stream<T>>,
+    streams: HashMap<K, Stream<T>>,
     /// Streams holding events, so deadlines are found without scanning every stream.
-    waiting: HashSet<Uuid>,
+    waiting: HashSet<K>,
     last_sweep: Instant,
 }
 
@@ -68,7 +70,7 @@ impl<T> Stream<T> {
     }
 }
 
-impl<T> Reorder<T> {
+impl<K: Hash + Eq + Clone, T> Reorder<K, T> {
     pub fn new(first_hold: Duration, gap_hold: Duration) -> Self {
         Self {
             first_hold,
@@ -80,18 +82,27 @@ impl<T> Reorder<T> {
     }
 
     /// Takes one event at `seq` of `stream`; returns what may be delivered now, in order.
-    pub fn push(&mut self, stream: Uuid, seq: i64, event: T, now: Instant) -> Vec<T> {
+    pub fn push(&mut self, stream: K, seq: i64, event: T, now: Instant) -> Vec<T> {
         let mut out = Vec::new();
+        self.push_into(stream, seq, event, now, &mut out);
+        out
+    }
+
+    /// [`Reorder::push`], adding what may go out to `out`.
+    pub fn push_into(&mut self, stream: K, seq: i64, event: T, now: Instant, out: &mut Vec<T>) {
         // A stream seen for the first time (a new conversation, or this node just started):
         // its predecessors may be a moment behind, so it waits for them like any other
         // event ahead of its turn: all of them in a young conversation, the one before it
         // otherwise (what came earlier was delivered before this node was listening).
-        let s = self.streams.entry(stream).or_insert_with(|| Stream {
-            next: if seq <= YOUNG { 1 } else { seq - 1 },
-            held: BTreeMap::new(),
-            last_seen: now,
-            settled: false,
-        });
+        let s = self
+            .streams
+            .entry(stream.clone())
+            .or_insert_with(|| Stream {
+                next: if seq <= YOUNG { 1 } else { seq - 1 },
+                held: BTreeMap::new(),
+                last_seen: now,
+                settled: false,
+            });
         s.last_seen = now;
         if seq < s.next {
             // Late (its wait expired) or published twice: the client sorts it out by seq.
@@ -100,10 +111,12 @@ impl<T> Reorder<T> {
             out.push(event);
             s.next += 1;
             s.settled = true;
-            s.release_ready(&mut out);
+            s.release_ready(out);
         } else {
             metrics::counter!(crate::metrics::names::BUS_REORDER_HELD).increment(1);
-            s.held.insert(seq, (now, event));
+            // A seq already waiting is the same event published twice: the first copy
+            // stays, so nothing goes out twice.
+            s.held.entry(seq).or_insert((now, event));
         }
         if s.held.is_empty() {
             self.waiting.remove(&stream);
@@ -111,7 +124,6 @@ impl<T> Reorder<T> {
             self.waiting.insert(stream);
         }
         self.sweep(now);
-        out
     }
 
     /// When the oldest waiting event must go out even if its predecessors never come.
@@ -130,7 +142,7 @@ impl<T> Reorder<T> {
     /// before them is given up on.
     pub fn expire(&mut self, now: Instant) -> Vec<T> {
         let mut out = Vec::new();
-        let due: Vec<Uuid> = self
+        let due: Vec<K> = self
             .waiting
             .iter()
             .filter(|id| {
@@ -139,7 +151,7 @@ impl<T> Reorder<T> {
                     .and_then(|s| s.deadline(self.first_hold, self.gap_hold))
                     .is_some_and(|at| at <= now)
             })
-            .copied()
+            .cloned()
             .collect();
         for id in due {
             let Some(s) = self.streams.get_mut(&id) else {
@@ -173,12 +185,14 @@ impl<T> Reorder<T> {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     const FIRST: Duration = Duration::from_millis(100);
     const HOLD: Duration = Duration::from_millis(1000);
 
-    fn reorder<T>() -> Reorder<T> {
+    fn reorder<T>() -> Reorder<Uuid, T> {
         Reorder::new(FIRST, HOLD)
     }
 
@@ -234,6 +248,15 @@ mod tests {
         // comes, goes out as it is.
         assert_eq!(r.push(c, 6, 6, t + HOLD), [6]);
         assert_eq!(r.push(c, 2, 2, t + HOLD), [2]);
+    }
+
+    #[test]
+    fn an_event_published_twice_while_it_waits_goes_out_once() {
+        let (mut r, c, t) = (reorder(), Uuid::new_v4(), Instant::now());
+        r.push(c, 1, "1", t);
+        assert!(r.push(c, 3, "3", t).is_empty());
+        assert!(r.push(c, 3, "3 again", t).is_empty());
+        assert_eq!(r.push(c, 2, "2", t), ["2", "3"]);
     }
 
     #[test]

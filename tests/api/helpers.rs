@@ -199,16 +199,17 @@ pub async fn spawn_configured(redis: bool, tweak: impl Fn(&mut Settings)) -> Tes
 
 impl TestApp {
     /// What this node receives from now on for the rooms of `users`, as it would with a
-    /// socket of each of them connected: nodes hear only their sockets' rooms.
+    /// socket of each namespace of each of them connected: nodes hear only their sockets'
+    /// rooms.
     pub async fn hear(
         &self,
         users: &[Uuid],
     ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<chatty::bus::BusMessage>> {
-        let rooms: Vec<String> = users.iter().copied().map(chatty::bus::room::user).collect();
-        self.state
-            .bus
-            .join(chatty::bus::Member::detached(), &rooms)
-            .await;
+        use chatty::bus::{Member, Namespace, room};
+        let rooms: Vec<String> = users.iter().copied().map(room::user).collect();
+        for ns in [Namespace::Chat, Namespace::Notifications] {
+            self.state.bus.join(Member::detached(ns), &rooms).await;
+        }
         self.state.bus.subscribe()
     }
 

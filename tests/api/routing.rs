@@ -133,7 +133,10 @@ async fn a_redis_restart_with_thousands_of_channels_resubscribes_them_all_and_lo
     let b = a.spawn_peer_configured(tweak).await;
     let (alice, bob, conv) = a.alice_and_bob_in_a_conversation().await;
     let many: Vec<String> = (0..3000).map(|_| room::user(Uuid::new_v4())).collect();
-    b.state.bus.join(Member::detached(), &many).await;
+    b.state
+        .bus
+        .join(Member::detached(Namespace::Chat), &many)
+        .await;
     let mut bob_sock = b.socket(&bob.token).await;
     let before = a.send(&alice, conv, "before").await;
     let mut sent = vec![before["message_id"].clone()];
@@ -243,4 +246,51 @@ async fn a_message_to_a_500_member_group_reaches_each_connected_member_once_and_
         }
     }
     assert_eq!(rooms, mine);
+}
+
+/// Two publishers' pipelines interleave in Redis, so the copies of two messages for
+/// several rooms can arrive crossed (2 for every member, then 1 for every member); each
+/// room still gets 1 then 2, and nothing twice or never. Six members: on a node with fewer
+/// delivery lanes than that, some share a lane.
+#[tokio::test]
+async fn crossed_copies_of_two_messages_reach_each_room_in_seq_order() {
+    // Arrange
+    let app = crate::helpers::spawn_app().await;
+    let members = app.users(["m1", "m2", "m3", "m4", "m5", "m6"]).await;
+    let conv = app
+        .conversation_of(&members.iter().collect::<Vec<_>>())
+        .await;
+    let mut socks = Vec::new();
+    for m in &members {
+        socks.push(app.socket(&m.token).await);
+    }
+    let copy = |seq: i64, to: Uuid| {
+        let emit = Emit::new(
+            Namespace::Chat,
+            "newMessage",
+            vec![room::user(to)],
+            &json!({ "conversation_id": conv, "seq": seq }),
+        )
+        .unwrap()
+        .ordered(conv, seq);
+        BusMessage::Emit(emit)
+    };
+
+    // Act
+    for seq in [2, 1] {
+        for m in &members {
+            app.state.bus.deliver_local(copy(seq, m.id));
+        }
+    }
+
+    // Assert
+    for sock in &mut socks {
+        let got: Vec<i64> = sock
+            .collect("newMessage", Duration::from_millis(500))
+            .await
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(got, [1, 2]);
+    }
 }
