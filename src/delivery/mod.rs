@@ -162,8 +162,8 @@ async fn lane(
         // as one emit.
         let now = std::time::Instant::now();
         for (i, room) in rooms.iter().enumerate() {
-            let key = (p.stream, room.clone());
-            reorder.push_into(key, p.seq, (msg.clone(), i), now, &mut ready);
+            let event = (msg.clone(), i);
+            reorder.push_into(p.stream, room.clone(), p.seq, event, now, &mut ready);
         }
         deliver_in_order(&io, std::mem::take(&mut ready)).await;
     }

@@ -30,15 +30,24 @@ const IDLE: Duration = Duration::from_secs(600);
 /// for every seq from 1, since a new group's first messages are the likeliest to race.
 const YOUNG: i64 = 16;
 
-/// Order repair for events of type `T` in streams named by `K` (a conversation as one
-/// room hears it).
-pub struct Reorder<K, T> {
+/// Order repair for events of type `T` in streams `S` (conversations), each as every room
+/// `R` hears it.
+pub struct Reorder<S, R, T> {
     first_hold: Duration,
     gap_hold: Duration,
-    streams: HashMap<K, Stream<T>>,
+    streams: HashMap<(S, R), Stream<T>>,
+    /// Each stream's next seq as the rooms that settled it know it: a room hearing a stream
+    /// for the first time (a device that just connected here) starts from it instead of
+    /// guessing, so it waits for a late predecessor as long as the others do.
+    known: HashMap<S, Known>,
     /// Streams holding events, so deadlines are found without scanning every stream.
-    waiting: HashSet<K>,
+    waiting: HashSet<(S, R)>,
     last_sweep: Instant,
+}
+
+struct Known {
+    next: i64,
+    last_seen: Instant,
 }
 
 struct Stream<T> {
@@ -70,38 +79,59 @@ impl<T> Stream<T> {
     }
 }
 
-impl<K: Hash + Eq + Clone, T> Reorder<K, T> {
+impl<S: Hash + Eq + Clone, R: Hash + Eq + Clone, T> Reorder<S, R, T> {
     pub fn new(first_hold: Duration, gap_hold: Duration) -> Self {
         Self {
             first_hold,
             gap_hold,
             streams: HashMap::new(),
+            known: HashMap::new(),
             waiting: HashSet::new(),
             last_sweep: Instant::now(),
         }
     }
 
-    /// Takes one event at `seq` of `stream`; returns what may be delivered now, in order.
-    pub fn push(&mut self, stream: K, seq: i64, event: T, now: Instant) -> Vec<T> {
+    /// Takes one event at `seq` of `stream` for `room`; returns what may be delivered now
+    /// to that room, in order.
+    pub fn push(&mut self, stream: S, room: R, seq: i64, event: T, now: Instant) -> Vec<T> {
         let mut out = Vec::new();
-        self.push_into(stream, seq, event, now, &mut out);
+        self.push_into(stream, room, seq, event, now, &mut out);
         out
     }
 
     /// [`Reorder::push`], adding what may go out to `out`.
-    pub fn push_into(&mut self, stream: K, seq: i64, event: T, now: Instant, out: &mut Vec<T>) {
-        // A stream seen for the first time (a new conversation, or this node just started):
-        // its predecessors may be a moment behind, so it waits for them like any other
-        // event ahead of its turn: all of them in a young conversation, the one before it
+    pub fn push_into(
+        &mut self,
+        stream: S,
+        room: R,
+        seq: i64,
+        event: T,
+        now: Instant,
+        out: &mut Vec<T>,
+    ) {
+        let key = (stream, room);
+        // A stream this room hears for the first time starts where the other rooms of
+        // this node are. Seen by none (a new conversation, or this node just started), its
+        // predecessors may be a moment behind, so it waits for them like any other event
+        // ahead of its turn: all of them in a young conversation, the one before it
         // otherwise (what came earlier was delivered before this node was listening).
+        let known = self.known.get(&key.0).map(|k| k.next);
         let s = self
             .streams
-            .entry(stream.clone())
-            .or_insert_with(|| Stream {
-                next: if seq <= YOUNG { 1 } else { seq - 1 },
-                held: BTreeMap::new(),
-                last_seen: now,
-                settled: false,
+            .entry(key.clone())
+            .or_insert_with(|| match known {
+                Some(next) => Stream {
+                    next,
+                    held: BTreeMap::new(),
+                    last_seen: now,
+                    settled: true,
+                },
+                None => Stream {
+                    next: if seq <= YOUNG { 1 } else { seq - 1 },
+                    held: BTreeMap::new(),
+                    last_seen: now,
+                    settled: false,
+                },
             });
         s.last_seen = now;
         if seq < s.next {
@@ -118,10 +148,18 @@ impl<K: Hash + Eq + Clone, T> Reorder<K, T> {
             // stays, so nothing goes out twice.
             s.held.entry(seq).or_insert((now, event));
         }
+        if s.settled {
+            let k = self.known.entry(key.0.clone()).or_insert(Known {
+                next: s.next,
+                last_seen: now,
+            });
+            k.next = k.next.max(s.next);
+            k.last_seen = now;
+        }
         if s.held.is_empty() {
-            self.waiting.remove(&stream);
+            self.waiting.remove(&key);
         } else {
-            self.waiting.insert(stream);
+            self.waiting.insert(key);
         }
         self.sweep(now);
     }
@@ -142,7 +180,7 @@ impl<K: Hash + Eq + Clone, T> Reorder<K, T> {
     /// before them is given up on.
     pub fn expire(&mut self, now: Instant) -> Vec<T> {
         let mut out = Vec::new();
-        let due: Vec<K> = self
+        let due: Vec<(S, R)> = self
             .waiting
             .iter()
             .filter(|id| {
@@ -163,6 +201,9 @@ impl<K: Hash + Eq + Clone, T> Reorder<K, T> {
                 s.next = seq + 1;
             }
             s.settled = true;
+            if let Some(k) = self.known.get_mut(&id.0) {
+                k.next = k.next.max(s.next);
+            }
             self.waiting.remove(&id);
         }
         out
@@ -175,6 +216,8 @@ impl<K: Hash + Eq + Clone, T> Reorder<K, T> {
         self.last_sweep = now;
         self.streams
             .retain(|_, s| !s.held.is_empty() || now.duration_since(s.last_seen) < IDLE);
+        self.known
+            .retain(|_, k| now.duration_since(k.last_seen) < IDLE);
     }
 
     #[cfg(test)]
@@ -192,15 +235,15 @@ mod tests {
     const FIRST: Duration = Duration::from_millis(100);
     const HOLD: Duration = Duration::from_millis(1000);
 
-    fn reorder<T>() -> Reorder<Uuid, T> {
+    fn reorder<T>() -> Reorder<Uuid, (), T> {
         Reorder::new(FIRST, HOLD)
     }
 
     #[test]
     fn events_in_order_go_out_at_once() {
         let (mut r, c, t) = (reorder(), Uuid::new_v4(), Instant::now());
-        assert_eq!(r.push(c, 1, 1, t), [1]);
-        assert_eq!(r.push(c, 2, 2, t), [2]);
+        assert_eq!(r.push(c, (), 1, 1, t), [1]);
+        assert_eq!(r.push(c, (), 2, 2, t), [2]);
         assert_eq!(r.deadline(), None);
     }
 
@@ -208,19 +251,19 @@ mod tests {
     fn the_first_event_seen_past_a_conversations_start_waits_for_its_predecessor() {
         let (mut r, t) = (reorder(), Instant::now());
         let (young, racing, quiet) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        assert!(r.push(young, 4, 4, t).is_empty());
-        assert!(r.push(young, 2, 2, t).is_empty());
-        assert_eq!(r.push(young, 1, 1, t), [1, 2]);
-        assert_eq!(r.push(young, 3, 3, t), [3, 4]);
-        assert!(r.push(racing, 80, 80, t).is_empty());
-        assert_eq!(r.push(racing, 79, 79, t), [79, 80]);
+        assert!(r.push(young, (), 4, 4, t).is_empty());
+        assert!(r.push(young, (), 2, 2, t).is_empty());
+        assert_eq!(r.push(young, (), 1, 1, t), [1, 2]);
+        assert_eq!(r.push(young, (), 3, 3, t), [3, 4]);
+        assert!(r.push(racing, (), 80, 80, t).is_empty());
+        assert_eq!(r.push(racing, (), 79, 79, t), [79, 80]);
         // A conversation whose previous message went out long ago waits the short hold
         // once; from then on its gaps wait the long one.
-        assert!(r.push(quiet, 40, 40, t).is_empty());
+        assert!(r.push(quiet, (), 40, 40, t).is_empty());
         assert_eq!(r.deadline(), Some(t + FIRST));
         assert_eq!(r.expire(t + FIRST), [40]);
-        assert_eq!(r.push(quiet, 41, 41, t + FIRST), [41]);
-        assert!(r.push(quiet, 43, 43, t + FIRST).is_empty());
+        assert_eq!(r.push(quiet, (), 41, 41, t + FIRST), [41]);
+        assert!(r.push(quiet, (), 43, 43, t + FIRST).is_empty());
         assert!(r.expire(t + FIRST * 2).is_empty());
         assert_eq!(r.deadline(), Some(t + FIRST + HOLD));
     }
@@ -228,52 +271,69 @@ mod tests {
     #[test]
     fn an_event_ahead_of_its_predecessor_waits_for_it() {
         let (mut r, c, t) = (reorder(), Uuid::new_v4(), Instant::now());
-        assert_eq!(r.push(c, 1, 1, t), [1]);
-        assert!(r.push(c, 3, 3, t).is_empty());
-        assert!(r.push(c, 4, 4, t).is_empty());
+        assert_eq!(r.push(c, (), 1, 1, t), [1]);
+        assert!(r.push(c, (), 3, 3, t).is_empty());
+        assert!(r.push(c, (), 4, 4, t).is_empty());
         assert_eq!(r.deadline(), Some(t + HOLD));
-        assert_eq!(r.push(c, 2, 2, t), [2, 3, 4]);
+        assert_eq!(r.push(c, (), 2, 2, t), [2, 3, 4]);
         assert_eq!(r.deadline(), None);
     }
 
     #[test]
     fn a_gap_that_never_fills_is_given_up_after_the_hold() {
         let (mut r, c, t) = (reorder(), Uuid::new_v4(), Instant::now());
-        r.push(c, 1, 1, t);
-        assert!(r.push(c, 3, 3, t).is_empty());
-        assert!(r.push(c, 5, 5, t + HOLD / 2).is_empty());
+        r.push(c, (), 1, 1, t);
+        assert!(r.push(c, (), 3, 3, t).is_empty());
+        assert!(r.push(c, (), 5, 5, t + HOLD / 2).is_empty());
         assert!(r.expire(t + HOLD / 2).is_empty());
         assert_eq!(r.expire(t + HOLD), [3, 5]);
         // The stream goes on after the last released event; the missing one, if it ever
         // comes, goes out as it is.
-        assert_eq!(r.push(c, 6, 6, t + HOLD), [6]);
-        assert_eq!(r.push(c, 2, 2, t + HOLD), [2]);
+        assert_eq!(r.push(c, (), 6, 6, t + HOLD), [6]);
+        assert_eq!(r.push(c, (), 2, 2, t + HOLD), [2]);
     }
 
     #[test]
     fn an_event_published_twice_while_it_waits_goes_out_once() {
         let (mut r, c, t) = (reorder(), Uuid::new_v4(), Instant::now());
-        r.push(c, 1, "1", t);
-        assert!(r.push(c, 3, "3", t).is_empty());
-        assert!(r.push(c, 3, "3 again", t).is_empty());
-        assert_eq!(r.push(c, 2, "2", t), ["2", "3"]);
+        r.push(c, (), 1, "1", t);
+        assert!(r.push(c, (), 3, "3", t).is_empty());
+        assert!(r.push(c, (), 3, "3 again", t).is_empty());
+        assert_eq!(r.push(c, (), 2, "2", t), ["2", "3"]);
+    }
+
+    #[test]
+    fn a_room_new_to_a_stream_starts_where_the_other_rooms_are() {
+        let (mut r, c, t) = (Reorder::new(FIRST, HOLD), Uuid::new_v4(), Instant::now());
+        for seq in 1..=20 {
+            r.push(c, "alice", seq, seq, t);
+        }
+        // Bob's device connects: 22 overtook 21, and 21 is a long moment late. Bob waits
+        // for it as alice would, not the short wait of a stream nobody here knew.
+        assert!(r.push(c, "bob", 22, 22, t).is_empty());
+        assert_eq!(r.deadline(), Some(t + HOLD));
+        assert_eq!(r.push(c, "bob", 21, 21, t + FIRST * 3), [21, 22]);
+        // A stream no room knew still starts with the short wait.
+        let d = Uuid::new_v4();
+        assert!(r.push(d, "bob", 40, 40, t).is_empty());
+        assert_eq!(r.deadline(), Some(t + FIRST));
     }
 
     #[test]
     fn conversations_do_not_wait_for_each_other() {
         let (mut r, t) = (reorder(), Instant::now());
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        r.push(a, 1, "a1", t);
-        assert!(r.push(a, 3, "a3", t).is_empty());
-        assert_eq!(r.push(b, 1, "b1", t), ["b1"]);
-        assert_eq!(r.push(b, 2, "b2", t), ["b2"]);
+        r.push(a, (), 1, "a1", t);
+        assert!(r.push(a, (), 3, "a3", t).is_empty());
+        assert_eq!(r.push(b, (), 1, "b1", t), ["b1"]);
+        assert_eq!(r.push(b, (), 2, "b2", t), ["b2"]);
     }
 
     #[test]
     fn idle_streams_are_forgotten() {
         let (mut r, t) = (reorder(), Instant::now());
-        r.push(Uuid::new_v4(), 1, 1, t);
-        r.push(Uuid::new_v4(), 1, 1, t + IDLE + Duration::from_secs(1));
+        r.push(Uuid::new_v4(), (), 1, 1, t);
+        r.push(Uuid::new_v4(), (), 1, 1, t + IDLE + Duration::from_secs(1));
         assert_eq!(r.streams(), 1);
     }
 }
