@@ -72,8 +72,8 @@ export class PeopleView {
   }
 
   open(tab) {
-    this.select(tab);
     if (!this.dialog.open) this.dialog.showModal();
+    this.select(tab);
     if (tab === 'people-tab-find') this.input.focus();
   }
 
