@@ -116,7 +116,12 @@ impl Bundle {
             index: Served::new("text/html; charset=utf-8", Bytes::from(index)),
             files: ASSETS
                 .iter()
-                .map(|a| (a.path, Served::new(a.content_type, Bytes::from_static(a.body))))
+                .map(|a| {
+                    (
+                        a.path,
+                        Served::new(a.content_type, Bytes::from_static(a.body)),
+                    )
+                })
                 .collect(),
             version,
         }
@@ -155,7 +160,10 @@ impl Served {
             self.etag.clone()
         };
         let mut headers = HeaderMap::new();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        );
         headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         if let Ok(value) = HeaderValue::from_str(&etag) {
             headers.insert(header::ETAG, value);
@@ -187,7 +195,10 @@ fn security_headers(headers: &mut HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     // For browsers without CSP `frame-ancestors`: the page must not be framed (clickjacking).
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }

@@ -277,7 +277,14 @@ pub async fn prepare_notifications(
         }
     });
     let member = Member::new(Namespace::Notifications, s.id);
-    admit(&state, user, &notifications_conn(&state, &s), member, &rooms).await
+    admit(
+        &state,
+        user,
+        &notifications_conn(&state, &s),
+        member,
+        &rooms,
+    )
+    .await
 }
 
 pub async fn on_notifications_connect(s: SocketRef, State(state): State<AppState>) {

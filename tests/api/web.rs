@@ -16,7 +16,7 @@ async fn get(app: &TestApp, path: &str, headers: &[(header::HeaderName, &str)]) 
     request.send().await.expect("request")
 }
 
-fn header<'a>(resp: &'a Response, name: header::HeaderName) -> &'a str {
+fn header_of(resp: &Response, name: header::HeaderName) -> &str {
     resp.headers()
         .get(&name)
         .unwrap_or_else(|| panic!("no {name} on {}", resp.url()))
@@ -49,7 +49,7 @@ fn tags(html: &str) -> Vec<&str> {
 }
 
 fn assert_strict_headers(resp: &Response) {
-    let csp = header(resp, header::CONTENT_SECURITY_POLICY);
+    let csp = header_of(resp, header::CONTENT_SECURITY_POLICY);
     for directive in [
         "default-src 'self'",
         "script-src 'self'",
@@ -58,10 +58,14 @@ fn assert_strict_headers(resp: &Response) {
         "object-src 'none'",
         "frame-ancestors 'none'",
     ] {
-        assert!(csp.contains(directive), "{}: CSP lacks {directive}: {csp}", resp.url());
+        assert!(
+            csp.contains(directive),
+            "{}: CSP lacks {directive}: {csp}",
+            resp.url()
+        );
     }
     assert!(!csp.contains("unsafe"), "{}: {csp}", resp.url());
-    assert_eq!(header(resp, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    assert_eq!(header_of(resp, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
 }
 
 /// The page, and the `/app/{version}` its files are under.
@@ -86,10 +90,10 @@ async fn the_page_is_served_at_the_root_with_a_strict_content_security_policy() 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        header(&resp, header::CONTENT_TYPE),
+        header_of(&resp, header::CONTENT_TYPE),
         "text/html; charset=utf-8"
     );
-    assert_eq!(header(&resp, header::CACHE_CONTROL), "no-cache");
+    assert_eq!(header_of(&resp, header::CACHE_CONTROL), "no-cache");
     assert!(resp.headers().contains_key(header::ETAG));
     assert_strict_headers(&resp);
     let html = resp.text().await.unwrap();
@@ -136,9 +140,9 @@ async fn the_page_references_only_files_of_its_own_origin_that_the_node_serves()
             Some("svg") => "image/svg+xml",
             other => panic!("unexpected kind of file {other:?}: {path}"),
         };
-        assert_eq!(header(&resp, header::CONTENT_TYPE), expected, "{path}");
+        assert_eq!(header_of(&resp, header::CONTENT_TYPE), expected, "{path}");
         assert_eq!(
-            header(&resp, header::CACHE_CONTROL),
+            header_of(&resp, header::CACHE_CONTROL),
             "public, max-age=31536000, immutable",
             "{path}"
         );
@@ -197,12 +201,17 @@ async fn a_client_that_accepts_gzip_gets_the_files_compressed() {
     let plain = get(&app, &path, &[]).await.bytes().await.unwrap();
 
     // Act
-    let resp = get(&app, &path, &[(header::ACCEPT_ENCODING, "br, gzip, deflate")]).await;
+    let resp = get(
+        &app,
+        &path,
+        &[(header::ACCEPT_ENCODING, "br, gzip, deflate")],
+    )
+    .await;
 
     // Assert
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(header(&resp, header::CONTENT_ENCODING), "gzip");
-    assert_eq!(header(&resp, header::VARY), "accept-encoding");
+    assert_eq!(header_of(&resp, header::CONTENT_ENCODING), "gzip");
+    assert_eq!(header_of(&resp, header::VARY), "accept-encoding");
     let compressed = resp.bytes().await.unwrap();
     assert!(compressed.len() < plain.len() / 2, "{}", compressed.len());
     let mut inflated = Vec::new();
@@ -219,14 +228,14 @@ async fn a_page_the_browser_holds_already_answers_not_modified() {
     // Arrange
     let app = spawn_app_memory().await;
     let first = get(&app, "/", &[(header::ACCEPT_ENCODING, "gzip")]).await;
-    let etag = header(&first, header::ETAG).to_owned();
+    let etag = header_of(&first, header::ETAG).to_owned();
 
     // Act: the compressed copy's tag, asked for without compression, names the same page
     let again = get(&app, "/", &[(header::IF_NONE_MATCH, &etag)]).await;
 
     // Assert
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-    assert_eq!(header(&again, header::CACHE_CONTROL), "no-cache");
+    assert_eq!(header_of(&again, header::CACHE_CONTROL), "no-cache");
     assert!(again.bytes().await.unwrap().is_empty());
     let other = get(&app, "/", &[(header::IF_NONE_MATCH, "\"something-else\"")]).await;
     assert_eq!(other.status(), StatusCode::OK);
@@ -240,7 +249,7 @@ async fn a_file_asked_for_under_another_version_is_served_but_not_kept() {
     let resp = get(&app, "/app/0123456789abcdef/app.css", &[]).await;
 
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(header(&resp, header::CACHE_CONTROL), "no-cache");
+    assert_eq!(header_of(&resp, header::CACHE_CONTROL), "no-cache");
 }
 
 #[tokio::test]
