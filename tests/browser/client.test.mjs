@@ -261,8 +261,10 @@ test("after bob's node restarts, the message sent meanwhile is shown once", { sk
   await screenshot(alice, 'caught-up');
 });
 
-test('no request left for another origin, and the page raised no error', () => {
+test('no request left for another origin, and the page raised no error', async () => {
   for (const who of [alice, bob]) {
+    const text = await who.page.locator('#app').innerText();
+    assert.doesNotMatch(text, /\b(null|undefined|NaN)\b|\[object Object\]/, `${who.name}: a value rendered as text`);
     assert.deepEqual(who.foreign, [], `${who.name}: requests to other origins`);
     assert.deepEqual(who.errors, [], `${who.name}: uncaught errors`);
     assert.deepEqual(who.violations, [], `${who.name}: Content-Security-Policy violations`);

@@ -85,8 +85,9 @@ export class Live extends EventTarget {
         this.session.end('Your session has ended. Sign in again.');
         return;
       }
-      if (/expired/i.test(message)) {
-        // The access token ran out while the socket was away: renew, then connect again.
+      if (/token/i.test(message)) {
+        // The access token ran out while the socket was away (or was refused otherwise):
+        // renew, then connect again with the new one.
         try {
           await this.session.renew();
         } catch {

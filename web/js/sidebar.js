@@ -31,7 +31,7 @@ export class Sidebar {
         li = h('li', {}, h('button', { type: 'button', class: 'conv', onclick: () => this.onOpen(id) }));
         this.#items.set(id, li);
       }
-      this.#fill(li.firstChild, c);
+      this.#paint(li.firstChild, c);
       // Elements already in place are not moved: moving one would take its focus away.
       const slot = previous ? previous.nextSibling : this.list.firstChild;
       if (slot !== li) this.list.insertBefore(li, slot);
@@ -46,7 +46,7 @@ export class Sidebar {
     this.empty.hidden = !this.loaded || convs.length > 0;
   }
 
-  #fill(button, c) {
+  #paint(button, c) {
     const chats = this.chats;
     const title = chats.title(c);
     const other = chats.other(c);

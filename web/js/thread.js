@@ -2,7 +2,7 @@
 // composer, who is typing, and on each of the user's own messages its receipt (sent,
 // delivered, read) and edit / delete.
 
-import { byId, confirmAction, errorText, h, longTime, timeEl, toast } from './dom.js';
+import { byId, confirmAction, errorText, fill, h, longTime, timeEl, toast } from './dom.js';
 
 const RECEIPT = { sent: 'Sent', delivered: 'Delivered', read: 'Read' };
 /** Within this many pixels of the bottom, new messages keep the view scrolled down. */
@@ -99,7 +99,7 @@ export class ThreadView {
         li = h('li');
         this.#items.set(key, li);
       }
-      this.#fill(li, c, m);
+      this.#paint(li, c, m);
       const slot = previous ? previous.nextSibling : this.list.firstChild;
       if (slot !== li) this.list.insertBefore(li, slot);
       previous = li;
@@ -147,7 +147,7 @@ export class ThreadView {
     return `m:${m.message_id}`;
   }
 
-  #fill(li, c, m) {
+  #paint(li, c, m) {
     if (li.dataset.editing) return;
     const mine = m.sender_id === this.chats.me;
     const receipt = mine && !m.pending ? this.chats.receipt(c, m) : null;
@@ -177,12 +177,11 @@ export class ThreadView {
         h('button', { type: 'button', class: 'link', 'aria-label': 'Delete message', onclick: () => this.#delete(m) }, 'Delete'),
       );
     }
-    li.replaceChildren(
+    fill(li,
       c.view.is_group && !mine ? h('p', { class: 'sender' }, sender) : h('span', { class: 'visually-hidden' }, `${sender}: `),
       h('p', { class: 'body' }, m.content),
       meta,
-      actions.length ? h('div', { class: 'actions' }, actions) : null,
-    );
+      actions.length ? h('div', { class: 'actions' }, actions) : null);
   }
 
   #edit(li, m) {
