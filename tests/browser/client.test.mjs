@@ -240,6 +240,8 @@ test("after bob's node restarts, the message sent meanwhile is shown once", { sk
   await bob.page.locator('#banner').filter({ hasText: 'Reconnecting' }).waitFor({ timeout: RESTART_MS });
   await screenshot(bob, 'reconnecting');
   await send(alice, away);
+  // Stored while bob was away: it can only reach him through the catch-up after reconnecting.
+  assert.ok(await bob.page.locator('#banner').isVisible(), 'bob was back before the message was stored');
   await restart;
   await bob.page.locator('#banner').waitFor({ state: 'hidden', timeout: RESTART_MS });
   t.diagnostic(`bob was back ${Date.now() - started} ms after the restart began`);

@@ -714,8 +714,13 @@ export class Chats extends EventTarget {
       this.live
         .emit('sendMessage', payload)
         .then((m) => {
+          // Held (and out of the outbox) in the same task, so no flush sends it again and
+          // no render shows it neither pending nor stored.
+          this.outbox.remove(item.client_msg_id);
           this.#sending.delete(item.client_msg_id);
-          this.#receive(m);
+          const c = this.convs.get(m.conversation_id);
+          if (c) this.#take(c, m, true);
+          else this.#receive(m);
         })
         .catch((err) => {
           this.#sending.delete(item.client_msg_id);
