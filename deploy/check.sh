@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Validates the operator files (deploy/, tests/e2e/run.sh, .ci/run) with whichever tools
-# this machine has, and says what it skipped and what would enable it. A missing tool is
-# never a failure, so CI passes on a bare machine; a tool that finds a problem is.
+# Validates the operator files (deploy/, tests/e2e/run.sh, tests/browser/run.sh, .ci/run)
+# with whichever tools this machine has, and says what it skipped and what would enable it.
+# A missing tool is never a failure, so CI passes on a bare machine; a tool that finds a
+# problem is.
 #
 # Usage: deploy/check.sh [--install]
 #   --install  first install the tools (as root): Debian packages shellcheck, nginx,
@@ -52,7 +53,7 @@ install_tools() {
 [ "${1:-}" != --install ] || install_tools
 
 # --- shell scripts -------------------------------------------------------------------------
-scripts=(deploy/check.sh deploy/local/*.sh tests/e2e/run.sh .ci/run)
+scripts=(deploy/check.sh deploy/local/*.sh tests/e2e/run.sh tests/browser/run.sh .ci/run)
 shellcheck=$(tool shellcheck)
 if [ -n "$shellcheck" ]; then
   check "shellcheck ${#scripts[@]} scripts" "$shellcheck" -x "${scripts[@]}"
@@ -110,6 +111,7 @@ if problems:
     sys.exit("\n".join(problems))
 EOF
   check "tests/e2e/package.json and lock" python3 -c 'import json,sys; [json.load(open(p)) for p in sys.argv[1:]]' tests/e2e/package.json tests/e2e/package-lock.json
+  check "tests/browser/package.json and lock" python3 -c 'import json,sys; [json.load(open(p)) for p in sys.argv[1:]]' tests/browser/package.json tests/browser/package-lock.json
 else
   skip "JSON checks" "python3 missing"
 fi

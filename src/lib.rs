@@ -51,7 +51,7 @@ pub mod error;
 /// Shared, non-durable state: sessions, limiters and typing marks, one trait per concern
 /// with a Redis and an in-process implementation.
 pub mod fabric;
-/// REST routes, one router per feature.
+/// REST routes, one router per feature, and the web client's files.
 pub mod http;
 /// Limits on client-driven costs: limiter names, refusals, per-socket bounds.
 pub mod limits;

@@ -22,9 +22,11 @@
 #
 # Environment: CHATTY_PROFILE=release|debug (default release), CARGO_TARGET_DIR (honoured),
 # CHATTY_BIN (use this binary, build nothing), CHATTY_CLUSTER_LISTEN (nginx address, default
-# 127.0.0.1), CHATTY_CLUSTER_TIMEOUT (seconds to wait for readiness, default 180), and every
+# 127.0.0.1), CHATTY_CLUSTER_PORT / CHATTY_CLUSTER_BASE_PORT / CHATTY_CLUSTER_REDIS_PORT
+# (defaults of --port, --base-port and --redis-port), CHATTY_CLUSTER_DIR (runtime files,
+# default .chatty/cluster/), CHATTY_CLUSTER_TIMEOUT (seconds to wait for readiness, default 180), and every
 # node setting of the README (DATABASE_URL, REDIS_URL, JWT_SECRET, CHATTY_*), which
-# deploy/local/env.sh fills in. Runtime files live in .chatty/cluster/ (gitignored).
+# deploy/local/env.sh fills in. Runtime files live in .chatty/ (gitignored).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -298,7 +300,8 @@ wait_ready() {
 # --- commands ------------------------------------------------------------------------------
 
 cmd_start() {
-  local nodes=3 port=8080 base=${CHATTY_CLUSTER_BASE_PORT:-3100} redis_port='' server=chatty k
+  local nodes=3 port=${CHATTY_CLUSTER_PORT:-8080} base=${CHATTY_CLUSTER_BASE_PORT:-3100}
+  local redis_port=${CHATTY_CLUSTER_REDIS_PORT:-} server=chatty k
   while [ $# -gt 0 ]; do
     case $1 in
       --nodes) nodes=${2:-}; shift 2 ;;

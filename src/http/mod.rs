@@ -1,6 +1,7 @@
 //! REST routes. Each feature module owns its router, an `OpenApiRouter` that registers each
 //! handler with its `#[utoipa::path]` attribute; `api_router` merges them, and the OpenAPI
-//! document is what the merged router collected.
+//! document is what the merged router collected. The web client's routes (`web.rs`) are not
+//! part of the API and are merged after the document is made.
 
 /// An `OpenApiRouter` registering each handler, or each parenthesized group of handlers that
 /// share a path, with `routes!`: `routes_of![list, (get_one, delete)]`.
@@ -26,6 +27,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod typing;
 pub mod users;
+pub mod web;
 
 use std::time::{Duration, Instant};
 
@@ -67,6 +69,7 @@ pub fn api_router(state: AppState) -> Router {
         .split_for_parts();
     routes
         .merge(openapi::router(doc))
+        .merge(web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))

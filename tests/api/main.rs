@@ -19,3 +19,4 @@ mod refresh;
 mod routing;
 mod social_rules;
 mod users;
+mod web;

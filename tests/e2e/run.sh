@@ -2,8 +2,13 @@
 # End-to-end tests with the official socket.io-client against a local cluster of 3 nodes
 # behind nginx (deploy/local/cluster.sh). Starts the cluster and always stops it again; a
 # cluster that was already running is used as it is and left running.
+# Then the web client in headless Chromium (tests/browser/run.sh) against the same cluster,
+# then a few seconds of the load generator, calm and through a crash.
 # Usage: tests/e2e/run.sh [node --test arguments, e.g. --test-name-pattern=typing]
 #        CHATTY_PROFILE=debug tests/e2e/run.sh   (debug build: faster to build, slower to run)
+# The cluster's ports and directory follow deploy/local/cluster.sh's environment
+# (CHATTY_CLUSTER_PORT, CHATTY_CLUSTER_BASE_PORT, CHATTY_CLUSTER_REDIS_PORT, CHATTY_CLUSTER_DIR),
+# so a second cluster can run beside one on the default ports.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
@@ -36,6 +41,9 @@ export CHATTY_URL CHATTY_NODES
 # Lets the rolling-restart test restart nodes of this local cluster.
 export CHATTY_CLUSTER_CTL=$cluster
 node --test "$@"
+
+# Two people in headless Chromium, each on another node, through a restart of one.
+bash "$root/tests/browser/run.sh"
 
 # A few seconds of the load generator through the balancer: seeds through the API, sends
 # with acks, and exits non-zero if any message is lost, duplicated or out of order.
