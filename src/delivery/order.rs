@@ -110,23 +110,28 @@ impl<S: Hash + Eq + Clone, R: Hash + Eq + Clone, T> Reorder<S, R, T> {
         out: &mut Vec<T>,
     ) {
         let key = (stream, room);
-        // A stream this room hears for the first time starts where the other rooms of
-        // this node are. Seen by none (a new conversation, or this node just started), its
-        // predecessors may be a moment behind, so it waits for them like any other event
-        // ahead of its turn: all of them in a young conversation, the one before it
-        // otherwise (what came earlier was delivered before this node was listening).
+        // A stream this room hears for the first time: its predecessors may be a moment
+        // behind, so it waits for them like any other event ahead of its turn. All of them
+        // in a young conversation (this room was there from its start); past that, from
+        // where this node's other rooms are, or, seen by none (this node just started, the
+        // conversation was quiet), the one before it (what came earlier was delivered
+        // before this room was listening).
         let known = self.known.get(&key.0).map(|k| k.next);
         let s = self
             .streams
             .entry(key.clone())
             .or_insert_with(|| match known {
-                Some(next) => Stream {
-                    next,
+                // Past a conversation's start, where the others are: its copies may trail
+                // theirs (copies for different rooms interleave), so it starts at this
+                // event if that is behind them, and waits for a predecessor they have not
+                // had either as long as they do.
+                Some(next) if seq > YOUNG => Stream {
+                    next: next.min(seq),
                     held: BTreeMap::new(),
                     last_seen: now,
                     settled: true,
                 },
-                None => Stream {
+                _ => Stream {
                     next: if seq <= YOUNG { 1 } else { seq - 1 },
                     held: BTreeMap::new(),
                     last_seen: now,
@@ -313,6 +318,13 @@ mod tests {
         assert!(r.push(c, "bob", 22, 22, t).is_empty());
         assert_eq!(r.deadline(), Some(t + HOLD));
         assert_eq!(r.push(c, "bob", 21, 21, t + FIRST * 3), [21, 22]);
+        // A young conversation's first copies for a room wait for every seq from 1, however
+        // far the other rooms are: this room was there from its start.
+        let y = Uuid::new_v4();
+        r.push(y, "alice", 1, 1, t);
+        r.push(y, "alice", 2, 2, t);
+        assert!(r.push(y, "bob", 2, 2, t).is_empty());
+        assert_eq!(r.push(y, "bob", 1, 1, t), [1, 2]);
         // A stream no room knew still starts with the short wait.
         let d = Uuid::new_v4();
         assert!(r.push(d, "bob", 40, 40, t).is_empty());
