@@ -112,21 +112,22 @@ impl<S: Hash + Eq + Clone, R: Hash + Eq + Clone, T> Reorder<S, R, T> {
         let key = (stream, room);
         // A stream this room hears for the first time: its predecessors may be a moment
         // behind, so it waits for them like any other event ahead of its turn. All of them
-        // in a young conversation (this room was there from its start); past that, from
-        // where this node's other rooms are, or, seen by none (this node just started, the
-        // conversation was quiet), the one before it (what came earlier was delivered
-        // before this room was listening).
+        // in a young conversation (this room was there from its start); past that, the
+        // one before it (what came earlier may have reached the device before this room
+        // was listening), or, while this node's other rooms wait for them too, from where
+        // they are.
         let known = self.known.get(&key.0).map(|k| k.next);
         let s = self
             .streams
             .entry(key.clone())
             .or_insert_with(|| match known {
-                // Past a conversation's start, where the others are: its copies may trail
-                // theirs (copies for different rooms interleave), so it starts at this
-                // event if that is behind them, and waits for a predecessor they have not
-                // had either as long as they do.
-                Some(next) if seq > YOUNG => Stream {
-                    next: next.min(seq),
+                // Past a conversation's start, behind where the others are: its
+                // predecessors are on their way to every room here, so it waits for them
+                // as long as the others do. Level with them or ahead, its copy of the one
+                // before may still trail theirs (copies for different rooms cross) or may
+                // have reached the device elsewhere: the short wait, as below.
+                Some(next) if seq > YOUNG && next < seq => Stream {
+                    next,
                     held: BTreeMap::new(),
                     last_seen: now,
                     settled: true,
@@ -318,6 +319,14 @@ mod tests {
         assert!(r.push(c, "bob", 22, 22, t).is_empty());
         assert_eq!(r.deadline(), Some(t + HOLD));
         assert_eq!(r.push(c, "bob", 21, 21, t + FIRST * 3), [21, 22]);
+        // Bob's copy of 20 trails his copy of 21, which alice has had already: he waits
+        // the short while for it.
+        let e = Uuid::new_v4();
+        for seq in 1..=21 {
+            r.push(e, "alice", seq, seq, t);
+        }
+        assert!(r.push(e, "bob", 21, 21, t).is_empty());
+        assert_eq!(r.push(e, "bob", 20, 20, t), [20, 21]);
         // A young conversation's first copies for a room wait for every seq from 1, however
         // far the other rooms are: this room was there from its start.
         let y = Uuid::new_v4();
