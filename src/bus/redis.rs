@@ -257,9 +257,14 @@ async fn listen(
                 }
             }
             _ = ping.tick() => {
-                if let Err(e) = redis::cmd("PING").query_async::<Value>(conn).await {
-                    tracing::warn!(error = %e, "event bus connection stopped answering");
-                    return;
+                match redis::cmd("PING").query_async::<Value>(conn).await {
+                    // An error reply (a restarted Redis still loading its data) is an
+                    // answer: the subscriptions on this connection stand.
+                    Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                        tracing::warn!(error = %e, "event bus connection stopped answering");
+                        return;
+                    }
+                    _ => {}
                 }
             }
         }

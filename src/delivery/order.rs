@@ -112,21 +112,20 @@ impl<S: Hash + Eq + Clone, R: Hash + Eq + Clone, T> Reorder<S, R, T> {
         let key = (stream, room);
         // A stream this room hears for the first time: its predecessors may be a moment
         // behind, so it waits for them like any other event ahead of its turn. All of them
-        // in a young conversation (this room was there from its start); past that, the
-        // one before it (what came earlier may have reached the device before this room
-        // was listening), or, while this node's other rooms wait for them too, from where
-        // they are.
+        // in a young conversation (this room was there from its start), else the one
+        // before it (what came earlier may have reached the device before this room was
+        // listening); from where this node's other rooms are while they wait too.
         let known = self.known.get(&key.0).map(|k| k.next);
         let s = self
             .streams
             .entry(key.clone())
             .or_insert_with(|| match known {
-                // Past a conversation's start, behind where the others are: its
-                // predecessors are on their way to every room here, so it waits for them
-                // as long as the others do. Level with them or ahead, its copy of the one
-                // before may still trail theirs (copies for different rooms cross) or may
-                // have reached the device elsewhere: the short wait, as below.
-                Some(next) if seq > YOUNG && next < seq => Stream {
+                // Ahead of where the others are: its predecessors from there on are on
+                // their way to every room here, so it waits for them as long as the others
+                // do (a device that just reconnected here included). Otherwise its copy of
+                // the one before may still trail theirs (copies for different rooms cross)
+                // or may have reached the device elsewhere: the short wait, as below.
+                Some(next) if next < seq => Stream {
                     next,
                     held: BTreeMap::new(),
                     last_seen: now,
@@ -327,8 +326,8 @@ mod tests {
         }
         assert!(r.push(e, "bob", 21, 21, t).is_empty());
         assert_eq!(r.push(e, "bob", 20, 20, t), [20, 21]);
-        // A young conversation's first copies for a room wait for every seq from 1, however
-        // far the other rooms are: this room was there from its start.
+        // A young conversation's first copies for a room wait for every seq from 1 when
+        // the other rooms are past them: this room was there from its start.
         let y = Uuid::new_v4();
         r.push(y, "alice", 1, 1, t);
         r.push(y, "alice", 2, 2, t);
