@@ -2,7 +2,7 @@ use std::{fmt, net::SocketAddr, time::Duration};
 
 use clap::Args;
 
-use crate::fabric::Rate;
+use crate::fabric::{Rate, RedisTarget};
 
 /// Secrets shorter than this are rejected outside dev mode: HS256 keys should carry at
 /// least as many bytes as the hash output.
@@ -22,6 +22,12 @@ pub struct Settings {
     /// presence and sessions.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// Seed nodes of a Redis Cluster (>= 7), comma-separated, instead of `REDIS_URL`:
+    /// `redis://10.0.0.1:6379,redis://10.0.0.2:6379`. The rest of the cluster is found
+    /// from them.
+    #[arg(long, env = "REDIS_CLUSTER_URLS", hide_env_values = true)]
+    pub redis_cluster_urls: Option<String>,
 
     /// HS256 key for access tokens; at least 32 bytes. Required unless `--dev`.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
@@ -157,6 +163,7 @@ impl fmt::Debug for Settings {
             .field("addr", &self.addr)
             .field("node_id", &self.node_id)
             .field("redis", &self.redis_url.is_some())
+            .field("redis_cluster", &self.redis_cluster_urls.is_some())
             .field("redis_prefix", &self.redis_prefix)
             .field("token_ttl_secs", &self.token_ttl_secs)
             .field("dev", &self.dev)
@@ -191,6 +198,17 @@ pub fn parse_rate(raw: &str) -> Result<Rate, String> {
 }
 
 impl Settings {
+    /// The Redis the node uses, if any, or the one-line reason the settings are wrong.
+    pub fn redis(&self) -> Result<Option<RedisTarget>, String> {
+        if self.redis_prefix.contains(['{', '}']) {
+            return Err(
+                "CHATTY_REDIS_PREFIX must not contain '{' or '}': they would change every key's hash slot"
+                    .to_owned(),
+            );
+        }
+        RedisTarget::from_settings(self.redis_url.as_deref(), self.redis_cluster_urls.as_deref())
+    }
+
     /// The key tokens are signed with, or the one-line reason there is none.
     pub fn jwt_key(&self) -> Result<String, String> {
         match &self.jwt_secret {

@@ -5,7 +5,7 @@ use chatty::{
     bus::{Bus, MemoryBus, RedisBus},
     config::Settings,
     db,
-    fabric::RedisKeys,
+    fabric::{RedisKeys, RedisTarget},
     shutdown,
     social::notifications,
     startup::Application,
@@ -58,6 +58,10 @@ struct NotifyArgs {
     /// clients see them on their next fetch.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     redis_url: Option<String>,
+
+    /// Seed nodes of the cluster's Redis Cluster, instead of `REDIS_URL`.
+    #[arg(long, env = "REDIS_CLUSTER_URLS", hide_env_values = true)]
+    redis_cluster_urls: Option<String>,
 
     /// Prefix of the cluster's Redis keys and channels (as given to its nodes).
     #[arg(long, env = "CHATTY_REDIS_PREFIX", default_value = "chatty:")]
@@ -182,11 +186,18 @@ async fn migrate(database_url: &str) -> anyhow::Result<()> {
 
 async fn notify(args: &NotifyArgs, title: &str, text: &str) -> anyhow::Result<()> {
     let pool = db::connect(&args.database_url, 2).await?;
-    let bus: Arc<dyn Bus> = match &args.redis_url {
-        Some(url) => Arc::new(RedisBus::start(url, RedisKeys::new(&args.redis_prefix)).await?),
+    let target = RedisTarget::from_settings(
+        args.redis_url.as_deref(),
+        args.redis_cluster_urls.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let bus: Arc<dyn Bus> = match &target {
+        Some(target) => {
+            Arc::new(RedisBus::start(target, RedisKeys::new(&args.redis_prefix)).await?)
+        }
         None => {
             eprintln!(
-                "chatty: REDIS_URL is not set: notifications are stored but not pushed to connected clients"
+                "chatty: neither REDIS_URL nor REDIS_CLUSTER_URLS is set: notifications are stored but not pushed to connected clients"
             );
             Arc::new(MemoryBus::new())
         }

@@ -53,19 +53,21 @@ impl Application {
             db::migrate(&pool).await?;
         }
 
-        let (fabric, bus): (Fabric, Arc<dyn Bus>) = match &settings.redis_url {
-            Some(url) => {
-                let fabric = Fabric::redis(url, &settings.redis_prefix).await?;
-                let bus = RedisBus::start(url, RedisKeys::new(&settings.redis_prefix)).await?;
-                (fabric, Arc::new(bus))
-            }
-            None => {
-                tracing::warn!(
-                    "REDIS_URL is not set: running as a single node with in-process sessions, presence and fan-out"
-                );
-                (Fabric::memory(), Arc::new(MemoryBus::new()))
-            }
-        };
+        let (fabric, bus): (Fabric, Arc<dyn Bus>) =
+            match settings.redis().map_err(anyhow::Error::msg)? {
+                Some(target) => {
+                    let fabric = Fabric::redis(&target, &settings.redis_prefix).await?;
+                    let bus =
+                        RedisBus::start(&target, RedisKeys::new(&settings.redis_prefix)).await?;
+                    (fabric, Arc::new(bus))
+                }
+                None => {
+                    tracing::warn!(
+                        "neither REDIS_URL nor REDIS_CLUSTER_URLS is set: running as a single node with in-process sessions, presence and fan-out"
+                    );
+                    (Fabric::memory(), Arc::new(MemoryBus::new()))
+                }
+            };
 
         let listener = TcpListener::bind(settings.addr)
             .await

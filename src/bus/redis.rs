@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use redis::{
     AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
     aio::MultiplexedConnection,
+    cluster_async::ClusterConnection,
+    cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo},
 };
 use tokio::{
     sync::{broadcast, mpsc, watch},
@@ -22,7 +24,10 @@ use super::{
     interest::{Change, Interest},
     room, wire,
 };
-use crate::{fabric::RedisKeys, metrics::names};
+use crate::{
+    fabric::{RedisKeys, RedisTarget, scatter_cluster},
+    metrics::names,
+};
 
 /// Cluster bus on Redis sharded pub/sub, one channel per room. Chatty owns the subscriber
 /// (rather than using socketioxide-redis) so that it can subscribe per room as local
@@ -32,7 +37,8 @@ pub struct RedisBus {
     /// Publishing connection: one multiplexed, self-reconnecting socket, so concurrent
     /// publishes pipeline and keep this node's publish order, without the pool's
     /// recycle round trip per checkout.
-    conn: redis::aio::ConnectionManager,
+    conn: Publisher,
+    kind: &'static str,
     shared: Arc<Shared>,
     /// Local fan-out of everything received from Redis.
     tx: broadcast::Sender<Arc<BusMessage>>,
@@ -75,22 +81,102 @@ impl Drop for RedisBus {
     }
 }
 
+/// The publishing half: one multiplexed, self-reconnecting socket to a single Redis, or
+/// the cluster connection (a multiplexed socket per master).
+enum Publisher {
+    Single(redis::aio::ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// The subscribing half, rebuilt whole whenever it loses a connection.
+enum Subscriber {
+    Single(MultiplexedConnection),
+    /// Subscriptions go to the master of each channel's hash slot.
+    Cluster(ClusterConnection),
+}
+
+impl Subscriber {
+    async fn open(
+        target: &RedisTarget,
+        pushes: mpsc::UnboundedSender<PushInfo>,
+    ) -> anyhow::Result<Self> {
+        Ok(match target {
+            RedisTarget::Single(url) => {
+                // Sharded subscriptions need RESP3: subscribing is then an ordinary command
+                // on a multiplexed connection, and messages arrive as pushes.
+                let info = url
+                    .as_str()
+                    .into_connection_info()
+                    .context("REDIS_URL is not a valid Redis URL")?;
+                let resp3 = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                let client = redis::Client::open(info.set_redis_settings(resp3))
+                    .context("REDIS_URL is not a valid Redis URL")?;
+                let config = AsyncConnectionConfig::new()
+                    .set_push_sender(pushes)
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(5)));
+                Self::Single(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?,
+                )
+            }
+            RedisTarget::Cluster(seeds) => Self::Cluster(
+                RedisTarget::cluster_client(seeds, Some(pushes))?
+                    .get_async_connection()
+                    .await?,
+            ),
+        })
+    }
+
+    /// Sends `cmds`, each naming one channel: one pipeline on a single Redis, one per hash
+    /// slot on a cluster.
+    async fn send(&mut self, cmds: Vec<redis::Cmd>) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(conn) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                pipe.query_async::<Value>(conn).await.map(drop)
+            }
+            Self::Cluster(conn) => scatter_cluster(conn, cmds).await.map(drop),
+        }
+    }
+
+    /// Whether every Redis this subscriber listens to still answers.
+    async fn ping(&mut self) -> redis::RedisResult<Value> {
+        match self {
+            Self::Single(conn) => redis::cmd("PING").query_async(conn).await,
+            Self::Cluster(conn) => {
+                conn.route_command(
+                    redis::cmd("PING"),
+                    RoutingInfo::MultiNode((
+                        MultipleNodeRoutingInfo::AllMasters,
+                        Some(ResponsePolicy::AllSucceeded),
+                    )),
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// One SSUBSCRIBE or SUNSUBSCRIBE per channel: each is answered by exactly one
+/// confirmation, which is what the connection counts replies by.
+fn subscription(command: &str, channel: String) -> redis::Cmd {
+    let mut cmd = redis::cmd(command);
+    cmd.arg(channel);
+    cmd
+}
+
 impl RedisBus {
     /// Connects the subscriber and waits (up to a few seconds) until it is live, so that a
     /// node reports ready only once it hears the cluster.
-    pub async fn start(url: &str, keys: RedisKeys) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
-        // Sharded subscriptions need RESP3: subscribing is then an ordinary command on a
-        // multiplexed connection, and messages arrive as pushes.
-        let info = url
-            .into_connection_info()
-            .context("REDIS_URL is not a valid Redis URL")?;
-        let resp3 = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let subscriber_client = redis::Client::open(info.set_redis_settings(resp3))
-            .context("REDIS_URL is not a valid Redis URL")?;
+    pub async fn start(target: &RedisTarget, keys: RedisKeys) -> anyhow::Result<Self> {
         let tx = broadcast::channel(LOCAL_CHANNEL_CAPACITY).0;
         let (orders, orders_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -102,7 +188,7 @@ impl RedisBus {
         });
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(subscriber(
-            subscriber_client,
+            target.clone(),
             shared.clone(),
             orders_rx,
             tx.clone(),
@@ -112,16 +198,30 @@ impl RedisBus {
             .await
             .context("timed out subscribing to the Redis event bus")?
             .context("subscriber stopped")?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_max_delay(Duration::from_secs(2));
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .context("cannot open the Redis publishing connection")?;
+        let conn = match target {
+            RedisTarget::Single(url) => {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_max_delay(Duration::from_secs(2));
+                Publisher::Single(
+                    redis::Client::open(url.as_str())
+                        .context("REDIS_URL is not a valid Redis URL")?
+                        .get_connection_manager_with_config(config)
+                        .await
+                        .context("cannot open the Redis publishing connection")?,
+                )
+            }
+            RedisTarget::Cluster(seeds) => Publisher::Cluster(
+                RedisTarget::cluster_client(seeds, None)?
+                    .get_async_connection()
+                    .await
+                    .context("cannot open the Redis Cluster publishing connection")?,
+            ),
+        };
         Ok(Self {
             conn,
+            kind: target.kind(),
             shared,
             tx,
             task,
@@ -148,7 +248,7 @@ const RESUBSCRIBE_CHUNK: usize = 1000;
 const JOIN_WAIT: Duration = Duration::from_secs(2);
 
 async fn subscriber(
-    client: redis::Client,
+    target: RedisTarget,
     shared: Arc<Shared>,
     mut orders: mpsc::UnboundedReceiver<Change>,
     tx: broadcast::Sender<Arc<BusMessage>>,
@@ -159,7 +259,7 @@ async fn subscriber(
     let mut lost_at: Option<Instant> = None;
     loop {
         let (push_tx, mut pushes) = mpsc::unbounded_channel();
-        match open(&client, push_tx, &shared, &mut orders).await {
+        match open(&target, push_tx, &shared, &mut orders).await {
             Ok(mut conn) => {
                 shared.connected.store(true, Ordering::SeqCst);
                 metrics::gauge!(names::BUS_CONNECTED).set(1.0);
@@ -191,18 +291,12 @@ async fn subscriber(
 
 /// Connects and subscribes to the channel of every room this node has a socket in.
 async fn open(
-    client: &redis::Client,
+    target: &RedisTarget,
     pushes: mpsc::UnboundedSender<PushInfo>,
     shared: &Shared,
     orders: &mut mpsc::UnboundedReceiver<Change>,
-) -> redis::RedisResult<MultiplexedConnection> {
-    let config = AsyncConnectionConfig::new()
-        .set_push_sender(pushes)
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)));
-    let mut conn = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
+) -> anyhow::Result<Subscriber> {
+    let mut conn = Subscriber::open(target, pushes).await?;
     // The snapshot covers every change made so far, so the ones queued are dropped; later
     // ones are applied by `listen` on top of it.
     let (channels, covered) = {
@@ -215,11 +309,13 @@ async fn open(
         (channels, interest.issued())
     };
     for chunk in channels.chunks(RESUBSCRIBE_CHUNK) {
-        let mut pipe = redis::pipe();
-        for channel in chunk {
-            pipe.cmd("SSUBSCRIBE").arg(channel);
-        }
-        pipe.query_async::<Value>(&mut conn).await?;
+        conn.send(
+            chunk
+                .iter()
+                .map(|channel| subscription("SSUBSCRIBE", channel.clone()))
+                .collect(),
+        )
+        .await?;
     }
     shared.confirmed.send_if_modified(|c| {
         let newer = covered > *c;
@@ -231,7 +327,7 @@ async fn open(
 
 /// Hears the bus and applies membership changes until the connection is lost.
 async fn listen(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Subscriber,
     pushes: &mut mpsc::UnboundedReceiver<PushInfo>,
     orders: &mut mpsc::UnboundedReceiver<Change>,
     shared: &Shared,
@@ -257,7 +353,7 @@ async fn listen(
                 }
             }
             _ = ping.tick() => {
-                match redis::cmd("PING").query_async::<Value>(conn).await {
+                match conn.ping().await {
                     // An error reply (a restarted Redis still loading its data) is an
                     // answer: the subscriptions on this connection stand.
                     Err(e) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
@@ -273,25 +369,23 @@ async fn listen(
 
 /// Subscribes and unsubscribes as the changes say, in their order, in one round trip.
 async fn apply(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Subscriber,
     keys: &RedisKeys,
     changes: &mut Vec<Change>,
     confirmed: &watch::Sender<u64>,
 ) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
+    let mut cmds = Vec::new();
     let mut last = 0;
-    // One channel per command: each is answered by exactly one confirmation, which is what
-    // the connection counts replies by.
     for change in changes.drain(..) {
         for room in &change.subscribe {
-            pipe.cmd("SSUBSCRIBE").arg(keys.bus_channel(room));
+            cmds.push(subscription("SSUBSCRIBE", keys.bus_channel(room)));
         }
         for room in &change.unsubscribe {
-            pipe.cmd("SUNSUBSCRIBE").arg(keys.bus_channel(room));
+            cmds.push(subscription("SUNSUBSCRIBE", keys.bus_channel(room)));
         }
         last = change.order;
     }
-    pipe.query_async::<Value>(conn).await?;
+    conn.send(cmds).await?;
     confirmed.send_if_modified(|c| {
         let newer = last > *c;
         *c = (*c).max(last);
@@ -372,40 +466,45 @@ fn on_bus(member: Member, rooms: &[String]) -> Vec<String> {
 #[async_trait]
 impl Bus for RedisBus {
     fn kind(&self) -> &'static str {
-        "redis"
+        self.kind
     }
 
     async fn publish(&self, msg: BusMessage) -> Result<(), BusError> {
         let routed = wire::route(&msg).context("encoding an event")?;
-        let mut pipe = redis::pipe();
-        let mut channels = 0usize;
+        let mut cmds = Vec::new();
         for r in &routed {
             for room in &r.rooms {
-                pipe.cmd("SPUBLISH")
-                    .arg(self.shared.keys.bus_channel(room))
-                    .arg(&r.payload)
-                    .ignore();
-                channels += 1;
+                let mut cmd = redis::cmd("SPUBLISH");
+                cmd.arg(self.shared.keys.bus_channel(room)).arg(&r.payload);
+                cmds.push(cmd);
             }
         }
-        if channels == 0 {
+        if cmds.is_empty() {
             return Ok(());
         }
-        metrics::histogram!(names::BUS_PUBLISH_BATCH).record(channels as f64);
-        let sent = async {
-            let mut conn = self.conn.clone();
-            match pipe.query_async::<()>(&mut conn).await {
-                // The first command after Redis went away is the one that notices; the
-                // manager reconnects and the event is sent once more (a rare duplicate is
-                // harmless: clients deduplicate by message id and seq, a lost event is not).
-                Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-                    pipe.query_async::<()>(&mut conn).await?;
+        metrics::histogram!(names::BUS_PUBLISH_BATCH).record(cmds.len() as f64);
+        let sent = match &self.conn {
+            Publisher::Single(conn) => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd).ignore();
                 }
-                other => other?,
+                let mut conn = conn.clone();
+                match pipe.query_async::<()>(&mut conn).await {
+                    // The first command after Redis went away is the one that notices; the
+                    // manager reconnects and the event is sent once more (a rare duplicate
+                    // is harmless: clients deduplicate by message id and seq, a lost event
+                    // is not).
+                    Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                        pipe.query_async::<()>(&mut conn).await
+                    }
+                    other => other,
+                }
             }
-            anyhow::Ok(())
+            // The cluster connection retries by itself, through a failover too.
+            Publisher::Cluster(conn) => scatter_cluster(conn, cmds).await.map(drop),
         }
-        .await;
+        .map_err(anyhow::Error::from);
         match sent {
             Ok(()) => {
                 metrics::counter!(names::BUS_PUBLISHED).increment(1);

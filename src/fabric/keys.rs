@@ -1,6 +1,18 @@
 use uuid::Uuid;
 
-/// Builds every Redis key and channel name; the only place the prefix is applied.
+/// Presence is kept in this many shards, each an index and its users' connection keys in
+/// one hash slot, so that the scripts which touch both run on one Redis Cluster master
+/// while the shards spread over all of them. Every node of a cluster must agree on it.
+pub const PRESENCE_SHARDS: u8 = 16;
+
+/// The presence shard of a user: from the id's last byte, random in v4 and v7 ids alike.
+pub fn presence_shard(user_id: Uuid) -> u8 {
+    user_id.as_bytes()[15] % PRESENCE_SHARDS
+}
+
+/// Builds every Redis key and channel name; the only place the prefix is applied. Every
+/// key carries a hash tag (`{…}`): the keys one script or atomic pipeline touches share it,
+/// so each runs within one Redis Cluster hash slot.
 #[derive(Debug, Clone)]
 pub struct RedisKeys {
     prefix: String,
@@ -32,24 +44,27 @@ impl RedisKeys {
         format!("{}sessions:{user_id}", self.prefix)
     }
 
-    /// ZSET connection → lease expiry ms: a user's live connections on every node.
+    /// ZSET connection → lease expiry ms: a user's live connections on every node. In its
+    /// presence shard's hash slot, with that shard's index.
     pub fn presence(&self, user_id: Uuid) -> String {
-        format!("{}{user_id}", self.presence_prefix())
+        format!("{}{user_id}", self.presence_prefix(presence_shard(user_id)))
     }
 
-    /// What `presence` puts before the user id, for scripts that build the keys themselves.
-    pub fn presence_prefix(&self) -> String {
-        format!("{}presence:", self.prefix)
+    /// What `presence` puts before the user id in one shard, for scripts that build the
+    /// keys themselves.
+    pub fn presence_prefix(&self, shard: u8) -> String {
+        format!("{}presence:{{p{shard}}}:", self.prefix)
     }
 
-    /// ZSET user → latest lease expiry ms: finds users whose node died.
-    pub fn presence_index(&self) -> String {
-        format!("{}presence:index", self.prefix)
+    /// ZSET user → latest lease expiry ms of one presence shard: finds users whose node
+    /// died.
+    pub fn presence_index(&self, shard: u8) -> String {
+        format!("{}presence:index:{{p{shard}}}", self.prefix)
     }
 
     /// ZSET user → expiry ms: who is typing in a conversation.
     pub fn typing(&self, conversation_id: Uuid) -> String {
-        format!("{}typing:{conversation_id}", self.prefix)
+        format!("{}typing:{{{conversation_id}}}", self.prefix)
     }
 
     /// Sharded pub/sub channel of one Socket.IO room. The room is the hash tag: in Redis
@@ -67,11 +82,11 @@ impl RedisKeys {
 
     /// STRING with TTL: a rate limiter's theoretical arrival time (ms).
     pub fn ratelimit(&self, key: &str) -> String {
-        format!("{}ratelimit:{key}", self.prefix)
+        format!("{}ratelimit:{{{key}}}", self.prefix)
     }
 
     /// ZSET connection → lease expiry ms: a user's sockets on every node, both namespaces.
     pub fn sockets(&self, user_id: Uuid) -> String {
-        format!("{}sockets:{user_id}", self.prefix)
+        format!("{}sockets:{{{user_id}}}", self.prefix)
     }
 }

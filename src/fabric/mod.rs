@@ -12,7 +12,7 @@
 //!
 //! Presence keeps its store next to the rest of presence, in [`crate::presence`].
 
-mod keys;
+pub(crate) mod keys;
 mod leases;
 pub mod limits;
 mod redis;
@@ -23,7 +23,8 @@ use std::sync::Arc;
 
 pub use self::keys::RedisKeys;
 pub use self::limits::{LimitStore, Rate, SocketCap, Verdict};
-pub(crate) use self::redis::{RedisConn, now_ms, ttl_ms};
+pub use self::redis::RedisTarget;
+pub(crate) use self::redis::{RedisConn, now_ms, scatter_cluster, ttl_ms};
 pub use self::sessions::{Rotate, Rotation, Session, SessionStore};
 pub use self::typing::TypingStore;
 pub(crate) use self::{leases::Leases, leases::lock};
@@ -36,6 +37,12 @@ pub struct FabricError(#[from] pub anyhow::Error);
 
 impl From<::redis::RedisError> for FabricError {
     fn from(e: ::redis::RedisError) -> Self {
+        Self(e.into())
+    }
+}
+
+impl From<::redis::ParsingError> for FabricError {
+    fn from(e: ::redis::ParsingError) -> Self {
         Self(e.into())
     }
 }
@@ -63,18 +70,21 @@ pub struct Fabric {
     pub typing: Arc<dyn TypingStore>,
     /// `None` in process.
     redis: Option<RedisConn>,
+    kind: &'static str,
 }
 
 impl Fabric {
-    /// The fabric of a cluster: every node of one cluster names the same Redis and prefix.
-    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let conn = RedisConn::connect(url, prefix).await?;
+    /// The fabric of a cluster: every node of one cluster names the same Redis (or Redis
+    /// Cluster) and prefix.
+    pub async fn redis(target: &RedisTarget, prefix: &str) -> anyhow::Result<Self> {
+        let conn = RedisConn::connect(target, prefix).await?;
         Ok(Self {
             sessions: Arc::new(sessions::RedisSessions(conn.clone())),
             limits: Arc::new(limits::RedisLimits(conn.clone())),
             presence: Arc::new(crate::presence::RedisPresence(conn.clone())),
             typing: Arc::new(typing::RedisTyping(conn.clone())),
             redis: Some(conn),
+            kind: target.kind(),
         })
     }
 
@@ -86,16 +96,13 @@ impl Fabric {
             presence: Arc::new(crate::presence::MemoryPresence::default()),
             typing: Arc::new(typing::MemoryTyping::default()),
             redis: None,
+            kind: "memory",
         }
     }
 
-    /// "redis" or "memory", for logs and `/readyz`.
+    /// "redis", "redis-cluster" or "memory", for logs and `/readyz`.
     pub fn kind(&self) -> &'static str {
-        if self.redis.is_some() {
-            "redis"
-        } else {
-            "memory"
-        }
+        self.kind
     }
 
     /// Whether the backing store answers.

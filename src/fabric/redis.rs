@@ -39,117 +39,286 @@ impl Scripts {
     }
 }
 
-/// Cheap to clone: the pool, the multiplexed connection and the scripts are shared.
+/// Where a cluster's Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One Redis server (`REDIS_URL`).
+    Single(String),
+    /// A Redis Cluster, found from these seed nodes (`REDIS_CLUSTER_URLS`).
+    Cluster(Vec<String>),
+}
+
+impl RedisTarget {
+    /// From the two settings; naming both is a mistake, not a preference.
+    pub fn from_settings(url: Option<&str>, cluster: Option<&str>) -> Result<Option<Self>, String> {
+        let seeds: Option<Vec<String>> = cluster.map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        });
+        match (url.filter(|u| !u.trim().is_empty()), seeds) {
+            (Some(_), Some(_)) => Err(
+                "REDIS_URL and REDIS_CLUSTER_URLS are both set: give REDIS_URL for one Redis \
+                 or REDIS_CLUSTER_URLS for a Redis Cluster, not both"
+                    .to_owned(),
+            ),
+            (None, Some(seeds)) if seeds.is_empty() => {
+                Err("REDIS_CLUSTER_URLS names no node".to_owned())
+            }
+            (None, Some(seeds)) => Ok(Some(Self::Cluster(seeds))),
+            (Some(url), None) => Ok(Some(Self::Single(url.trim().to_owned()))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// "redis" or "redis-cluster", for logs and `/readyz`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Single(_) => "redis",
+            Self::Cluster(_) => "redis-cluster",
+        }
+    }
+
+    /// The addresses without passwords, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Single(url) => redact(url),
+            Self::Cluster(seeds) => seeds.iter().map(|s| redact(s)).collect::<Vec<_>>().join(","),
+        }
+    }
+
+    /// A Redis Cluster client; `push` receives what subscriptions carry (RESP3).
+    pub(crate) fn cluster_client(
+        seeds: &[String],
+        push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> anyhow::Result<redis::cluster::ClusterClient> {
+        let mut builder = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(2))
+            // A failover takes the cluster's node timeout plus an election; commands for the
+            // failed master's slots retry through it rather than failing at once.
+            .retries(8)
+            .min_retry_wait(50)
+            .max_retry_wait(1000);
+        if let Some(push) = push {
+            builder = builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(push);
+        }
+        builder
+            .build()
+            .context("REDIS_CLUSTER_URLS holds an invalid Redis URL")
+    }
+}
+
+/// Cheap to clone: the connections and the scripts are shared.
 #[derive(Clone)]
 pub(crate) struct RedisConn {
-    /// Command connections; each call borrows one for the duration of the call.
-    pool: Pool,
-    /// The per-request session check and the limiters run on this one multiplexed,
-    /// self-reconnecting connection instead of the pool: concurrent checks pipeline on one
-    /// socket, and it skips the UNWATCH+PING round trip with which the pool recycles every
-    /// checkout.
-    hot: redis::aio::ConnectionManager,
+    commands: Commands,
     pub keys: RedisKeys,
     pub scripts: Arc<Scripts>,
 }
 
+#[derive(Clone)]
+enum Commands {
+    Single {
+        /// Command connections; each call borrows one for the duration of the call.
+        pool: Pool,
+        /// The per-request session check and the limiters run on this one multiplexed,
+        /// self-reconnecting connection instead of the pool: concurrent checks pipeline on
+        /// one socket, and it skips the UNWATCH+PING round trip with which the pool recycles
+        /// every checkout.
+        hot: redis::aio::ConnectionManager,
+    },
+    /// Multiplexed connections to every master, routed by hash slot, following the
+    /// cluster's topology through failovers and resharding.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
 impl RedisConn {
-    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .builder()
-            .context("REDIS_URL is not a valid Redis URL")?
-            .max_size(32)
-            .wait_timeout(Some(Duration::from_secs(2)))
-            .create_timeout(Some(Duration::from_secs(2)))
-            .recycle_timeout(Some(Duration::from_secs(2)))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .context("building the Redis pool")?;
+    pub async fn connect(target: &RedisTarget, prefix: &str) -> anyhow::Result<Self> {
+        let commands = match target {
+            RedisTarget::Single(url) => Commands::Single {
+                pool: deadpool_redis::Config::from_url(url)
+                    .builder()
+                    .context("REDIS_URL is not a valid Redis URL")?
+                    .max_size(32)
+                    .wait_timeout(Some(Duration::from_secs(2)))
+                    .create_timeout(Some(Duration::from_secs(2)))
+                    .recycle_timeout(Some(Duration::from_secs(2)))
+                    .runtime(Runtime::Tokio1)
+                    .build()
+                    .context("building the Redis pool")?,
+                hot: hot_connection(url).await?,
+            },
+            RedisTarget::Cluster(seeds) => Commands::Cluster(
+                RedisTarget::cluster_client(seeds, None)?
+                    .get_async_connection()
+                    .await
+                    .with_context(|| {
+                        format!("Redis Cluster at {} does not answer", target.describe())
+                    })?,
+            ),
+        };
         let conn = Self {
-            pool,
-            hot: hot_connection(url).await?,
+            commands,
             keys: RedisKeys::new(prefix),
             scripts: Arc::new(Scripts::load()),
         };
         conn.ping()
             .await
-            .with_context(|| format!("Redis at {} does not answer", redact(url)))?;
+            .with_context(|| format!("Redis at {} does not answer", target.describe()))?;
         Ok(conn)
     }
 
-    pub async fn pooled(&self) -> FabricResult<deadpool_redis::Connection> {
-        Ok(self.pool.get().await?)
+    pub async fn ping(&self) -> FabricResult<()> {
+        let _: String = self.run(&redis::cmd("PING")).await?;
+        Ok(())
     }
 
-    pub async fn ping(&self) -> FabricResult<()> {
-        let mut c = self.pooled().await?;
-        let _: String = redis::cmd("PING").query_async(&mut c).await?;
-        Ok(())
+    /// Runs one command.
+    async fn run<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> FabricResult<T> {
+        Ok(match &self.commands {
+            Commands::Single { pool, .. } => cmd.query_async(&mut pool.get().await?).await?,
+            Commands::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
+        })
     }
 
     /// Runs an idempotent (or harmlessly repeatable) script on the hot connection. The
     /// first command after Redis went away is the one that notices; the manager
     /// reconnects, and the script is asked once more, as the pool's recycle check would
-    /// have done.
+    /// have done. A cluster connection retries by itself.
     pub async fn invoke_hot<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> FabricResult<T> {
-        let mut c = self.hot.clone();
-        match invocation.invoke_async(&mut c).await {
-            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-                Ok(invocation.invoke_async(&mut c).await?)
+        match &self.commands {
+            Commands::Single { hot, .. } => {
+                let mut c = hot.clone();
+                match invocation.invoke_async(&mut c).await {
+                    Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                        Ok(invocation.invoke_async(&mut c).await?)
+                    }
+                    other => Ok(other?),
+                }
             }
-            other => Ok(other?),
+            Commands::Cluster(c) => Ok(invocation.invoke_async(&mut c.clone()).await?),
         }
     }
 
-    /// Runs a script on a pooled connection.
+    /// Runs a script; its keys share one hash slot.
     pub async fn invoke<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> FabricResult<T> {
-        let mut c = self.pooled().await?;
-        Ok(invocation.invoke_async(&mut c).await?)
+        Ok(match &self.commands {
+            Commands::Single { pool, .. } => {
+                invocation.invoke_async(&mut pool.get().await?).await?
+            }
+            Commands::Cluster(c) => invocation.invoke_async(&mut c.clone()).await?,
+        })
     }
 
-    /// Runs a pipeline (or a single command) on a pooled connection.
+    /// Runs a pipeline (or a single command) whose keys share one hash slot.
     pub async fn query<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> FabricResult<T> {
-        let mut c = self.pooled().await?;
-        Ok(pipe.query_async(&mut c).await?)
+        Ok(match &self.commands {
+            Commands::Single { pool, .. } => pipe.query_async(&mut pool.get().await?).await?,
+            Commands::Cluster(c) => pipe.query_async(&mut c.clone()).await?,
+        })
+    }
+
+    /// Runs commands whose keys (each command's first argument) may lie in different hash
+    /// slots, and answers their replies in order: one pipeline on a single Redis, one per
+    /// slot, all at once, on a Redis Cluster.
+    pub async fn scatter(&self, cmds: Vec<redis::Cmd>) -> FabricResult<Vec<redis::Value>> {
+        match &self.commands {
+            Commands::Single { .. } => {
+                let mut pipe = redis::pipe();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                self.query(&pipe).await
+            }
+            Commands::Cluster(conn) => Ok(scatter_cluster(conn, cmds).await?),
+        }
     }
 
     /// Renews `(owner, member)` leases in one round trip, each in the owner's ZSET of
     /// member → lease end, re-creating entries Redis lost. `index` also raises the owner's
-    /// latest lease end in an index ZSET.
+    /// latest lease end in the index ZSET it names (in the owner's key's hash slot).
     pub async fn renew_leases(
         &self,
         leases: &[(uuid::Uuid, String)],
         ttl: Duration,
         key: impl Fn(uuid::Uuid) -> String,
-        index: Option<&str>,
+        index: Option<&(dyn Fn(uuid::Uuid) -> String + Sync)>,
     ) -> FabricResult<()> {
         if leases.is_empty() {
             return Ok(());
         }
         let ttl_ms = ttl_ms(ttl);
         let expiry = now_ms() + ttl_ms;
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(leases.len() * 3);
         for (owner, member) in leases {
             let key = key(*owner);
-            pipe.cmd("ZADD").arg(&key).arg(expiry).arg(member).ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
+            let mut add = redis::cmd("ZADD");
+            add.arg(&key).arg(expiry).arg(member);
+            let mut expire = redis::cmd("PEXPIRE");
+            expire.arg(&key).arg(ttl_ms);
+            cmds.extend([add, expire]);
             if let Some(index) = index {
-                pipe.cmd("ZADD")
-                    .arg(index)
+                let mut raise = redis::cmd("ZADD");
+                raise
+                    .arg(index(*owner))
                     .arg("GT")
                     .arg(expiry)
-                    .arg(owner.to_string())
-                    .ignore();
+                    .arg(owner.to_string());
+                cmds.push(raise);
             }
         }
-        self.query(&pipe).await
+        self.scatter(cmds).await.map(drop)
     }
+}
+
+/// [`RedisConn::scatter`] on a Redis Cluster. A pipeline must stay within one slot there;
+/// the cluster connection multiplexes the per-slot pipelines of one master on one socket,
+/// so they still travel together.
+pub(crate) async fn scatter_cluster(
+    conn: &redis::cluster_async::ClusterConnection,
+    cmds: Vec<redis::Cmd>,
+) -> redis::RedisResult<Vec<redis::Value>> {
+    use std::collections::HashMap;
+
+    use redis::cluster_routing::Slot;
+
+    let n = cmds.len();
+    let mut by_slot: HashMap<Slot, (Vec<usize>, redis::Pipeline)> = HashMap::new();
+    for (i, cmd) in cmds.into_iter().enumerate() {
+        let key = match cmd.args_iter().nth(1) {
+            Some(redis::Arg::Simple(key)) => key.to_vec(),
+            _ => Vec::new(),
+        };
+        let (at, pipe) = by_slot
+            .entry(Slot::for_key(&key))
+            .or_insert_with(|| (Vec::new(), redis::pipe()));
+        at.push(i);
+        pipe.add_command(cmd);
+    }
+    let replies =
+        futures_util::future::try_join_all(by_slot.into_values().map(|(at, pipe)| async move {
+            let replies: Vec<redis::Value> = pipe.query_async(&mut conn.clone()).await?;
+            redis::RedisResult::Ok((at, replies))
+        }))
+        .await?;
+    let mut out = vec![redis::Value::Nil; n];
+    for (at, values) in replies {
+        for (i, v) in at.into_iter().zip(values) {
+            out[i] = v;
+        }
+    }
+    Ok(out)
 }
 
 /// A multiplexed connection that reconnects by itself after Redis restarts, with the

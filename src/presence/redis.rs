@@ -4,7 +4,13 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::PresenceStore;
-use crate::fabric::{FabricResult, RedisConn, now_ms, ttl_ms};
+use redis::FromRedisValue;
+
+use crate::fabric::{
+    FabricResult, RedisConn, now_ms,
+    keys::{PRESENCE_SHARDS, presence_shard},
+    ttl_ms,
+};
 
 pub(crate) struct RedisPresence(pub RedisConn);
 
@@ -21,7 +27,7 @@ impl PresenceStore for RedisPresence {
                     .scripts
                     .presence_connect
                     .key(keys.presence(user))
-                    .key(keys.presence_index())
+                    .key(keys.presence_index(presence_shard(user)))
                     .arg(now)
                     .arg(now + ttl_ms)
                     .arg(conn)
@@ -41,7 +47,7 @@ impl PresenceStore for RedisPresence {
                     .scripts
                     .presence_disconnect
                     .key(keys.presence(user))
-                    .key(keys.presence_index())
+                    .key(keys.presence_index(presence_shard(user)))
                     .arg(now_ms())
                     .arg(conn)
                     .arg(user.to_string()),
@@ -52,7 +58,7 @@ impl PresenceStore for RedisPresence {
 
     async fn heartbeat(&self, conns: &[(Uuid, String)], ttl: Duration) -> FabricResult<()> {
         let keys = &self.0.keys;
-        let index = keys.presence_index();
+        let index = |user| keys.presence_index(presence_shard(user));
         self.0
             .renew_leases(conns, ttl, |user| keys.presence(user), Some(&index))
             .await
@@ -60,25 +66,46 @@ impl PresenceStore for RedisPresence {
 
     async fn reap(&self) -> FabricResult<Vec<Uuid>> {
         let keys = &self.0.keys;
-        let gone: Vec<String> = self
-            .0
-            .invoke(
-                self.0
-                    .scripts
-                    .presence_reap
-                    .key(keys.presence_index())
-                    .arg(now_ms())
-                    .arg(keys.presence_prefix()),
-            )
-            .await?;
-        Ok(gone.iter().filter_map(|u| u.parse().ok()).collect())
+        let shards = (0..PRESENCE_SHARDS).map(|shard| async move {
+            let gone: Vec<String> = self
+                .0
+                .invoke(
+                    self.0
+                        .scripts
+                        .presence_reap
+                        .key(keys.presence_index(shard))
+                        .arg(now_ms())
+                        .arg(keys.presence_prefix(shard)),
+                )
+                .await?;
+            FabricResult::Ok(gone)
+        });
+        let gone = futures_util::future::try_join_all(shards).await?;
+        Ok(gone
+            .iter()
+            .flatten()
+            .filter_map(|u| u.parse().ok())
+            .collect())
     }
 
     async fn online_count(&self) -> FabricResult<u64> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZCARD").arg(self.0.keys.presence_index());
-        let (n,): (u64,) = self.0.query(&pipe).await?;
-        Ok(n)
+        let counts = self
+            .0
+            .scatter(
+                (0..PRESENCE_SHARDS)
+                    .map(|shard| {
+                        let mut c = redis::cmd("ZCARD");
+                        c.arg(self.0.keys.presence_index(shard));
+                        c
+                    })
+                    .collect(),
+            )
+            .await?;
+        let mut total = 0;
+        for v in counts {
+            total += u64::from_redis_value(v)?;
+        }
+        Ok(total)
     }
 
     async fn online(&self, users: &[Uuid]) -> FabricResult<Vec<Uuid>> {
@@ -86,14 +113,23 @@ impl PresenceStore for RedisPresence {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let mut pipe = redis::pipe();
-        for user in users {
-            pipe.cmd("ZCOUNT")
-                .arg(self.0.keys.presence(*user))
-                .arg(now)
-                .arg("+inf");
-        }
-        let counts: Vec<i64> = self.0.query(&pipe).await?;
+        let counts = self
+            .0
+            .scatter(
+                users
+                    .iter()
+                    .map(|user| {
+                        let mut c = redis::cmd("ZCOUNT");
+                        c.arg(self.0.keys.presence(*user)).arg(now).arg("+inf");
+                        c
+                    })
+                    .collect(),
+            )
+            .await?;
+        let counts = counts
+            .into_iter()
+            .map(i64::from_redis_value)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(users
             .iter()
             .zip(counts)
