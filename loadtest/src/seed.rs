@@ -146,7 +146,8 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         .connect(db_url)
         .await
         .context("PostgreSQL")?;
-    let sessions = Fabric::redis(redis_url, &args.redis_prefix).await?.sessions;
+    let target = chatty::fabric::RedisTarget::Single(redis_url.to_owned());
+    let sessions = Fabric::redis(&target, &args.redis_prefix).await?.sessions;
     let tokens = Tokens::new(secret, Duration::from_secs(24 * 3600));
     let hash = Hasher::new(1, Duration::from_secs(60))
         .hash(Password::parse(PASSWORD.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?)

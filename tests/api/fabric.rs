@@ -6,15 +6,20 @@ use chatty::fabric::{Fabric, Rate, Rotate, Rotation, Session, SocketCap, Verdict
 use chrono::Utc;
 use uuid::Uuid;
 
-use crate::helpers::redis_url;
+use crate::helpers::Backend;
 
-/// Each implementation with its kind, which every failure message names.
+/// Each implementation with its kind, which every failure message names: in process, on
+/// a single Redis and on a Redis Cluster.
 async fn both() -> Vec<(&'static str, Fabric)> {
     let prefix = format!("test:{}:", Uuid::new_v4().simple());
-    [
-        Fabric::memory(),
-        Fabric::redis(&redis_url(), &prefix).await.expect("redis"),
-    ]
+    let mut redis = Vec::new();
+    for backend in [Backend::Redis, Backend::RedisCluster] {
+        let target = backend.target().expect("a Redis");
+        redis.push(Fabric::redis(&target, &prefix).await.expect("redis"));
+    }
+    [Fabric::memory()]
+        .into_iter()
+        .chain(redis)
     .into_iter()
     .map(|f| (f.kind(), f))
     .collect()

@@ -24,6 +24,84 @@ pub fn redis_url() -> String {
     std::env::var("CHATTY_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// The seed nodes of the Redis Cluster that the cluster variants of the fabric and bus
+/// suites run on; `deploy/local/test.sh` starts one and sets it.
+pub fn redis_cluster_urls() -> String {
+    std::env::var("CHATTY_TEST_REDIS_CLUSTER").unwrap_or_else(|_| {
+        panic!(
+            "CHATTY_TEST_REDIS_CLUSTER is not set: run the tests with deploy/local/test.sh, or \
+             start a Redis Cluster (deploy/local/redis-cluster.sh start) and set it to the \
+             output of deploy/local/redis-cluster.sh urls"
+        )
+    })
+}
+
+/// What a test node keeps its fabric and bus in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+    RedisCluster,
+}
+
+impl Backend {
+    fn of(redis: bool) -> Self {
+        if redis { Self::Redis } else { Self::Memory }
+    }
+
+    /// The Redis of the backend, as the node's settings name it.
+    pub fn target(self) -> Option<chatty::fabric::RedisTarget> {
+        use chatty::fabric::RedisTarget;
+        match self {
+            Self::Memory => None,
+            Self::Redis => Some(RedisTarget::Single(redis_url())),
+            Self::RedisCluster => Some(RedisTarget::Cluster(
+                redis_cluster_urls().split(',').map(str::to_owned).collect(),
+            )),
+        }
+    }
+}
+
+/// Deletes every key under `prefix` from the backend's Redis.
+pub async fn delete_keys(backend: Backend, prefix: &str) {
+    let pattern = format!("{prefix}*");
+    match backend {
+        Backend::Memory => {}
+        Backend::Redis => {
+            if let Ok(client) = redis::Client::open(redis_url())
+                && let Ok(mut c) = client.get_multiplexed_async_connection().await
+            {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut c).await;
+                }
+            }
+        }
+        Backend::RedisCluster => {
+            let seeds: Vec<String> = redis_cluster_urls().split(',').map(str::to_owned).collect();
+            let Ok(client) = redis::cluster::ClusterClient::new(seeds) else {
+                return;
+            };
+            let Ok(mut c) = client.get_async_connection().await else {
+                return;
+            };
+            // KEYS goes to every master; each key is deleted on its own master.
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut c)
+                .await
+                .unwrap_or_default();
+            for key in keys {
+                let _: Result<(), _> = redis::cmd("DEL").arg(key).query_async(&mut c).await;
+            }
+        }
+    }
+}
+
 /// Limits raised for every test node (as `limit-sends` flags and `CHATTY_LIMIT_SENDS`
 /// variables): every test client comes from 127.0.0.1, and most tests send faster than a
 /// person. The limits are tested with their own settings in `tests/api/limits.rs`.
@@ -41,6 +119,11 @@ struct Wrapper {
 
 /// Settings as `chatty serve` would parse them, pointed at a fresh database and key prefix.
 pub fn test_settings(db_name: &str, prefix: &str, redis: bool) -> Settings {
+    settings_on(db_name, prefix, Backend::of(redis))
+}
+
+/// Settings as `chatty serve` would parse them on `backend`.
+pub fn settings_on(db_name: &str, prefix: &str, backend: Backend) -> Settings {
     let db_url = format!("{}/{db_name}", pg_base());
     let mut args = vec![
         "chatty".to_owned(),
@@ -49,8 +132,12 @@ pub fn test_settings(db_name: &str, prefix: &str, redis: bool) -> Settings {
         "--addr".to_owned(),
         "127.0.0.1:0".to_owned(),
     ];
-    if redis {
-        args.extend(["--redis-url".to_owned(), redis_url()]);
+    match backend {
+        Backend::Memory => {}
+        Backend::Redis => args.extend(["--redis-url".to_owned(), redis_url()]),
+        Backend::RedisCluster => {
+            args.extend(["--redis-cluster-urls".to_owned(), redis_cluster_urls()]);
+        }
     }
     args.extend([
         "--redis-prefix".to_owned(),
@@ -65,9 +152,17 @@ pub fn test_settings(db_name: &str, prefix: &str, redis: bool) -> Settings {
             (*value).to_owned(),
         ]);
     }
-    Wrapper::try_parse_from(args)
+    let mut settings = Wrapper::try_parse_from(args)
         .expect("test settings parse")
-        .settings
+        .settings;
+    // The flags above name the backend; variables of the environment must not add another.
+    if backend != Backend::Redis {
+        settings.redis_url = None;
+    }
+    if backend != Backend::RedisCluster {
+        settings.redis_cluster_urls = None;
+    }
+    settings
 }
 
 static LOG: Once = Once::new();
@@ -84,12 +179,14 @@ fn init_logs() {
 pub struct Cleanup {
     db_name: String,
     prefix: String,
+    backend: Backend,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let db_name = std::mem::take(&mut self.db_name);
         let prefix = std::mem::take(&mut self.prefix);
+        let backend = self.backend;
         // A fresh runtime on a fresh thread: Drop may run inside (or after) the test's runtime.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -108,19 +205,7 @@ impl Drop for Cleanup {
                         .execute(&mut conn)
                         .await;
                 }
-                if let Ok(client) = redis::Client::open(redis_url()) {
-                    if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                        let keys: Vec<String> = redis::cmd("KEYS")
-                            .arg(format!("{prefix}*"))
-                            .query_async(&mut c)
-                            .await
-                            .unwrap_or_default();
-                        if !keys.is_empty() {
-                            let _: Result<(), _> =
-                                redis::cmd("DEL").arg(keys).query_async(&mut c).await;
-                        }
-                    }
-                }
+                delete_keys(backend, &prefix).await;
             });
         })
         .join();
@@ -137,6 +222,7 @@ pub struct TestApp {
     pub db_name: String,
     pub prefix: String,
     pub redis: bool,
+    pub backend: Backend,
     pub state: AppState,
     pub db: sqlx::PgPool,
     /// The port of `/metrics` when it has a listener of its own (`CHATTY_METRICS_ADDR`).
@@ -160,7 +246,12 @@ pub async fn spawn_app_memory() -> TestApp {
 
 /// Two nodes of one cluster (Redis as the fabric).
 pub async fn two_nodes() -> (TestApp, TestApp) {
-    let a = spawn_app().await;
+    two_nodes_on(Backend::Redis).await
+}
+
+/// Two nodes of one cluster on `backend`.
+pub async fn two_nodes_on(backend: Backend) -> (TestApp, TestApp) {
+    let a = spawn_on(backend, |_| {}).await;
     let b = a.spawn_peer().await;
     (a, b)
 }
@@ -182,6 +273,11 @@ async fn spawn_with(redis: bool) -> TestApp {
 
 /// A node whose settings `tweak` adjusts (short presence leases, say).
 pub async fn spawn_configured(redis: bool, tweak: impl Fn(&mut Settings)) -> TestApp {
+    spawn_on(Backend::of(redis), tweak).await
+}
+
+/// A node on `backend` whose settings `tweak` adjusts.
+pub async fn spawn_on(backend: Backend, tweak: impl Fn(&mut Settings)) -> TestApp {
     init_logs();
     let id = Uuid::new_v4().simple().to_string();
     let db_name = format!("chatty_test_{id}");
@@ -189,8 +285,9 @@ pub async fn spawn_configured(redis: bool, tweak: impl Fn(&mut Settings)) -> Tes
     let cleanup = Cleanup {
         db_name: db_name.clone(),
         prefix: prefix.clone(),
+        backend,
     };
-    let mut settings = test_settings(&db_name, &prefix, redis);
+    let mut settings = settings_on(&db_name, &prefix, backend);
     tweak(&mut settings);
     let mut app = start(settings).await;
     app._cleanup = Some(cleanup);
@@ -215,12 +312,12 @@ impl TestApp {
 
     /// Another node of the same cluster: same database, same Redis prefix.
     pub async fn spawn_peer(&self) -> TestApp {
-        start(test_settings(&self.db_name, &self.prefix, self.redis)).await
+        start(settings_on(&self.db_name, &self.prefix, self.backend)).await
     }
 
     /// A peer whose settings `tweak` adjusts; same database and prefix.
     pub async fn spawn_peer_configured(&self, tweak: impl Fn(&mut Settings)) -> TestApp {
-        let mut settings = test_settings(&self.db_name, &self.prefix, self.redis);
+        let mut settings = settings_on(&self.db_name, &self.prefix, self.backend);
         tweak(&mut settings);
         start(settings).await
     }
@@ -347,8 +444,14 @@ impl TestApp {
             } else {
                 std::process::Stdio::null()
             });
-        if self.redis {
-            cmd.env("REDIS_URL", redis_url());
+        match self.backend {
+            Backend::Memory => {}
+            Backend::Redis => {
+                cmd.env("REDIS_URL", redis_url());
+            }
+            Backend::RedisCluster => {
+                cmd.env("REDIS_CLUSTER_URLS", redis_cluster_urls());
+            }
         }
         cmd
     }
@@ -604,7 +707,11 @@ pub struct TestUser {
 }
 
 async fn start(settings: Settings) -> TestApp {
-    let redis = settings.redis_url.is_some();
+    let backend = match (&settings.redis_url, &settings.redis_cluster_urls) {
+        (_, Some(_)) => Backend::RedisCluster,
+        (Some(_), None) => Backend::Redis,
+        (None, None) => Backend::Memory,
+    };
     let db_name = settings
         .database_url
         .rsplit('/')
@@ -628,7 +735,8 @@ async fn start(settings: Settings) -> TestApp {
         api,
         db_name,
         prefix,
-        redis,
+        redis: backend != Backend::Memory,
+        backend,
         db: state.db.clone(),
         metrics_port,
         state,

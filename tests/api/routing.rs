@@ -9,29 +9,49 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    helpers::{SocketExt, TestApp, free_port, spawn_configured, two_nodes},
+    helpers::{Backend, SocketExt, TestApp, free_port, spawn_configured, two_nodes_on},
     realtime::PrivateRedis,
 };
 
-/// How many subscribers Redis counts on the bus channel of `room`.
-async fn subscribers(app: &TestApp, redis_url: &str, room: &str) -> i64 {
-    let client = redis::Client::open(redis_url).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+/// How many subscribers Redis counts on the bus channel of `room`: on a Redis Cluster, the
+/// master of the channel's slot.
+async fn subscribers(app: &TestApp, room: &str) -> i64 {
     let channel = format!("{}bus:{{{room}}}", app.prefix);
-    let (_, n): (String, i64) = redis::cmd("PUBSUB")
-        .arg("SHARDNUMSUB")
-        .arg(&channel)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    n
+    let mut count = redis::cmd("PUBSUB");
+    count.arg("SHARDNUMSUB").arg(&channel);
+    let reply: (String, i64) = match app.backend {
+        Backend::RedisCluster => {
+            use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+            let seeds: Vec<String> = crate::helpers::redis_cluster_urls()
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            let client = redis::cluster::ClusterClient::new(seeds).unwrap();
+            let mut c = client.get_async_connection().await.unwrap();
+            let route = Route::with_key(channel.as_bytes(), SlotAddr::Master);
+            let reply = c
+                .route_command(
+                    count,
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                )
+                .await
+                .unwrap();
+            redis::from_redis_value(reply).unwrap()
+        }
+        _ => {
+            let client = redis::Client::open(crate::helpers::redis_url()).unwrap();
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            count.query_async(&mut c).await.unwrap()
+        }
+    };
+    reply.1
 }
 
 /// Waits (bounded) until Redis counts `want` subscribers on `room`'s channel.
-async fn assert_subscribers(app: &TestApp, redis_url: &str, room: &str, want: i64) {
+async fn assert_subscribers(app: &TestApp, room: &str, want: i64) {
     let mut n = -1;
     for _ in 0..50 {
-        n = subscribers(app, redis_url, room).await;
+        n = subscribers(app, room).await;
         if n == want {
             return;
         }
@@ -40,10 +60,36 @@ async fn assert_subscribers(app: &TestApp, redis_url: &str, room: &str, want: i6
     panic!("{room}: {n} subscribers, expected {want}");
 }
 
-#[tokio::test]
-async fn an_event_published_right_after_a_join_is_answered_reaches_the_socket_on_another_node() {
+/// Runs a test of the bus once on a single Redis and once on a Redis Cluster.
+macro_rules! on_each_redis {
+    ($name:ident) => {
+        mod $name {
+            use crate::helpers::Backend;
+
+            #[tokio::test]
+            async fn redis() {
+                super::$name(Backend::Redis).await
+            }
+
+            #[tokio::test]
+            async fn redis_cluster() {
+                super::$name(Backend::RedisCluster).await
+            }
+        }
+    };
+}
+
+on_each_redis!(an_event_published_right_after_a_join_is_answered_reaches_the_socket_on_another_node);
+on_each_redis!(the_last_socket_leaving_a_room_unsubscribes_the_node_from_it);
+on_each_redis!(
+    a_message_to_a_500_member_group_reaches_each_connected_member_once_and_each_node_only_its_own
+);
+
+async fn an_event_published_right_after_a_join_is_answered_reaches_the_socket_on_another_node(
+    backend: Backend,
+) {
     // Arrange: bob comes and goes on B, so B subscribes afresh each round
-    let (a, b) = two_nodes().await;
+    let (a, b) = two_nodes_on(backend).await;
     let (_alice, bob, conv) = a.alice_and_bob_in_a_conversation().await;
 
     for round in 0..20 {
@@ -78,11 +124,9 @@ async fn probe(app: &TestApp, room: String, round: i32) {
     app.state.bus.publish(BusMessage::Emit(emit)).await.unwrap();
 }
 
-#[tokio::test]
-async fn the_last_socket_leaving_a_room_unsubscribes_the_node_from_it() {
+async fn the_last_socket_leaving_a_room_unsubscribes_the_node_from_it(backend: Backend) {
     // Arrange: two sockets of bob's on B
-    let (a, b) = two_nodes().await;
-    let url = crate::helpers::redis_url();
+    let (a, b) = two_nodes_on(backend).await;
     let (_alice, bob, conv) = a.alice_and_bob_in_a_conversation().await;
     let user_room = room::user(bob.id);
     let conv_room = room::conversation(conv);
@@ -91,10 +135,10 @@ async fn the_last_socket_leaving_a_room_unsubscribes_the_node_from_it() {
     for s in [&first, &second] {
         s.ack("joinConversation", &json!(conv.to_string())).await;
     }
-    assert_subscribers(&b, &url, &user_room, 1).await;
-    assert_subscribers(&b, &url, &conv_room, 1).await;
+    assert_subscribers(&b, &user_room, 1).await;
+    assert_subscribers(&b, &conv_room, 1).await;
     // A node without sockets of bob's hears none of his rooms.
-    assert_subscribers(&a, &url, &room::user(Uuid::new_v4()), 0).await;
+    assert_subscribers(&a, &room::user(Uuid::new_v4()), 0).await;
 
     // Act + Assert: one socket leaves the conversation, then closes; the node still hears
     // bob's rooms through the other
@@ -103,16 +147,16 @@ async fn the_last_socket_leaving_a_room_unsubscribes_the_node_from_it() {
         .await;
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_subscribers(&b, &url, &user_room, 1).await;
-    assert_subscribers(&b, &url, &conv_room, 1).await;
+    assert_subscribers(&b, &user_room, 1).await;
+    assert_subscribers(&b, &conv_room, 1).await;
 
     // ...and leaving with the last one drops them
     second
         .ack("leaveConversation", &json!(conv.to_string()))
         .await;
-    assert_subscribers(&b, &url, &conv_room, 0).await;
+    assert_subscribers(&b, &conv_room, 0).await;
     drop(second);
-    assert_subscribers(&b, &url, &user_room, 0).await;
+    assert_subscribers(&b, &user_room, 0).await;
     for _ in 0..50 {
         if b.state.bus.channels() == 0 {
             break;
@@ -190,11 +234,11 @@ async fn a_redis_restart_with_thousands_of_channels_resubscribes_them_all_and_lo
     }
 }
 
-#[tokio::test]
-async fn a_message_to_a_500_member_group_reaches_each_connected_member_once_and_each_node_only_its_own()
- {
+async fn a_message_to_a_500_member_group_reaches_each_connected_member_once_and_each_node_only_its_own(
+    backend: Backend,
+) {
     // Arrange: 500 members, 10 of them with a socket on A and 10 on B
-    let (a, b) = two_nodes().await;
+    let (a, b) = two_nodes_on(backend).await;
     let mut online = Vec::new();
     for i in 0..20 {
         online.push(a.register(&crate::helpers::name(&format!("m{i}"))).await);
