@@ -95,20 +95,21 @@ impl AuthUser {
     /// Checks a bearer token the way every route and socket does.
     pub async fn from_token(state: &crate::state::AppState, token: &str) -> Result<Self, ApiError> {
         let claims = state.tokens.verify(token)?;
-        match state.fabric.sessions.touch(claims.sid).await? {
-            Some(owner) if owner == claims.sub => Ok(Self {
+        if state.fabric.sessions.touch(claims.sub, claims.sid).await? {
+            Ok(Self {
                 user_id: claims.sub,
                 session_id: claims.sid,
-            }),
-            _ => Err(ApiError::Unauthorized(
+            })
+        } else {
+            Err(ApiError::Unauthorized(
                 "session has been revoked or has expired".into(),
-            )),
+            ))
         }
     }
 }
 
 /// An opaque refresh token: `<session id>.<secret>`, 244 random bits of secret. Only its
-/// SHA-256 is stored, so a copy of Redis cannot be replayed; the session id in front
+/// SHA-256 is stored, so a copy of the database cannot be replayed; the session id in front
 /// finds the session without an index.
 pub struct RefreshToken;
 

@@ -69,6 +69,9 @@ impl Application {
                 }
             };
 
+        // Sessions outlive the cache: PostgreSQL holds them, whichever backend caches them.
+        let fabric = fabric.with_durable_sessions(pool.clone(), settings.access_token_ttl());
+
         let listener = TcpListener::bind(settings.addr)
             .await
             .with_context(|| format!("cannot bind CHATTY_ADDR {}", settings.addr))?;

@@ -29,19 +29,18 @@ impl RedisKeys {
         &self.prefix
     }
 
-    /// HASH: one device's login.
-    pub fn session(&self, session_id: Uuid) -> String {
-        format!("{}session:{session_id}", self.prefix)
+    /// HASH with TTL: the cached copy of one device's live session (PostgreSQL holds the
+    /// truth). The user is the hash tag, so a user's session keys share one Redis Cluster
+    /// slot and each script or atomic pipeline over them stays on one shard.
+    pub fn session(&self, user_id: Uuid, session_id: Uuid) -> String {
+        format!("{}session:{{{user_id}}}:{session_id}", self.prefix)
     }
 
-    /// SET: hashes of a session's rotated refresh tokens, to recognise reuse.
-    pub fn rotated(&self, session_id: Uuid) -> String {
-        format!("{}rotated:{session_id}", self.prefix)
-    }
-
-    /// ZSET session id → expiry ms: a user's devices.
-    pub fn sessions(&self, user_id: Uuid) -> String {
-        format!("{}sessions:{user_id}", self.prefix)
+    /// STRING with TTL: a revoked (or unknown) session, for as long as an access token of
+    /// it can still be valid. A cache refill does nothing while it exists, and requests
+    /// carrying the session are refused without asking PostgreSQL.
+    pub fn session_revoked(&self, user_id: Uuid, session_id: Uuid) -> String {
+        format!("{}revoked:{{{user_id}}}:{session_id}", self.prefix)
     }
 
     /// ZSET connection → lease expiry ms: a user's live connections on every node. In its

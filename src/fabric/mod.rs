@@ -5,7 +5,7 @@
 //!
 //! | concern | trait | Redis | in process |
 //! |---|---|---|---|
-//! | device sessions, refresh tokens | [`SessionStore`] | `sessions/redis.rs` | `sessions/memory.rs` |
+//! | device sessions, refresh tokens | [`SessionStore`] | PostgreSQL, cached in `sessions/redis.rs` | PostgreSQL, cached in `sessions/memory.rs` |
 //! | rate limiters, socket leases | [`LimitStore`] | `limits/redis.rs` | `limits/memory.rs` |
 //! | who is typing | [`TypingStore`] | `typing/redis.rs` | `typing/memory.rs` |
 //! | who is online | [`PresenceStore`] | `presence/redis.rs` | `presence/memory.rs` |
@@ -19,13 +19,13 @@ mod redis;
 pub mod sessions;
 pub mod typing;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 pub use self::keys::RedisKeys;
 pub use self::limits::{LimitStore, Rate, SocketCap, Verdict};
 pub use self::redis::RedisTarget;
 pub(crate) use self::redis::{RedisConn, now_ms, scatter_cluster, ttl_ms};
-pub use self::sessions::{Rotate, Rotation, Session, SessionStore};
+pub use self::sessions::{Cached, Rotate, Rotation, Session, SessionCache, SessionStore};
 pub use self::typing::TypingStore;
 pub(crate) use self::{leases::Leases, leases::lock};
 use crate::presence::PresenceStore;
@@ -47,6 +47,12 @@ impl From<::redis::ParsingError> for FabricError {
     }
 }
 
+impl From<sqlx::Error> for FabricError {
+    fn from(e: sqlx::Error) -> Self {
+        Self(e.into())
+    }
+}
+
 impl From<deadpool_redis::PoolError> for FabricError {
     fn from(e: deadpool_redis::PoolError) -> Self {
         Self(e.into())
@@ -61,10 +67,25 @@ impl From<FabricError> for crate::error::ApiError {
 
 pub type FabricResult<T> = Result<T, FabricError>;
 
+/// Outlasts the leeway with which access tokens are checked, and clock skew between nodes.
+const REVOCATION_MARK_MARGIN: Duration = Duration::from_secs(60);
+
+/// Sessions in the cache alone, until [`Fabric::with_durable_sessions`] gives them a
+/// database: the mark lasts as long as the default access token.
+fn cache_only(cache: &Arc<dyn SessionCache>) -> Arc<dyn SessionStore> {
+    Arc::new(sessions::DurableSessions::new(
+        cache.clone(),
+        None,
+        Duration::from_secs(15 * 60) + REVOCATION_MARK_MARGIN,
+    ))
+}
+
 /// One node's view of the fabric: a store per concern, all on the same backend.
 #[derive(Clone)]
 pub struct Fabric {
     pub sessions: Arc<dyn SessionStore>,
+    /// The cache under `sessions`, on this fabric's backend.
+    pub session_cache: Arc<dyn SessionCache>,
     pub limits: Arc<dyn LimitStore>,
     pub presence: Arc<dyn PresenceStore>,
     pub typing: Arc<dyn TypingStore>,
@@ -78,8 +99,10 @@ impl Fabric {
     /// Cluster) and prefix.
     pub async fn redis(target: &RedisTarget, prefix: &str) -> anyhow::Result<Self> {
         let conn = RedisConn::connect(target, prefix).await?;
+        let session_cache: Arc<dyn SessionCache> = Arc::new(sessions::RedisSessions(conn.clone()));
         Ok(Self {
-            sessions: Arc::new(sessions::RedisSessions(conn.clone())),
+            sessions: cache_only(&session_cache),
+            session_cache,
             limits: Arc::new(limits::RedisLimits(conn.clone())),
             presence: Arc::new(crate::presence::RedisPresence(conn.clone())),
             typing: Arc::new(typing::RedisTyping(conn.clone())),
@@ -90,14 +113,28 @@ impl Fabric {
 
     /// The fabric of a single node with no Redis.
     pub fn memory() -> Self {
+        let session_cache: Arc<dyn SessionCache> = Arc::new(sessions::MemorySessions::default());
         Self {
-            sessions: Arc::new(sessions::MemorySessions::default()),
+            sessions: cache_only(&session_cache),
+            session_cache,
             limits: Arc::new(limits::MemoryLimits::default()),
             presence: Arc::new(crate::presence::MemoryPresence::default()),
             typing: Arc::new(typing::MemoryTyping::default()),
             redis: None,
             kind: "memory",
         }
+    }
+
+    /// Keeps device sessions in PostgreSQL, with this fabric's backend as their cache (see
+    /// [`sessions`]). `access_token_ttl` is how long an access token lives: a revoked
+    /// session stays marked revoked in the cache that long (plus the tokens' leeway).
+    pub fn with_durable_sessions(mut self, db: sqlx::PgPool, access_token_ttl: Duration) -> Self {
+        self.sessions = Arc::new(sessions::DurableSessions::new(
+            self.session_cache.clone(),
+            Some(db),
+            access_token_ttl + REVOCATION_MARK_MARGIN,
+        ));
+        self
     }
 
     /// "redis", "redis-cluster" or "memory", for logs and `/readyz`.

@@ -13,8 +13,7 @@ use super::{FabricResult, RedisKeys};
 /// hashed once per node; calls send the hash and the script only when Redis lacks it.
 pub(crate) struct Scripts {
     pub touch_session: Script,
-    pub revoke_session: Script,
-    pub refresh_rotate: Script,
+    pub session_fill: Script,
     pub rate_limit: Script,
     pub sockets_admit: Script,
     pub typing_start: Script,
@@ -27,8 +26,7 @@ impl Scripts {
     fn load() -> Self {
         Self {
             touch_session: Script::new(include_str!("lua/touch_session.lua")),
-            revoke_session: Script::new(include_str!("lua/revoke_session.lua")),
-            refresh_rotate: Script::new(include_str!("lua/refresh_rotate.lua")),
+            session_fill: Script::new(include_str!("lua/session_fill.lua")),
             rate_limit: Script::new(include_str!("lua/rate_limit.lua")),
             sockets_admit: Script::new(include_str!("lua/sockets_admit.lua")),
             typing_start: Script::new(include_str!("lua/typing_start.lua")),

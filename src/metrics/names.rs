@@ -42,6 +42,7 @@ pub const HTTP_REQUEST_DURATION: &str = "chatty_http_request_duration_seconds";
 pub const AUTH_LOGINS: &str = "chatty_auth_logins_total";
 pub const AUTH_REFRESHES: &str = "chatty_auth_refreshes_total";
 pub const AUTH_SESSIONS_REVOKED: &str = "chatty_auth_sessions_revoked_total";
+pub const SESSION_CACHE_MISSES: &str = "chatty_session_cache_misses_total";
 pub const LIMIT_REFUSALS: &str = "chatty_limit_refusals_total";
 pub const MESSAGES_STORED: &str = "chatty_messages_stored_total";
 pub const SOCKET_CONNECTIONS: &str = "chatty_socket_connections";
@@ -92,6 +93,10 @@ pub const ALL: &[Metric] = &[
         "Refresh token presentations by outcome (reused: the session was revoked)",
     ),
     counter(AUTH_SESSIONS_REVOKED, "Device sessions revoked"),
+    counter(
+        SESSION_CACHE_MISSES,
+        "Session checks the cache could not answer, read from PostgreSQL, by outcome (live: cached again; gone: marked revoked)",
+    ),
     counter(
         LIMIT_REFUSALS,
         "Requests, events and connections refused by a limit, by reason",

@@ -49,9 +49,9 @@ impl LocalConnections {
             .collect()
     }
 
-    /// The device sessions behind this node's sockets, each once.
-    pub fn sessions(&self) -> Vec<Uuid> {
-        let mut s: Vec<Uuid> = self.lock().values().map(|(_, s)| *s).collect();
+    /// The `(user, device session)` pairs behind this node's sockets, each once.
+    pub fn sessions(&self) -> Vec<(Uuid, Uuid)> {
+        let mut s: Vec<(Uuid, Uuid)> = self.lock().values().copied().collect();
         s.sort_unstable();
         s.dedup();
         s
@@ -107,8 +107,8 @@ pub async fn heartbeat_loop(
         };
         let dead: Vec<String> = sessions
             .into_iter()
-            .filter(|s| !live.contains(s))
-            .map(room::session)
+            .filter(|(_, s)| !live.contains(s))
+            .map(|(_, s)| room::session(s))
             .collect();
         if !dead.is_empty() {
             tracing::info!(

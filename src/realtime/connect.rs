@@ -159,7 +159,8 @@ async fn admit(
             state.settings.max_sockets_per_user
         ));
     }
-    if matches!(state.fabric.sessions.live(&[user.session_id]).await, Ok(live) if live.is_empty()) {
+    if matches!(state.fabric.sessions.live(&[(user.user_id, user.session_id)]).await, Ok(live) if live.is_empty())
+    {
         let _ = state.fabric.limits.release_socket(user.user_id, conn).await;
         return Err("session has been revoked or has expired".to_owned());
     }
@@ -171,7 +172,12 @@ async fn admit(
 /// one is disconnected here (its logout's broadcast may have passed while the socket was
 /// not yet in the namespace).
 async fn still_live(state: &AppState, s: &SocketRef, user: AuthUser) -> bool {
-    match state.fabric.sessions.live(&[user.session_id]).await {
+    match state
+        .fabric
+        .sessions
+        .live(&[(user.user_id, user.session_id)])
+        .await
+    {
         Ok(live) if live.is_empty() => {
             tracing::info!("session revoked while connecting; disconnecting");
             let _ = s.clone().disconnect();

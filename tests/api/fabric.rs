@@ -2,14 +2,16 @@
 
 use std::time::Duration;
 
-use chatty::fabric::{Fabric, Rate, Rotate, Rotation, Session, SocketCap, Verdict};
+use chatty::fabric::{Cached, Fabric, Rate, Rotate, Rotation, Session, SocketCap, Verdict};
 use chrono::Utc;
+use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::Backend;
+use crate::helpers::{Backend, Cleanup, delete_keys, fresh_database};
 
 /// Each implementation with its kind, which every failure message names: in process, on
-/// a single Redis and on a Redis Cluster.
+/// a single Redis and on a Redis Cluster. Their sessions have no database: session tests
+/// use [`durable_both`].
 async fn both() -> Vec<(&'static str, Fabric)> {
     let prefix = format!("test:{}:", Uuid::new_v4().simple());
     let mut redis = Vec::new();
@@ -23,6 +25,75 @@ async fn both() -> Vec<(&'static str, Fabric)> {
     .into_iter()
     .map(|f| (f.kind(), f))
     .collect()
+}
+
+/// Whether `socket` of `user` may connect under `cap`.
+async fn admitted(f: &Fabric, user: Uuid, socket: &str, cap: SocketCap) -> bool {
+    f.limits.admit_socket(user, socket, cap).await.unwrap()
+}
+
+/// Two sockets per user, each leased for `lease`.
+fn two(lease: Duration) -> SocketCap {
+    SocketCap { max: 2, lease }
+}
+
+/// How long a revoked session stays marked revoked in the cache, in these tests.
+const MARK: Duration = Duration::from_secs(60);
+
+/// Sessions kept in one fresh database, cached by one implementation.
+struct Durable {
+    kind: &'static str,
+    backend: Backend,
+    fabric: Fabric,
+    db: PgPool,
+    prefix: String,
+}
+
+impl Durable {
+    /// This node's fabric after its cache lost everything (revocation marks too): for
+    /// Redis, the test's keys are deleted as a restart without persistence would; in
+    /// process, the node restarted with an empty memory.
+    async fn after_cache_loss(&self) -> Fabric {
+        if self.backend != Backend::Memory {
+            delete_keys(self.backend, &self.prefix).await;
+            self.fabric.clone()
+        } else {
+            Fabric::memory().with_durable_sessions(self.db.clone(), MARK)
+        }
+    }
+
+    /// Another node of the cluster `f` belongs to: it shares the cache (Redis) and the
+    /// database. In process there is only one node, `f` itself.
+    async fn peer_of(&self, f: &Fabric) -> Fabric {
+        if let Some(target) = self.backend.target() {
+            Fabric::redis(&target, &self.prefix)
+                .await
+                .expect("redis")
+                .with_durable_sessions(self.db.clone(), MARK)
+        } else {
+            f.clone()
+        }
+    }
+}
+
+/// Sessions in PostgreSQL with each cache, one database for both; the cleanup drops it.
+async fn durable_both() -> (Vec<Durable>, Cleanup) {
+    let (db, prefix, cleanup) = fresh_database().await;
+    let mut both = Vec::new();
+    for backend in [Backend::Memory, Backend::Redis, Backend::RedisCluster] {
+        let fabric = match backend.target() {
+            Some(target) => Fabric::redis(&target, &prefix).await.expect("redis"),
+            None => Fabric::memory(),
+        };
+        both.push(Durable {
+            kind: fabric.kind(),
+            backend,
+            fabric: fabric.with_durable_sessions(db.clone(), MARK),
+            db: db.clone(),
+            prefix: prefix.clone(),
+        });
+    }
+    (both, cleanup)
 }
 
 /// Presents `presented` as `session`'s refresh token, asking to rotate it to `next`.
@@ -41,20 +112,18 @@ async fn rotate(
     f.sessions.rotate_refresh(session, to).await.unwrap()
 }
 
-/// Whether `socket` of `user` may connect under `cap`.
-async fn admitted(f: &Fabric, user: Uuid, socket: &str, cap: SocketCap) -> bool {
-    f.limits.admit_socket(user, socket, cap).await.unwrap()
-}
-
-/// Two sockets per user, each leased for `lease`.
-fn two(lease: Duration) -> SocketCap {
-    SocketCap { max: 2, lease }
-}
-
 /// A new user's session living `ttl`, created with the refresh token hash `hash`.
-async fn login(f: &Fabric, ttl: chrono::Duration, hash: &str) -> (Uuid, Session) {
-    let user = Uuid::new_v4();
-    (user, login_again(f, user, ttl, hash).await)
+async fn login(d: &Durable, ttl: chrono::Duration, hash: &str) -> (Uuid, Session) {
+    let tag = Uuid::new_v4().simple().to_string();
+    let user: Uuid = sqlx::query_scalar(
+        "insert into users (username, email, password_hash) values ($1, $2, 'x') returning user_id",
+    )
+    .bind(format!("u{}", &tag[..20]))
+    .bind(format!("{tag}@example.com"))
+    .fetch_one(&d.db)
+    .await
+    .expect("user");
+    (user, login_again(&d.fabric, user, ttl, hash).await)
 }
 
 /// Another session of `user`, as [`login`] makes it.
@@ -74,13 +143,18 @@ async fn login_again(f: &Fabric, user: Uuid, ttl: chrono::Duration, hash: &str) 
 
 #[tokio::test]
 async fn sessions_are_created_touched_listed_and_revoked() {
-    for (k, f) in both().await {
-        let (user, s1) = login(&f, chrono::Duration::hours(1), "hash-1").await;
-        let s2 = login_again(&f, user, chrono::Duration::hours(1), "hash-2").await;
-        assert_eq!(
-            f.sessions.touch(s1.session_id).await.unwrap(),
-            Some(user),
-            "{k}"
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let (k, f) = (d.kind, &d.fabric);
+        let (user, s1) = login(d, chrono::Duration::hours(1), "hash-1").await;
+        let s2 = login_again(f, user, chrono::Duration::hours(1), "hash-2").await;
+        assert!(f.sessions.touch(user, s1.session_id).await.unwrap(), "{k}");
+        assert!(
+            !f.sessions
+                .touch(Uuid::new_v4(), s1.session_id)
+                .await
+                .unwrap(),
+            "{k}: a session under another user"
         );
         assert_eq!(f.sessions.list(user).await.unwrap().len(), 2, "{k}");
         assert!(
@@ -90,42 +164,56 @@ async fn sessions_are_created_touched_listed_and_revoked() {
                 .unwrap(),
             "{k}: stranger revoked"
         );
+        assert!(
+            f.sessions.touch(user, s1.session_id).await.unwrap(),
+            "{k}: a stranger's attempts left the owner's session alone"
+        );
         assert!(f.sessions.revoke(user, s1.session_id).await.unwrap());
-        assert_eq!(f.sessions.touch(s1.session_id).await.unwrap(), None);
-        assert_eq!(f.sessions.touch(s2.session_id).await.unwrap(), Some(user));
+        assert!(!f.sessions.touch(user, s1.session_id).await.unwrap(), "{k}");
+        assert!(f.sessions.touch(user, s2.session_id).await.unwrap(), "{k}");
         assert_eq!(
             f.sessions.revoke_all(user).await.unwrap(),
             vec![s2.session_id]
         );
         assert!(f.sessions.list(user).await.unwrap().is_empty(), "{k}");
+        assert!(!f.sessions.touch(user, s2.session_id).await.unwrap(), "{k}");
     }
 }
 
 #[tokio::test]
 async fn sessions_expire_by_themselves() {
-    for (k, f) in both().await {
-        let (user, s) = login(&f, chrono::Duration::milliseconds(300), "hash").await;
-        assert_eq!(f.sessions.touch(s.session_id).await.unwrap(), Some(user));
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let (k, f) = (d.kind, &d.fabric);
+        let (user, s) = login(d, chrono::Duration::milliseconds(300), "hash").await;
+        assert!(f.sessions.touch(user, s.session_id).await.unwrap());
         tokio::time::sleep(Duration::from_millis(450)).await;
-        assert_eq!(f.sessions.touch(s.session_id).await.unwrap(), None, "{k}");
+        assert!(!f.sessions.touch(user, s.session_id).await.unwrap(), "{k}");
         assert!(f.sessions.list(user).await.unwrap().is_empty(), "{k}");
+        let late = rotate(f, s.session_id, "hash", "next", Duration::from_secs(60)).await;
+        assert_eq!(late, Rotation::Unknown, "{k}: an expired session rotated");
     }
 }
 
 #[tokio::test]
 async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
-    for (k, f) in both().await {
-        let (user, s) = login(&f, chrono::Duration::seconds(2), "first").await;
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let (k, f) = (d.kind, &d.fabric);
+        let (user, s) = login(d, chrono::Duration::seconds(2), "first").await;
         let long = Duration::from_secs(3600);
 
         // The current token rotates, and the session's lifetime starts again.
-        let first = rotate(&f, s.session_id, "first", "second", long).await;
+        let first = rotate(f, s.session_id, "first", "second", long).await;
         assert_eq!(first, Rotation::Rotated { user }, "{k}");
         let listed = f.sessions.list(user).await.unwrap();
         assert!(
             listed[0].expires_at > Utc::now() + chrono::Duration::minutes(50),
             "{k}: {listed:?}"
         );
+        // The cache got the new lifetime too: the session outlives its first one.
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        assert!(f.sessions.touch(user, s.session_id).await.unwrap(), "{k}");
         // The spent one is reuse; one that never belonged is unknown; so is any token of
         // another session.
         for (session, presented, want) in [
@@ -133,36 +221,241 @@ async fn refresh_tokens_rotate_once_and_a_rotated_one_is_recognised() {
             (s.session_id, "forged", Rotation::Unknown),
             (Uuid::new_v4(), "second", Rotation::Unknown),
         ] {
-            let got = rotate(&f, session, presented, "third", long).await;
+            let got = rotate(f, session, presented, "third", long).await;
             assert_eq!(got, want, "{k}: {presented}");
         }
         // A revoked session has no token left.
         assert!(f.sessions.revoke(user, s.session_id).await.unwrap());
-        let revoked = rotate(&f, s.session_id, "second", "third", long).await;
+        let revoked = rotate(f, s.session_id, "second", "third", long).await;
         assert_eq!(revoked, Rotation::Unknown, "{k}");
     }
 }
 
 #[tokio::test]
 async fn of_two_concurrent_uses_of_one_refresh_token_one_rotates() {
-    for (k, f) in both().await {
-        let (_, s) = login(&f, chrono::Duration::hours(1), "only").await;
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let k = d.kind;
+        let (user, s) = login(d, chrono::Duration::hours(1), "only").await;
+        // Spread over two nodes where there are two.
+        let nodes = [d.fabric.clone(), d.peer_of(&d.fabric).await];
         let uses = (0..8).map(|i| {
-            let f = f.clone();
+            let f = nodes[i % 2].clone();
             tokio::spawn(async move {
                 let next = format!("next-{i}");
-                rotate(&f, s.session_id, "only", &next, Duration::from_secs(60)).await
+                let got = rotate(&f, s.session_id, "only", &next, Duration::from_secs(60)).await;
+                (got, next)
             })
         });
-        let mut rotated = 0;
+        let mut winners = Vec::new();
         for u in uses {
             match u.await.unwrap() {
-                Rotation::Rotated { .. } => rotated += 1,
-                Rotation::Reused { .. } => {}
-                Rotation::Unknown => panic!("{k}: the token was forgotten"),
+                (Rotation::Rotated { .. }, next) => winners.push(next),
+                (Rotation::Reused { user: u }, _) => assert_eq!(u, user, "{k}"),
+                (Rotation::Unknown, _) => panic!("{k}: the token was forgotten"),
             }
         }
-        assert_eq!(rotated, 1, "{k}");
+        assert_eq!(winners.len(), 1, "{k}: {winners:?}");
+        // The winner's token is the session's current one.
+        let after = rotate(
+            &d.fabric,
+            s.session_id,
+            &winners[0],
+            "after",
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(after, Rotation::Rotated { user }, "{k}");
+    }
+}
+
+#[tokio::test]
+async fn sessions_outlive_a_cache_that_lost_everything() {
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let k = d.kind;
+        let (user, s) = login(d, chrono::Duration::hours(1), "first").await;
+        let other = login_again(&d.fabric, user, chrono::Duration::hours(1), "other").await;
+        let rotated = rotate(
+            &d.fabric,
+            s.session_id,
+            "first",
+            "second",
+            Duration::from_secs(3600),
+        )
+        .await;
+        assert_eq!(rotated, Rotation::Rotated { user }, "{k}");
+
+        // Act: the cache loses every key, revocation marks included
+        let f = d.after_cache_loss().await;
+        assert_eq!(
+            f.session_cache
+                .probe(&[(user, s.session_id)])
+                .await
+                .unwrap(),
+            vec![Cached::Unknown],
+            "{k}: the cache still knew the session"
+        );
+
+        // Assert: the sessions are read back from PostgreSQL and cached again
+        assert!(f.sessions.touch(user, s.session_id).await.unwrap(), "{k}");
+        assert_eq!(
+            f.session_cache
+                .probe(&[(user, s.session_id)])
+                .await
+                .unwrap(),
+            vec![Cached::Live],
+            "{k}: a miss did not refill the cache"
+        );
+        let mut live = f
+            .sessions
+            .live(&[(user, other.session_id), (user, s.session_id)])
+            .await
+            .unwrap();
+        live.sort();
+        let mut want = vec![s.session_id, other.session_id];
+        want.sort();
+        assert_eq!(live, want, "{k}");
+        let listed: Vec<Uuid> = f
+            .sessions
+            .list(user)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.session_id)
+            .collect();
+        assert_eq!(listed, vec![s.session_id, other.session_id], "{k}");
+        let again = rotate(
+            &f,
+            s.session_id,
+            "second",
+            "third",
+            Duration::from_secs(3600),
+        )
+        .await;
+        assert_eq!(again, Rotation::Rotated { user }, "{k}: the refresh token");
+        let reuse = rotate(&f, s.session_id, "first", "x", Duration::from_secs(3600)).await;
+        assert_eq!(
+            reuse,
+            Rotation::Reused { user },
+            "{k}: reuse after the loss"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_session_stays_revoked_and_costs_one_lookup_after_the_cache_is_lost() {
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let k = d.kind;
+        let (user, s) = login(d, chrono::Duration::hours(1), "hash").await;
+        let peer = d.peer_of(&d.fabric).await;
+        assert!(
+            peer.sessions.touch(user, s.session_id).await.unwrap(),
+            "{k}"
+        );
+
+        // Revoked on this node: refused on the other at once, from the cache alone
+        assert!(d.fabric.sessions.revoke(user, s.session_id).await.unwrap());
+        assert!(
+            !peer.sessions.touch(user, s.session_id).await.unwrap(),
+            "{k}"
+        );
+        assert_eq!(
+            peer.session_cache
+                .probe(&[(user, s.session_id)])
+                .await
+                .unwrap(),
+            vec![Cached::Revoked],
+            "{k}"
+        );
+
+        // The cache loses the mark too; the first check reads PostgreSQL and marks the
+        // session again, so the next ones are answered by the cache
+        let f = d.after_cache_loss().await;
+        assert!(!f.sessions.touch(user, s.session_id).await.unwrap(), "{k}");
+        assert_eq!(
+            f.session_cache
+                .probe(&[(user, s.session_id)])
+                .await
+                .unwrap(),
+            vec![Cached::Revoked],
+            "{k}: a miss on a dead session was not remembered"
+        );
+        assert!(
+            f.sessions
+                .live(&[(user, s.session_id)])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // An id no one ever had, under a valid user, is remembered the same way.
+        let unknown = Uuid::new_v4();
+        assert!(!f.sessions.touch(user, unknown).await.unwrap(), "{k}");
+        assert_eq!(
+            f.session_cache.touch(user, unknown).await.unwrap(),
+            Cached::Revoked,
+            "{k}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refill_that_read_the_session_before_its_revocation_cannot_bring_it_back() {
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let k = d.kind;
+        let (user, s) = login(d, chrono::Duration::hours(1), "hash").await;
+        let f = d.after_cache_loss().await;
+
+        // Arrange: a node missed the cache and read the live row from PostgreSQL...
+        let read = f.sessions.list(user).await.unwrap().remove(0);
+        assert_eq!(read.session_id, s.session_id);
+
+        // Act: ...the session is revoked before that node refills the cache...
+        assert!(f.sessions.revoke(user, s.session_id).await.unwrap(), "{k}");
+        let filled = f.session_cache.fill(&read).await.unwrap();
+
+        // Assert: ...and the refill finds the revocation mark and does nothing
+        assert!(!filled, "{k}: a stale refill was written");
+        assert!(!f.sessions.touch(user, s.session_id).await.unwrap(), "{k}");
+        assert!(
+            f.sessions
+                .live(&[(user, s.session_id)])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn checks_racing_a_revocation_after_a_cache_loss_never_outlive_it() {
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let k = d.kind;
+        for _ in 0..5 {
+            let (user, s) = login(d, chrono::Duration::hours(1), "hash").await;
+            let f = d.after_cache_loss().await;
+            let peer = d.peer_of(&f).await;
+            // Every check misses at first and races to refill while the session is revoked.
+            let checks: Vec<_> = (0..16)
+                .map(|i| {
+                    let node = if i % 2 == 0 { f.clone() } else { peer.clone() };
+                    tokio::spawn(async move { node.sessions.touch(user, s.session_id).await })
+                })
+                .collect();
+            assert!(f.sessions.revoke(user, s.session_id).await.unwrap(), "{k}");
+            for c in checks {
+                c.await.unwrap().unwrap();
+            }
+            for node in [&f, &peer] {
+                assert!(
+                    !node.sessions.touch(user, s.session_id).await.unwrap(),
+                    "{k}: a refill brought a revoked session back"
+                );
+            }
+        }
     }
 }
 

@@ -182,6 +182,52 @@ pub struct Cleanup {
     backend: Backend,
 }
 
+impl Cleanup {
+    /// Drops `db_name` and the keys under `prefix` when dropped.
+    pub fn new(db_name: &str, prefix: &str) -> Self {
+        Self {
+            db_name: db_name.to_owned(),
+            prefix: prefix.to_owned(),
+            backend: Backend::Redis,
+        }
+    }
+}
+
+/// A fresh, migrated database and a fresh key prefix, both dropped with the `Cleanup`.
+pub async fn fresh_database() -> (sqlx::PgPool, String, Cleanup) {
+    let id = Uuid::new_v4().simple().to_string();
+    let db_name = format!("chatty_test_{id}");
+    let prefix = format!("test:{id}:");
+    let cleanup = Cleanup::new(&db_name, &prefix);
+    let url = format!("{}/{db_name}", pg_base());
+    chatty::db::ensure_database(&url).await.expect("database");
+    let pool = chatty::db::connect(&url, 5).await.expect("pool");
+    chatty::db::migrate(&pool).await.expect("migrations");
+    (pool, prefix, cleanup)
+}
+
+/// Deletes every Redis key of one test's prefix, as a Redis restarted without persistence
+/// would have lost them; other tests' keys are left alone.
+pub async fn flush_prefix(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut c)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut c)
+            .await
+            .expect("del");
+    }
+}
+
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let db_name = std::mem::take(&mut self.db_name);

@@ -17,6 +17,7 @@ mod realtime;
 mod realtime_messages;
 mod refresh;
 mod routing;
+mod sessions;
 mod social_rules;
 mod users;
 mod web;

@@ -335,6 +335,17 @@ impl PrivateRedis {
         self.wait_up().await;
     }
 
+    /// Kills the server and starts it again on the same port with no data, as a Redis
+    /// without persistence, or a replica promoted before it caught up, comes back.
+    pub(crate) async fn restart_empty(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        std::fs::create_dir_all(&self.dir).expect("redis dir");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.child = Self::spawn(self.port, &self.dir);
+        self.wait_up().await;
+    }
+
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }

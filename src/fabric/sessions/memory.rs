@@ -1,135 +1,110 @@
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Mutex,
-};
+use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Rotate, Rotation, Session, SessionStore};
+use super::{Cached, Session, SessionCache};
 use crate::fabric::{FabricResult, lock};
 
-/// Sessions of a single node. Expiry is checked on read, as Redis does.
+/// The session cache of a single node with no Redis. Expiry is checked on read, as Redis
+/// does; expired entries are pruned on every write.
 #[derive(Default)]
 pub struct MemorySessions(Mutex<Inner>);
 
+/// Keyed by (user, session), as Redis keys are: a session asked for under another user is
+/// unknown, and marking it revoked there leaves the owner's entry alone.
 #[derive(Default)]
 struct Inner {
-    sessions: HashMap<Uuid, Session>,
-    /// session → (hash of its current refresh token, hashes of its rotated ones).
-    refresh: HashMap<Uuid, (String, HashSet<String>)>,
+    live: HashMap<(Uuid, Uuid), Session>,
+    /// Revocation marks and when they lapse.
+    revoked: HashMap<(Uuid, Uuid), DateTime<Utc>>,
 }
 
 impl Inner {
-    fn prune(&mut self) {
-        let now = Utc::now();
-        self.sessions.retain(|_, s| s.expires_at > now);
-        let sessions = &self.sessions;
-        self.refresh.retain(|sid, _| sessions.contains_key(sid));
+    fn prune(&mut self, now: DateTime<Utc>) {
+        self.live.retain(|_, s| s.expires_at > now);
+        self.revoked.retain(|_, until| *until > now);
     }
 
-    fn of_user(&self, user_id: Uuid) -> impl Iterator<Item = &Session> {
-        self.sessions.values().filter(move |s| s.user_id == user_id)
+    fn state(&self, key: (Uuid, Uuid), now: DateTime<Utc>) -> Cached {
+        if self.live.get(&key).is_some_and(|s| s.expires_at > now) {
+            Cached::Live
+        } else if self.revoked.get(&key).is_some_and(|until| *until > now) {
+            Cached::Revoked
+        } else {
+            Cached::Unknown
+        }
     }
 }
 
 #[async_trait]
-impl SessionStore for MemorySessions {
-    async fn create(&self, session: &Session, refresh_hash: &str) -> FabricResult<()> {
+impl SessionCache for MemorySessions {
+    async fn touch(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<Cached> {
+        let now = Utc::now();
         let mut inner = lock(&self.0);
-        inner.prune();
-        inner.sessions.insert(session.session_id, session.clone());
-        inner.refresh.insert(
-            session.session_id,
-            (refresh_hash.to_owned(), HashSet::new()),
-        );
-        Ok(())
-    }
-
-    async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
-        let Rotate {
-            presented,
-            next,
-            lifetime,
-        } = r;
-        let mut inner = lock(&self.0);
-        inner.prune();
-        let Some(user) = inner.sessions.get(&session_id).map(|s| s.user_id) else {
-            return Ok(Rotation::Unknown);
-        };
-        let Some((current, rotated)) = inner.refresh.get_mut(&session_id) else {
-            return Ok(Rotation::Unknown);
-        };
-        if current == presented {
-            rotated.insert(std::mem::replace(current, next.to_owned()));
-            let now = Utc::now();
-            if let Some(s) = inner.sessions.get_mut(&session_id) {
+        let state = inner.state((user_id, session_id), now);
+        if state == Cached::Live {
+            if let Some(s) = inner.live.get_mut(&(user_id, session_id)) {
                 s.last_seen_at = now;
-                s.expires_at =
-                    now + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
             }
-            return Ok(Rotation::Rotated { user });
         }
-        Ok(if rotated.contains(presented) {
-            Rotation::Reused { user }
-        } else {
-            Rotation::Unknown
-        })
+        Ok(state)
     }
 
-    async fn touch(&self, session_id: Uuid) -> FabricResult<Option<Uuid>> {
-        let mut inner = lock(&self.0);
+    async fn probe(&self, sessions: &[(Uuid, Uuid)]) -> FabricResult<Vec<Cached>> {
         let now = Utc::now();
-        Ok(match inner.sessions.get_mut(&session_id) {
-            Some(s) if s.expires_at > now => {
-                s.last_seen_at = now;
-                Some(s.user_id)
-            }
-            Some(_) => {
-                inner.sessions.remove(&session_id);
-                None
-            }
-            None => None,
-        })
-    }
-
-    async fn live(&self, sessions: &[Uuid]) -> FabricResult<Vec<Uuid>> {
         let inner = lock(&self.0);
+        Ok(sessions.iter().map(|k| inner.state(*k, now)).collect())
+    }
+
+    async fn fill(&self, session: &Session) -> FabricResult<bool> {
         let now = Utc::now();
+        let key = (session.user_id, session.session_id);
+        let mut inner = lock(&self.0);
+        inner.prune(now);
+        if inner.revoked.contains_key(&key) {
+            return Ok(false);
+        }
+        let mut s = session.clone();
+        if let Some(cached) = inner.live.get(&key) {
+            s.last_seen_at = s.last_seen_at.max(cached.last_seen_at);
+        }
+        inner.live.insert(key, s);
+        Ok(true)
+    }
+
+    async fn forget(
+        &self,
+        user_id: Uuid,
+        sessions: &[Uuid],
+        mark: Duration,
+    ) -> FabricResult<usize> {
+        let now = Utc::now();
+        let until = chrono::Duration::from_std(mark)
+            .ok()
+            .and_then(|m| now.checked_add_signed(m))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        let mut inner = lock(&self.0);
+        inner.prune(now);
+        let mut cached = 0;
+        for sid in sessions {
+            let key = (user_id, *sid);
+            cached += usize::from(inner.live.remove(&key).is_some());
+            inner.revoked.insert(key, until);
+        }
+        Ok(cached)
+    }
+
+    async fn last_seen(
+        &self,
+        user_id: Uuid,
+        sessions: &[Uuid],
+    ) -> FabricResult<Vec<Option<DateTime<Utc>>>> {
+        let inner = lock(&self.0);
         Ok(sessions
             .iter()
-            .filter(|s| inner.sessions.get(s).is_some_and(|x| x.expires_at > now))
-            .copied()
+            .map(|sid| inner.live.get(&(user_id, *sid)).map(|s| s.last_seen_at))
             .collect())
-    }
-
-    async fn list(&self, user_id: Uuid) -> FabricResult<Vec<Session>> {
-        let mut inner = lock(&self.0);
-        inner.prune();
-        let mut list: Vec<Session> = inner.of_user(user_id).cloned().collect();
-        list.sort_by_key(|s| s.created_at);
-        Ok(list)
-    }
-
-    async fn revoke(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool> {
-        let mut inner = lock(&self.0);
-        inner.prune();
-        match inner.sessions.get(&session_id) {
-            Some(s) if s.user_id == user_id => {
-                inner.sessions.remove(&session_id);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
-    async fn revoke_all(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>> {
-        let mut inner = lock(&self.0);
-        let ids: Vec<Uuid> = inner.of_user(user_id).map(|s| s.session_id).collect();
-        for id in &ids {
-            inner.sessions.remove(id);
-        }
-        Ok(ids)
     }
 }

@@ -1,0 +1,259 @@
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Cached, Rotate, Rotation, Session, SessionCache, SessionStore};
+use crate::{
+    fabric::{FabricError, FabricResult},
+    metrics::names,
+};
+
+/// How many rotated-away refresh tokens a session remembers, to tell a copied token (the
+/// session ends) from a forged one. A client refreshing every access-token lifetime (15
+/// minutes by default) is covered for eight hours back.
+const ROTATED_KEPT: i32 = 32;
+
+/// Sessions kept in PostgreSQL and read through a [`SessionCache`] (see the module doc).
+pub struct DurableSessions {
+    /// The truth. `None` only in a fabric not yet given a database: sessions can then be
+    /// created and checked in the cache alone (enough for a seeding tool), not rotated,
+    /// listed or revoked en masse. Nodes always have one.
+    db: Option<PgPool>,
+    cache: Arc<dyn SessionCache>,
+    /// How long a revocation mark lasts: as long as an access token of the session can
+    /// still pass its signature and expiry checks.
+    mark: Duration,
+}
+
+impl DurableSessions {
+    pub fn new(cache: Arc<dyn SessionCache>, db: Option<PgPool>, mark: Duration) -> Self {
+        Self { db, cache, mark }
+    }
+
+    fn db(&self) -> FabricResult<&PgPool> {
+        self.db.as_ref().ok_or_else(|| {
+            FabricError(anyhow::anyhow!(
+                "device sessions need PostgreSQL (Fabric::with_durable_sessions)"
+            ))
+        })
+    }
+
+    /// Puts a session PostgreSQL just changed into the cache. The row is already the
+    /// truth: a cache that cannot be written only costs the next check a miss.
+    async fn refill(&self, session: &Session) {
+        if let Err(e) = self.cache.fill(session).await {
+            tracing::warn!(error = %e, session_id = %session.session_id, "session not cached; the next check reads PostgreSQL");
+        }
+    }
+
+    /// Reads the sessions the cache did not know from PostgreSQL: caches the live ones
+    /// (`seen_now`: as seen at this moment) and marks the others revoked, so that their
+    /// next check does not ask again. Returns the live ones.
+    async fn reload(&self, sessions: &[(Uuid, Uuid)], seen_now: bool) -> FabricResult<Vec<Uuid>> {
+        let Some(db) = &self.db else {
+            return Ok(Vec::new());
+        };
+        let now = Utc::now();
+        let ids: Vec<Uuid> = sessions.iter().map(|(_, sid)| *sid).collect();
+        let rows: Vec<Session> = sqlx::query_as(
+            "select session_id, user_id, device, created_at, last_seen_at, expires_at from device_sessions \
+             where session_id = any($1) and expires_at > $2",
+        )
+        .bind(&ids)
+        .bind(now)
+        .fetch_all(db)
+        .await?;
+        let mut live = Vec::with_capacity(rows.len());
+        for (user, sid) in sessions {
+            let row = rows
+                .iter()
+                .find(|r| r.session_id == *sid && r.user_id == *user);
+            let outcome = match row {
+                Some(row) => {
+                    let mut row = row.clone();
+                    if seen_now {
+                        row.last_seen_at = now;
+                    }
+                    // False when revoked between the read and now: the mark won.
+                    if self.cache.fill(&row).await? {
+                        live.push(*sid);
+                        "live"
+                    } else {
+                        "gone"
+                    }
+                }
+                None => {
+                    self.cache.forget(*user, &[*sid], self.mark).await?;
+                    "gone"
+                }
+            };
+            metrics::counter!(names::SESSION_CACHE_MISSES, "outcome" => outcome).increment(1);
+        }
+        Ok(live)
+    }
+}
+
+#[async_trait]
+impl SessionStore for DurableSessions {
+    #[tracing::instrument(skip_all, fields(session_id = %s.session_id))]
+    async fn create(&self, s: &Session, refresh_hash: &str) -> FabricResult<()> {
+        let Some(db) = &self.db else {
+            self.cache.fill(s).await?;
+            return Ok(());
+        };
+        // The user's dead rows go as a new one arrives, so rows never pile up for long.
+        sqlx::query(
+            "with pruned as (delete from device_sessions where user_id = $2 and expires_at <= $8) \
+             insert into device_sessions \
+               (session_id, user_id, device, refresh_hash, created_at, last_seen_at, expires_at) \
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(s.session_id)
+        .bind(s.user_id)
+        .bind(&s.device)
+        .bind(refresh_hash)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .bind(Utc::now())
+        .execute(db)
+        .await?;
+        self.refill(s).await;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %session_id))]
+    async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
+        let db = self.db()?;
+        let now = Utc::now();
+        let expires = chrono::Duration::from_std(r.lifetime)
+            .ok()
+            .and_then(|l| now.checked_add_signed(l))
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC);
+        // Under READ COMMITTED a second concurrent update waits for the first's row lock,
+        // then re-checks its WHERE against the new row: the hash no longer matches, so
+        // exactly one use of a token rotates it.
+        let rotated: Option<Session> = sqlx::query_as(
+            "update device_sessions set refresh_hash = $3, \
+               rotated_hashes = (array[refresh_hash] || rotated_hashes)[1:$4], \
+               last_seen_at = $5, expires_at = $6 \
+             where session_id = $1 and refresh_hash = $2 and expires_at > $5 \
+             returning session_id, user_id, device, created_at, last_seen_at, expires_at",
+        )
+        .bind(session_id)
+        .bind(r.presented)
+        .bind(r.next)
+        .bind(ROTATED_KEPT)
+        .bind(now)
+        .bind(expires)
+        .fetch_optional(db)
+        .await?;
+        if let Some(s) = rotated {
+            self.refill(&s).await;
+            return Ok(Rotation::Rotated { user: s.user_id });
+        }
+        let known: Option<(Uuid, bool)> = sqlx::query_as(
+            "select user_id, $2 = any(rotated_hashes) from device_sessions \
+             where session_id = $1 and expires_at > $3",
+        )
+        .bind(session_id)
+        .bind(r.presented)
+        .bind(now)
+        .fetch_optional(db)
+        .await?;
+        Ok(match known {
+            Some((user, true)) => Rotation::Reused { user },
+            _ => Rotation::Unknown,
+        })
+    }
+
+    async fn touch(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool> {
+        Ok(match self.cache.touch(user_id, session_id).await? {
+            Cached::Live => true,
+            Cached::Revoked => false,
+            Cached::Unknown => !self
+                .reload(&[(user_id, session_id)], true)
+                .await?
+                .is_empty(),
+        })
+    }
+
+    async fn live(&self, sessions: &[(Uuid, Uuid)]) -> FabricResult<Vec<Uuid>> {
+        let known = self.cache.probe(sessions).await?;
+        let mut live = Vec::with_capacity(sessions.len());
+        let mut unknown = Vec::new();
+        for (pair, state) in sessions.iter().zip(known) {
+            match state {
+                Cached::Live => live.push(pair.1),
+                Cached::Revoked => {}
+                Cached::Unknown => unknown.push(*pair),
+            }
+        }
+        if !unknown.is_empty() {
+            live.extend(self.reload(&unknown, false).await?);
+        }
+        Ok(live)
+    }
+
+    async fn list(&self, user_id: Uuid) -> FabricResult<Vec<Session>> {
+        let mut sessions: Vec<Session> = sqlx::query_as(
+            "select session_id, user_id, device, created_at, last_seen_at, expires_at from device_sessions \
+             where user_id = $1 and expires_at > $2 order by created_at, session_id",
+        )
+        .bind(user_id)
+        .bind(Utc::now())
+        .fetch_all(self.db()?)
+        .await?;
+        let ids: Vec<Uuid> = sessions.iter().map(|s| s.session_id).collect();
+        // The row's last-seen time is that of the last refresh; the cache has the last
+        // request's. Without the cache the list is still right, only coarser.
+        match self.cache.last_seen(user_id, &ids).await {
+            Ok(seen) => {
+                for (s, seen) in sessions.iter_mut().zip(seen) {
+                    s.last_seen_at = s.last_seen_at.max(seen.unwrap_or(s.last_seen_at));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cached last-seen times unavailable"),
+        }
+        Ok(sessions)
+    }
+
+    async fn revoke(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool> {
+        let stored = match &self.db {
+            Some(db) => {
+                sqlx::query("delete from device_sessions where session_id = $1 and user_id = $2")
+                    .bind(session_id)
+                    .bind(user_id)
+                    .execute(db)
+                    .await?
+                    .rows_affected()
+                    > 0
+            }
+            None => false,
+        };
+        // After the row is gone, and even when it was gone already: a retry after the
+        // cache could not be written still clears it.
+        let cached = self.cache.forget(user_id, &[session_id], self.mark).await?;
+        Ok(stored || cached > 0)
+    }
+
+    async fn revoke_all(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>> {
+        let now = Utc::now();
+        let ended: Vec<(Uuid, chrono::DateTime<Utc>)> = sqlx::query_as(
+            "delete from device_sessions where user_id = $1 returning session_id, expires_at",
+        )
+        .bind(user_id)
+        .fetch_all(self.db()?)
+        .await?;
+        let ids: Vec<Uuid> = ended.iter().map(|(sid, _)| *sid).collect();
+        self.cache.forget(user_id, &ids, self.mark).await?;
+        Ok(ended
+            .into_iter()
+            .filter(|(_, expires)| *expires > now)
+            .map(|(sid, _)| sid)
+            .collect())
+    }
+}
