@@ -525,6 +525,8 @@ def redis_send_table(results):
 def presence_cell(a):
     if not a:
         return "-"
+    if a.get("presence_unread"):
+        return "unread (no token worked)"
     settled = a.get("presence_settled_after_secs")
     when = "never all" if settled is None else f"all {settled:.1f} s after"
     return f"{a['not_online']:,} of {a['expected_online']:,} ({when})"

@@ -48,9 +48,10 @@ pub struct Aftermath {
     pub expected_online: u64,
     /// Of them, not online by the deadline.
     pub not_online: u64,
-    /// Seconds after the last failure when all of them showed online (None: never, or
-    /// presence could not be read for want of a live token).
+    /// Seconds after the last failure when all of them showed online (None: never).
     pub presence_settled_after_secs: Option<f64>,
+    /// Presence could not be read: no token worked, not even a fresh login.
+    pub presence_unread: bool,
     /// Seconds after the last failure presence was given: the lease plus slack.
     pub presence_deadline_secs: f64,
 }
@@ -61,6 +62,7 @@ impl Aftermath {
             || self.reconnects_refused_for_session > 0
             || self.sends_unauthorized > 0
             || self.not_online > 0
+            || self.presence_unread
     }
 
     pub fn print(&self) {
@@ -75,10 +77,11 @@ impl Aftermath {
             self.sends_unauthorized,
             self.not_online,
             self.expected_online,
-            self.presence_settled_after_secs
-                .map_or("never all online".to_owned(), |s| format!(
-                    "all online {s:.1}s after the last failure"
-                )),
+            match (self.presence_unread, self.presence_settled_after_secs) {
+                (true, _) => "presence unread: no token worked".to_owned(),
+                (false, None) => "never all online".to_owned(),
+                (false, Some(s)) => format!("all online {s:.1}s after the last failure"),
+            },
             self.presence_deadline_secs,
             if self.failed() { "  FAILED" } else { "" }
         );
@@ -107,6 +110,8 @@ pub struct Devices<'a> {
     /// Users with at least one device connected now.
     pub connected_users: &'a HashSet<usize>,
     pub user_ids: &'a [Uuid],
+    /// Per user index, to log one in afresh when no starting token works any more.
+    pub usernames: &'a [String],
 }
 
 pub async fn check(
@@ -146,10 +151,17 @@ pub async fn check(
         .iter()
         .map(|u| devices.user_ids[*u])
         .collect();
-    let Some(viewer) = viewer else {
-        out.not_online = pending.len() as u64;
-        return out;
+    let viewer = match viewer {
+        Some(t) => t.to_owned(),
+        None => match fresh_login(http, url, devices.usernames).await {
+            Some(t) => t,
+            None => {
+                out.presence_unread = true;
+                return out;
+            }
+        },
     };
+    let viewer = viewer.as_str();
     let deadline = presence_deadline(last_failure, ttl, Instant::now());
     loop {
         let online: Vec<bool> = stream::iter(&pending)
@@ -187,6 +199,26 @@ async fn token_is_live(http: &reqwest::Client, url: &str, token: &str) -> Option
             .map(|r| r.status().as_u16());
         if let Some(v) = verdict(status) {
             return Some(v);
+        }
+    }
+    None
+}
+
+/// A token of any seeded user, from a new login (every seeded user has the same password).
+async fn fresh_login(http: &reqwest::Client, url: &str, usernames: &[String]) -> Option<String> {
+    for name in usernames.iter().take(3) {
+        let answer = http
+            .post(format!("{url}/auth/login"))
+            .json(&serde_json::json!({ "username": name, "password": crate::seed::PASSWORD, "device": "load-observer" }))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await;
+        if let Ok(a) = answer {
+            if let Ok(body) = a.json::<Value>().await {
+                if let Some(t) = body["access_token"].as_str() {
+                    return Some(t.to_owned());
+                }
+            }
         }
     }
     None
@@ -253,6 +285,10 @@ mod tests {
             },
             Aftermath {
                 not_online: 1,
+                ..clean.clone()
+            },
+            Aftermath {
+                presence_unread: true,
                 ..clean.clone()
             },
         ] {

@@ -706,6 +706,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     tokens: &tokens,
                     connected_users: &connected_users,
                     user_ids: &world.user_ids,
+                    usernames: &world.usernames,
                 },
                 last_failure,
                 Duration::from_millis(args.presence_ttl_ms),
