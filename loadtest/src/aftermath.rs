@@ -114,13 +114,25 @@ pub struct Devices<'a> {
     pub usernames: &'a [String],
 }
 
+/// None when the server has no `/users/me` to ask (the Node.js reference serves Socket.IO
+/// only): there is nothing to check a token or presence with.
 pub async fn check(
     http: &reqwest::Client,
     url: &str,
     devices: &Devices<'_>,
     last_failure: Instant,
     ttl: Duration,
-) -> Aftermath {
+) -> Option<Aftermath> {
+    let (_, first) = devices.tokens.first()?;
+    let probe = http
+        .get(format!("{url}/users/me"))
+        .bearer_auth(first)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    if probe.is_ok_and(|r| r.status() == reqwest::StatusCode::NOT_FOUND) {
+        return None;
+    }
     let mut out = Aftermath {
         devices_checked: devices.tokens.len() as u64,
         reconnects_refused_for_session: SESSION_REFUSALS.load(Ordering::Relaxed),
@@ -157,7 +169,7 @@ pub async fn check(
             Some(t) => t,
             None => {
                 out.presence_unread = true;
-                return out;
+                return Some(out);
             }
         },
     };
@@ -181,7 +193,7 @@ pub async fn check(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     out.not_online = pending.len() as u64;
-    out
+    Some(out)
 }
 
 async fn token_is_live(http: &reqwest::Client, url: &str, token: &str) -> Option<bool> {

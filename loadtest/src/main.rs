@@ -698,21 +698,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let last_failure = chaos::settled_at_secs(&chaos_events)
             .map_or(send_started, |s| send_started + Duration::from_secs_f64(s));
         eprintln!("checking every device's token and everyone's presence after the failures");
-        Some(
-            aftermath::check(
-                &http,
-                &args.url,
-                &aftermath::Devices {
-                    tokens: &tokens,
-                    connected_users: &connected_users,
-                    user_ids: &world.user_ids,
-                    usernames: &world.usernames,
-                },
-                last_failure,
-                Duration::from_millis(args.presence_ttl_ms),
-            )
-            .await,
+        let found = aftermath::check(
+            &http,
+            &args.url,
+            &aftermath::Devices {
+                tokens: &tokens,
+                connected_users: &connected_users,
+                user_ids: &world.user_ids,
+                usernames: &world.usernames,
+            },
+            last_failure,
+            Duration::from_millis(args.presence_ttl_ms),
         )
+        .await;
+        if found.is_none() {
+            eprintln!("not checked: the server has no /users/me");
+        }
+        found
     } else {
         None
     };
