@@ -13,7 +13,8 @@
 #                      --redis-cluster: the nodes run on a Redis Cluster of their own
 #                      (deploy/local/redis-cluster.sh: 3 masters + 3 replicas on ports
 #                      C..C+5, default 7001) with REDIS_CLUSTER_URLS instead of REDIS_URL;
-#                      --redis-cluster-port C implies it
+#                      --redis-cluster-port C implies it. A healthy one that
+#                      `redis-cluster.sh start` left on those ports is used, not stopped
 #                      --server reference: run loadtest/reference (Node.js Socket.IO) as
 #                      the nodes instead, for benchmarks
 #   stop               SIGTERM every node (each drains), then stop nginx (and own Redis)
@@ -402,6 +403,13 @@ cmd_start() {
     export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
   fi
   if [ -n "$REDIS_CLUSTER_PORT" ]; then
+    # deploy/local/test.sh, say, may have started one on these ports in redis-cluster.sh's
+    # own directory: share it rather than fail on busy ports.
+    local shared=$ROOT/.chatty/redis-cluster
+    if [ -z "${CHATTY_REDIS_CLUSTER_DIR:-}" ] && grep -qx "BASE=$REDIS_CLUSTER_PORT" "$shared/cluster.env" 2>/dev/null &&
+      CHATTY_REDIS_CLUSTER_DIR=$shared bash "$ROOT/deploy/local/redis-cluster.sh" status >/dev/null 2>&1; then
+      REDIS_CLUSTER_DIR=$shared
+    fi
     # A healthy cluster already running there (a start that failed later, a stop that did
     # not finish) is reused; `stop` only stops one this start brought up.
     redis_cluster status >/dev/null 2>&1 || REDIS_CLUSTER_OWNED=1
