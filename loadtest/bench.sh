@@ -179,7 +179,7 @@ quiet_machine() {
 # Redis of the cluster's own, or on a Redis Cluster of its own with REDIS=cluster.
 run() {
   local kind=$1 name=$2 nodes=$3 out status=0 targets seed=(--seed-sql)
-  local redis=(--redis-port "$BENCH_REDIS_PORT") load_redis=(REDIS_URL="$REDIS_URL")
+  local redis=(--redis-port "$BENCH_REDIS_PORT") load_redis
   [ "${SEED:-sql}" != api ] || seed=()
   [ "${REDIS:-single}" != cluster ] || redis=(--redis-cluster-port "$BENCH_REDIS_CLUSTER_PORT")
   shift 3
@@ -197,6 +197,7 @@ run() {
   # shellcheck source=/dev/null
   source "$CHATTY_CLUSTER_DIR/urls.env"
   # The load tool seeds sessions and reads figures where the nodes keep them.
+  load_redis=(REDIS_URL="$REDIS_URL")
   [ -z "${REDIS_CLUSTER_URLS:-}" ] || load_redis=(REDIS_CLUSTER_URLS="$REDIS_CLUSTER_URLS")
   targets=$CHATTY_URL
   [ "${VIA:-}" != direct ] || targets=$CHATTY_NODES
@@ -206,7 +207,7 @@ run() {
     "$load" --url "$CHATTY_URL" --nodes "$targets" --metrics "$CHATTY_NODES" "${seed[@]}" --json \
     --cluster-ctl "$ctl" "$@" >"$out" 2>"$work/$kind-$name.err" || status=$?
   cleanup
-  [ "$status" -eq 0 ] || log "$kind $name: chatty-load exited $status (2: lost, duplicated or out of order)"
+  [ "$status" -eq 0 ] || log "$kind $name: chatty-load exited $status (2: lost, duplicated or out of order, or after chaos a device logged out or presence wrong)"
   echo "$out"
 }
 
@@ -290,7 +291,8 @@ sys.exit(0 if kept and not (p99 > 5 * first and p99 > 100) else 1)' \
           for redis in single cluster; do
             f=$(REDIS=$redis run "$kind" "redis-$redis-$rate" "$NODES" --users "$USERS" --group-size "$GROUP" \
               --rate "$rate" --duration "$DURATION" --ramp-up 2 --drain 10) || continue
-            log "$kind on a $redis Redis at $rate msg/s: delivered $(field "$f" delivered_in_window_per_sec)/s while sending, p99 $(field "$f" latency.p99_ms) ms"
+            [ -s "$f" ] || continue
+            log "$kind on $([ "$redis" = single ] && echo "a single Redis" || echo "a Redis Cluster") at $rate msg/s: delivered $(field "$f" delivered_in_window_per_sec)/s while sending, p99 $(field "$f" latency.p99_ms) ms"
           done
         done ;;
       chaos-redis-failover|chaos-redis-restart)
