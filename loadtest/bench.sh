@@ -36,8 +36,21 @@
 #   scaling    Chatty only: the same SCALING_RATE msg/s (groups of GROUP, USERS users) through
 #              nginx, as `send` does, on each cluster size of SCALING_NODES, SCALING_DURATION
 #              s each: node CPU (mean, max), deliveries/s, p99, lost / dup / out of order
-#   (default: idle, saturate, send, chaos, in that order; hostile, notify, fanout and
-#   scaling only when asked for)
+#   send-cluster
+#              Chatty only: `send` on a single Redis and on a Redis Cluster (3 masters + 3
+#              replicas, deploy/local/redis-cluster.sh) at the same offered rates, one run
+#              on each Redis per rate, alternating: SEND_CLUSTER_RATES msg/s, or 50% and 90%
+#              of saturation when unset; results labelled redis-single / redis-cluster
+#   chaos-redis-failover
+#              Chatty only: send at CHAOS_SHARE% of saturation on a Redis Cluster while the
+#              master of one shard (CHAOS_REDIS_MASTER, default random) is killed at
+#              CHAOS_REDIS_AT s and its replica takes over; fails unless nothing is lost, no
+#              device is logged out and presence is right within its lease afterwards
+#   chaos-redis-restart
+#              Chatty only: the same on a single Redis that is crashed at CHAOS_REDIS_AT s
+#              and comes back empty, as a Redis without persistence does
+#   (default: idle, saturate, send, chaos, in that order; hostile, notify, fanout,
+#   scaling, send-cluster and the Redis chaos scenarios only when asked for)
 # A server build without the bus metrics (chatty_bus_received_total, chatty_bus_channels)
 # is measured all the same; its bus columns read "n/a". To compare builds, measure the old
 # one into a results directory of its own and give it to the report:
@@ -54,10 +67,14 @@
 #      FANOUT_NODES (4) FANOUT_LOADED (2) FANOUT_RATE (300) FANOUT_DURATION (15)
 #      SCALING_NODES (2 4 6) SCALING_RATE (400) SCALING_DURATION (DURATION)
 #      BENCH_BEFORE (results of another build: the report sets fanout and scaling beside it)
+#      SEND_CLUSTER_RATES (unset: 50% and 90% of saturation) CHAOS_REDIS_MASTER (random)
 #      BALANCER_PORT (8190) BASE_PORT (3190: nodes on BASE_PORT+1..) BENCH_REDIS_PORT (6392)
+#      BENCH_REDIS_CLUSTER_PORT (7391: the Redis Cluster on 7391..7396, buses 17391..17396)
 # --write also puts the fanout table into docs/benchmarks.md between `fanout:begin` and
-# `fanout:end`, and the scaling table into docs/scaling.md between `scaling:begin` and
-# `scaling:end`, where those markers exist.
+# `fanout:end`, the single Redis against Redis Cluster tables (send-cluster and the Redis
+# chaos scenarios) between `redis-cluster:begin` and `redis-cluster:end`, and the scaling
+# table into docs/scaling.md between `scaling:begin` and `scaling:end`, where those markers
+# exist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -87,6 +104,8 @@ FANOUT_NODES=${FANOUT_NODES:-4} FANOUT_LOADED=${FANOUT_LOADED:-2} FANOUT_RATE=${
 FANOUT_DURATION=${FANOUT_DURATION:-15}
 SCALING_NODES=${SCALING_NODES:-2 4 6} SCALING_RATE=${SCALING_RATE:-400} SCALING_DURATION=${SCALING_DURATION:-$DURATION}
 BALANCER_PORT=${BALANCER_PORT:-8190} BASE_PORT=${BASE_PORT:-3190} BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-6392}
+BENCH_REDIS_CLUSTER_PORT=${BENCH_REDIS_CLUSTER_PORT:-7391}
+SEND_CLUSTER_RATES=${SEND_CLUSTER_RATES:-} CHAOS_REDIS_MASTER=${CHAOS_REDIS_MASTER:-}
 
 bash deploy/local/services.sh
 # shellcheck source=deploy/local/env.sh
@@ -156,10 +175,13 @@ quiet_machine() {
 # run KIND NAME NODES [chatty-load args...]: one fresh cluster, one run; prints the JSON path.
 # Sockets go through nginx, or straight to the nodes with VIA=direct (to the first K only
 # with DIRECT_NODES=K; every node's /metrics is read all the same). Users are seeded
-# straight into PostgreSQL and Redis, or through the API with SEED=api.
+# straight into PostgreSQL and Redis, or through the API with SEED=api. The nodes run on a
+# Redis of the cluster's own, or on a Redis Cluster of its own with REDIS=cluster.
 run() {
   local kind=$1 name=$2 nodes=$3 out status=0 targets seed=(--seed-sql)
+  local redis=(--redis-port "$BENCH_REDIS_PORT") load_redis
   [ "${SEED:-sql}" != api ] || seed=()
+  [ "${REDIS:-single}" != cluster ] || redis=(--redis-cluster-port "$BENCH_REDIS_CLUSTER_PORT")
   shift 3
   out=$results/$kind-$name.json
   current_db="chatty_bench_${kind}_$(date +%s)"
@@ -169,19 +191,23 @@ run() {
     "$(cut -d' ' -f1-3 /proc/loadavg)" >"$results/$kind-$name.quiet"
   DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" RUST_LOG=warn \
     bash "$ctl" start --nodes "$nodes" --server "$kind" --port "$BALANCER_PORT" \
-    --base-port "$BASE_PORT" --redis-port "$BENCH_REDIS_PORT" >"$work/$kind-$name.cluster.log" 2>&1 ||
+    --base-port "$BASE_PORT" "${redis[@]}" >"$work/$kind-$name.cluster.log" 2>&1 ||
     { log "cluster did not start; see $work/$kind-$name.cluster.log"; cleanup; return 1; }
+  unset REDIS_CLUSTER_URLS
   # shellcheck source=/dev/null
   source "$CHATTY_CLUSTER_DIR/urls.env"
+  # The load tool seeds sessions and reads figures where the nodes keep them.
+  load_redis=(REDIS_URL="$REDIS_URL")
+  [ -z "${REDIS_CLUSTER_URLS:-}" ] || load_redis=(REDIS_CLUSTER_URLS="$REDIS_CLUSTER_URLS")
   targets=$CHATTY_URL
   [ "${VIA:-}" != direct ] || targets=$CHATTY_NODES
   [ -z "${DIRECT_NODES:-}" ] || targets=$(cut -d, -f1-"$DIRECT_NODES" <<<"$targets")
   log "$kind $name: chatty-load $*"
-  DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" REDIS_URL=$REDIS_URL \
+  env DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" "${load_redis[@]}" \
     "$load" --url "$CHATTY_URL" --nodes "$targets" --metrics "$CHATTY_NODES" "${seed[@]}" --json \
     --cluster-ctl "$ctl" "$@" >"$out" 2>"$work/$kind-$name.err" || status=$?
   cleanup
-  [ "$status" -eq 0 ] || log "$kind $name: chatty-load exited $status (2: lost, duplicated or out of order)"
+  [ "$status" -eq 0 ] || log "$kind $name: chatty-load exited $status (2: lost, duplicated or out of order, or after chaos a device logged out or presence wrong)"
   echo "$out"
 }
 
@@ -250,6 +276,39 @@ sys.exit(0 if kept and not (p99 > 5 * first and p99 > 100) else 1)' \
             --rate $((sat * CHAOS_SHARE / 100)) --duration "$DURATION" --ramp-up 2 --drain 10 \
             --chaos-kill-every "$CHAOS_KILL_EVERY" --chaos-restart-redis-at "$CHAOS_REDIS_AT" >/dev/null || true
         fi ;;
+      send-cluster)
+        # The reference's Redis adapter has no Redis Cluster mode here: Chatty's bus is what
+        # the comparison is about.
+        [ "$kind" = chatty ] || { log "send-cluster: skipped for $kind (Chatty only)"; continue; }
+        rates=$SEND_CLUSTER_RATES
+        if [ -z "$rates" ]; then
+          sat=${saturation[$kind]:-$(cat "$results/$kind-saturation" 2>/dev/null || echo 0)}
+          [ "$sat" -gt 0 ] || { log "send-cluster: no saturation figure; run --scenario saturate first, or set SAT_chatty or SEND_CLUSTER_RATES"; continue; }
+          rates="$((sat * 50 / 100)) $((sat * 90 / 100))"
+        fi
+        rm -f "$results/$kind"-redis-single-*.json "$results/$kind"-redis-cluster-*.json
+        for rate in $rates; do
+          for redis in single cluster; do
+            f=$(REDIS=$redis run "$kind" "redis-$redis-$rate" "$NODES" --users "$USERS" --group-size "$GROUP" \
+              --rate "$rate" --duration "$DURATION" --ramp-up 2 --drain 10) || continue
+            [ -s "$f" ] || continue
+            log "$kind on $([ "$redis" = single ] && echo "a single Redis" || echo "a Redis Cluster") at $rate msg/s: delivered $(field "$f" delivered_in_window_per_sec)/s while sending, p99 $(field "$f" latency.p99_ms) ms"
+          done
+        done ;;
+      chaos-redis-failover|chaos-redis-restart)
+        [ "$kind" = chatty ] || { log "$scenario: skipped for $kind (Chatty only)"; continue; }
+        sat=${saturation[$kind]:-$(cat "$results/$kind-saturation" 2>/dev/null || echo 0)}
+        [ "$sat" -gt 0 ] || { log "$kind: no saturation figure; run --scenario saturate first or set SAT_$kind"; continue; }
+        if [ "$scenario" = chaos-redis-failover ]; then
+          redis=cluster blow=(--chaos-redis-failover-at "$CHAOS_REDIS_AT")
+          [ -z "$CHAOS_REDIS_MASTER" ] || blow+=(--chaos-redis-master "$CHAOS_REDIS_MASTER")
+        else
+          redis=single blow=(--chaos-restart-redis-at "$CHAOS_REDIS_AT" --chaos-redis-empty)
+        fi
+        if f=$(REDIS=$redis run "$kind" "$scenario" "$NODES" --users "$USERS" --group-size "$GROUP" \
+          --rate $((sat * CHAOS_SHARE / 100)) --duration "$DURATION" --ramp-up 2 --drain 10 "${blow[@]}"); then
+          log "$kind $scenario: lost $(field "$f" lost), duplicated $(field "$f" duplicated), devices logged out $(field "$f" aftermath.logged_out), users not online $(field "$f" aftermath.not_online)"
+        fi ;;
       hostile)
         # The reference has no per-socket rate or queue limits: flooding it measures nothing
         # this scenario is about.
@@ -264,14 +323,16 @@ sys.exit(0 if kept and not (p99 > 5 * first and p99 > 100) else 1)' \
         # `notification` event.
         [ "$kind" = chatty ] || { log "notify: skipped for $kind (no notification centre)"; continue; }
         rm -f "$results/$kind"-notify-*.json
-        f=$(run "$kind" notify-idle "$NODES" --users "$NOTIFY_IDLE_USERS" --group-size "$NOTIFY_IDLE_GROUP" \
-          --rate "$NOTIFY_IDLE_RATE" --duration "$NOTIFY_IDLE_DURATION" --notifications) &&
-          log "$kind notify idle: notification p99 $(field "$f" notifications.latency.p99_ms) ms over $(field "$f" notifications.events) events" || true
+        if f=$(run "$kind" notify-idle "$NODES" --users "$NOTIFY_IDLE_USERS" --group-size "$NOTIFY_IDLE_GROUP" \
+          --rate "$NOTIFY_IDLE_RATE" --duration "$NOTIFY_IDLE_DURATION" --notifications); then
+          log "$kind notify idle: notification p99 $(field "$f" notifications.latency.p99_ms) ms over $(field "$f" notifications.events) events"
+        fi
         sat=${saturation[$kind]:-$(cat "$results/$kind-saturation" 2>/dev/null || echo 0)}
         [ "$sat" -gt 0 ] || { log "$kind notify: no saturation figure for the loaded run; run --scenario saturate first or set SAT_$kind"; continue; }
-        f=$(run "$kind" "notify-$NOTIFY_SHARE" "$NODES" --users "$USERS" --group-size "$GROUP" \
-          --rate $((sat * NOTIFY_SHARE / 100)) --duration "$DURATION" --ramp-up 2 --drain 10 --notifications) &&
-          log "$kind notify at $NOTIFY_SHARE%: notification p99 $(field "$f" notifications.latency.p99_ms) ms over $(field "$f" notifications.events) events" || true ;;
+        if f=$(run "$kind" "notify-$NOTIFY_SHARE" "$NODES" --users "$USERS" --group-size "$GROUP" \
+          --rate $((sat * NOTIFY_SHARE / 100)) --duration "$DURATION" --ramp-up 2 --drain 10 --notifications); then
+          log "$kind notify at $NOTIFY_SHARE%: notification p99 $(field "$f" notifications.latency.p99_ms) ms over $(field "$f" notifications.events) events"
+        fi ;;
       fanout)
         # The reference's Redis adapter is a single-channel firehose by design and counts
         # nothing of what it receives: there is no routing of its own to measure.
@@ -301,6 +362,8 @@ if $write; then
   # These tables have sections of their own, which a document may not have (yet).
   if grep -q '<!-- fanout:begin -->' docs/benchmarks.md; then report+=(--write-fanout docs/benchmarks.md)
   else log "docs/benchmarks.md has no fanout:begin/fanout:end markers; fanout table not written"; fi
+  if grep -q '<!-- redis-cluster:begin -->' docs/benchmarks.md; then report+=(--write-redis-cluster docs/benchmarks.md)
+  else log "docs/benchmarks.md has no redis-cluster:begin/redis-cluster:end markers; Redis Cluster tables not written"; fi
   if grep -q '<!-- scaling:begin -->' docs/scaling.md; then report+=(--write-scaling docs/scaling.md)
   else log "docs/scaling.md has no scaling:begin/scaling:end markers; scaling table not written"; fi
 fi

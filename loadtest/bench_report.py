@@ -4,6 +4,7 @@ docs/benchmarks.md and docs/scaling.md. Prints every table it has results for.
 
 Usage: bench_report.py RESULTS_DIR [--before DIR] [--write docs/benchmarks.md]
                        [--write-fanout docs/benchmarks.md] [--write-scaling docs/scaling.md]
+                       [--write-redis-cluster docs/benchmarks.md]
   --before DIR     results of another server build (bench.sh with CHATTY_BIN=... and
                    BENCH_RESULTS=DIR): the fanout and scaling tables show its runs as
                    "before" beside RESULTS_DIR's as "after"
@@ -14,6 +15,10 @@ Usage: bench_report.py RESULTS_DIR [--before DIR] [--write docs/benchmarks.md]
                    `<!-- fanout:end -->` with the fanout tables
   --write-scaling  replaces what is between `<!-- scaling:begin -->` and
                    `<!-- scaling:end -->` with the scaling table
+  --write-redis-cluster
+                   replaces what is between `<!-- redis-cluster:begin -->` and
+                   `<!-- redis-cluster:end -->` with the single Redis against Redis
+                   Cluster tables (send-cluster, chaos-redis-failover, chaos-redis-restart)
 A file without the markers is an error: add them where the tables belong. Bus figures
 read "n/a" for a server build that does not export them."""
 
@@ -30,6 +35,15 @@ MARKERS = {
     "bench": (BEGIN, END),
     "fanout": ("<!-- fanout:begin -->", "<!-- fanout:end -->"),
     "scaling": ("<!-- scaling:begin -->", "<!-- scaling:end -->"),
+    "redis-cluster": ("<!-- redis-cluster:begin -->", "<!-- redis-cluster:end -->"),
+}
+REDIS_SETUPS = {
+    "single": "single Redis",
+    "cluster": "Redis Cluster (3 masters + 3 replicas)",
+}
+REDIS_CHAOS = {
+    "chaos-redis-failover": ("Redis Cluster", "a master killed, its replica takes over"),
+    "chaos-redis-restart": ("single Redis", "crashed, back with no data (no persistence)"),
 }
 KINDS = ("chatty", "reference")
 NAMES = {"chatty": "Chatty", "reference": "Reference (Node.js Socket.IO + Redis adapter)"}
@@ -469,6 +483,105 @@ def fanout_report(results, before=None):
     return f"{t}\n" if t else ""
 
 
+def redis_send_runs(results):
+    """(rate, setup, results) of the send-cluster runs, by rate, single Redis first."""
+    runs = []
+    for setup in REDIS_SETUPS:
+        for rate, r in numbered_runs(results, f"chatty-redis-{setup}"):
+            runs.append((int(rate), list(REDIS_SETUPS).index(setup), setup, r))
+    return [(rate, setup, r) for rate, _, setup, r in sorted(runs, key=lambda x: x[:2])]
+
+
+def per_sec(r, key):
+    """A usage total over the seconds of sending."""
+    u = (r or {}).get("usage") or {}
+    v, secs = u.get(key), u.get("secs")
+    return v / secs if v is not None and secs else None
+
+
+def redis_send_table(results):
+    rows = []
+    sat = saturation_of(results, "chatty")
+    for rate, setup, r in redis_send_runs(results):
+        point = f"{rate:,} ({100 * rate / sat:.0f}% of {sat:,})" if sat else f"{rate:,}"
+        if not r:
+            rows.append(f"| {point} | {REDIS_SETUPS[setup]} | failed |" + "|" * 12)
+            continue
+        rows.append(
+            f"| {point} | {REDIS_SETUPS[setup]} | {r['sent_per_sec']:,.0f} | {r['delivered_in_window_per_sec']:,.0f} "
+            f"| {ms(r, 'p50_ms')} | **{ms(r, 'p99_ms')}** | {ms(r, 'p999_ms')} | {ms(r, 'max_ms')} "
+            f"| {r['lost']} | {r['duplicated']} | {r['out_of_order']} "
+            f"| {usage(r, 'nodes_cpu_ms_per_1k_deliveries', '{:.0f}')} | {num(per_sec(r, 'redis_cpu_secs'), '{:.3f}')} "
+            f"| {usage(r, 'redis_commands_per_sec')} | {load_avg(r)} |"
+        )
+    return table(
+        "| offered msg/s | Redis | acked msg/s | delivered/s while sending | p50 ms | p99 ms | p99.9 ms | max ms "
+        "| lost | dup | out of order | node CPU-ms per 1k deliveries | Redis CPU (cores, all processes) "
+        "| Redis commands/s | load |",
+        rows,
+    )
+
+
+def presence_cell(a):
+    if not a:
+        return "-"
+    if a.get("presence_unread"):
+        return "unread (no token worked)"
+    settled = a.get("presence_settled_after_secs")
+    when = "never all" if settled is None else f"all {settled:.1f} s after"
+    return f"{a['not_online']:,} of {a['expected_online']:,} ({when})"
+
+
+def redis_chaos_table(results):
+    rows = []
+    for scenario, (setup, blow) in REDIS_CHAOS.items():
+        r = load(results, f"chatty-{scenario}")
+        if not r:
+            continue
+        a = r.get("aftermath") or {}
+        res = r.get("resume") or {}
+        events = ", ".join(
+            f"{e['action']}{' ' + str(e['node']) if e.get('node') else ''} @{e['at_secs']:.0f}s "
+            f"({e['took_secs']:.1f} s{'' if e.get('ok', True) else ', FAILED'})"
+            for e in r.get("chaos", [])
+        )
+        rows.append(
+            f"| {setup}: {blow} | {r['target_rate']:,.0f} | {r['acked']:,} | {r['send_errors']} | {r['delivered']:,} "
+            f"| **{r['lost']}** | **{r['duplicated']}** "
+            f"| **{num(a.get('logged_out'))}** of {num(a.get('devices_checked'))} | {num(a.get('reconnects_refused_for_session'))} "
+            f"| {presence_cell(a)} | {res.get('reconnects', '-')} | {res.get('recovered_by_sync', '-')} "
+            f"| {res.get('send_retries', '-')} | {ms(r, 'p99_ms')} | {ms(r, 'max_ms')} | {load_avg(r)} | {events} |"
+        )
+    return table(
+        "| what happened to Redis | msg/s | acked | unacked | delivered | lost | dup | devices logged out "
+        "| reconnects refused (no session) | users with a device not shown online | reconnects | recovered by sync "
+        "| send retries | p99 ms | max ms | load | events |",
+        rows,
+    )
+
+
+def redis_cluster_report(results):
+    parts = []
+    send = redis_send_table(results)
+    if send:
+        r = next((r for _, _, r in redis_send_runs(results) if r), None)
+        what = (
+            f"The same offered load on each Redis, through nginx: {r['users']:,} users in groups of "
+            f"{r['group_size']}, {usage(r, 'secs', '{:.0f}')} s of sending per run. "
+            if r
+            else ""
+        )
+        parts.append(f"{what}Machine: {machine()}.\n\n{send}")
+    chaos = redis_chaos_table(results)
+    if chaos:
+        parts.append(
+            "Losing Redis's data while sending: no message may be lost or stored twice, no device "
+            "logged out (every device's first token still works), and every user with a "
+            "connected device shown online within the presence lease after the event.\n\n" + chaos
+        )
+    return "\n\n".join(parts) + "\n" if parts else ""
+
+
 def report(results):
     parts = [
         f"Machine: {machine()}. The `load` columns give the 1-minute load average when the run "
@@ -517,23 +630,29 @@ def main():
     p.add_argument("--write")
     p.add_argument("--write-fanout")
     p.add_argument("--write-scaling")
+    p.add_argument("--write-redis-cluster")
     a = p.parse_args()
     if a.before and not os.path.isdir(a.before):
         sys.exit(f"--before {a.before}: no such directory")
     text = report(a.results)
     fanout = fanout_report(a.results, a.before)
     scaling = scaling_report(a.results, a.before)
+    redis_cluster = redis_cluster_report(a.results)
     print(text)
     if fanout:
         print(f"#### Fanout: what nodes without the sockets of a message spend on it\n\n{fanout}")
     if scaling:
         print(f"#### Scaling: one load, more nodes\n\n{scaling}")
+    if redis_cluster:
+        print(f"#### A single Redis against a Redis Cluster\n\n{redis_cluster}")
     if a.write:
         write(a.write, "bench", text)
     if a.write_fanout:
         write(a.write_fanout, "fanout", fanout)
     if a.write_scaling:
         write(a.write_scaling, "scaling", scaling)
+    if a.write_redis_cluster:
+        write(a.write_redis_cluster, "redis-cluster", redis_cluster)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,17 @@
 #
 # Usage: deploy/local/cluster.sh COMMAND
 #   start [--nodes N] [--port P] [--base-port B] [--redis-port R] [--server chatty|reference]
+#         [--redis-cluster] [--redis-cluster-port C]
 #                      build chatty, start N nodes (default 3) on ports B+1..B+N (default
 #                      B=3100) and nginx on P (default 8080); wait until all are ready.
 #                      --redis-port: the cluster gets a Redis of its own on 127.0.0.1:R
 #                      that persists every write (append-only file), so restart-redis can
 #                      crash it without logging anyone out or touching the shared Redis.
+#                      --redis-cluster: the nodes run on a Redis Cluster of their own
+#                      (deploy/local/redis-cluster.sh: 3 masters + 3 replicas on ports
+#                      C..C+5, default 7001) with REDIS_CLUSTER_URLS instead of REDIS_URL;
+#                      --redis-cluster-port C implies it. A healthy one that
+#                      `redis-cluster.sh start` left on those ports is used, not stopped
 #                      --server reference: run loadtest/reference (Node.js Socket.IO) as
 #                      the nodes instead, for benchmarks
 #   stop               SIGTERM every node (each drains), then stop nginx (and own Redis)
@@ -17,16 +23,25 @@
 #   restart-node K     SIGTERM node K, wait for it to exit, start it again, wait until it is
 #                      ready and back in nginx's rotation (rolling restarts)
 #   kill-node K        SIGKILL node K (a crash: no drain, its presence leases expire)
-#   restart-redis      SIGKILL the cluster's own Redis and start it again on the same port
-#                      from its append-only file (needs start --redis-port)
+#   restart-redis [--empty]
+#                      SIGKILL the cluster's own Redis and start it again on the same port
+#                      from its append-only file (needs start --redis-port); --empty: start
+#                      it with no data, as a Redis without persistence comes back
+#   kill-redis-master K
+#                      fail over shard K (1-3) of the cluster's Redis Cluster (needs start
+#                      --redis-cluster): SIGKILL its master, wait until its replica took
+#                      over, then bring the killed process back as the new replica
 #
 # Environment: CHATTY_PROFILE=release|debug (default release), CARGO_TARGET_DIR (honoured),
 # CHATTY_BIN (use this binary, build nothing), CHATTY_CLUSTER_LISTEN (nginx address, default
-# 127.0.0.1), CHATTY_CLUSTER_PORT / CHATTY_CLUSTER_BASE_PORT / CHATTY_CLUSTER_REDIS_PORT
-# (defaults of --port, --base-port and --redis-port), CHATTY_CLUSTER_DIR (runtime files,
-# default .chatty/cluster/), CHATTY_CLUSTER_TIMEOUT (seconds to wait for readiness, default 180), and every
-# node setting of the README (DATABASE_URL, REDIS_URL, JWT_SECRET, CHATTY_*), which
-# deploy/local/env.sh fills in. Runtime files live in .chatty/ (gitignored).
+# 127.0.0.1), CHATTY_CLUSTER_PORT / CHATTY_CLUSTER_BASE_PORT / CHATTY_CLUSTER_REDIS_PORT /
+# CHATTY_CLUSTER_REDIS_CLUSTER_PORT (defaults of --port, --base-port, --redis-port and
+# --redis-cluster-port; the last does not turn --redis-cluster on), CHATTY_CLUSTER_DIR
+# (runtime files, default .chatty/cluster/), CHATTY_CLUSTER_TIMEOUT (seconds to wait for
+# readiness, default 180), and every node setting of the README (DATABASE_URL, REDIS_URL,
+# JWT_SECRET, CHATTY_*), which deploy/local/env.sh fills in. REDIS_CLUSTER_URLS set without
+# --redis-cluster runs the nodes on that (external) Redis Cluster instead of REDIS_URL.
+# Runtime files live in .chatty/ (gitignored).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -65,6 +80,19 @@ node_alive() { alive "$(node_pid "$1")" "$(node_match)"; }
 nginx_alive() { alive "$(nginx_pid)" nginx; }
 redis_alive() { alive "$(redis_pid)" redis-server; }
 
+# The Redis Cluster of `start --redis-cluster`, through its own launcher.
+redis_cluster() {
+  CHATTY_REDIS_CLUSTER_DIR=$REDIS_CLUSTER_DIR CHATTY_REDIS_CLUSTER_BASE_PORT=$REDIS_CLUSTER_PORT \
+    bash "$ROOT/deploy/local/redis-cluster.sh" "$@"
+}
+# Whether any process of a Redis Cluster this launcher started is up (status exits 3 when none).
+redis_cluster_alive() {
+  [ "${REDIS_CLUSTER_OWNED:-0}" = 1 ] || return 1
+  local status=0
+  redis_cluster status >/dev/null 2>&1 || status=$?
+  [ "$status" -ne 3 ]
+}
+
 # Waits up to $2 seconds for pid $1 to exit; 1 if it is still there.
 wait_exit() {
   local pid=$1 deadline=$((SECONDS + $2))
@@ -99,6 +127,7 @@ any_running() {
   local k
   nginx_alive && return 0
   redis_alive && return 0
+  redis_cluster_alive && return 0
   for k in $(seq 1 "${NODES:-0}"); do node_alive "$k" && return 0; done
   return 1
 }
@@ -245,7 +274,9 @@ start_node() {
   ! port_busy 127.0.0.1 "$port" || die "port $port (node $k) is already in use"
   (
     # Exactly the environment the cluster started with, so a restarted node joins the same
-    # database, Redis prefix and JWT secret even from another shell.
+    # database, Redis prefix and JWT secret even from another shell. A node refuses to start
+    # with both Redis settings, and the shell running this may hold the other one.
+    unset REDIS_URL REDIS_CLUSTER_URLS
     # shellcheck source=/dev/null
     source "$STATE/node.env"
     export CHATTY_ADDR=127.0.0.1:$port CHATTY_NODE_ID=node-$k
@@ -302,12 +333,15 @@ wait_ready() {
 cmd_start() {
   local nodes=3 port=${CHATTY_CLUSTER_PORT:-8080} base=${CHATTY_CLUSTER_BASE_PORT:-3100}
   local redis_port=${CHATTY_CLUSTER_REDIS_PORT:-} server=chatty k
+  local redis_cluster=false redis_cluster_port=${CHATTY_CLUSTER_REDIS_CLUSTER_PORT:-7001}
   while [ $# -gt 0 ]; do
     case $1 in
       --nodes) nodes=${2:-}; shift 2 ;;
       --port) port=${2:-}; shift 2 ;;
       --base-port) base=${2:-}; shift 2 ;;
       --redis-port) redis_port=${2:-}; shift 2 ;;
+      --redis-cluster) redis_cluster=true; shift ;;
+      --redis-cluster-port) redis_cluster=true redis_cluster_port=${2:-}; shift 2 ;;
       --server) server=${2:-}; shift 2 ;;
       *) usage ;;
     esac
@@ -317,6 +351,11 @@ cmd_start() {
   in_range "$base" 1 $((65535 - nodes)) || die "--base-port must leave room for $nodes ports, got '$base'"
   [ -z "$redis_port" ] || in_range "$redis_port" 1 65535 || die "--redis-port must be a TCP port, got '$redis_port'"
   case $server in chatty|reference) ;; *) die "--server must be chatty or reference, got '$server'" ;; esac
+  if $redis_cluster; then
+    in_range "$redis_cluster_port" 1 55529 || die "--redis-cluster-port must leave room for 6 ports and their cluster bus ports (+10000), got '$redis_cluster_port'"
+    [ -z "$redis_port" ] || die "--redis-port and --redis-cluster exclude each other: choose one Redis for the nodes"
+    [ "$server" = chatty ] || die "--server reference runs on a single Redis only (REDIS_URL), not on --redis-cluster"
+  fi
 
   if [ -s "$STATE/cluster.env" ]; then
     load_state
@@ -328,13 +367,22 @@ cmd_start() {
   fi
 
   NODES=$nodes PORT=$port BASE_PORT=$base LISTEN=${CHATTY_CLUSTER_LISTEN:-127.0.0.1}
-  REDIS_PORT=$redis_port SERVER=$server
+  REDIS_PORT=$redis_port SERVER=$server REDIS_CLUSTER_PORT='' REDIS_CLUSTER_OWNED=0
+  REDIS_CLUSTER_DIR=${CHATTY_REDIS_CLUSTER_DIR:-$STATE/redis-cluster}
+  ! $redis_cluster || REDIS_CLUSTER_PORT=$redis_cluster_port
   ! port_busy "$LISTEN" "$PORT" || die "port $PORT is already in use (choose another with --port)"
   for k in $(seq 1 "$NODES"); do
     ! port_busy 127.0.0.1 "$(node_port "$k")" || die "port $(node_port "$k") is already in use (choose --base-port)"
   done
   command -v curl >/dev/null || die "curl is not installed: run 'sudo apt-get install curl'"
 
+  # env.sh gives REDIS_URL a default; only one set before it is the caller's choice.
+  local own_redis_url=${REDIS_URL:-}
+  if [ -n "${REDIS_CLUSTER_URLS:-}" ] && ! $redis_cluster; then
+    [ -z "$own_redis_url" ] || die "both REDIS_URL and REDIS_CLUSTER_URLS are set: unset one (a node refuses both)"
+    [ -z "$REDIS_PORT" ] || die "--redis-port and REDIS_CLUSTER_URLS exclude each other: unset REDIS_CLUSTER_URLS"
+    [ "$SERVER" = chatty ] || die "--server reference runs on a single Redis only: unset REDIS_CLUSTER_URLS"
+  fi
   bash "$ROOT/deploy/local/services.sh"
   # shellcheck source=deploy/local/env.sh
   source "$ROOT/deploy/local/env.sh"
@@ -354,6 +402,26 @@ cmd_start() {
     start_redis || exit 1
     export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
   fi
+  if [ -n "$REDIS_CLUSTER_PORT" ]; then
+    # deploy/local/test.sh, say, may have started one on these ports in redis-cluster.sh's
+    # own directory: share it rather than fail on busy ports.
+    local shared=$ROOT/.chatty/redis-cluster
+    if [ -z "${CHATTY_REDIS_CLUSTER_DIR:-}" ] && grep -qx "BASE=$REDIS_CLUSTER_PORT" "$shared/cluster.env" 2>/dev/null &&
+      CHATTY_REDIS_CLUSTER_DIR=$shared bash "$ROOT/deploy/local/redis-cluster.sh" status >/dev/null 2>&1; then
+      REDIS_CLUSTER_DIR=$shared
+    fi
+    # A healthy cluster already running there (a start that failed later, a stop that did
+    # not finish) is reused; `stop` only stops one this start brought up.
+    redis_cluster status >/dev/null 2>&1 || REDIS_CLUSTER_OWNED=1
+    log "Redis Cluster for the nodes on 127.0.0.1:$REDIS_CLUSTER_PORT-$((REDIS_CLUSTER_PORT + 5)) (state in $REDIS_CLUSTER_DIR)"
+    redis_cluster start || exit 1
+    REDIS_CLUSTER_URLS=$(redis_cluster urls)
+    export REDIS_CLUSTER_URLS
+    unset REDIS_URL
+  elif [ -n "${REDIS_CLUSTER_URLS:-}" ]; then
+    log "the nodes use the Redis Cluster of REDIS_CLUSTER_URLS (not started nor stopped by this launcher)"
+    unset REDIS_URL
+  fi
   # The reference server does not migrate; both servers use chatty's schema.
   if [ "$SERVER" = reference ] && ! "$BIN" migrate >&2; then
     stop_redis
@@ -367,12 +435,14 @@ cmd_start() {
   export CHATTY_LIMIT_ADDRESS_LOGIN_FAILURES=${CHATTY_LIMIT_ADDRESS_LOGIN_FAILURES:-100000/1h}
   (
     umask 077 # node.env holds the JWT secret and database password
-    export -p | grep -E '^declare -x (CHATTY_[A-Z_]+|DATABASE_URL|REDIS_URL|JWT_SECRET|RUST_LOG)=' |
+    export -p | grep -E '^declare -x (CHATTY_[A-Z_]+|DATABASE_URL|REDIS_URL|REDIS_CLUSTER_URLS|JWT_SECRET|RUST_LOG)=' |
       grep -vE '^declare -x CHATTY_(ADDR|NODE_ID|PROFILE|BIN|CLUSTER_[A-Z_]+)=' >"$STATE/node.env"
   )
   {
     printf 'NODES=%q\nPORT=%q\nBASE_PORT=%q\nLISTEN=%q\nBIN=%q\n' "$NODES" "$PORT" "$BASE_PORT" "$LISTEN" "$BIN"
     printf 'REDIS_PORT=%q\nSERVER=%q\n' "$REDIS_PORT" "$SERVER"
+    printf 'REDIS_CLUSTER_PORT=%q\nREDIS_CLUSTER_DIR=%q\nREDIS_CLUSTER_OWNED=%q\n' \
+      "$REDIS_CLUSTER_PORT" "$REDIS_CLUSTER_DIR" "$REDIS_CLUSTER_OWNED"
   } >"$STATE/cluster.env"
   local nodes_urls=''
   for k in $(seq 1 "$NODES"); do nodes_urls+="http://127.0.0.1:$(node_port "$k"),"; done
@@ -380,6 +450,7 @@ cmd_start() {
     printf 'CHATTY_URL=%q\nCHATTY_NODES=%q\n' "http://$LISTEN:$PORT" "${nodes_urls%,}"
     # Tools that write sessions themselves (chatty-load --seed-sql) must use the same Redis.
     [ -z "$REDIS_PORT" ] || printf 'REDIS_URL=%q\n' "$REDIS_URL"
+    [ -z "${REDIS_CLUSTER_URLS:-}" ] || printf 'REDIS_CLUSTER_URLS=%q\n' "$REDIS_CLUSTER_URLS"
   } >"$STATE/urls.env"
 
   # Enough descriptors for load tests: nodes and nginx inherit the raised soft limit.
@@ -429,6 +500,7 @@ cmd_stop() {
   log "nodes stopped"
   stop_nginx
   if redis_alive; then stop_redis; log "the cluster's Redis stopped"; fi
+  if redis_cluster_alive; then redis_cluster stop; log "the cluster's Redis Cluster stopped"; fi
 }
 
 cmd_status() {
@@ -460,6 +532,16 @@ cmd_status() {
     else
       printf 'redis    stopped\n'
     fi
+  fi
+  if [ -n "${REDIS_CLUSTER_PORT:-}" ]; then
+    want=$((want + 1))
+    local rc=0
+    redis_cluster status 2>/dev/null || rc=$?
+    case $rc in
+      0) up=$((up + 1)) ;;
+      3) printf 'redis cluster stopped\n' ;;
+      *) printf 'redis cluster not healthy\n' ;;
+    esac
   fi
   if [ "$up" -eq "$want" ]; then return 0; fi
   if any_running; then return 1; fi
@@ -514,14 +596,38 @@ cmd_kill_node() {
 # command connections at once and must recover by itself; nothing acknowledged is lost
 # from the append-only file, so device sessions survive.
 cmd_restart_redis() {
+  local empty=false
+  case ${1:-} in
+    '') ;;
+    --empty) empty=true ;;
+    *) usage ;;
+  esac
   load_state
+  [ -z "${REDIS_CLUSTER_PORT:-}" ] ||
+    die "this cluster runs on a Redis Cluster: 'kill-redis-master K' fails one of its masters over"
   [ -n "${REDIS_PORT:-}" ] ||
     die "this cluster uses a Redis it does not own (REDIS_URL); start it with --redis-port R to let restart-redis crash and restart it"
   log "Redis on port $REDIS_PORT: SIGKILL"
   stop_redis KILL
-  log "Redis: starting again from $STATE/redis"
+  if $empty; then
+    # What a Redis without persistence has after a crash: nothing. Device sessions,
+    # presence leases and limiter counters are gone, and must not log anyone out.
+    rm -rf "$STATE/redis"
+    log "Redis: starting again with no data (as without persistence)"
+  else
+    log "Redis: starting again from $STATE/redis"
+  fi
   start_redis || exit 1
   log "Redis: ready"
+}
+
+# A Redis Cluster master failover: the shard's writes stall until its replica takes over
+# (cluster-node-timeout), and writes not yet replicated are lost.
+cmd_kill_redis_master() {
+  load_state
+  [ -n "${REDIS_CLUSTER_PORT:-}" ] ||
+    die "this cluster does not run on a Redis Cluster of its own; start it with --redis-cluster"
+  redis_cluster kill-master "${1:-}"
 }
 
 case ${1:-} in
@@ -531,7 +637,8 @@ case ${1:-} in
   logs) shift; cmd_logs "$@" ;;
   restart-node) cmd_restart_node "${2:-}" ;;
   kill-node) cmd_kill_node "${2:-}" ;;
-  restart-redis) cmd_restart_redis ;;
+  restart-redis) cmd_restart_redis "${2:-}" ;;
+  kill-redis-master) cmd_kill_redis_master "${2:-}" ;;
   render-nginx)
     # For deploy/check.sh: render the template for a 3-node cluster into the given directory.
     NGX=${2:?render-nginx DIR} NODES=3 PORT=8080 BASE_PORT=3100 LISTEN=127.0.0.1

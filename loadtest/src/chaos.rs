@@ -1,6 +1,7 @@
 //! Failures injected while the load runs, through the local launcher
 //! (`deploy/local/cluster.sh`, or any program taking the same commands): crash a random
-//! node every N seconds and bring it back, crash and restart Redis once.
+//! node every N seconds and bring it back, crash and restart Redis once (with its data, or
+//! empty as a Redis without persistence), or fail over one Redis Cluster master once.
 
 use std::{
     path::{Path, PathBuf},
@@ -23,6 +24,57 @@ pub struct Plan {
     /// How long a killed node stays down before it is started again.
     pub down: Duration,
     pub redis_at: Option<Duration>,
+    /// Whether Redis comes back with no data (`restart-redis --empty`).
+    pub redis_empty: bool,
+    pub redis_failover_at: Option<Duration>,
+    /// The shard whose master the failover kills, 1-based; None: one at random.
+    pub redis_master: Option<u32>,
+}
+
+/// Shards of the local Redis Cluster (`deploy/local/redis-cluster.sh`).
+pub const REDIS_CLUSTER_MASTERS: u32 = 3;
+
+/// What the launcher is asked to do to Redis, once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RedisBlow {
+    Restart,
+    RestartEmpty,
+    Failover(u32),
+}
+
+impl RedisBlow {
+    /// How the event is named in reports, and the launcher's command line.
+    fn action(self) -> (&'static str, Vec<String>) {
+        match self {
+            Self::Restart => ("restart-redis", vec!["restart-redis".into()]),
+            Self::RestartEmpty => (
+                "restart-redis-empty",
+                vec!["restart-redis".into(), "--empty".into()],
+            ),
+            Self::Failover(k) => (
+                "kill-redis-master",
+                vec!["kill-redis-master".into(), k.to_string()],
+            ),
+        }
+    }
+}
+
+impl Plan {
+    /// The Redis failure of the plan and when, if any.
+    fn redis_blow(&self) -> Option<(Duration, RedisBlow)> {
+        if let Some(at) = self.redis_failover_at {
+            let k = self
+                .redis_master
+                .unwrap_or_else(|| 1 + random_below(REDIS_CLUSTER_MASTERS));
+            return Some((at, RedisBlow::Failover(k)));
+        }
+        let blow = if self.redis_empty {
+            RedisBlow::RestartEmpty
+        } else {
+            RedisBlow::Restart
+        };
+        self.redis_at.map(|at| (at, blow))
+    }
 }
 
 /// One thing done to the cluster.
@@ -30,8 +82,10 @@ pub struct Plan {
 pub struct Event {
     /// Seconds since sending started.
     pub at_secs: f64,
-    /// `kill-node`, `restart-node` or `restart-redis`.
+    /// `kill-node`, `restart-node`, `restart-redis`, `restart-redis-empty` or
+    /// `kill-redis-master`.
     pub action: &'static str,
+    /// The node (kill-node, restart-node) or Redis Cluster shard (kill-redis-master) acted on.
     pub node: Option<u32>,
     /// How long the launcher took (a restart includes waiting until the node is ready).
     pub took_secs: f64,
@@ -71,11 +125,24 @@ fn command(ctl: &Path) -> Command {
     }
 }
 
+impl Event {
+    /// Seconds since sending started when the launcher was done with it.
+    pub fn done_at_secs(&self) -> f64 {
+        self.at_secs + self.took_secs
+    }
+}
+
+/// When the last event was over, in seconds since sending started: presence must be right
+/// again within its lease from then on.
+pub fn settled_at_secs(events: &[Event]) -> Option<f64> {
+    events.iter().map(Event::done_at_secs).reduce(f64::max)
+}
+
 async fn act(
     plan: &Plan,
     started: Instant,
     log: &Mutex<Vec<Event>>,
-    action: &'static str,
+    (action, argv): (&'static str, Vec<String>),
     node: Option<u32>,
     quiet: bool,
 ) -> bool {
@@ -88,12 +155,7 @@ async fn act(
         );
     }
     let t = Instant::now();
-    let mut c = command(&plan.ctl);
-    c.arg(action);
-    if let Some(k) = node {
-        c.arg(k.to_string());
-    }
-    let out = c.output().await;
+    let out = command(&plan.ctl).args(&argv).output().await;
     let ok = out.as_ref().is_ok_and(|o| o.status.success());
     if !ok {
         let why = match &out {
@@ -139,9 +201,25 @@ pub async fn run(
                     () = tokio::time::sleep_until((started + due).into()) => {}
                 }
                 let node = 1 + random_below(plan.nodes);
-                act(&plan, started, &log, "kill-node", Some(node), quiet).await;
+                act(
+                    &plan,
+                    started,
+                    &log,
+                    node_action("kill-node", node),
+                    Some(node),
+                    quiet,
+                )
+                .await;
                 tokio::time::sleep(plan.down).await;
-                act(&plan, started, &log, "restart-node", Some(node), quiet).await;
+                act(
+                    &plan,
+                    started,
+                    &log,
+                    node_action("restart-node", node),
+                    Some(node),
+                    quiet,
+                )
+                .await;
                 k += 1;
             }
         }
@@ -149,7 +227,9 @@ pub async fn run(
     let redis = {
         let (plan, log, stop) = (plan.clone(), log.clone(), stop.clone());
         async move {
-            let Some(at) = plan.redis_at else { return };
+            let Some((at, blow)) = plan.redis_blow() else {
+                return;
+            };
             if at >= until {
                 return;
             }
@@ -157,7 +237,11 @@ pub async fn run(
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep_until((started + at).into()) => {}
             }
-            act(&plan, started, &log, "restart-redis", None, quiet).await;
+            let shard = match blow {
+                RedisBlow::Failover(k) => Some(k),
+                RedisBlow::Restart | RedisBlow::RestartEmpty => None,
+            };
+            act(&plan, started, &log, blow.action(), shard, quiet).await;
         }
     };
     tokio::join!(kills, redis);
@@ -169,8 +253,96 @@ pub async fn run(
     events
 }
 
+fn node_action(action: &'static str, node: u32) -> (&'static str, Vec<String>) {
+    (action, vec![action.to_owned(), node.to_string()])
+}
+
 fn random_below(n: u32) -> u32 {
     #[allow(clippy::cast_possible_truncation)]
     let r = uuid::Uuid::new_v4().as_u128() as u32;
     r % n.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            ctl: PathBuf::from("deploy/local/cluster.sh"),
+            nodes: 3,
+            kill_every: None,
+            down: Duration::from_secs(1),
+            redis_at: None,
+            redis_empty: false,
+            redis_failover_at: None,
+            redis_master: None,
+        }
+    }
+
+    fn event(action: &'static str, at_secs: f64, took_secs: f64) -> Event {
+        Event {
+            at_secs,
+            action,
+            node: None,
+            took_secs,
+            ok: true,
+        }
+    }
+
+    #[test]
+    fn a_redis_restart_asks_the_launcher_for_restart_redis_and_empty_adds_its_flag() {
+        let mut p = plan();
+        assert_eq!(p.redis_blow(), None);
+        p.redis_at = Some(Duration::from_secs(10));
+        let (at, blow) = p.redis_blow().expect("planned");
+        assert_eq!(at, Duration::from_secs(10));
+        assert_eq!(
+            blow.action(),
+            ("restart-redis", vec!["restart-redis".to_owned()])
+        );
+        p.redis_empty = true;
+        let (_, blow) = p.redis_blow().expect("planned");
+        assert_eq!(
+            blow.action(),
+            (
+                "restart-redis-empty",
+                vec!["restart-redis".to_owned(), "--empty".to_owned()]
+            )
+        );
+    }
+
+    #[test]
+    fn a_failover_kills_the_chosen_master_or_one_of_the_three_at_random() {
+        let mut p = plan();
+        p.redis_failover_at = Some(Duration::from_secs(8));
+        p.redis_master = Some(2);
+        let (at, blow) = p.redis_blow().expect("planned");
+        assert_eq!((at, blow), (Duration::from_secs(8), RedisBlow::Failover(2)));
+        assert_eq!(
+            blow.action(),
+            (
+                "kill-redis-master",
+                vec!["kill-redis-master".to_owned(), "2".to_owned()]
+            )
+        );
+        p.redis_master = None;
+        for _ in 0..50 {
+            let Some((_, RedisBlow::Failover(k))) = p.redis_blow() else {
+                panic!("a failover is planned");
+            };
+            assert!((1..=REDIS_CLUSTER_MASTERS).contains(&k));
+        }
+    }
+
+    #[test]
+    fn the_run_settles_when_the_last_event_is_done() {
+        assert_eq!(settled_at_secs(&[]), None);
+        let events = [
+            event("kill-node", 3.0, 0.1),
+            event("kill-redis-master", 5.0, 11.5),
+            event("restart-node", 4.0, 2.0),
+        ];
+        assert_eq!(settled_at_secs(&events), Some(16.5));
+    }
 }

@@ -394,6 +394,7 @@ pub async fn reconnect(
             Ok(c) => return Some(c),
             Err(ConnectError::Refused(message)) if needs_login(&message) => {
                 stats::RECONNECT_FAILURES.fetch_add(1, Ordering::Relaxed);
+                stats::SESSION_REFUSALS.fetch_add(1, Ordering::Relaxed);
                 if let Some(r) = &link.relogin {
                     if let Ok(t) = r.token(&spec.username).await {
                         spec.token = t;

@@ -13,6 +13,7 @@
 //! With `--notifications` every device also holds a `/notifications` socket and measures
 //! how long a message takes to show up as a `notification` event (see `notifications.rs`).
 
+mod aftermath;
 mod chaos;
 mod device;
 mod hostile;
@@ -127,6 +128,12 @@ pub struct Args {
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Seed nodes of the cluster's Redis Cluster, comma-separated (what the nodes were given
+    /// as REDIS_CLUSTER_URLS). When given, `--seed-sql` and the Redis figures use it, not
+    /// REDIS_URL (which deploy/local/env.sh always sets).
+    #[arg(long, env = "REDIS_CLUSTER_URLS", value_delimiter = ',')]
+    pub redis_cluster_urls: Vec<String>,
+
     #[arg(long, env = "CHATTY_REDIS_PREFIX", default_value = "chatty:")]
     pub redis_prefix: String,
 
@@ -164,6 +171,33 @@ pub struct Args {
     #[arg(long, value_name = "SECS")]
     pub chaos_restart_redis_at: Option<u64>,
 
+    /// With --chaos-restart-redis-at: Redis comes back with no data at all (the launcher's
+    /// `restart-redis --empty`), as a Redis without persistence does after a crash.
+    #[arg(long, requires = "chaos_restart_redis_at")]
+    pub chaos_redis_empty: bool,
+
+    /// Fail over one master of the cluster's Redis Cluster once, this many seconds into
+    /// sending, through the launcher's `kill-redis-master K` (a cluster started with
+    /// `--redis-cluster`): the master is killed, its replica takes over, writes not yet
+    /// replicated are lost.
+    #[arg(long, value_name = "SECS", conflicts_with = "chaos_restart_redis_at")]
+    pub chaos_redis_failover_at: Option<u64>,
+
+    /// Which shard's master --chaos-redis-failover-at kills, 1 to 3 (default: one at random).
+    #[arg(long, value_name = "K", requires = "chaos_redis_failover_at",
+          value_parser = clap::value_parser!(u32).range(1..=3))]
+    pub chaos_redis_master: Option<u32>,
+
+    /// The nodes' presence lease (their CHATTY_PRESENCE_TTL_MS): after the last failure a
+    /// chaos run injects, every user with a connected device must show online within it.
+    #[arg(
+        long,
+        env = "CHATTY_PRESENCE_TTL_MS",
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
+    pub presence_ttl_ms: u64,
+
     /// The local launcher that --chaos options drive.
     #[arg(
         long,
@@ -179,7 +213,7 @@ pub struct Args {
     /// Hostile client: one socket emits `--hostile-events` acknowledged events as fast as it
     /// can while another user of its group measures REST and socket latency (see
     /// `hostile.rs`). Registers its two users through the API.
-    #[arg(long, conflicts_with_all = ["seed_sql", "idle", "chaos_kill_every", "chaos_restart_redis_at"])]
+    #[arg(long, conflicts_with_all = ["seed_sql", "idle", "chaos_kill_every", "chaos_restart_redis_at", "chaos_redis_failover_at"])]
     pub hostile: bool,
 
     /// Events in the hostile burst.
@@ -221,14 +255,34 @@ impl Args {
         Probes::new(
             http.clone(),
             self.metrics_nodes(),
-            self.redis_url.as_deref(),
+            &self.redis_urls(),
             self.database_url.as_deref(),
         )
         .await
     }
 
+    /// The Redis the nodes use: every seed node of a Redis Cluster, or the one Redis.
+    pub fn redis_urls(&self) -> Vec<String> {
+        if self.on_redis_cluster() {
+            self.redis_cluster_urls
+                .iter()
+                .filter(|u| !u.is_empty())
+                .cloned()
+                .collect()
+        } else {
+            self.redis_url.iter().cloned().collect()
+        }
+    }
+
+    /// Whether the nodes run on a Redis Cluster (an empty REDIS_CLUSTER_URLS says no).
+    pub fn on_redis_cluster(&self) -> bool {
+        self.redis_cluster_urls.iter().any(|u| !u.is_empty())
+    }
+
     fn chaos_on(&self) -> bool {
-        self.chaos_kill_every.is_some() || self.chaos_restart_redis_at.is_some()
+        self.chaos_kill_every.is_some()
+            || self.chaos_restart_redis_at.is_some()
+            || self.chaos_redis_failover_at.is_some()
     }
 
     pub fn resume_on(&self) -> bool {
@@ -317,6 +371,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
     let nodes = args.socket_nodes();
     let chaos_plan = chaos_plan(&args).await?;
+    let chaos_on = chaos_plan.is_some();
 
     let started = Instant::now();
     eprintln!(
@@ -451,10 +506,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut senders: Vec<Option<watch::Receiver<Option<SioSender>>>> =
         vec![None; world.user_ids.len()];
     let mut watchers = Vec::new();
+    // Every connected device's current socket, for the check after the failures.
+    let mut sockets = Vec::new();
     for (i, (client, notes)) in clients.into_iter().zip(notification_clients).enumerate() {
         let Some(client) = client else { continue };
         let d = &world.devices[i];
         let (current, watching) = watch::channel(None);
+        sockets.push((d.user, watching.clone()));
         if senders[d.user].is_none() {
             senders[d.user] = Some(watching);
         }
@@ -625,6 +683,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    // While every device that came back is still connected.
+    let aftermath = if chaos_on {
+        let connected_users = sockets
+            .iter()
+            .filter(|(_, s)| s.borrow().is_some())
+            .map(|(u, _)| *u)
+            .collect();
+        let tokens: Vec<(usize, String)> = world
+            .devices
+            .iter()
+            .map(|d| (d.user, d.token.clone()))
+            .collect();
+        let last_failure = chaos::settled_at_secs(&chaos_events)
+            .map_or(send_started, |s| send_started + Duration::from_secs_f64(s));
+        eprintln!("checking every device's token and everyone's presence after the failures");
+        let found = aftermath::check(
+            &http,
+            &args.url,
+            &aftermath::Devices {
+                tokens: &tokens,
+                connected_users: &connected_users,
+                user_ids: &world.user_ids,
+                usernames: &world.usernames,
+            },
+            last_failure,
+            Duration::from_millis(args.presence_ttl_ms),
+        )
+        .await;
+        if found.is_none() {
+            eprintln!("not checked: the server has no /users/me");
+        }
+        found
+    } else {
+        None
+    };
     finish.cancel();
     let mut devices: Vec<DeviceStats> = Vec::with_capacity(receivers.len());
     for r in receivers {
@@ -647,7 +740,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .clone();
     let usage =
         resources::Usage::between(&usage_before, &usage_after, send_secs, delivered_in_window);
-    let report = Report::run(
+    let mut report = Report::run(
         &args,
         stats::RunFigures {
             delivered_in_window,
@@ -670,6 +763,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             stats::Notifications::of(notification_sockets, notification_connect_errors, &notified)
         }),
     );
+    report.aftermath = aftermath;
     report.print(args.json);
     if report.failed() {
         std::process::exit(2);
@@ -706,6 +800,9 @@ async fn chaos_plan(args: &Args) -> anyhow::Result<Option<chaos::Plan>> {
         kill_every: args.chaos_kill_every.map(Duration::from_secs),
         down: Duration::from_secs_f64(args.chaos_down),
         redis_at: args.chaos_restart_redis_at.map(Duration::from_secs),
+        redis_empty: args.chaos_redis_empty,
+        redis_failover_at: args.chaos_redis_failover_at.map(Duration::from_secs),
+        redis_master: args.chaos_redis_master,
     }))
 }
 
@@ -749,6 +846,9 @@ async fn send_with_retries(
                     .as_u64()
                     .is_some_and(|s| (400..500).contains(&s)) =>
             {
+                if ack["error"]["statusCode"] == 401 {
+                    stats::SEND_UNAUTHORIZED.fetch_add(1, Ordering::Relaxed);
+                }
                 return None;
             }
             Ok(_) | Err(_) => {}
@@ -851,6 +951,83 @@ mod tests {
         let args = Args::parse_from(["chatty-load"]);
         assert!(!args.resume_on());
         assert_eq!(args.ack_timeout(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_redis_failover_is_chaos_and_names_one_of_three_masters() {
+        let args = Args::parse_from(["chatty-load", "--chaos-redis-failover-at", "8"]);
+        assert!(args.chaos_on() && args.resume_on());
+        assert_eq!(args.chaos_redis_master, None);
+        let args = Args::parse_from([
+            "chatty-load",
+            "--chaos-redis-failover-at",
+            "8",
+            "--chaos-redis-master",
+            "3",
+        ]);
+        assert_eq!(args.chaos_redis_master, Some(3));
+        for bad in [
+            vec![
+                "chatty-load",
+                "--chaos-redis-failover-at",
+                "8",
+                "--chaos-redis-master",
+                "4",
+            ],
+            vec![
+                "chatty-load",
+                "--chaos-redis-failover-at",
+                "8",
+                "--chaos-redis-master",
+                "0",
+            ],
+            vec!["chatty-load", "--chaos-redis-master", "1"],
+            vec![
+                "chatty-load",
+                "--chaos-redis-failover-at",
+                "8",
+                "--chaos-restart-redis-at",
+                "8",
+            ],
+            vec!["chatty-load", "--chaos-redis-failover-at", "8", "--hostile"],
+        ] {
+            assert!(Args::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_redis_restart_needs_a_redis_restart() {
+        let args = Args::parse_from([
+            "chatty-load",
+            "--chaos-restart-redis-at",
+            "5",
+            "--chaos-redis-empty",
+        ]);
+        assert!(args.chaos_redis_empty && args.chaos_on());
+        assert!(Args::try_parse_from(["chatty-load", "--chaos-redis-empty"]).is_err());
+    }
+
+    #[test]
+    fn a_redis_cluster_wins_over_the_single_redis_for_seeding_and_figures() {
+        let args = Args::parse_from([
+            "chatty-load",
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--redis-cluster-urls",
+            "redis://127.0.0.1:7001,redis://127.0.0.1:7002",
+        ]);
+        assert_eq!(
+            args.redis_urls(),
+            ["redis://127.0.0.1:7001", "redis://127.0.0.1:7002"]
+        );
+        let args = Args::parse_from([
+            "chatty-load",
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--redis-cluster-urls",
+            "",
+        ]);
+        assert_eq!(args.redis_urls(), ["redis://127.0.0.1:6379"]);
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub struct Sample {
 pub struct Probes {
     http: reqwest::Client,
     nodes: Vec<String>,
-    redis: Option<redis::Client>,
+    /// One client per Redis process: the one Redis, or every node of a Redis Cluster, whose
+    /// figures add up.
+    redis: Vec<redis::Client>,
     pg: Option<sqlx::PgPool>,
 }
 
@@ -53,10 +55,13 @@ impl Probes {
     pub async fn new(
         http: reqwest::Client,
         nodes: Vec<String>,
-        redis_url: Option<&str>,
+        redis_urls: &[String],
         database_url: Option<&str>,
     ) -> Self {
-        let redis = redis_url.and_then(|u| redis::Client::open(u).ok());
+        let redis = redis_urls
+            .iter()
+            .filter_map(|u| redis::Client::open(u.as_str()).ok())
+            .collect();
         let pg = match database_url {
             Some(u) => sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
@@ -84,10 +89,25 @@ impl Probes {
         }
     }
 
+    /// Summed over every Redis process that answers (a killed cluster node does not).
     async fn redis_info(&self) -> Option<(f64, u64)> {
-        let client = self.redis.as_ref()?;
-        let mut c = client.get_multiplexed_async_connection().await.ok()?;
-        let info: String = redis::cmd("INFO").query_async(&mut c).await.ok()?;
+        let mut total: Option<(f64, u64)> = None;
+        for client in &self.redis {
+            if let Some((cpu, commands)) = Self::redis_info_of(client).await {
+                let (c, n) = total.unwrap_or_default();
+                total = Some((c + cpu, n + commands));
+            }
+        }
+        total
+    }
+
+    async fn redis_info_of(client: &redis::Client) -> Option<(f64, u64)> {
+        // Bounded: a cluster node mid-failover may accept and not answer.
+        let info = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            let mut c = client.get_multiplexed_async_connection().await.ok()?;
+            redis::cmd("INFO").query_async::<String>(&mut c).await.ok()
+        });
+        let info = info.await.ok()??;
         let field = |name: &str| {
             info.lines()
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))

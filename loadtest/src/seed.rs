@@ -133,6 +133,12 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         .database_url
         .as_deref()
         .context("--seed-sql needs DATABASE_URL")?;
+    if args.on_redis_cluster() {
+        anyhow::bail!(
+            "--seed-sql cannot write device sessions into a Redis Cluster yet (REDIS_CLUSTER_URLS): \
+             seed through the API instead (leave out --seed-sql)"
+        );
+    }
     let redis_url = args
         .redis_url
         .as_deref()

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     Args, World,
+    aftermath::Aftermath,
     chaos::Event,
     device::DeviceStats,
     notifications::NotificationStats,
@@ -28,6 +29,10 @@ pub static RECOVERED: AtomicU64 = AtomicU64::new(0);
 pub static RECONNECTS: AtomicU64 = AtomicU64::new(0);
 pub static RECONNECT_FAILURES: AtomicU64 = AtomicU64::new(0);
 pub static RELOGINS: AtomicU64 = AtomicU64::new(0);
+/// Reconnects refused because the device's session was gone: a device logged out.
+pub static SESSION_REFUSALS: AtomicU64 = AtomicU64::new(0);
+/// Sends refused with 401: the sending device's session was gone.
+pub static SEND_UNAUTHORIZED: AtomicU64 = AtomicU64::new(0);
 pub static SYNCS: AtomicU64 = AtomicU64::new(0);
 pub static SYNC_ERRORS: AtomicU64 = AtomicU64::new(0);
 /// Send attempts after the first (resume on: ack lost or refused with a 5xx).
@@ -242,6 +247,8 @@ pub struct Report {
     pub resume: Option<Resume>,
     pub notifications: Option<Notifications>,
     pub chaos: Vec<Event>,
+    /// Sessions and presence after the failures (chaos runs).
+    pub aftermath: Option<Aftermath>,
     /// Where the sockets went (`--nodes`); the `--metrics` nodes not among them held none,
     /// and what they spent is the cost of events that were not for them.
     pub socket_nodes: Vec<String>,
@@ -328,6 +335,7 @@ impl Report {
             resume: None,
             notifications: None,
             chaos: Vec::new(),
+            aftermath: None,
             kb_per_connection: kb_per_connection(before, after, connected),
             socket_nodes: args.socket_nodes(),
             nodes_before: before.to_vec(),
@@ -409,6 +417,7 @@ impl Report {
             resume,
             notifications,
             chaos,
+            aftermath: None,
             kb_per_connection: kb_per_connection(before, after, sockets),
             socket_nodes: args.socket_nodes(),
             nodes_before: before.to_vec(),
@@ -418,7 +427,10 @@ impl Report {
     }
 
     pub fn failed(&self) -> bool {
-        self.lost > 0 || self.duplicated > 0 || (self.out_of_order > 0 && !self.resuming)
+        self.lost > 0
+            || self.duplicated > 0
+            || (self.out_of_order > 0 && !self.resuming)
+            || self.aftermath.as_ref().is_some_and(Aftermath::failed)
     }
 
     pub fn print(&self, json: bool) {
@@ -497,6 +509,9 @@ impl Report {
                 e.took_secs,
                 if e.ok { "" } else { ", FAILED" }
             );
+        }
+        if let Some(a) = &self.aftermath {
+            a.print();
         }
         for n in &self.nodes_after {
             #[allow(clippy::cast_precision_loss)]
@@ -598,6 +613,21 @@ mod tests {
         assert!(!r.failed());
         r.lost = 1;
         assert!(r.failed());
+    }
+
+    #[test]
+    fn a_device_logged_out_by_a_failure_fails_the_run() {
+        let args = crate::Args::parse_from(["chatty-load"]);
+        let mut r = Report::idle(&args, 0, 0, 0.0, &[], &[]);
+        r.aftermath = Some(Aftermath::default());
+        assert!(!r.failed());
+        r.aftermath = Some(Aftermath {
+            logged_out: 1,
+            ..Aftermath::default()
+        });
+        assert!(r.failed());
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["aftermath"]["logged_out"], 1);
     }
 
     #[test]
