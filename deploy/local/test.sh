@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real PostgreSQL and Redis (started when not running):
-# the Rust integration tests, then the end-to-end tests through nginx.
+# the Rust integration tests, whose fabric and bus suites also run on a Redis Cluster that
+# this script starts (3 masters + 3 replicas, redis-server in cluster mode), then the
+# end-to-end tests through nginx, once on a single Redis and once on a Redis Cluster.
 # Usage: deploy/local/test.sh [extra `cargo test` arguments]
+# Environment: CHATTY_TEST_REDIS_CLUSTER_PORT (first port of the tests' Redis Cluster,
+# default 7301; it takes 6 ports and their cluster bus ports, +10000).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/services.sh
 source deploy/local/env.sh
+
+# The tests' own Redis Cluster, beside any the developer runs; stopped when the tests end.
+export CHATTY_REDIS_CLUSTER_DIR=$PWD/.chatty/test-redis-cluster
+export CHATTY_REDIS_CLUSTER_BASE_PORT=${CHATTY_TEST_REDIS_CLUSTER_PORT:-7301}
+trap 'bash deploy/local/redis-cluster.sh stop >/dev/null 2>&1 || true' EXIT
+bash deploy/local/redis-cluster.sh start
+CHATTY_TEST_REDIS_CLUSTER=$(bash deploy/local/redis-cluster.sh urls)
+export CHATTY_TEST_REDIS_CLUSTER
 cargo test --workspace "$@"
-# The official socket.io-client against 3 nodes behind nginx, then a short load run.
+unset CHATTY_REDIS_CLUSTER_DIR CHATTY_REDIS_CLUSTER_BASE_PORT
+
+# The official socket.io-client against 3 nodes behind nginx, then a short load run; then
+# the same on a Redis Cluster, with a load run through a master failover.
 # Debug build: the one `cargo test` just made, so CI compiles a single profile.
 CHATTY_PROFILE=${CHATTY_PROFILE:-debug} bash tests/e2e/run.sh
+CHATTY_PROFILE=${CHATTY_PROFILE:-debug} E2E_REDIS_CLUSTER=1 bash tests/e2e/run.sh
