@@ -362,3 +362,37 @@ pub(crate) fn ttl_ms(ttl: Duration) -> i64 {
         .unwrap_or(i64::MAX / 4)
         .max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RedisTarget;
+
+    #[test]
+    fn one_redis_setting_picks_the_target_and_both_are_refused_by_name() {
+        assert_eq!(
+            RedisTarget::from_settings(Some("redis://r:6379"), None),
+            Ok(Some(RedisTarget::Single("redis://r:6379".into())))
+        );
+        assert_eq!(
+            RedisTarget::from_settings(None, Some("redis://a:7001, redis://b:7002,")),
+            Ok(Some(RedisTarget::Cluster(vec![
+                "redis://a:7001".into(),
+                "redis://b:7002".into()
+            ])))
+        );
+        assert_eq!(RedisTarget::from_settings(None, None), Ok(None));
+        let both = RedisTarget::from_settings(Some("redis://r"), Some("redis://a")).unwrap_err();
+        assert!(
+            both.contains("REDIS_URL") && both.contains("REDIS_CLUSTER_URLS"),
+            "{both}"
+        );
+        let empty = RedisTarget::from_settings(None, Some(" , ")).unwrap_err();
+        assert!(empty.contains("REDIS_CLUSTER_URLS"), "{empty}");
+    }
+
+    #[test]
+    fn passwords_stay_out_of_descriptions() {
+        let t = RedisTarget::Cluster(vec!["redis://:secret@a:7001".into(), "redis://b:7002".into()]);
+        assert_eq!(t.describe(), "redis://…@a:7001,redis://b:7002");
+    }
+}
