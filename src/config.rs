@@ -206,7 +206,10 @@ impl Settings {
                     .to_owned(),
             );
         }
-        RedisTarget::from_settings(self.redis_url.as_deref(), self.redis_cluster_urls.as_deref())
+        RedisTarget::from_settings(
+            self.redis_url.as_deref(),
+            self.redis_cluster_urls.as_deref(),
+        )
     }
 
     /// The key tokens are signed with, or the one-line reason there is none.

@@ -53,21 +53,22 @@ impl Application {
             db::migrate(&pool).await?;
         }
 
-        let (fabric, bus): (Fabric, Arc<dyn Bus>) =
-            match settings.redis().map_err(anyhow::Error::msg)? {
-                Some(target) => {
-                    let fabric = Fabric::redis(&target, &settings.redis_prefix).await?;
-                    let bus =
-                        RedisBus::start(&target, RedisKeys::new(&settings.redis_prefix)).await?;
-                    (fabric, Arc::new(bus))
-                }
-                None => {
-                    tracing::warn!(
-                        "neither REDIS_URL nor REDIS_CLUSTER_URLS is set: running as a single node with in-process sessions, presence and fan-out"
-                    );
-                    (Fabric::memory(), Arc::new(MemoryBus::new()))
-                }
-            };
+        let (fabric, bus): (Fabric, Arc<dyn Bus>) = match settings
+            .redis()
+            .map_err(anyhow::Error::msg)?
+        {
+            Some(target) => {
+                let fabric = Fabric::redis(&target, &settings.redis_prefix).await?;
+                let bus = RedisBus::start(&target, RedisKeys::new(&settings.redis_prefix)).await?;
+                (fabric, Arc::new(bus))
+            }
+            None => {
+                tracing::warn!(
+                    "neither REDIS_URL nor REDIS_CLUSTER_URLS is set: running as a single node with in-process sessions, presence and fan-out"
+                );
+                (Fabric::memory(), Arc::new(MemoryBus::new()))
+            }
+        };
 
         // Sessions outlive the cache: PostgreSQL holds them, whichever backend caches them.
         let fabric = fabric.with_durable_sessions(pool.clone(), settings.access_token_ttl());

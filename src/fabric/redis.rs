@@ -83,7 +83,11 @@ impl RedisTarget {
     pub fn describe(&self) -> String {
         match self {
             Self::Single(url) => redact(url),
-            Self::Cluster(seeds) => seeds.iter().map(|s| redact(s)).collect::<Vec<_>>().join(","),
+            Self::Cluster(seeds) => seeds
+                .iter()
+                .map(|s| redact(s))
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 
@@ -392,7 +396,10 @@ mod tests {
 
     #[test]
     fn passwords_stay_out_of_descriptions() {
-        let t = RedisTarget::Cluster(vec!["redis://:secret@a:7001".into(), "redis://b:7002".into()]);
+        let t = RedisTarget::Cluster(vec![
+            "redis://:secret@a:7001".into(),
+            "redis://b:7002".into(),
+        ]);
         assert_eq!(t.describe(), "redis://…@a:7001,redis://b:7002");
     }
 }

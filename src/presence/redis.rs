@@ -7,9 +7,9 @@ use super::PresenceStore;
 use redis::FromRedisValue;
 
 use crate::fabric::{
-    FabricResult, RedisConn, now_ms,
+    FabricResult, RedisConn,
     keys::{PRESENCE_SHARDS, presence_shard},
-    ttl_ms,
+    now_ms, ttl_ms,
 };
 
 pub(crate) struct RedisPresence(pub RedisConn);

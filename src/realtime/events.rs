@@ -116,14 +116,34 @@ async fn typing(state: AppState, user: AuthUser, _s: SocketRef, p: Typing) -> Ap
     Ok(p)
 }
 
+/// Before an event that writes: whether the socket's device session still stands. A logout
+/// disconnects the device's sockets on every node through the bus, but an event the device
+/// sent just after the logout was answered can reach its node first; it must change
+/// nothing. One cache lookup, as every REST request makes.
+async fn still_signed_in(state: &AppState, user: AuthUser, s: &SocketRef) -> ApiResult<()> {
+    if state
+        .fabric
+        .sessions
+        .touch(user.user_id, user.session_id)
+        .await?
+    {
+        return Ok(());
+    }
+    let _ = s.clone().disconnect();
+    Err(ApiError::Unauthorized(
+        "session has been revoked or has expired".into(),
+    ))
+}
+
 /// `sendMessage` `{ content, conversation_id, client_msg_id? }`: stored exactly like
 /// `POST /messages` (same validation and idempotency); the ack carries the stored message.
 async fn send_message(
     state: AppState,
     user: AuthUser,
-    _s: SocketRef,
+    s: SocketRef,
     body: SendBody,
 ) -> ApiResult<MessageView> {
+    still_signed_in(&state, user, &s).await?;
     let (content, conversation, client_msg_id) =
         chat::send_input(&body, state.settings.max_message_chars)?;
     let (message, _created) =
@@ -151,9 +171,10 @@ struct StatusUpdate {
 async fn update_status(
     state: AppState,
     user: AuthUser,
-    _s: SocketRef,
+    s: SocketRef,
     p: StatusUpdate,
 ) -> ApiResult<MessageView> {
+    still_signed_in(&state, user, &s).await?;
     let id = message_id(p.message_id.as_deref())?;
     let status = ReceiptStatus::parse(&p.status)?;
     chat::mark_status(&state, user.user_id, id, status).await
@@ -171,9 +192,10 @@ struct Edit {
 async fn edit_message(
     state: AppState,
     user: AuthUser,
-    _s: SocketRef,
+    s: SocketRef,
     p: Edit,
 ) -> ApiResult<MessageView> {
+    still_signed_in(&state, user, &s).await?;
     let id = message_id(p.message_id.as_deref())?;
     let raw = p
         .content
@@ -193,9 +215,10 @@ struct Delete {
 async fn delete_message(
     state: AppState,
     user: AuthUser,
-    _s: SocketRef,
+    s: SocketRef,
     p: Delete,
 ) -> ApiResult<MessageDeleted> {
+    still_signed_in(&state, user, &s).await?;
     let id = message_id(p.message_id.as_deref())?;
     chat::delete_message(&state, user.user_id, id).await
 }

@@ -22,9 +22,9 @@ async fn both() -> Vec<(&'static str, Fabric)> {
     [Fabric::memory()]
         .into_iter()
         .chain(redis)
-    .into_iter()
-    .map(|f| (f.kind(), f))
-    .collect()
+        .into_iter()
+        .map(|f| (f.kind(), f))
+        .collect()
 }
 
 /// Whether `socket` of `user` may connect under `cap`.

@@ -79,7 +79,9 @@ macro_rules! on_each_redis {
     };
 }
 
-on_each_redis!(an_event_published_right_after_a_join_is_answered_reaches_the_socket_on_another_node);
+on_each_redis!(
+    an_event_published_right_after_a_join_is_answered_reaches_the_socket_on_another_node
+);
 on_each_redis!(the_last_socket_leaving_a_room_unsubscribes_the_node_from_it);
 on_each_redis!(
     a_message_to_a_500_member_group_reaches_each_connected_member_once_and_each_node_only_its_own

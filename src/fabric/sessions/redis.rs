@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use redis::FromRedisValue;
 use uuid::Uuid;
 
 use super::{Cached, Session, SessionCache};
@@ -46,12 +47,22 @@ impl SessionCache for RedisSessions {
             return Ok(Vec::new());
         }
         let keys = &self.0.keys;
-        let mut pipe = redis::pipe();
+        // Sessions of many users: on a Redis Cluster their keys lie in many slots.
+        let mut cmds = Vec::with_capacity(sessions.len() * 2);
         for (user, sid) in sessions {
-            pipe.cmd("EXISTS").arg(keys.session(*user, *sid));
-            pipe.cmd("EXISTS").arg(keys.session_revoked(*user, *sid));
+            for key in [keys.session(*user, *sid), keys.session_revoked(*user, *sid)] {
+                let mut exists = redis::cmd("EXISTS");
+                exists.arg(key);
+                cmds.push(exists);
+            }
         }
-        let exists: Vec<i64> = self.0.query(&pipe).await?;
+        let exists = self
+            .0
+            .scatter(cmds)
+            .await?
+            .into_iter()
+            .map(i64::from_redis_value)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(exists
             .chunks(2)
             .map(|e| match e {
