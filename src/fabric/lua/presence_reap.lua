@@ -2,9 +2,11 @@
 -- to one node only. Users still holding a live lease get their index entry moved to that
 -- lease's end. At most 500 users per call.
 --
--- KEYS[1]  ZSET user id -> latest lease end (ms): the presence index
+-- KEYS[1]  ZSET user id -> latest lease end (ms): one presence shard's index
 -- ARGV[1]  now (ms)
--- ARGV[2]  the prefix of a user's connections key (the user id follows it)
+-- ARGV[2]  the prefix of a user's connections key in that shard (the user id follows it);
+--          it carries the shard's hash tag, so on a Redis Cluster these keys live in the
+--          index's slot, on the node running the script
 -- Returns the ids of the users who went offline.
 local users = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)
 local gone = {}
