@@ -32,6 +32,7 @@ macro_rules! message_status {
     };
 }
 
+mod changes;
 mod conversations;
 mod messages;
 mod sync;
@@ -41,6 +42,9 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub use self::changes::{
+    ChangeView, ChangesPage, DEFAULT_CHANGE_PAGE, MAX_CHANGE_PAGE, changes_page, prune, prune_loop,
+};
 pub use self::conversations::{
     ConversationDetails, ConversationSummary, ConversationView, MAX_PARTICIPANTS_PER_REQUEST,
     NewConversation, ParticipantRemoved, ParticipantView, ParticipantsAdded, add_participants,
@@ -50,9 +54,12 @@ pub use self::conversations::{
 pub use self::messages::{
     DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageStatus,
     MessageStatusEvent, MessageView, Receipt, SendBody, delete_message, edit_message, mark_status,
-    message_view, messages_after, messages_page, receipts, replay_recent, send_input, send_message,
+    Replayed, message_view, messages_after, messages_page, receipts, replay_recent, send_input,
+    send_message,
 };
-pub use self::sync::{MAX_SYNC_CONVERSATIONS, SyncAnswer, SyncRequest, Synced, sync};
+pub use self::sync::{
+    Caught, MAX_SYNC_CONVERSATIONS, SyncAnswer, SyncFrom, SyncRequest, Synced, sync,
+};
 pub use self::typing::set_typing;
 use crate::{
     bus::{self, BusMessage, Namespace, room},
