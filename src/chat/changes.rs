@@ -322,12 +322,7 @@ pub async fn prune(db: &PgPool, retention: Duration) -> Result<u64, sqlx::Error>
 }
 
 /// Prunes the change log every `every` until `stop`.
-pub async fn prune_loop(
-    db: PgPool,
-    retention: Duration,
-    every: Duration,
-    stop: CancellationToken,
-) {
+pub async fn prune_loop(db: PgPool, retention: Duration, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -53,8 +53,8 @@ pub use self::conversations::{
 };
 pub use self::messages::{
     DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageStatus,
-    MessageStatusEvent, MessageView, Receipt, SendBody, delete_message, edit_message, mark_status,
-    Replayed, message_view, messages_after, messages_page, receipts, replay_recent, send_input,
+    MessageStatusEvent, MessageView, Receipt, Replayed, SendBody, delete_message, edit_message,
+    mark_status, message_view, messages_after, messages_page, receipts, replay_recent, send_input,
     send_message,
 };
 pub use self::sync::{

@@ -170,22 +170,16 @@ pub async fn sync(state: &AppState, viewer: Uuid, request: SyncRequest) -> ApiRe
     check_cursors(&request.conversations)?;
     let mut out = BTreeMap::new();
     for (conversation, from) in request.conversations {
-        let messages = match messages_after(
-            &state.db,
-            viewer,
-            conversation,
-            from.seq,
-            MAX_MESSAGE_PAGE,
-        )
-        .await
-        {
-            Ok(m) => m,
-            Err(e @ ApiError::NotFound(_)) => {
-                out.insert(conversation, Synced::Failed { error: e.body() });
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+        let messages =
+            match messages_after(&state.db, viewer, conversation, from.seq, MAX_MESSAGE_PAGE).await
+            {
+                Ok(m) => m,
+                Err(e @ ApiError::NotFound(_)) => {
+                    out.insert(conversation, Synced::Failed { error: e.body() });
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
         let cursors: Vec<Cursor> = sqlx::query_as(
             "select user_id, last_delivered_seq, last_read_seq \
              from conversation_participants where conversation_id = $1",

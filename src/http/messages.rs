@@ -19,7 +19,14 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    routes_of![send, history, changes, (one, edit, remove), status, receipts]
+    routes_of![
+        send,
+        history,
+        changes,
+        (one, edit, remove),
+        status,
+        receipts
+    ]
 }
 
 /// 201 with the stored message, or 200 with the original when `client_msg_id` repeats.

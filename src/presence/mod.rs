@@ -191,8 +191,8 @@ const REPLAY_CHUNK: usize = 250;
 /// What it says is the user's state now, which is what the last announce of the window
 /// said. Returns how many users were re-announced.
 pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, sqlx::Error> {
-    let from = chrono::Utc::now()
-        - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let from =
+        chrono::Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let rows: Vec<Transitioned> = sqlx::query_as(concat!(
         "select u.user_id, u.status, u.last_seen_at, array(select ",
         audience_of!("u.user_id"),

@@ -9,7 +9,7 @@ use chatty::{
     domain::{MessageBody, ReceiptStatus},
     presence::{self, Status},
 };
-use chatty_testkit::SioClient;
+use chatty_testkit::{Incoming, SioClient};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -51,6 +51,37 @@ async fn next_matching(
     }
 }
 
+/// An event name and a test of its payload.
+type Wanted<'a> = (&'a str, &'a dyn Fn(&Value) -> bool);
+
+/// Listens until every one of `wanted` was heard; each one's payload, in the order of
+/// `wanted`.
+async fn hear_all(sock: &mut SioClient, timeout: Duration, wanted: &[Wanted<'_>]) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut found: Vec<Option<Value>> = vec![None; wanted.len()];
+    while found.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(incoming) = sock.next(left).await else {
+            let missing: Vec<&str> = wanted
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|((name, _), _)| *name)
+                .collect();
+            panic!("not heard within {timeout:?}: {missing:?}");
+        };
+        let Incoming::Event { name, data } = incoming else {
+            continue;
+        };
+        for (slot, (want, pick)) in found.iter_mut().zip(wanted) {
+            if slot.is_none() && name == *want && pick(&data) {
+                *slot = Some(data.clone());
+            }
+        }
+    }
+    found.into_iter().flatten().collect()
+}
+
 /// Waits until `node`'s bus has noticed that Redis is gone.
 async fn wait_disconnected(node: &TestApp) {
     for _ in 0..100 {
@@ -65,7 +96,10 @@ async fn wait_disconnected(node: &TestApp) {
 /// `sync` over `sock`; the answer for `conv`, asserting it succeeded.
 async fn sync_one(sock: &SioClient, conv: Uuid, from: Value) -> Value {
     let ack = sock
-        .ack("sync", &json!({ "conversations": { conv.to_string(): from } }))
+        .ack(
+            "sync",
+            &json!({ "conversations": { conv.to_string(): from } }),
+        )
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
     ack["data"]["conversations"][conv.to_string()].clone()
@@ -92,8 +126,7 @@ fn seqs_of(changes: &Value) -> Vec<i64> {
 }
 
 #[tokio::test]
-async fn edits_deletes_receipts_and_members_added_during_a_bus_gap_reach_the_other_nodes_clients()
-{
+async fn edits_deletes_receipts_and_members_added_during_a_bus_gap_reach_the_other_nodes_clients() {
     // Arrange: two nodes on a private Redis; alice works on A, bob and carol listen on B,
     // dave (on B) is not in the group yet
     let mut redis = PrivateRedis::start(free_port());
@@ -124,50 +157,58 @@ async fn edits_deletes_receipts_and_members_added_during_a_bus_gap_reach_the_oth
     // dave (its publishes fail), then Redis comes back
     redis.kill();
     wait_disconnected(&b).await;
+    // Each publish waits for Redis until it gives up: the four run side by side.
     let edited = MessageBody::parse("first, edited in the gap", 4000).unwrap();
-    chat::edit_message(&a.state, alice.id, id_of(&first), edited)
-        .await
-        .unwrap();
-    chat::delete_message(&a.state, alice.id, id_of(&second))
-        .await
-        .unwrap();
-    chat::mark_status(&a.state, bob.id, id_of(&third), ReceiptStatus::Read)
-        .await
-        .unwrap();
-    chat::add_participants(&a.state, alice.id, conv, &[dave.id])
-        .await
-        .unwrap();
+    let newcomers = [dave.id];
+    let (edit, delete, mark, add) = tokio::join!(
+        chat::edit_message(&a.state, alice.id, id_of(&first), edited),
+        chat::delete_message(&a.state, alice.id, id_of(&second)),
+        chat::mark_status(&a.state, bob.id, id_of(&third), ReceiptStatus::Read),
+        chat::add_participants(&a.state, alice.id, conv, &newcomers),
+    );
+    edit.unwrap();
+    delete.unwrap();
+    mark.unwrap();
+    add.unwrap();
     redis.start_again().await;
 
     // Assert: every client on B hears each change
+    let is = |key: &'static str, want: Value| move |e: &Value| e[key] == want;
+    let updated = is("message_id", first["message_id"].clone());
+    let deleted = is("message_id", second["message_id"].clone());
+    let status = is("messageId", third["message_id"].clone());
+    let added = is("conversationId", json!(conv));
+    let wanted: [Wanted<'_>; 4] = [
+        ("messageUpdated", &updated),
+        ("messageDeleted", &deleted),
+        ("messageStatus", &status),
+        ("participantsAdded", &added),
+    ];
     for (who, sock) in [("bob", &mut bob_sock), ("carol", &mut carol_sock)] {
-        let updated = next_matching(sock, "messageUpdated", RECOVERY, |e| {
-            e["message_id"] == first["message_id"]
-        })
-        .await;
+        let heard = hear_all(sock, RECOVERY, &wanted).await;
+        let [updated, deleted, status, added] = &heard[..] else {
+            unreachable!()
+        };
         assert_eq!(updated["content"], "first, edited in the gap", "{who}");
         assert_eq!(updated["is_edited"], true, "{who}");
-        let deleted = next_matching(sock, "messageDeleted", WAIT, |e| {
-            e["message_id"] == second["message_id"]
-        })
-        .await;
         assert_eq!(deleted["seq"], 2, "{who}");
         assert_eq!(deleted["conversation_id"], conv.to_string(), "{who}");
-        let status = next_matching(sock, "messageStatus", WAIT, |e| {
-            e["messageId"] == third["message_id"]
-        })
-        .await;
         assert_eq!(status["userId"], bob.id.to_string(), "{who}");
         assert_eq!(status["status"], "read", "{who}");
         assert_eq!(status["seq"], 3, "{who}");
         // Carol has not read it: the aggregate alice sees is not `read` yet.
         assert_eq!(status["aggregate"], "sent", "{who}");
-        let added = next_matching(sock, "participantsAdded", WAIT, |_| true).await;
         assert_eq!(added["userIds"], json!([dave.id]), "{who}");
     }
     let added = next_matching(&mut dave_sock, "participantsAdded", WAIT, |_| true).await;
     assert_eq!(added["conversationId"], conv.to_string());
-    assert_eq!(added["conversation"]["participants"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        added["conversation"]["participants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
     // dave's socket on B was moved into the conversation's room: he hears its typing.
     let mut heard = false;
     for _ in 0..20 {
@@ -183,7 +224,10 @@ async fn edits_deletes_receipts_and_members_added_during_a_bus_gap_reach_the_oth
         }
         alice_sock.typing(conv, false).await;
     }
-    assert!(heard, "dave's socket was not moved into the conversation's room");
+    assert!(
+        heard,
+        "dave's socket was not moved into the conversation's room"
+    );
     redis.kill();
 }
 
@@ -227,11 +271,19 @@ async fn group_with_every_kind_of_change(
     let first = app.send(&alice, conv, "first").await;
     let second = app.send(&alice, conv, "second").await;
     let path = format!("/messages/{}", first["message_id"].as_str().unwrap());
-    let resp = app.put(&path, &alice.token, json!({ "content": "first!" })).await;
+    let resp = app
+        .put(&path, &alice.token, json!({ "content": "first!" }))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let path = format!("/messages/{}", second["message_id"].as_str().unwrap());
-    assert_eq!(app.delete(&path, &alice.token).await.status(), StatusCode::OK);
-    assert_eq!(app.mark(&bob, &first, "read").await.status(), StatusCode::OK);
+    assert_eq!(
+        app.delete(&path, &alice.token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.mark(&bob, &first, "read").await.status(),
+        StatusCode::OK
+    );
     let resp = app.add_participants(&alice, conv, &[dave.id]).await;
     assert!(resp.status().is_success(), "{}", resp.status());
     let path = format!("/conversations/{conv}/participants/{}/remove", dave.id);
@@ -301,7 +353,10 @@ async fn sync_returns_every_edit_delete_receipt_and_membership_change_after_the_
     // From the start, the conversation's creation comes first.
     let all = sync_one(&sock, conv, json!({ "seq": 2, "changes": 0 })).await;
     assert_eq!(events_of(&all["changes"])[0], "conversationCreated");
-    assert_eq!(all["changes"][0]["data"]["conversation_id"], conv.to_string());
+    assert_eq!(
+        all["changes"][0]["data"]["conversation_id"],
+        conv.to_string()
+    );
     assert_eq!(all["messages"], json!([]));
 }
 
@@ -340,7 +395,9 @@ async fn a_cursor_older_than_the_retained_log_is_told_to_reload() {
     assert_eq!(pruned, 6);
     // One more change after the prune: 7.
     let path = format!("/messages/{}", first["message_id"].as_str().unwrap());
-    let resp = app.put(&path, &alice.token, json!({ "content": "again" })).await;
+    let resp = app
+        .put(&path, &alice.token, json!({ "content": "again" }))
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let sock = app.socket(&bob.token).await;
 
@@ -374,17 +431,32 @@ async fn bad_change_cursors_are_a_400_naming_the_field() {
     let sock = app.socket(&alice.token).await;
     let id = conv.to_string();
     let cases = [
-        (json!({ "seq": 0, "changes": "x" }), format!("conversations.{id}.changes")),
-        (json!({ "seq": 0, "changes": -1 }), format!("conversations.{id}.changes")),
-        (json!({ "seq": -1, "changes": 0 }), format!("conversations.{id}.seq")),
+        (
+            json!({ "seq": 0, "changes": "x" }),
+            format!("conversations.{id}.changes"),
+        ),
+        (
+            json!({ "seq": 0, "changes": -1 }),
+            format!("conversations.{id}.changes"),
+        ),
+        (
+            json!({ "seq": -1, "changes": 0 }),
+            format!("conversations.{id}.seq"),
+        ),
         (json!(-1), format!("conversations.{id}.seq")),
         (json!({ "changes": 0 }), format!("conversations.{id}")),
-        (json!({ "seq": 0, "change": 0 }), format!("conversations.{id}")),
+        (
+            json!({ "seq": 0, "change": 0 }),
+            format!("conversations.{id}"),
+        ),
         (json!("one"), format!("conversations.{id}")),
     ];
     for (from, field) in cases {
         let ack = sock
-            .ack("sync", &json!({ "conversations": { id.clone(): from.clone() } }))
+            .ack(
+                "sync",
+                &json!({ "conversations": { id.clone(): from.clone() } }),
+            )
             .await;
         assert_eq!(ack["ok"], false, "{from}: {ack}");
         assert_eq!(ack["error"]["statusCode"], 400, "{from}: {ack}");
@@ -429,7 +501,9 @@ async fn change_pages_are_bounded_and_continue_where_they_stopped() {
     let default = app.get_body(&route, &bob.token).await;
     assert_eq!(default["changes"].as_array().unwrap().len(), 50);
     assert_eq!(default["has_more"], true);
-    let most = app.get_body(&format!("{route}?limit=200"), &bob.token).await;
+    let most = app
+        .get_body(&format!("{route}?limit=200"), &bob.token)
+        .await;
     assert_eq!(most["changes"].as_array().unwrap().len(), 200);
 }
 
