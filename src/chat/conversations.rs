@@ -375,17 +375,27 @@ pub async fn create_conversation(
     creator: Uuid,
     new: NewConversation,
 ) -> ApiResult<(ConversationSummary, bool)> {
-    // The conversation, its summary and its change-log row commit together.
-    let mut tx = state.db.begin().await?;
-    let (others, inserted) = match &new {
+    match &new {
         NewConversation::Direct { with } => {
-            require_users(&mut *tx, &[*with], "participant_ids").await?;
+            require_users(&state.db, &[*with], "participant_ids").await?;
             // Also when the chat already exists: a block freezes it for both sides.
             if crate::social::is_blocked_between(&state.db, creator, *with).await? {
                 return Err(ApiError::Forbidden(
                     "you cannot chat with this user: one of you has blocked the other".into(),
                 ));
             }
+        }
+        NewConversation::Group { members, .. } => {
+            require_users(&state.db, members, "participant_ids").await?;
+            refuse_blockers(&state.db, creator, members, None).await?;
+        }
+    }
+    // The conversation, its summary and its change-log row commit together. The checks
+    // above run before it begins, so that no request holds its transaction's connection
+    // while it waits for another from the pool.
+    let mut tx = state.db.begin().await?;
+    let (others, inserted) = match &new {
+        NewConversation::Direct { with } => {
             let id = sqlx::query_scalar::<_, Uuid>(
                 "with c as (insert into conversations (is_group, direct_key, created_by) values (false, $1, $2) \
                    on conflict on constraint conversations_direct_key_key do nothing returning conversation_id), \
@@ -404,8 +414,6 @@ pub async fn create_conversation(
             (vec![*with], id)
         }
         NewConversation::Group { name, members } => {
-            require_users(&mut *tx, members, "participant_ids").await?;
-            refuse_blockers(&mut *tx, creator, members, None).await?;
             let id = sqlx::query_scalar::<_, Uuid>(
                 "with c as (insert into conversations (name, is_group, created_by) values ($1, true, $2) \
                    returning conversation_id), \
