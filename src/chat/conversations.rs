@@ -549,9 +549,14 @@ pub async fn add_participants(
     }
     require_users(&mut *tx, &ids, "userIds").await?;
     refuse_blockers(&mut *tx, caller, &ids, Some(conversation_id)).await?;
+    // Members already present are left out before the insert rather than by its conflict
+    // check, which would wait for a receipt of theirs in flight; that receipt waits for the
+    // conversation row this transaction holds. The membership lock keeps the list stable.
     let added = sqlx::query_scalar::<_, Uuid>(
         "insert into conversation_participants (conversation_id, user_id, last_delivered_seq, last_read_seq) \
          select $1, u, $3, $3 from unnest($2::uuid[]) u \
+         where not exists (select 1 from conversation_participants p \
+           where p.conversation_id = $1 and p.user_id = u) \
          on conflict on constraint conversation_participants_pkey do nothing returning user_id",
     )
     .bind(conversation_id)

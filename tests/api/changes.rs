@@ -509,9 +509,11 @@ async fn change_pages_are_bounded_and_continue_where_they_stopped() {
 
 #[tokio::test]
 async fn each_change_is_numbered_once_even_when_changes_race() {
-    // Arrange: two readers and the sender change one conversation at once
+    // Arrange: two readers, the sender and members being added change one conversation at
+    // once; one addition names a reader whose receipts are in flight
     let app = spawn_app().await;
-    let [alice, bob, carol] = app.users(["alice", "bob", "carol"]).await;
+    let [alice, bob, carol, dave, erin] =
+        app.users(["alice", "bob", "carol", "dave", "erin"]).await;
     let conv = app.group(&alice, &[&bob, &carol]).await;
     let mut sent = Vec::new();
     for i in 0..10 {
@@ -527,15 +529,21 @@ async fn each_change_is_numbered_once_even_when_changes_race() {
     let marks = futures_util::future::join_all(work);
     let path = format!("/messages/{}", sent[0]["message_id"].as_str().unwrap());
     let edit = app.put(&path, &alice.token, json!({ "content": "m0!" }));
-    let (marks, edit) = tokio::join!(marks, edit);
+    let (one, other) = ([bob.id, dave.id], [erin.id, carol.id]);
+    let add_one = app.add_participants(&alice, conv, &one);
+    let add_other = app.add_participants(&alice, conv, &other);
+    let (marks, edit, add_one, add_other) = tokio::join!(marks, edit, add_one, add_other);
     assert_eq!(edit.status(), StatusCode::OK);
+    assert_eq!(add_one.status(), StatusCode::OK);
+    assert_eq!(add_other.status(), StatusCode::OK);
     for r in marks {
         assert_eq!(r.status(), StatusCode::OK);
     }
 
     // Assert: the log is 1..=N without holes or repeats, and the head agrees
-    let rows: Vec<i64> = sqlx::query_scalar(
-        "select change_seq from conversation_changes where conversation_id = $1 order by change_seq",
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "select change_seq, event from conversation_changes where conversation_id = $1 \
+         order by change_seq",
     )
     .bind(conv)
     .fetch_all(&app.db)
@@ -547,7 +555,12 @@ async fn each_change_is_numbered_once_even_when_changes_race() {
             .fetch_one(&app.db)
             .await
             .unwrap();
-    assert_eq!(rows, (1..=head).collect::<Vec<_>>());
-    // Created, the edit, and at least one receipt per reader.
-    assert!(head >= 4, "{head}");
+    let seqs: Vec<i64> = rows.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+    let count = |event: &str| rows.iter().filter(|(_, e)| e == event).count();
+    assert_eq!(count("conversationCreated"), 1);
+    assert_eq!(count("messageUpdated"), 1);
+    assert_eq!(count("participantsAdded"), 2);
+    // At least one receipt per reader; fewer than one per mark when a later one overtook.
+    assert!((2..=20).contains(&count("messageStatus")), "{rows:?}");
 }
