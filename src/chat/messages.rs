@@ -708,8 +708,7 @@ const REPLAY: &str = concat!(
 );
 
 /// Most messages and changes one replay hands over; beyond it clients resume with `sync`.
-/// Well below
-/// the node's local channel capacity, which the replay shares with live events.
+/// Well below the node's local channel capacity, which the replay shares with live events.
 const REPLAY_MAX: i64 = 5_000;
 
 /// Messages handed over between yields, so the bus loop drains the channel as it fills.

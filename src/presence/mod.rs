@@ -147,9 +147,9 @@ pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
             return Ok(status);
         };
         let audience: Vec<Uuid> = sqlx::query_scalar(concat!("select ", audience_of!("$1")))
-        .bind(user)
-        .fetch_all(&mut *conn)
-        .await?;
+            .bind(user)
+            .fetch_all(&mut *conn)
+            .await?;
         let mut rooms: Vec<String> = audience.into_iter().map(room::user).collect();
         rooms.push(room::user(user));
         let payload = UserStatus { user_id: user, status, last_seen_at: last_seen };
