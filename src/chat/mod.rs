@@ -6,6 +6,9 @@
 //! addressed to the `user:` rooms of the conversation's participants, after the change is
 //! committed. Nothing is published when nothing changed (idempotent retries, cursors that
 //! did not move, edits to the same text). Event names and payloads: `docs/events.md`.
+//! Every change other than a new message (which has its `seq`) is also appended, with its
+//! event, to the conversation's change log in the transaction that makes it ([`changes`]),
+//! for whoever misses the publish.
 //!
 //! Access rule: whoever is not a participant of a conversation right now (a stranger or a
 //! removed member) gets 404 for it and for its messages, so its existence is not revealed.
