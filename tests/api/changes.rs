@@ -232,6 +232,62 @@ async fn edits_deletes_receipts_and_members_added_during_a_bus_gap_reach_the_oth
 }
 
 #[tokio::test]
+async fn a_member_removed_during_a_bus_gap_hears_it_and_leaves_the_room_on_the_other_node() {
+    // Arrange: alice on A, bob and carol on B, all in the conversation's room
+    let mut redis = PrivateRedis::start(free_port());
+    redis.wait_up().await;
+    let url = redis.url();
+    let tweak = |s: &mut chatty::config::Settings| s.redis_url = Some(url.clone());
+    let a = spawn_configured(true, tweak).await;
+    let b = a.spawn_peer_configured(tweak).await;
+    let [alice, bob, carol] = a.users(["alice", "bob", "carol"]).await;
+    let conv = a.group(&alice, &[&bob, &carol]).await;
+    let alice_sock = a.socket(&alice.token).await;
+    let mut bob_sock = b.socket(&bob.token).await;
+    let mut carol_sock = b.socket(&carol.token).await;
+    for s in [&alice_sock, &bob_sock, &carol_sock] {
+        let ack = s.ack("joinConversation", &json!(conv.to_string())).await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+
+    // Act: alice removes carol while B hears nothing
+    redis.kill();
+    wait_disconnected(&b).await;
+    chat::remove_participant(&a.state, alice.id, conv, carol.id)
+        .await
+        .unwrap();
+    redis.start_again().await;
+
+    // Assert: both hear it; bob's socket stays in the room, carol's left it
+    for sock in [&mut bob_sock, &mut carol_sock] {
+        let removed = next_matching(sock, "participantRemoved", RECOVERY, |e| {
+            e["conversationId"] == conv.to_string()
+        })
+        .await;
+        assert_eq!(removed["userId"], carol.id.to_string());
+    }
+    let mut heard = false;
+    for _ in 0..20 {
+        let ack = alice_sock.typing(conv, true).await;
+        if ack["ok"] == true
+            && !bob_sock
+                .collect("userTyping", Duration::from_millis(250))
+                .await
+                .is_empty()
+        {
+            heard = true;
+            break;
+        }
+        alice_sock.typing(conv, false).await;
+    }
+    assert!(heard, "the room's typing did not reach bob after the gap");
+    carol_sock
+        .assert_silent("userTyping", "a removed member's socket stayed in the room")
+        .await;
+    redis.kill();
+}
+
+#[tokio::test]
 async fn presence_that_changed_during_a_bus_gap_is_announced_to_the_other_nodes_clients() {
     // Arrange: bob listens on B; erin, his conversation partner, has no socket
     let mut redis = PrivateRedis::start(free_port());
