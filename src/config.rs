@@ -154,6 +154,11 @@ pub struct Settings {
     /// Per-request time limit for REST routes, in seconds (not applied to Socket.IO).
     #[arg(long, env = "CHATTY_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+
+    /// How long the per-conversation change log keeps a change, in seconds: a client that
+    /// was away longer is told to reload (`changes_truncated`) instead of catching up.
+    #[arg(long, env = "CHATTY_CHANGE_RETENTION_SECS", default_value_t = 7 * 24 * 3600)]
+    pub change_retention_secs: u64,
 }
 
 // Hand-written so the JWT secret and URLs with passwords never reach a log line.

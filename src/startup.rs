@@ -23,6 +23,10 @@ use tokio_util::task::TaskTracker;
 /// How long a stopping node waits for socket disconnect work before closing its pool.
 const SOCKET_WORK_GRACE: Duration = Duration::from_secs(5);
 
+/// How often each node prunes the change log. Nodes pruning at once share the work, and
+/// a prune with nothing old enough costs one index probe.
+const CHANGE_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// One node, bound and wired, not yet serving.
 pub struct Application {
     port: u16,
@@ -173,6 +177,12 @@ impl Application {
             stop.clone(),
         ));
         tasks.spawn(crate::metrics::sampler(state.clone(), stop.clone()));
+        tasks.spawn(crate::chat::prune_loop(
+            state.db.clone(),
+            Duration::from_secs(state.settings.change_retention_secs),
+            CHANGE_PRUNE_EVERY,
+            stop.clone(),
+        ));
         if let Some(listener) = metrics_listener {
             // Scrapes go on while the node drains; the listener closes when it stops.
             let router =

@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{
-    events,
+    changes, events,
     messages::{self, DEFAULT_MESSAGE_PAGE, MessageRange, MessageView},
     publish, publish_rooms,
 };
@@ -259,8 +259,8 @@ pub async fn list_conversations(
 }
 
 /// One conversation as it appears in the caller's list; `None` unless they take part.
-pub async fn conversation_summary(
-    db: &PgPool,
+pub async fn conversation_summary<'e>(
+    db: impl PgExecutor<'e>,
     viewer: Uuid,
     id: Uuid,
 ) -> ApiResult<Option<ConversationSummary>> {
@@ -375,7 +375,7 @@ pub async fn create_conversation(
     creator: Uuid,
     new: NewConversation,
 ) -> ApiResult<(ConversationSummary, bool)> {
-    let (others, inserted) = match &new {
+    match &new {
         NewConversation::Direct { with } => {
             require_users(&state.db, &[*with], "participant_ids").await?;
             // Also when the chat already exists: a block freezes it for both sides.
@@ -384,6 +384,18 @@ pub async fn create_conversation(
                     "you cannot chat with this user: one of you has blocked the other".into(),
                 ));
             }
+        }
+        NewConversation::Group { members, .. } => {
+            require_users(&state.db, members, "participant_ids").await?;
+            refuse_blockers(&state.db, creator, members, None).await?;
+        }
+    }
+    // The conversation, its summary and its change-log row commit together. The checks
+    // above run before it begins, so that no request holds its transaction's connection
+    // while it waits for another from the pool.
+    let mut tx = state.db.begin().await?;
+    let (others, inserted) = match &new {
+        NewConversation::Direct { with } => {
             let id = sqlx::query_scalar::<_, Uuid>(
                 "with c as (insert into conversations (is_group, direct_key, created_by) values (false, $1, $2) \
                    on conflict on constraint conversations_direct_key_key do nothing returning conversation_id), \
@@ -394,7 +406,7 @@ pub async fn create_conversation(
             .bind(direct_key(creator, *with))
             .bind(creator)
             .bind(*with)
-            .fetch_optional(&state.db)
+            .fetch_optional(&mut *tx)
             .await
             .on_constraint("conversation_participants_user_id_fkey", |_| {
                 ApiError::invalid("participant_ids", "names an unknown user")
@@ -402,8 +414,6 @@ pub async fn create_conversation(
             (vec![*with], id)
         }
         NewConversation::Group { name, members } => {
-            require_users(&state.db, members, "participant_ids").await?;
-            refuse_blockers(&state.db, creator, members, None).await?;
             let id = sqlx::query_scalar::<_, Uuid>(
                 "with c as (insert into conversations (name, is_group, created_by) values ($1, true, $2) \
                    returning conversation_id), \
@@ -415,7 +425,7 @@ pub async fn create_conversation(
             .bind(name.as_str())
             .bind(creator)
             .bind(members)
-            .fetch_one(&state.db)
+            .fetch_one(&mut *tx)
             .await
             .on_constraint("conversation_participants_user_id_fkey", |_| {
                 ApiError::invalid("participant_ids", "names an unknown user")
@@ -436,18 +446,31 @@ pub async fn create_conversation(
                 "select conversation_id from conversations where direct_key = $1",
             )
             .bind(direct_key(creator, *with))
-            .fetch_optional(&state.db)
+            .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| ApiError::Conflict("the conversation changed; try again".into()))?;
             (id, false)
         }
     };
-    let summary = conversation_summary(&state.db, creator, id)
+    let summary = conversation_summary(&mut *tx, creator, id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let mut recipients = others;
+    recipients.push(creator);
     if created {
-        let mut recipients = others;
-        recipients.push(creator);
+        changes::record(
+            &mut tx,
+            id,
+            events::CONVERSATION_CREATED,
+            &summary.conversation,
+            &recipients,
+            &[],
+            &[],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    if created {
         publish(
             state,
             events::CONVERSATION_CREATED,
@@ -526,9 +549,14 @@ pub async fn add_participants(
     }
     require_users(&mut *tx, &ids, "userIds").await?;
     refuse_blockers(&mut *tx, caller, &ids, Some(conversation_id)).await?;
+    // Members already present are left out before the insert rather than by its conflict
+    // check, which would wait for a receipt of theirs in flight; that receipt waits for the
+    // conversation row this transaction holds. The membership lock keeps the list stable.
     let added = sqlx::query_scalar::<_, Uuid>(
         "insert into conversation_participants (conversation_id, user_id, last_delivered_seq, last_read_seq) \
          select $1, u, $3, $3 from unnest($2::uuid[]) u \
+         where not exists (select 1 from conversation_participants p \
+           where p.conversation_id = $1 and p.user_id = u) \
          on conflict on constraint conversation_participants_pkey do nothing returning user_id",
     )
     .bind(conversation_id)
@@ -542,13 +570,25 @@ pub async fn add_participants(
     let view = conversation_view(&mut *tx, conversation_id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
+    let event = ParticipantsAdded {
+        conversation_id,
+        user_ids: added.clone(),
+        conversation: view.clone(),
+    };
+    if !added.is_empty() {
+        changes::record(
+            &mut tx,
+            conversation_id,
+            events::PARTICIPANTS_ADDED,
+            &event,
+            &view.participant_ids(),
+            &added,
+            &[],
+        )
+        .await?;
+    }
     tx.commit().await?;
     if !added.is_empty() {
-        let event = ParticipantsAdded {
-            conversation_id,
-            user_ids: added.clone(),
-            conversation: view.clone(),
-        };
         publish(
             state,
             events::PARTICIPANTS_ADDED,
@@ -638,19 +678,24 @@ pub async fn remove_participant(
     let view = conversation_view(&mut *tx, conversation_id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))?;
-    tx.commit().await?;
     let mut recipients = view.participant_ids();
     recipients.push(target);
-    publish(
-        state,
+    let event = ParticipantRemoved {
+        conversation_id,
+        user_id: target,
+    };
+    changes::record(
+        &mut tx,
+        conversation_id,
         events::PARTICIPANT_REMOVED,
+        &event,
         &recipients,
-        &ParticipantRemoved {
-            conversation_id,
-            user_id: target,
-        },
+        &[],
+        &[target],
     )
-    .await;
+    .await?;
+    tx.commit().await?;
+    publish(state, events::PARTICIPANT_REMOVED, &recipients, &event).await;
     publish_rooms(state, vec![target], conversation_id, false).await;
     Ok(view)
 }

@@ -352,6 +352,21 @@ pub async fn message_view(db: &PgPool, viewer: Uuid, message_id: Uuid) -> ApiRes
     Ok(addressed_view(db, viewer, message_id).await?.message)
 }
 
+/// `bump`: the next change_seq of the conversation of the one row `$changed` (a CTE with a
+/// `conversation_id`) returns, taken under the conversation row's lock, which is held until
+/// the statement's transaction commits: the change-log row that uses it commits before the
+/// next change of the conversation is numbered. Nothing is bumped when `$changed` is empty.
+macro_rules! log_change {
+    ($changed:literal) => {
+        concat!(
+            "bump as (update conversations c set last_change_seq = c.last_change_seq + 1 from ",
+            $changed,
+            " x where c.conversation_id = x.conversation_id \
+               returning c.conversation_id, c.last_change_seq)"
+        )
+    };
+}
+
 /// A message of a conversation `$2` takes part in, not deleted: the row both edit and delete start from.
 macro_rules! visible_target {
     () => {
@@ -379,26 +394,33 @@ pub async fn edit_message(
     message_id: Uuid,
     body: MessageBody,
 ) -> ApiResult<MessageView> {
+    // The edit and its change-log row in one statement: the row's payload is the event.
     let edited = sqlx::query_as::<_, Edited>(concat!(
         "with ",
         visible_target!(),
         ", edited as (update messages m set content = $3, is_edited = true from target t \
            where m.message_id = t.message_id and t.sender_id = $2 and t.content <> $3 \
              and m.deleted_at is null \
-           returning m.*) \
-         select t.sender_id, t.content = $3 as unchanged, \
-           case when m.message_id is null then null else (select to_json(v) from (select ",
+           returning m.*), \
+         shown as (select to_json(v) as message from (select ",
         message_columns!(),
         ", ",
         message_status!(),
-        " as status) v) end as message, \
-           array(select p.user_id from conversation_participants p where p.conversation_id = t.conversation_id) \
-           as recipients \
-         from target t left join edited m on true"
+        " as status from edited m) v), \
+         audience as (select array(select p.user_id from conversation_participants p \
+           where p.conversation_id = t.conversation_id) as recipients from target t), ",
+        log_change!("edited"),
+        ", logged as (insert into conversation_changes (conversation_id, change_seq, event, payload, recipients) \
+           select b.conversation_id, b.last_change_seq, $4, s.message::jsonb, a.recipients \
+           from bump b, shown s, audience a) \
+         select t.sender_id, t.content = $3 as unchanged, (select message from shown) as message, \
+           (select recipients from audience) as recipients \
+         from target t"
     ))
     .bind(message_id)
     .bind(editor)
     .bind(body.as_str())
+    .bind(events::MESSAGE_UPDATED)
     .fetch_optional(&state.db)
     .await?
     .ok_or_else(|| ApiError::not_found("message"))?;
@@ -439,14 +461,21 @@ pub async fn delete_message(
         visible_target!(),
         ", deleted as (update messages m set deleted_at = now() from target t \
            where m.message_id = t.message_id and t.sender_id = $2 and m.deleted_at is null \
-           returning m.seq) \
-         select t.sender_id, t.conversation_id, d.seq, \
-           array(select p.user_id from conversation_participants p where p.conversation_id = t.conversation_id) \
-           as recipients \
+           returning m.message_id, m.conversation_id, m.seq), \
+         audience as (select array(select p.user_id from conversation_participants p \
+           where p.conversation_id = t.conversation_id) as recipients from target t), ",
+        log_change!("deleted"),
+        ", logged as (insert into conversation_changes (conversation_id, change_seq, event, payload, recipients) \
+           select b.conversation_id, b.last_change_seq, $3, \
+             jsonb_build_object('message_id', d.message_id, 'conversation_id', d.conversation_id, 'seq', d.seq), \
+             a.recipients \
+           from bump b, deleted d, audience a) \
+         select t.sender_id, t.conversation_id, d.seq, (select recipients from audience) as recipients \
          from target t left join deleted d on true"
     ))
     .bind(message_id)
     .bind(user)
+    .bind(events::MESSAGE_DELETED)
     .fetch_optional(&state.db)
     .await?
     .ok_or_else(|| ApiError::not_found("message"))?;
@@ -491,7 +520,9 @@ pub async fn mark_status(
     message_id: Uuid,
     status: ReceiptStatus,
 ) -> ApiResult<MessageView> {
-    let moved = sqlx::query_as::<_, Moved>(
+    // The cursor and its change-log row in one statement; the row's payload is the event
+    // without `aggregate`, which readers of the log add (see `changes::change_payload!`).
+    let moved = sqlx::query_as::<_, Moved>(concat!(
         "with target as (select m.conversation_id, m.sender_id, m.seq, c.last_seq from messages m \
            join conversation_participants me on me.conversation_id = m.conversation_id and me.user_id = $2 \
            join conversations c on c.conversation_id = m.conversation_id \
@@ -502,14 +533,24 @@ pub async fn mark_status(
            from target t \
            where p.conversation_id = t.conversation_id and p.user_id = $2 and t.sender_id <> $2 \
              and (p.last_delivered_seq < t.seq or ($3 and p.last_read_seq < t.seq)) \
-           returning p.last_delivered_seq, p.last_read_seq) \
+           returning p.conversation_id, p.last_delivered_seq, p.last_read_seq), ",
+        log_change!("moved"),
+        ", logged as (insert into conversation_changes (conversation_id, change_seq, event, payload, recipients) \
+           select b.conversation_id, b.last_change_seq, $4, \
+             jsonb_build_object('messageId', $1::uuid, 'conversationId', t.conversation_id, 'userId', $2::uuid, \
+               'status', case when m.last_read_seq >= t.seq then $5 else $6 end, 'seq', t.seq), \
+             array(select p.user_id from conversation_participants p where p.conversation_id = t.conversation_id) \
+           from bump b, target t, moved m) \
          select t.conversation_id, t.sender_id, t.seq, t.last_seq, \
            m.last_delivered_seq as delivered, m.last_read_seq as read \
-         from target t left join moved m on true",
-    )
+         from target t left join moved m on true"
+    ))
     .bind(message_id)
     .bind(user)
     .bind(status == ReceiptStatus::Read)
+    .bind(events::MESSAGE_STATUS)
+    .bind(ReceiptStatus::Read.as_str())
+    .bind(ReceiptStatus::Delivered.as_str())
     .fetch_optional(&state.db)
     .await?
     .ok_or_else(|| ApiError::not_found("message"))?;
@@ -666,8 +707,8 @@ const REPLAY: &str = concat!(
      limit $3"
 );
 
-/// Most messages one replay hands over; beyond it clients resume with `sync`. Well below
-/// the node's local channel capacity, which the replay shares with live events.
+/// Most messages and changes one replay hands over; beyond it clients resume with `sync`.
+/// Well below the node's local channel capacity, which the replay shares with live events.
 const REPLAY_MAX: i64 = 5_000;
 
 /// Messages handed over between yields, so the bus loop drains the channel as it fills.
@@ -682,12 +723,22 @@ fn v7_floor(at: DateTime<Utc>) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(ms, &[0; 10]).into_uuid()
 }
 
-/// Hands this node's own subscribers, as if from the bus, the `newMessage` of every message
-/// stored within `window` before now: after its bus subscription was down, what was
-/// published meanwhile never reached it. Each conversation's messages go in seq order, so
-/// they also close the gaps its live events are waiting on. Clients drop those they hold
-/// (by message id and seq). Returns how many were handed over.
-pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, sqlx::Error> {
+/// What a replay handed over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub messages: usize,
+    pub changes: usize,
+}
+
+/// Hands this node's own subscribers, as if from the bus, what was published within
+/// `window` before now: after its bus subscription was down, none of it reached the node.
+/// First the `newMessage` of every message stored in the window, each conversation's in
+/// seq order (so they also close the gaps its live events are waiting on), then every
+/// change of the change log in the window (edits, deletes, receipts, membership with its
+/// room moves), each conversation's in change order. Clients drop what they hold (by
+/// message id and seq; edits, deletes, receipts and membership apply idempotently).
+/// Messages and changes share one cap, [`REPLAY_MAX`].
+pub async fn replay_recent(state: &AppState, window: Duration) -> Result<Replayed, sqlx::Error> {
     let now = Utc::now();
     let from = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let to = now + chrono::Duration::from_std(REPLAY_SKEW).unwrap_or(chrono::Duration::zero());
@@ -723,7 +774,13 @@ pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, 
             Err(e) => tracing::error!(error = %e, "event payload cannot be encoded"),
         }
     }
-    Ok(rows.len())
+    tokio::task::yield_now().await;
+    let budget = REPLAY_MAX - rows.len() as i64;
+    let changes = super::changes::replay_window(state, from, to, budget, REPLAY_CHUNK).await?;
+    Ok(Replayed {
+        messages: rows.len(),
+        changes,
+    })
 }
 
 #[cfg(test)]

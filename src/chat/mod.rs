@@ -6,6 +6,9 @@
 //! addressed to the `user:` rooms of the conversation's participants, after the change is
 //! committed. Nothing is published when nothing changed (idempotent retries, cursors that
 //! did not move, edits to the same text). Event names and payloads: `docs/events.md`.
+//! Every change other than a new message (which has its `seq`) is also appended, with its
+//! event, to the conversation's change log in the transaction that makes it ([`changes`]),
+//! for whoever misses the publish.
 //!
 //! Access rule: whoever is not a participant of a conversation right now (a stranger or a
 //! removed member) gets 404 for it and for its messages, so its existence is not revealed.
@@ -32,6 +35,7 @@ macro_rules! message_status {
     };
 }
 
+mod changes;
 mod conversations;
 mod messages;
 mod sync;
@@ -41,6 +45,9 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub use self::changes::{
+    ChangeView, ChangesPage, DEFAULT_CHANGE_PAGE, MAX_CHANGE_PAGE, changes_page, prune, prune_loop,
+};
 pub use self::conversations::{
     ConversationDetails, ConversationSummary, ConversationView, MAX_PARTICIPANTS_PER_REQUEST,
     NewConversation, ParticipantRemoved, ParticipantView, ParticipantsAdded, add_participants,
@@ -49,10 +56,13 @@ pub use self::conversations::{
 };
 pub use self::messages::{
     DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageStatus,
-    MessageStatusEvent, MessageView, Receipt, SendBody, delete_message, edit_message, mark_status,
-    message_view, messages_after, messages_page, receipts, replay_recent, send_input, send_message,
+    MessageStatusEvent, MessageView, Receipt, Replayed, SendBody, delete_message, edit_message,
+    mark_status, message_view, messages_after, messages_page, receipts, replay_recent, send_input,
+    send_message,
 };
-pub use self::sync::{MAX_SYNC_CONVERSATIONS, SyncAnswer, SyncRequest, Synced, sync};
+pub use self::sync::{
+    Caught, MAX_SYNC_CONVERSATIONS, SyncAnswer, SyncFrom, SyncRequest, Synced, sync,
+};
 pub use self::typing::set_typing;
 use crate::{
     bus::{self, BusMessage, Namespace, room},

@@ -232,22 +232,31 @@ async fn deliver_emit(io: &SocketIo, e: &Emit, rooms: Vec<String>) {
 /// took what it had not forwarded yet, and ids come from the senders' clocks.
 const REPLAY_MARGIN: Duration = Duration::from_secs(2);
 
-/// After the bus subscription came back: hands this node's sockets the messages published
-/// while it was away, from PostgreSQL, so nothing waits for the client's next `sync`.
+/// After the bus subscription came back: hands this node's sockets what was published
+/// while it was away, from PostgreSQL (messages, then the change log: edits, deletes,
+/// receipts, membership and its room moves), and re-announces the presence of users whose
+/// status changed meanwhile, so nothing waits for the client's next `sync`.
 async fn replay_missed(state: AppState, missed_ms: u64) {
     let window = Duration::from_millis(missed_ms) + REPLAY_MARGIN;
     match crate::chat::replay_recent(&state, window).await {
         Ok(n) => {
-            metrics::counter!(crate::metrics::names::BUS_REPLAYED_MESSAGES).increment(n as u64);
+            metrics::counter!(crate::metrics::names::BUS_REPLAYED_MESSAGES)
+                .increment(n.messages as u64);
+            metrics::counter!(crate::metrics::names::BUS_REPLAYED_CHANGES)
+                .increment(n.changes as u64);
             tracing::info!(
-                messages = n,
+                messages = n.messages,
+                changes = n.changes,
                 window_ms = window.as_millis(),
-                "replayed messages the bus missed"
+                "replayed messages and changes the bus missed"
             );
         }
         Err(e) => {
             tracing::warn!(error = %e, "replay after resubscribing failed; clients catch up through sync")
         }
+    }
+    if let Err(e) = crate::presence::replay_recent(&state, window).await {
+        tracing::warn!(error = %e, "presence replay after resubscribing failed");
     }
 }
 

@@ -10,8 +10,8 @@ use super::{
 };
 use crate::{
     chat::{
-        self, DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageView,
-        Receipt, SendBody, send_input,
+        self, ChangesPage, DEFAULT_CHANGE_PAGE, DEFAULT_MESSAGE_PAGE, MAX_CHANGE_PAGE,
+        MAX_MESSAGE_PAGE, MessageDeleted, MessageRange, MessageView, Receipt, SendBody, send_input,
     },
     domain::{MessageBody, ReceiptStatus},
     error::{ApiError, ApiResult},
@@ -19,7 +19,14 @@ use crate::{
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
-    routes_of![send, history, (one, edit, remove), status, receipts]
+    routes_of![
+        send,
+        history,
+        changes,
+        (one, edit, remove),
+        status,
+        receipts
+    ]
 }
 
 /// 201 with the stored message, or 200 with the original when `client_msg_id` repeats.
@@ -79,6 +86,44 @@ async fn history(
     };
     Ok(Json(
         chat::messages_page(&db, auth.user_id, conversation_id, range).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChangesParams {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// The conversation's change log after `after` (a `change_seq`; 0 or none: from the
+/// start): edits, deletes, receipts and membership changes as the events they were
+/// announced with, ascending. `truncated`: changes after `after` are no longer kept;
+/// reload the conversation and continue from `last_change_seq`.
+#[utoipa::path(get, path = "/messages/conversation/{conversation_id}/changes", tag = "messages", security(("bearer" = [])),
+    params(
+        ("conversation_id" = Uuid, Path, description = "Conversation id"),
+        ("after" = Option<i64>, Query, description = "The last change_seq the client holds"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 200 (default 50)")),
+    responses(
+        (status = 200, description = "Changes of a conversation after a cursor", body = ChangesPage),
+        BadRequest, Unauthorized, NotFound))]
+async fn changes(
+    CallerAt(auth, AppState { db, .. }, conversation_id): CallerAt,
+    AppQuery(p): AppQuery<ChangesParams>,
+) -> ApiResult<Json<ChangesPage>> {
+    let after = int_param("after", p.after.as_deref(), 0)?.unwrap_or(0);
+    let limit = match int_param("limit", p.limit.as_deref(), 1)? {
+        None => DEFAULT_CHANGE_PAGE,
+        Some(l) if l <= MAX_CHANGE_PAGE => l,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_CHANGE_PAGE}"),
+            ));
+        }
+    };
+    Ok(Json(
+        chat::changes_page(&db, auth.user_id, conversation_id, after, limit).await?,
     ))
 }
 

@@ -58,6 +58,7 @@ pub const BUS_RECONNECTS: &str = "chatty_bus_reconnects_total";
 pub const BUS_DECODE_ERRORS: &str = "chatty_bus_decode_errors_total";
 pub const BUS_LAGGED_EVENTS: &str = "chatty_bus_lagged_events_total";
 pub const BUS_REPLAYED_MESSAGES: &str = "chatty_bus_replayed_messages_total";
+pub const BUS_REPLAYED_CHANGES: &str = "chatty_bus_replayed_changes_total";
 pub const BUS_REORDER_HELD: &str = "chatty_bus_reorder_held_total";
 pub const BUS_REORDER_GAPS: &str = "chatty_bus_reorder_gaps_total";
 pub const BUS_RECEIVED: &str = "chatty_bus_received_total";
@@ -151,6 +152,10 @@ pub const ALL: &[Metric] = &[
     counter(
         BUS_REPLAYED_MESSAGES,
         "Messages handed to this node's sockets from PostgreSQL after a resubscription",
+    ),
+    counter(
+        BUS_REPLAYED_CHANGES,
+        "Change-log entries (edits, deletes, receipts, membership) handed to this node's sockets from PostgreSQL after a resubscription",
     ),
     counter(
         BUS_REORDER_HELD,

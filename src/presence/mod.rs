@@ -61,6 +61,14 @@ pub enum Status {
 }
 
 impl Status {
+    fn parse(s: &str) -> Self {
+        if s == "online" {
+            Self::Online
+        } else {
+            Self::Offline
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Online => "online",
@@ -75,6 +83,34 @@ struct UserStatus {
     user_id: Uuid,
     status: Status,
     last_seen_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The event a presence transition is announced as.
+const USER_STATUS: &str = "userStatus";
+
+/// Who hears `$user`'s presence, as a query's select list and tail: the user's
+/// conversation partners and friends, except users `$user` has blocked.
+macro_rules! audience_of {
+    ($user:literal) => {
+        concat!(
+            "p.user_id from conversation_participants me \
+               join conversation_participants p on p.conversation_id = me.conversation_id \
+              where me.user_id = ",
+            $user,
+            " and p.user_id <> ",
+            $user,
+            " union select case when requester_id = ",
+            $user,
+            " then addressee_id else requester_id end from friendships \
+              where (requester_id = ",
+            $user,
+            " or addressee_id = ",
+            $user,
+            ") and status = 'accepted' \
+             except select blocked_id from user_blocks where blocker_id = ",
+            $user
+        )
+    };
 }
 
 /// Records a presence transition in PostgreSQL and tells the user's friends, conversation
@@ -110,23 +146,14 @@ pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
             lock.release().await;
             return Ok(status);
         };
-        let audience: Vec<Uuid> = sqlx::query_scalar(
-            "select p.user_id from conversation_participants me \
-               join conversation_participants p on p.conversation_id = me.conversation_id \
-              where me.user_id = $1 and p.user_id <> $1 \
-             union \
-             select case when requester_id = $1 then addressee_id else requester_id end \
-               from friendships where (requester_id = $1 or addressee_id = $1) and status = 'accepted' \
-             except \
-             select blocked_id from user_blocks where blocker_id = $1",
-        )
-        .bind(user)
-        .fetch_all(&mut *conn)
-        .await?;
+        let audience: Vec<Uuid> = sqlx::query_scalar(concat!("select ", audience_of!("$1")))
+            .bind(user)
+            .fetch_all(&mut *conn)
+            .await?;
         let mut rooms: Vec<String> = audience.into_iter().map(room::user).collect();
         rooms.push(room::user(user));
         let payload = UserStatus { user_id: user, status, last_seen_at: last_seen };
-        bus::announce(state.bus.as_ref(), Namespace::Chat, "userStatus", rooms, &payload, None)
+        bus::announce(state.bus.as_ref(), Namespace::Chat, USER_STATUS, rooms, &payload, None)
             .await;
         lock.release().await;
         Ok(status)
@@ -141,6 +168,61 @@ pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
             tracing::warn!(error = %e, %user, ?transition, "presence transition not recorded")
         }
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct Transitioned {
+    user_id: Uuid,
+    status: String,
+    last_seen_at: chrono::DateTime<chrono::Utc>,
+    audience: Vec<Uuid>,
+}
+
+/// Most users one replay re-announces; beyond it clients learn presence when they next
+/// load their conversations or friends.
+const REPLAY_MAX: i64 = 2_000;
+
+/// Users handed over between yields, so the bus loop drains the channel as it fills.
+const REPLAY_CHUNK: usize = 250;
+
+/// After this node's bus subscription was down: hands its own sockets, as if from the bus,
+/// the current `userStatus` of every user whose presence changed within `window` before
+/// now (every transition writes `last_seen_at`), to the audience the live announce uses.
+/// What it says is the user's state now, which is what the last announce of the window
+/// said. Returns how many users were re-announced.
+pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, sqlx::Error> {
+    let from =
+        chrono::Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+    let rows: Vec<Transitioned> = sqlx::query_as(concat!(
+        "select u.user_id, u.status, u.last_seen_at, array(select ",
+        audience_of!("u.user_id"),
+        ") as audience from users u where u.last_seen_at >= $1 \
+         order by u.last_seen_at limit $2"
+    ))
+    .bind(from)
+    .bind(REPLAY_MAX)
+    .fetch_all(&state.db)
+    .await?;
+    if rows.len() as i64 >= REPLAY_MAX {
+        tracing::warn!(users = rows.len(), "presence replay capped");
+    }
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 && i % REPLAY_CHUNK == 0 {
+            tokio::task::yield_now().await;
+        }
+        let mut rooms: Vec<String> = r.audience.iter().copied().map(room::user).collect();
+        rooms.push(room::user(r.user_id));
+        let payload = UserStatus {
+            user_id: r.user_id,
+            status: Status::parse(&r.status),
+            last_seen_at: r.last_seen_at,
+        };
+        match bus::Emit::new(Namespace::Chat, USER_STATUS, rooms, &payload) {
+            Ok(emit) => state.bus.deliver_local(bus::BusMessage::Emit(emit)),
+            Err(e) => tracing::error!(error = %e, "event payload cannot be encoded"),
+        }
+    }
+    Ok(rows.len())
 }
 
 /// A PostgreSQL session advisory lock on one user, held on one pooled connection. A

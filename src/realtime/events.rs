@@ -223,7 +223,7 @@ async fn delete_message(
     chat::delete_message(&state, user.user_id, id).await
 }
 
-/// `sync` `{ conversations: { [id]: last_seen_seq } }`: see [`chat::sync`].
+/// `sync` `{ conversations: { [id]: last_seen_seq | { seq, changes } } }`: see [`chat::sync`].
 async fn sync(
     state: AppState,
     user: AuthUser,

@@ -1,6 +1,7 @@
 //! One integration binary: every test drives real nodes against real PostgreSQL and Redis.
 
 mod auth;
+mod changes;
 mod compat;
 mod conversations;
 mod fabric;

@@ -331,6 +331,11 @@ impl PrivateRedis {
     pub(crate) async fn restart(&mut self) {
         self.kill();
         tokio::time::sleep(Duration::from_millis(300)).await;
+        self.start_again().await;
+    }
+
+    /// Starts the killed server again on the same port and data directory.
+    pub(crate) async fn start_again(&mut self) {
         self.child = Self::spawn(self.port, &self.dir);
         self.wait_up().await;
     }
@@ -360,7 +365,7 @@ impl PrivateRedis {
         panic!("redis-server did not start");
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
