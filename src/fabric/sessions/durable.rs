@@ -1,7 +1,8 @@
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -15,6 +16,12 @@ use crate::{
 /// session ends) from a forged one. A client refreshing every access-token lifetime (15
 /// minutes by default) is covered for eight hours back.
 const ROTATED_KEPT: i32 = 32;
+
+/// Most sessions read back from PostgreSQL in one query.
+const RELOAD_CHUNK: usize = 1000;
+
+/// Most cache refills of one reload in flight at once.
+const REFILLS_IN_FLIGHT: usize = 16;
 
 /// Sessions kept in PostgreSQL and read through a [`SessionCache`] (see the module doc).
 pub struct DurableSessions {
@@ -51,48 +58,68 @@ impl DurableSessions {
 
     /// Reads the sessions the cache did not know from PostgreSQL: caches the live ones
     /// (`seen_now`: as seen at this moment) and marks the others revoked, so that their
-    /// next check does not ask again. Returns the live ones.
+    /// next check does not ask again. Returns the live ones. After the cache lost
+    /// everything, a node's heartbeat brings all its sockets' sessions here at once: they
+    /// are read a chunk per query and cached a few dozen at a time, which the multiplexed
+    /// Redis connection pipelines.
     async fn reload(&self, sessions: &[(Uuid, Uuid)], seen_now: bool) -> FabricResult<Vec<Uuid>> {
         let Some(db) = &self.db else {
             return Ok(Vec::new());
         };
         let now = Utc::now();
-        let ids: Vec<Uuid> = sessions.iter().map(|(_, sid)| *sid).collect();
-        let rows: Vec<Session> = sqlx::query_as(
-            "select session_id, user_id, device, created_at, last_seen_at, expires_at from device_sessions \
-             where session_id = any($1) and expires_at > $2",
-        )
-        .bind(&ids)
-        .bind(now)
-        .fetch_all(db)
-        .await?;
-        let mut live = Vec::with_capacity(rows.len());
-        for (user, sid) in sessions {
-            let row = rows
+        let mut live = Vec::new();
+        for chunk in sessions.chunks(RELOAD_CHUNK) {
+            let ids: Vec<Uuid> = chunk.iter().map(|(_, sid)| *sid).collect();
+            let rows: HashMap<Uuid, Session> = sqlx::query_as::<_, Session>(
+                "select session_id, user_id, device, created_at, last_seen_at, expires_at \
+                 from device_sessions where session_id = any($1) and expires_at > $2",
+            )
+            .bind(&ids)
+            .bind(now)
+            .fetch_all(db)
+            .await?
+            .into_iter()
+            .map(|row| (row.session_id, row))
+            .collect();
+            let checks: Vec<_> = chunk
                 .iter()
-                .find(|r| r.session_id == *sid && r.user_id == *user);
-            let outcome = match row {
-                Some(row) => {
-                    let mut row = row.clone();
-                    if seen_now {
-                        row.last_seen_at = now;
-                    }
-                    // False when revoked between the read and now: the mark won.
-                    if self.cache.fill(&row).await? {
-                        live.push(*sid);
-                        "live"
-                    } else {
-                        "gone"
-                    }
-                }
-                None => {
-                    self.cache.forget(*user, &[*sid], self.mark).await?;
-                    "gone"
-                }
-            };
-            metrics::counter!(names::SESSION_CACHE_MISSES, "outcome" => outcome).increment(1);
+                .map(|&(user, sid)| {
+                    let row = rows.get(&sid).filter(|r| r.user_id == user).cloned();
+                    let row = row.map(|row| Session {
+                        last_seen_at: if seen_now { now } else { row.last_seen_at },
+                        ..row
+                    });
+                    self.recache(user, sid, row)
+                })
+                .collect();
+            let checked: Vec<Option<Uuid>> = stream::iter(checks)
+                .buffered(REFILLS_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            live.extend(checked.into_iter().flatten());
         }
         Ok(live)
+    }
+
+    /// Caches what PostgreSQL said of one session: its live row, or that it has none.
+    /// The session id when it is live.
+    async fn recache(
+        &self,
+        user: Uuid,
+        sid: Uuid,
+        row: Option<Session>,
+    ) -> FabricResult<Option<Uuid>> {
+        let live = match row {
+            // False when revoked between the read and now: the mark won.
+            Some(row) => self.cache.fill(&row).await?,
+            None => {
+                self.cache.forget(user, &[sid], self.mark).await?;
+                false
+            }
+        };
+        let outcome = if live { "live" } else { "gone" };
+        metrics::counter!(names::SESSION_CACHE_MISSES, "outcome" => outcome).increment(1);
+        Ok(live.then_some(sid))
     }
 }
 
