@@ -24,7 +24,9 @@ use std::{sync::Arc, time::Duration};
 pub use self::keys::RedisKeys;
 pub use self::limits::{LimitStore, Rate, SocketCap, Verdict};
 pub(crate) use self::redis::{RedisConn, now_ms, ttl_ms};
-pub use self::sessions::{Cached, Rotate, Rotation, Session, SessionCache, SessionStore};
+pub use self::sessions::{
+    Cached, LegacySession, Rotate, Rotation, Session, SessionCache, SessionStore,
+};
 pub use self::typing::TypingStore;
 pub(crate) use self::{leases::Leases, leases::lock};
 use crate::presence::PresenceStore;

@@ -641,3 +641,76 @@ async fn typing_marks_expire_by_themselves() {
         assert!(f.typing.list(conv).await.unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn sessions_an_earlier_build_kept_in_redis_alone_are_carried_over_once() {
+    // Arrange: two sessions of a user as the build before durable sessions wrote them
+    let (both, _cleanup) = durable_both().await;
+    let d = both.iter().find(|d| d.kind == "redis").expect("redis");
+    let (user, _) = login(d, chrono::Duration::hours(1), "new").await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let (used, refreshed) = (Uuid::new_v4(), Uuid::new_v4());
+    let now = Utc::now().timestamp_millis();
+    for (sid, refresh) in [(used, "legacy-current"), (refreshed, "legacy-other")] {
+        let key = format!("{}session:{sid}", d.prefix);
+        let _: () = redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(&[
+                ("user", user.to_string()),
+                ("device", "old phone".to_owned()),
+                ("created", (now - 60_000).to_string()),
+                ("last_seen", now.to_string()),
+                ("refresh", refresh.to_owned()),
+            ])
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(3_600_000)
+            .ignore()
+            .cmd("SADD")
+            .arg(format!("{}rotated:{sid}", d.prefix))
+            .arg(format!("{refresh}-spent"))
+            .ignore()
+            .cmd("ZADD")
+            .arg(format!("{}sessions:{user}", d.prefix))
+            .arg(now + 3_600_000)
+            .arg(sid.to_string())
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let f = &d.fabric;
+    let long = Duration::from_secs(3600);
+
+    // Act + Assert: the first request of one, the first refresh of the other, carry them
+    // over with their tokens
+    assert!(f.sessions.touch(user, used).await.unwrap());
+    let listed = f.sessions.list(user).await.unwrap();
+    let old = listed
+        .iter()
+        .find(|s| s.session_id == used)
+        .expect("listed");
+    assert_eq!(old.device, "old phone");
+    assert!(old.expires_at > Utc::now() + chrono::Duration::minutes(50));
+    let first = rotate(f, refreshed, "legacy-other", "next", long).await;
+    assert_eq!(first, Rotation::Rotated { user });
+    let spent = rotate(f, used, "legacy-current-spent", "x", long).await;
+    assert_eq!(spent, Rotation::Reused { user });
+    let legacy: i64 = redis::cmd("EXISTS")
+        .arg(format!("{}session:{used}", d.prefix))
+        .arg(format!("{}session:{refreshed}", d.prefix))
+        .arg(format!("{}rotated:{used}", d.prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(legacy, 0, "the old keys were left behind");
+
+    // A carried-over session, once revoked, stays revoked when the cache is lost
+    assert!(f.sessions.revoke(user, used).await.unwrap());
+    let f = d.after_cache_loss().await;
+    assert!(!f.sessions.touch(user, used).await.unwrap());
+    assert!(f.sessions.touch(user, refreshed).await.unwrap());
+}

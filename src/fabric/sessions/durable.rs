@@ -6,7 +6,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Cached, Rotate, Rotation, Session, SessionCache, SessionStore};
+use super::{Cached, LegacySession, Rotate, Rotation, Session, SessionCache, SessionStore};
 use crate::{
     fabric::{FabricError, FabricResult},
     metrics::names,
@@ -101,59 +101,9 @@ impl DurableSessions {
         Ok(live)
     }
 
-    /// Caches what PostgreSQL said of one session: its live row, or that it has none.
-    /// The session id when it is live.
-    async fn recache(
-        &self,
-        user: Uuid,
-        sid: Uuid,
-        row: Option<Session>,
-    ) -> FabricResult<Option<Uuid>> {
-        let live = match row {
-            // False when revoked between the read and now: the mark won.
-            Some(row) => self.cache.fill(&row).await?,
-            None => {
-                self.cache.forget(user, &[sid], self.mark).await?;
-                false
-            }
-        };
-        let outcome = if live { "live" } else { "gone" };
-        metrics::counter!(names::SESSION_CACHE_MISSES, "outcome" => outcome).increment(1);
-        Ok(live.then_some(sid))
-    }
-}
-
-#[async_trait]
-impl SessionStore for DurableSessions {
-    #[tracing::instrument(skip_all, fields(session_id = %s.session_id))]
-    async fn create(&self, s: &Session, refresh_hash: &str) -> FabricResult<()> {
-        let Some(db) = &self.db else {
-            self.cache.fill(s).await?;
-            return Ok(());
-        };
-        // The user's dead rows go as a new one arrives, so rows never pile up for long.
-        sqlx::query(
-            "with pruned as (delete from device_sessions where user_id = $2 and expires_at <= $8) \
-             insert into device_sessions \
-               (session_id, user_id, device, refresh_hash, created_at, last_seen_at, expires_at) \
-             values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(s.session_id)
-        .bind(s.user_id)
-        .bind(&s.device)
-        .bind(refresh_hash)
-        .bind(s.created_at)
-        .bind(s.last_seen_at)
-        .bind(s.expires_at)
-        .bind(Utc::now())
-        .execute(db)
-        .await?;
-        self.refill(s).await;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all, fields(session_id = %session_id))]
-    async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
+    /// Rotates the refresh token of a session PostgreSQL holds (see
+    /// [`SessionStore::rotate_refresh`]).
+    async fn rotate_stored(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
         let db = self.db()?;
         let now = Utc::now();
         let expires = chrono::Duration::from_std(r.lifetime)
@@ -195,6 +145,124 @@ impl SessionStore for DurableSessions {
             Some((user, true)) => Rotation::Reused { user },
             _ => Rotation::Unknown,
         })
+    }
+
+    /// Stores a session that an earlier build kept in Redis alone, caches it, and drops
+    /// the old keys, so that it cannot be adopted again after a revocation. Whether it is
+    /// live now. Two nodes adopting one session at once both succeed: the second insert
+    /// does nothing.
+    async fn adopt(&self, legacy: LegacySession) -> FabricResult<bool> {
+        let db = self.db()?;
+        let s = &legacy.session;
+        sqlx::query(
+            "insert into device_sessions (session_id, user_id, device, refresh_hash, \
+               rotated_hashes, created_at, last_seen_at, expires_at) \
+             select $1, $2, $3, $4, ($5::text[])[1:$6], $7, $8, $9 \
+             where exists (select 1 from users where user_id = $2) \
+             on conflict (session_id) do nothing",
+        )
+        .bind(s.session_id)
+        .bind(s.user_id)
+        .bind(&s.device)
+        .bind(&legacy.refresh_hash)
+        .bind(&legacy.rotated)
+        .bind(ROTATED_KEPT)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .execute(db)
+        .await?;
+        self.cache.drop_legacy(s.user_id, s.session_id).await?;
+        tracing::info!(session_id = %s.session_id, "session of an earlier build moved into PostgreSQL");
+        // Read back: the user may be gone, or the session revoked meanwhile.
+        let stored: Option<Session> = sqlx::query_as(
+            "select session_id, user_id, device, created_at, last_seen_at, expires_at \
+             from device_sessions where session_id = $1 and user_id = $2 and expires_at > $3",
+        )
+        .bind(s.session_id)
+        .bind(s.user_id)
+        .bind(Utc::now())
+        .fetch_optional(db)
+        .await?;
+        match stored {
+            Some(row) => self.cache.fill(&row).await,
+            None => {
+                self.cache
+                    .forget(s.user_id, &[s.session_id], self.mark)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Caches what PostgreSQL said of one session: its live row, or that it has none.
+    /// The session id when it is live.
+    async fn recache(
+        &self,
+        user: Uuid,
+        sid: Uuid,
+        row: Option<Session>,
+    ) -> FabricResult<Option<Uuid>> {
+        let live = match row {
+            // False when revoked between the read and now: the mark won.
+            Some(row) => self.cache.fill(&row).await?,
+            None => match self.cache.legacy(sid).await? {
+                Some(legacy) if legacy.session.user_id == user => self.adopt(legacy).await?,
+                _ => {
+                    self.cache.forget(user, &[sid], self.mark).await?;
+                    false
+                }
+            },
+        };
+        let outcome = if live { "live" } else { "gone" };
+        metrics::counter!(names::SESSION_CACHE_MISSES, "outcome" => outcome).increment(1);
+        Ok(live.then_some(sid))
+    }
+}
+
+#[async_trait]
+impl SessionStore for DurableSessions {
+    #[tracing::instrument(skip_all, fields(session_id = %s.session_id))]
+    async fn create(&self, s: &Session, refresh_hash: &str) -> FabricResult<()> {
+        let Some(db) = &self.db else {
+            self.cache.fill(s).await?;
+            return Ok(());
+        };
+        // The user's dead rows go as a new one arrives, so rows never pile up for long.
+        sqlx::query(
+            "with pruned as (delete from device_sessions where user_id = $2 and expires_at <= $8) \
+             insert into device_sessions \
+               (session_id, user_id, device, refresh_hash, created_at, last_seen_at, expires_at) \
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(s.session_id)
+        .bind(s.user_id)
+        .bind(&s.device)
+        .bind(refresh_hash)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .bind(Utc::now())
+        .execute(db)
+        .await?;
+        self.refill(s).await;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %session_id))]
+    async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
+        let rotation = self.rotate_stored(session_id, r).await?;
+        if rotation != Rotation::Unknown {
+            return Ok(rotation);
+        }
+        // A device of an earlier build whose first request after the upgrade is a refresh.
+        match self.cache.legacy(session_id).await? {
+            Some(legacy) => {
+                self.adopt(legacy).await?;
+                self.rotate_stored(session_id, r).await
+            }
+            None => Ok(rotation),
+        }
     }
 
     async fn touch(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool> {

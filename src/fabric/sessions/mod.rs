@@ -108,6 +108,15 @@ pub enum Cached {
     Unknown,
 }
 
+/// A session as builds before durable sessions kept it, in Redis alone.
+#[derive(Debug, Clone)]
+pub struct LegacySession {
+    pub session: Session,
+    pub refresh_hash: String,
+    /// Hashes of its rotated refresh tokens.
+    pub rotated: Vec<String>,
+}
+
 /// The cluster-wide cache of live sessions under [`DurableSessions`]. Every key of one
 /// user's sessions lives in one Redis Cluster slot (the user is the hash tag), so each
 /// method's atomic step touches one slot.
@@ -134,4 +143,16 @@ pub trait SessionCache: Send + Sync + 'static {
         user_id: Uuid,
         sessions: &[Uuid],
     ) -> FabricResult<Vec<Option<DateTime<Utc>>>>;
+
+    /// A live session as a build before durable sessions left it in this backend, so that
+    /// upgrading signs no device out. Such a session is read when PostgreSQL does not know
+    /// it, stored there, then dropped here with [`Self::drop_legacy`].
+    async fn legacy(&self, _session_id: Uuid) -> FabricResult<Option<LegacySession>> {
+        Ok(None)
+    }
+
+    /// Deletes a legacy session once PostgreSQL holds it.
+    async fn drop_legacy(&self, _user_id: Uuid, _session_id: Uuid) -> FabricResult<()> {
+        Ok(())
+    }
 }
