@@ -185,7 +185,18 @@ impl DurableSessions {
         .fetch_optional(db)
         .await?;
         match stored {
-            Some(row) => self.cache.fill(&row).await,
+            Some(row) => {
+                if self.cache.fill(&row).await? {
+                    return Ok(true);
+                }
+                // Marked revoked while it was being moved: the revocation may have
+                // deleted the row before the insert above, so it is deleted again.
+                sqlx::query("delete from device_sessions where session_id = $1")
+                    .bind(s.session_id)
+                    .execute(db)
+                    .await?;
+                Ok(false)
+            }
             None => {
                 self.cache
                     .forget(s.user_id, &[s.session_id], self.mark)
@@ -317,6 +328,12 @@ impl SessionStore for DurableSessions {
     }
 
     async fn revoke(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool> {
+        // The cache first, so that every node refuses the session from the moment a
+        // revocation starts, as when sessions lived in Redis alone. Refills cannot undo it:
+        // one that read the row before the delete below finds the mark. Should the delete
+        // fail, the caller gets the error and the mark still refuses the session for its
+        // lifetime; a retry completes it.
+        let cached = self.cache.forget(user_id, &[session_id], self.mark).await?;
         let stored = match &self.db {
             Some(db) => {
                 sqlx::query("delete from device_sessions where session_id = $1 and user_id = $2")
@@ -329,22 +346,32 @@ impl SessionStore for DurableSessions {
             }
             None => false,
         };
-        // After the row is gone, and even when it was gone already: a retry after the
-        // cache could not be written still clears it.
-        let cached = self.cache.forget(user_id, &[session_id], self.mark).await?;
         Ok(stored || cached > 0)
     }
 
     async fn revoke_all(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>> {
+        let db = self.db()?;
         let now = Utc::now();
+        // Marked before they are deleted, as in `revoke`.
+        let listed: Vec<Uuid> =
+            sqlx::query_scalar("select session_id from device_sessions where user_id = $1")
+                .bind(user_id)
+                .fetch_all(db)
+                .await?;
+        self.cache.forget(user_id, &listed, self.mark).await?;
         let ended: Vec<(Uuid, chrono::DateTime<Utc>)> = sqlx::query_as(
             "delete from device_sessions where user_id = $1 returning session_id, expires_at",
         )
         .bind(user_id)
-        .fetch_all(self.db()?)
+        .fetch_all(db)
         .await?;
-        let ids: Vec<Uuid> = ended.iter().map(|(sid, _)| *sid).collect();
-        self.cache.forget(user_id, &ids, self.mark).await?;
+        // A sign-in between the two statements ends too.
+        let late: Vec<Uuid> = ended
+            .iter()
+            .map(|(sid, _)| *sid)
+            .filter(|sid| !listed.contains(sid))
+            .collect();
+        self.cache.forget(user_id, &late, self.mark).await?;
         Ok(ended
             .into_iter()
             .filter(|(_, expires)| *expires > now)

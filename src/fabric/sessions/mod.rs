@@ -7,8 +7,8 @@
 //! a single node. The cache may lose anything at any time (Redis restarted empty, a
 //! failover that lost the last writes): a miss reads the row and caches it again.
 //!
-//! Revocation deletes the row, then, in one atomic step in the cache, drops the cached
-//! copy and leaves a revocation mark that outlives every access token of the session. A
+//! Revocation first drops the cached copy and leaves a revocation mark that outlives every
+//! access token of the session, in one atomic step in the cache, then deletes the row. A
 //! refill does nothing while the mark exists, so a node that read the row just before it
 //! was deleted cannot put the session back; and a request carrying a revoked session is
 //! refused by the mark without asking PostgreSQL. A miss whose row is gone leaves the same
