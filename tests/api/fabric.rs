@@ -714,3 +714,42 @@ async fn sessions_an_earlier_build_kept_in_redis_alone_are_carried_over_once() {
     assert!(!f.sessions.touch(user, used).await.unwrap());
     assert!(f.sessions.touch(user, refreshed).await.unwrap());
 }
+
+#[tokio::test]
+async fn checks_the_cache_can_answer_never_ask_postgresql() {
+    // Arrange: on each cache a live session and a revoked one
+    let (both, _cleanup) = durable_both().await;
+    let mut sessions = Vec::new();
+    for d in &both {
+        let (user, live) = login(d, chrono::Duration::hours(1), "live").await;
+        let gone = login_again(&d.fabric, user, chrono::Duration::hours(1), "gone").await;
+        assert!(
+            d.fabric
+                .sessions
+                .revoke(user, gone.session_id)
+                .await
+                .unwrap()
+        );
+        sessions.push((user, live.session_id, gone.session_id));
+    }
+
+    // Act: PostgreSQL becomes unreachable
+    both[0].db.close().await;
+
+    // Assert: the cache answers every check of both; only a miss needs the database
+    for (d, (user, live, gone)) in both.iter().zip(sessions) {
+        let (k, f) = (d.kind, &d.fabric);
+        assert!(f.sessions.touch(user, live).await.unwrap(), "{k}");
+        assert!(!f.sessions.touch(user, gone).await.unwrap(), "{k}");
+        let checked = f
+            .sessions
+            .live(&[(user, live), (user, gone)])
+            .await
+            .unwrap();
+        assert_eq!(checked, vec![live], "{k}");
+        assert!(
+            f.sessions.touch(user, Uuid::new_v4()).await.is_err(),
+            "{k}: a miss was answered without PostgreSQL"
+        );
+    }
+}
