@@ -753,3 +753,39 @@ async fn checks_the_cache_can_answer_never_ask_postgresql() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_list_shows_the_last_request_though_only_sign_in_and_refresh_write_it_down() {
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let k = d.kind;
+        let (user, s) = login(d, chrono::Duration::hours(1), "first").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(d.fabric.sessions.touch(user, s.session_id).await.unwrap());
+        let seen = d.fabric.sessions.list(user).await.unwrap()[0].last_seen_at;
+        assert!(seen > s.created_at, "{k}: the request's time is not shown");
+        let stored: chrono::DateTime<Utc> =
+            sqlx::query_scalar("select last_seen_at from device_sessions where session_id = $1")
+                .bind(s.session_id)
+                .fetch_one(&d.db)
+                .await
+                .unwrap();
+        assert!(stored < seen, "{k}: a request wrote to PostgreSQL");
+        let rotated = rotate(
+            &d.fabric,
+            s.session_id,
+            "first",
+            "second",
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(rotated, Rotation::Rotated { user });
+        let stored: chrono::DateTime<Utc> =
+            sqlx::query_scalar("select last_seen_at from device_sessions where session_id = $1")
+                .bind(s.session_id)
+                .fetch_one(&d.db)
+                .await
+                .unwrap();
+        assert!(stored >= seen, "{k}: a refresh did not write it down");
+    }
+}
