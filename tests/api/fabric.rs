@@ -789,3 +789,24 @@ async fn the_list_shows_the_last_request_though_only_sign_in_and_refresh_write_i
         assert!(stored >= seen, "{k}: a refresh did not write it down");
     }
 }
+
+#[tokio::test]
+async fn sign_ins_delete_dead_rows() {
+    let (both, _cleanup) = durable_both().await;
+    let d = &both[0];
+    let (user, _) = login(d, chrono::Duration::milliseconds(100), "short").await;
+    let _ = login_again(
+        &d.fabric,
+        user,
+        chrono::Duration::milliseconds(100),
+        "short",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (other, _) = login(d, chrono::Duration::hours(1), "long").await;
+    let users: Vec<Uuid> = sqlx::query_scalar("select user_id from device_sessions")
+        .fetch_all(&d.db)
+        .await
+        .unwrap();
+    assert_eq!(users, vec![other]);
+}

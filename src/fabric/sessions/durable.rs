@@ -17,6 +17,9 @@ use crate::{
 /// minutes by default) is covered for eight hours back.
 const ROTATED_KEPT: i32 = 32;
 
+/// Most dead rows one sign-in deletes.
+const PRUNED_PER_SIGN_IN: i64 = 16;
+
 /// Most sessions read back from PostgreSQL in one query.
 const RELOAD_CHUNK: usize = 1000;
 
@@ -239,9 +242,12 @@ impl SessionStore for DurableSessions {
             self.cache.fill(s).await?;
             return Ok(());
         };
-        // The user's dead rows go as a new one arrives, so rows never pile up for long.
+        // Every sign-in deletes a few dead rows: sessions die at most as often as they are
+        // created, so the table holds live ones and a bounded tail.
         sqlx::query(
-            "with pruned as (delete from device_sessions where user_id = $2 and expires_at <= $8) \
+            "with pruned as (delete from device_sessions where session_id in \
+               (select session_id from device_sessions where expires_at <= $8 \
+                order by expires_at limit $9 for update skip locked)) \
              insert into device_sessions \
                (session_id, user_id, device, refresh_hash, created_at, last_seen_at, expires_at) \
              values ($1, $2, $3, $4, $5, $6, $7)",
@@ -254,6 +260,7 @@ impl SessionStore for DurableSessions {
         .bind(s.last_seen_at)
         .bind(s.expires_at)
         .bind(Utc::now())
+        .bind(PRUNED_PER_SIGN_IN)
         .execute(db)
         .await?;
         self.refill(s).await;
