@@ -15,8 +15,8 @@ create table device_sessions (
     -- Written at sign-in and at each refresh; the per-request last-seen time lives in the
     -- cache (GET /auth/sessions shows the later of the two).
     last_seen_at   timestamptz not null default now(),
-    -- Moved forward by each refresh; a row past it is dead and is pruned at the user's
-    -- next sign-in.
+    -- Moved forward by each refresh. A row past it is dead; each sign-in deletes a few
+    -- dead rows, which keeps up because a session dies at most once per sign-in.
     expires_at     timestamptz not null,
     created_at     timestamptz not null default now(),
     updated_at     timestamptz not null default now(),
@@ -24,5 +24,6 @@ create table device_sessions (
     constraint device_sessions_rotated_hashes_check check (cardinality(rotated_hashes) <= 64)
 );
 create index device_sessions_user_idx on device_sessions (user_id, created_at);
+create index device_sessions_expires_idx on device_sessions (expires_at);
 create trigger device_sessions_updated_at before update on device_sessions
     for each row execute function set_updated_at();

@@ -43,6 +43,23 @@ impl RedisKeys {
         format!("{}revoked:{{{user_id}}}:{session_id}", self.prefix)
     }
 
+    /// HASH: a session as builds before durable sessions kept it (fields `user`, `device`,
+    /// `created`, `last_seen`, `refresh`). Read only to carry such sessions over into
+    /// PostgreSQL, then deleted.
+    pub fn legacy_session(&self, session_id: Uuid) -> String {
+        format!("{}session:{session_id}", self.prefix)
+    }
+
+    /// SET: a legacy session's rotated refresh token hashes (see `legacy_session`).
+    pub fn legacy_rotated(&self, session_id: Uuid) -> String {
+        format!("{}rotated:{session_id}", self.prefix)
+    }
+
+    /// ZSET session id → expiry ms: a user's legacy sessions (see `legacy_session`).
+    pub fn legacy_sessions(&self, user_id: Uuid) -> String {
+        format!("{}sessions:{user_id}", self.prefix)
+    }
+
     /// ZSET connection → lease expiry ms: a user's live connections on every node. In its
     /// presence shard's hash slot, with that shard's index.
     pub fn presence(&self, user_id: Uuid) -> String {

@@ -25,7 +25,9 @@ pub use self::keys::RedisKeys;
 pub use self::limits::{LimitStore, Rate, SocketCap, Verdict};
 pub use self::redis::RedisTarget;
 pub(crate) use self::redis::{RedisConn, now_ms, scatter_cluster, ttl_ms};
-pub use self::sessions::{Cached, Rotate, Rotation, Session, SessionCache, SessionStore};
+pub use self::sessions::{
+    Cached, LegacySession, Rotate, Rotation, Session, SessionCache, SessionStore,
+};
 pub use self::typing::TypingStore;
 pub(crate) use self::{leases::Leases, leases::lock};
 use crate::presence::PresenceStore;

@@ -159,8 +159,8 @@ async fn admit(
             state.settings.max_sockets_per_user
         ));
     }
-    if matches!(state.fabric.sessions.live(&[(user.user_id, user.session_id)]).await, Ok(live) if live.is_empty())
-    {
+    let session = [(user.user_id, user.session_id)];
+    if matches!(state.fabric.sessions.live(&session).await, Ok(live) if live.is_empty()) {
         let _ = state.fabric.limits.release_socket(user.user_id, conn).await;
         return Err("session has been revoked or has expired".to_owned());
     }

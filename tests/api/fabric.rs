@@ -651,3 +651,172 @@ async fn typing_marks_expire_by_themselves() {
         assert!(f.typing.list(conv).await.unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn sessions_an_earlier_build_kept_in_redis_alone_are_carried_over_once() {
+    // Arrange: two sessions of a user as the build before durable sessions wrote them
+    let (both, _cleanup) = durable_both().await;
+    let d = both.iter().find(|d| d.kind == "redis").expect("redis");
+    let (user, _) = login(d, chrono::Duration::hours(1), "new").await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let (used, refreshed) = (Uuid::new_v4(), Uuid::new_v4());
+    let now = Utc::now().timestamp_millis();
+    for (sid, refresh) in [(used, "legacy-current"), (refreshed, "legacy-other")] {
+        let key = format!("{}session:{sid}", d.prefix);
+        let _: () = redis::pipe()
+            .cmd("HSET")
+            .arg(&key)
+            .arg(&[
+                ("user", user.to_string()),
+                ("device", "old phone".to_owned()),
+                ("created", (now - 60_000).to_string()),
+                ("last_seen", now.to_string()),
+                ("refresh", refresh.to_owned()),
+            ])
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(3_600_000)
+            .ignore()
+            .cmd("SADD")
+            .arg(format!("{}rotated:{sid}", d.prefix))
+            .arg(format!("{refresh}-spent"))
+            .ignore()
+            .cmd("ZADD")
+            .arg(format!("{}sessions:{user}", d.prefix))
+            .arg(now + 3_600_000)
+            .arg(sid.to_string())
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let f = &d.fabric;
+    let long = Duration::from_secs(3600);
+
+    // Act + Assert: the first request of one, the first refresh of the other, carry them
+    // over with their tokens
+    assert!(f.sessions.touch(user, used).await.unwrap());
+    let listed = f.sessions.list(user).await.unwrap();
+    let old = listed
+        .iter()
+        .find(|s| s.session_id == used)
+        .expect("listed");
+    assert_eq!(old.device, "old phone");
+    assert!(old.expires_at > Utc::now() + chrono::Duration::minutes(50));
+    let first = rotate(f, refreshed, "legacy-other", "next", long).await;
+    assert_eq!(first, Rotation::Rotated { user });
+    let spent = rotate(f, used, "legacy-current-spent", "x", long).await;
+    assert_eq!(spent, Rotation::Reused { user });
+    let legacy: i64 = redis::cmd("EXISTS")
+        .arg(format!("{}session:{used}", d.prefix))
+        .arg(format!("{}session:{refreshed}", d.prefix))
+        .arg(format!("{}rotated:{used}", d.prefix))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(legacy, 0, "the old keys were left behind");
+
+    // A carried-over session, once revoked, stays revoked when the cache is lost
+    assert!(f.sessions.revoke(user, used).await.unwrap());
+    let f = d.after_cache_loss().await;
+    assert!(!f.sessions.touch(user, used).await.unwrap());
+    assert!(f.sessions.touch(user, refreshed).await.unwrap());
+}
+
+#[tokio::test]
+async fn checks_the_cache_can_answer_never_ask_postgresql() {
+    // Arrange: on each cache a live session and a revoked one
+    let (both, _cleanup) = durable_both().await;
+    let mut sessions = Vec::new();
+    for d in &both {
+        let (user, live) = login(d, chrono::Duration::hours(1), "live").await;
+        let gone = login_again(&d.fabric, user, chrono::Duration::hours(1), "gone").await;
+        assert!(
+            d.fabric
+                .sessions
+                .revoke(user, gone.session_id)
+                .await
+                .unwrap()
+        );
+        sessions.push((user, live.session_id, gone.session_id));
+    }
+
+    // Act: PostgreSQL becomes unreachable
+    both[0].db.close().await;
+
+    // Assert: the cache answers every check of both; only a miss needs the database
+    for (d, (user, live, gone)) in both.iter().zip(sessions) {
+        let (k, f) = (d.kind, &d.fabric);
+        assert!(f.sessions.touch(user, live).await.unwrap(), "{k}");
+        assert!(!f.sessions.touch(user, gone).await.unwrap(), "{k}");
+        let checked = f
+            .sessions
+            .live(&[(user, live), (user, gone)])
+            .await
+            .unwrap();
+        assert_eq!(checked, vec![live], "{k}");
+        assert!(
+            f.sessions.touch(user, Uuid::new_v4()).await.is_err(),
+            "{k}: a miss was answered without PostgreSQL"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_list_shows_the_last_request_though_only_sign_in_and_refresh_write_it_down() {
+    let (both, _cleanup) = durable_both().await;
+    for d in &both {
+        let k = d.kind;
+        let (user, s) = login(d, chrono::Duration::hours(1), "first").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(d.fabric.sessions.touch(user, s.session_id).await.unwrap());
+        let seen = d.fabric.sessions.list(user).await.unwrap()[0].last_seen_at;
+        assert!(seen > s.created_at, "{k}: the request's time is not shown");
+        let stored: chrono::DateTime<Utc> =
+            sqlx::query_scalar("select last_seen_at from device_sessions where session_id = $1")
+                .bind(s.session_id)
+                .fetch_one(&d.db)
+                .await
+                .unwrap();
+        assert!(stored < seen, "{k}: a request wrote to PostgreSQL");
+        let rotated = rotate(
+            &d.fabric,
+            s.session_id,
+            "first",
+            "second",
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(rotated, Rotation::Rotated { user });
+        let stored: chrono::DateTime<Utc> =
+            sqlx::query_scalar("select last_seen_at from device_sessions where session_id = $1")
+                .bind(s.session_id)
+                .fetch_one(&d.db)
+                .await
+                .unwrap();
+        assert!(stored >= seen, "{k}: a refresh did not write it down");
+    }
+}
+
+#[tokio::test]
+async fn sign_ins_delete_dead_rows() {
+    let (both, _cleanup) = durable_both().await;
+    let d = &both[0];
+    let (user, _) = login(d, chrono::Duration::milliseconds(100), "short").await;
+    let _ = login_again(
+        &d.fabric,
+        user,
+        chrono::Duration::milliseconds(100),
+        "short",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (other, _) = login(d, chrono::Duration::hours(1), "long").await;
+    let users: Vec<Uuid> = sqlx::query_scalar("select user_id from device_sessions")
+        .fetch_all(&d.db)
+        .await
+        .unwrap();
+    assert_eq!(users, vec![other]);
+}

@@ -1,11 +1,12 @@
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::Utc;
+use futures_util::{StreamExt, TryStreamExt, stream};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Cached, Rotate, Rotation, Session, SessionCache, SessionStore};
+use super::{Cached, LegacySession, Rotate, Rotation, Session, SessionCache, SessionStore};
 use crate::{
     fabric::{FabricError, FabricResult},
     metrics::names,
@@ -15,6 +16,15 @@ use crate::{
 /// session ends) from a forged one. A client refreshing every access-token lifetime (15
 /// minutes by default) is covered for eight hours back.
 const ROTATED_KEPT: i32 = 32;
+
+/// Most dead rows one sign-in deletes.
+const PRUNED_PER_SIGN_IN: i64 = 16;
+
+/// Most sessions read back from PostgreSQL in one query.
+const RELOAD_CHUNK: usize = 1000;
+
+/// Most cache refills of one reload in flight at once.
+const REFILLS_IN_FLIGHT: usize = 16;
 
 /// Sessions kept in PostgreSQL and read through a [`SessionCache`] (see the module doc).
 pub struct DurableSessions {
@@ -51,82 +61,52 @@ impl DurableSessions {
 
     /// Reads the sessions the cache did not know from PostgreSQL: caches the live ones
     /// (`seen_now`: as seen at this moment) and marks the others revoked, so that their
-    /// next check does not ask again. Returns the live ones.
+    /// next check does not ask again. Returns the live ones. After the cache lost
+    /// everything, a node's heartbeat brings all its sockets' sessions here at once: they
+    /// are read a chunk per query and cached a few dozen at a time, which the multiplexed
+    /// Redis connection pipelines.
     async fn reload(&self, sessions: &[(Uuid, Uuid)], seen_now: bool) -> FabricResult<Vec<Uuid>> {
         let Some(db) = &self.db else {
             return Ok(Vec::new());
         };
         let now = Utc::now();
-        let ids: Vec<Uuid> = sessions.iter().map(|(_, sid)| *sid).collect();
-        let rows: Vec<Session> = sqlx::query_as(
-            "select session_id, user_id, device, created_at, last_seen_at, expires_at from device_sessions \
-             where session_id = any($1) and expires_at > $2",
-        )
-        .bind(&ids)
-        .bind(now)
-        .fetch_all(db)
-        .await?;
-        let mut live = Vec::with_capacity(rows.len());
-        for (user, sid) in sessions {
-            let row = rows
+        let mut live = Vec::new();
+        for chunk in sessions.chunks(RELOAD_CHUNK) {
+            let ids: Vec<Uuid> = chunk.iter().map(|(_, sid)| *sid).collect();
+            let rows: HashMap<Uuid, Session> = sqlx::query_as::<_, Session>(
+                "select session_id, user_id, device, created_at, last_seen_at, expires_at \
+                 from device_sessions where session_id = any($1) and expires_at > $2",
+            )
+            .bind(&ids)
+            .bind(now)
+            .fetch_all(db)
+            .await?
+            .into_iter()
+            .map(|row| (row.session_id, row))
+            .collect();
+            let checks: Vec<_> = chunk
                 .iter()
-                .find(|r| r.session_id == *sid && r.user_id == *user);
-            let outcome = match row {
-                Some(row) => {
-                    let mut row = row.clone();
-                    if seen_now {
-                        row.last_seen_at = now;
-                    }
-                    // False when revoked between the read and now: the mark won.
-                    if self.cache.fill(&row).await? {
-                        live.push(*sid);
-                        "live"
-                    } else {
-                        "gone"
-                    }
-                }
-                None => {
-                    self.cache.forget(*user, &[*sid], self.mark).await?;
-                    "gone"
-                }
-            };
-            metrics::counter!(names::SESSION_CACHE_MISSES, "outcome" => outcome).increment(1);
+                .map(|&(user, sid)| {
+                    let row = rows.get(&sid).filter(|r| r.user_id == user).cloned();
+                    let row = row.map(|row| Session {
+                        last_seen_at: if seen_now { now } else { row.last_seen_at },
+                        ..row
+                    });
+                    self.recache(user, sid, row)
+                })
+                .collect();
+            let checked: Vec<Option<Uuid>> = stream::iter(checks)
+                .buffered(REFILLS_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            live.extend(checked.into_iter().flatten());
         }
         Ok(live)
     }
-}
 
-#[async_trait]
-impl SessionStore for DurableSessions {
-    #[tracing::instrument(skip_all, fields(session_id = %s.session_id))]
-    async fn create(&self, s: &Session, refresh_hash: &str) -> FabricResult<()> {
-        let Some(db) = &self.db else {
-            self.cache.fill(s).await?;
-            return Ok(());
-        };
-        // The user's dead rows go as a new one arrives, so rows never pile up for long.
-        sqlx::query(
-            "with pruned as (delete from device_sessions where user_id = $2 and expires_at <= $8) \
-             insert into device_sessions \
-               (session_id, user_id, device, refresh_hash, created_at, last_seen_at, expires_at) \
-             values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(s.session_id)
-        .bind(s.user_id)
-        .bind(&s.device)
-        .bind(refresh_hash)
-        .bind(s.created_at)
-        .bind(s.last_seen_at)
-        .bind(s.expires_at)
-        .bind(Utc::now())
-        .execute(db)
-        .await?;
-        self.refill(s).await;
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all, fields(session_id = %session_id))]
-    async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
+    /// Rotates the refresh token of a session PostgreSQL holds (see
+    /// [`SessionStore::rotate_refresh`]).
+    async fn rotate_stored(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
         let db = self.db()?;
         let now = Utc::now();
         let expires = chrono::Duration::from_std(r.lifetime)
@@ -168,6 +148,139 @@ impl SessionStore for DurableSessions {
             Some((user, true)) => Rotation::Reused { user },
             _ => Rotation::Unknown,
         })
+    }
+
+    /// Stores a session that an earlier build kept in Redis alone, caches it, and drops
+    /// the old keys, so that it cannot be adopted again after a revocation. Whether it is
+    /// live now. Two nodes adopting one session at once both succeed: the second insert
+    /// does nothing.
+    async fn adopt(&self, legacy: LegacySession) -> FabricResult<bool> {
+        let db = self.db()?;
+        let s = &legacy.session;
+        sqlx::query(
+            "insert into device_sessions (session_id, user_id, device, refresh_hash, \
+               rotated_hashes, created_at, last_seen_at, expires_at) \
+             select $1, $2, $3, $4, ($5::text[])[1:$6], $7, $8, $9 \
+             where exists (select 1 from users where user_id = $2) \
+             on conflict (session_id) do nothing",
+        )
+        .bind(s.session_id)
+        .bind(s.user_id)
+        .bind(&s.device)
+        .bind(&legacy.refresh_hash)
+        .bind(&legacy.rotated)
+        .bind(ROTATED_KEPT)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .execute(db)
+        .await?;
+        self.cache.drop_legacy(s.user_id, s.session_id).await?;
+        tracing::info!(session_id = %s.session_id, "session of an earlier build moved into PostgreSQL");
+        // Read back: the user may be gone, or the session revoked meanwhile.
+        let stored: Option<Session> = sqlx::query_as(
+            "select session_id, user_id, device, created_at, last_seen_at, expires_at \
+             from device_sessions where session_id = $1 and user_id = $2 and expires_at > $3",
+        )
+        .bind(s.session_id)
+        .bind(s.user_id)
+        .bind(Utc::now())
+        .fetch_optional(db)
+        .await?;
+        match stored {
+            Some(row) => {
+                if self.cache.fill(&row).await? {
+                    return Ok(true);
+                }
+                // Marked revoked while it was being moved: the revocation may have
+                // deleted the row before the insert above, so it is deleted again.
+                sqlx::query("delete from device_sessions where session_id = $1")
+                    .bind(s.session_id)
+                    .execute(db)
+                    .await?;
+                Ok(false)
+            }
+            None => {
+                self.cache
+                    .forget(s.user_id, &[s.session_id], self.mark)
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Caches what PostgreSQL said of one session: its live row, or that it has none.
+    /// The session id when it is live.
+    async fn recache(
+        &self,
+        user: Uuid,
+        sid: Uuid,
+        row: Option<Session>,
+    ) -> FabricResult<Option<Uuid>> {
+        let live = match row {
+            // False when revoked between the read and now: the mark won.
+            Some(row) => self.cache.fill(&row).await?,
+            None => match self.cache.legacy(sid).await? {
+                Some(legacy) if legacy.session.user_id == user => self.adopt(legacy).await?,
+                _ => {
+                    self.cache.forget(user, &[sid], self.mark).await?;
+                    false
+                }
+            },
+        };
+        let outcome = if live { "live" } else { "gone" };
+        metrics::counter!(names::SESSION_CACHE_MISSES, "outcome" => outcome).increment(1);
+        Ok(live.then_some(sid))
+    }
+}
+
+#[async_trait]
+impl SessionStore for DurableSessions {
+    #[tracing::instrument(skip_all, fields(session_id = %s.session_id))]
+    async fn create(&self, s: &Session, refresh_hash: &str) -> FabricResult<()> {
+        let Some(db) = &self.db else {
+            self.cache.fill(s).await?;
+            return Ok(());
+        };
+        // Every sign-in deletes a few dead rows: sessions die at most as often as they are
+        // created, so the table holds live ones and a bounded tail.
+        sqlx::query(
+            "with pruned as (delete from device_sessions where session_id in \
+               (select session_id from device_sessions where expires_at <= $8 \
+                order by expires_at limit $9 for update skip locked)) \
+             insert into device_sessions \
+               (session_id, user_id, device, refresh_hash, created_at, last_seen_at, expires_at) \
+             values ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(s.session_id)
+        .bind(s.user_id)
+        .bind(&s.device)
+        .bind(refresh_hash)
+        .bind(s.created_at)
+        .bind(s.last_seen_at)
+        .bind(s.expires_at)
+        .bind(Utc::now())
+        .bind(PRUNED_PER_SIGN_IN)
+        .execute(db)
+        .await?;
+        self.refill(s).await;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(session_id = %session_id))]
+    async fn rotate_refresh(&self, session_id: Uuid, r: Rotate<'_>) -> FabricResult<Rotation> {
+        let rotation = self.rotate_stored(session_id, r).await?;
+        if rotation != Rotation::Unknown {
+            return Ok(rotation);
+        }
+        // A device of an earlier build whose first request after the upgrade is a refresh.
+        match self.cache.legacy(session_id).await? {
+            Some(legacy) => {
+                self.adopt(legacy).await?;
+                self.rotate_stored(session_id, r).await
+            }
+            None => Ok(rotation),
+        }
     }
 
     async fn touch(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool> {
@@ -222,6 +335,12 @@ impl SessionStore for DurableSessions {
     }
 
     async fn revoke(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<bool> {
+        // The cache first, so that every node refuses the session from the moment a
+        // revocation starts, as when sessions lived in Redis alone. Refills cannot undo it:
+        // one that read the row before the delete below finds the mark. Should the delete
+        // fail, the caller gets the error and the mark still refuses the session for its
+        // lifetime; a retry completes it.
+        let cached = self.cache.forget(user_id, &[session_id], self.mark).await?;
         let stored = match &self.db {
             Some(db) => {
                 sqlx::query("delete from device_sessions where session_id = $1 and user_id = $2")
@@ -234,22 +353,32 @@ impl SessionStore for DurableSessions {
             }
             None => false,
         };
-        // After the row is gone, and even when it was gone already: a retry after the
-        // cache could not be written still clears it.
-        let cached = self.cache.forget(user_id, &[session_id], self.mark).await?;
         Ok(stored || cached > 0)
     }
 
     async fn revoke_all(&self, user_id: Uuid) -> FabricResult<Vec<Uuid>> {
+        let db = self.db()?;
         let now = Utc::now();
+        // Marked before they are deleted, as in `revoke`.
+        let listed: Vec<Uuid> =
+            sqlx::query_scalar("select session_id from device_sessions where user_id = $1")
+                .bind(user_id)
+                .fetch_all(db)
+                .await?;
+        self.cache.forget(user_id, &listed, self.mark).await?;
         let ended: Vec<(Uuid, chrono::DateTime<Utc>)> = sqlx::query_as(
             "delete from device_sessions where user_id = $1 returning session_id, expires_at",
         )
         .bind(user_id)
-        .fetch_all(self.db()?)
+        .fetch_all(db)
         .await?;
-        let ids: Vec<Uuid> = ended.iter().map(|(sid, _)| *sid).collect();
-        self.cache.forget(user_id, &ids, self.mark).await?;
+        // A sign-in between the two statements ends too.
+        let late: Vec<Uuid> = ended
+            .iter()
+            .map(|(sid, _)| *sid)
+            .filter(|sid| !listed.contains(sid))
+            .collect();
+        self.cache.forget(user_id, &late, self.mark).await?;
         Ok(ended
             .into_iter()
             .filter(|(_, expires)| *expires > now)

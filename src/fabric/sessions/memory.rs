@@ -8,7 +8,8 @@ use super::{Cached, Session, SessionCache};
 use crate::fabric::{FabricResult, lock};
 
 /// The session cache of a single node with no Redis. Expiry is checked on read, as Redis
-/// does; expired entries are pruned on every write.
+/// does; expired entries are pruned by writes, at most once a second (a node restarting
+/// under 100,000 sockets refills as many sessions at once).
 #[derive(Default)]
 pub struct MemorySessions(Mutex<Inner>);
 
@@ -19,10 +20,19 @@ struct Inner {
     live: HashMap<(Uuid, Uuid), Session>,
     /// Revocation marks and when they lapse.
     revoked: HashMap<(Uuid, Uuid), DateTime<Utc>>,
+    /// When expired entries were last dropped.
+    pruned_at: Option<DateTime<Utc>>,
 }
 
 impl Inner {
     fn prune(&mut self, now: DateTime<Utc>) {
+        if self
+            .pruned_at
+            .is_some_and(|at| now - at < chrono::Duration::seconds(1))
+        {
+            return;
+        }
+        self.pruned_at = Some(now);
         self.live.retain(|_, s| s.expires_at > now);
         self.revoked.retain(|_, until| *until > now);
     }
@@ -63,7 +73,7 @@ impl SessionCache for MemorySessions {
         let key = (session.user_id, session.session_id);
         let mut inner = lock(&self.0);
         inner.prune(now);
-        if inner.revoked.contains_key(&key) {
+        if inner.revoked.get(&key).is_some_and(|until| *until > now) {
             return Ok(false);
         }
         let mut s = session.clone();

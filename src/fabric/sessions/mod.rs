@@ -7,8 +7,8 @@
 //! a single node. The cache may lose anything at any time (Redis restarted empty, a
 //! failover that lost the last writes): a miss reads the row and caches it again.
 //!
-//! Revocation deletes the row, then, in one atomic step in the cache, drops the cached
-//! copy and leaves a revocation mark that outlives every access token of the session. A
+//! Revocation first drops the cached copy and leaves a revocation mark that outlives every
+//! access token of the session, in one atomic step in the cache, then deletes the row. A
 //! refill does nothing while the mark exists, so a node that read the row just before it
 //! was deleted cannot put the session back; and a request carrying a revoked session is
 //! refused by the mark without asking PostgreSQL. A miss whose row is gone leaves the same
@@ -108,6 +108,15 @@ pub enum Cached {
     Unknown,
 }
 
+/// A session as builds before durable sessions kept it, in Redis alone.
+#[derive(Debug, Clone)]
+pub struct LegacySession {
+    pub session: Session,
+    pub refresh_hash: String,
+    /// Hashes of its rotated refresh tokens.
+    pub rotated: Vec<String>,
+}
+
 /// The cluster-wide cache of live sessions under [`DurableSessions`]. Every key of one
 /// user's sessions lives in one Redis Cluster slot (the user is the hash tag), so each
 /// method's atomic step touches one slot.
@@ -134,4 +143,16 @@ pub trait SessionCache: Send + Sync + 'static {
         user_id: Uuid,
         sessions: &[Uuid],
     ) -> FabricResult<Vec<Option<DateTime<Utc>>>>;
+
+    /// A live session as a build before durable sessions left it in this backend, so that
+    /// upgrading signs no device out. Such a session is read when PostgreSQL does not know
+    /// it, stored there, then dropped here with [`Self::drop_legacy`].
+    async fn legacy(&self, _session_id: Uuid) -> FabricResult<Option<LegacySession>> {
+        Ok(None)
+    }
+
+    /// Deletes a legacy session once PostgreSQL holds it.
+    async fn drop_legacy(&self, _user_id: Uuid, _session_id: Uuid) -> FabricResult<()> {
+        Ok(())
+    }
 }

@@ -1,11 +1,11 @@
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redis::FromRedisValue;
 use uuid::Uuid;
 
-use super::{Cached, Session, SessionCache};
+use super::{Cached, LegacySession, Session, SessionCache};
 use crate::fabric::{
     FabricResult, RedisConn,
     redis::{from_ms, ms, now_ms},
@@ -123,6 +123,54 @@ impl SessionCache for RedisSessions {
         }
         let deleted: Vec<i64> = self.0.query(&pipe).await?;
         Ok(deleted.iter().filter(|d| **d > 0).count())
+    }
+
+    async fn legacy(&self, session_id: Uuid) -> FabricResult<Option<LegacySession>> {
+        let keys = &self.0.keys;
+        // Each command names one key: legacy keys carry no hash tag, so in Redis Cluster
+        // they may sit on different shards.
+        let key = keys.legacy_session(session_id);
+        let mut read = redis::pipe();
+        read.cmd("HGETALL").arg(&key).cmd("PTTL").arg(&key);
+        let (hash, pttl): (HashMap<String, String>, i64) = self.0.query(&read).await?;
+        let owner = hash.get("user").and_then(|u| u.parse::<Uuid>().ok());
+        let (Some(refresh), Some(user_id), true) = (hash.get("refresh"), owner, pttl > 0) else {
+            return Ok(None);
+        };
+        let mut rotated = redis::pipe();
+        rotated.cmd("SMEMBERS").arg(keys.legacy_rotated(session_id));
+        let (rotated,): (Vec<String>,) = self.0.query(&rotated).await?;
+        let now = Utc::now();
+        let session = Session {
+            session_id,
+            user_id,
+            device: hash.get("device").cloned().unwrap_or_default(),
+            created_at: from_ms(hash.get("created")).unwrap_or(now),
+            last_seen_at: from_ms(hash.get("last_seen")).unwrap_or(now),
+            expires_at: now + chrono::Duration::milliseconds(pttl),
+        };
+        Ok(Some(LegacySession {
+            session,
+            refresh_hash: refresh.clone(),
+            rotated,
+        }))
+    }
+
+    async fn drop_legacy(&self, user_id: Uuid, session_id: Uuid) -> FabricResult<()> {
+        let keys = &self.0.keys;
+        // Keys of several slots, without a hash tag.
+        let mut del_session = redis::cmd("DEL");
+        del_session.arg(keys.legacy_session(session_id));
+        let mut del_rotated = redis::cmd("DEL");
+        del_rotated.arg(keys.legacy_rotated(session_id));
+        let mut unlist = redis::cmd("ZREM");
+        unlist
+            .arg(keys.legacy_sessions(user_id))
+            .arg(session_id.to_string());
+        self.0
+            .scatter(vec![del_session, del_rotated, unlist])
+            .await
+            .map(drop)
     }
 
     async fn last_seen(
