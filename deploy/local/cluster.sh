@@ -237,8 +237,9 @@ stop_nginx() {
 redis_up() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
 
 # Every write is fsynced to the append-only file before Redis answers (few writes happen
-# under chat load: sessions, presence leases, counters; pub/sub is not written), so a
-# SIGKILL loses nothing and device sessions survive a crash.
+# under chat load: cached sessions, presence leases, counters; pub/sub is not written), so
+# a SIGKILL loses nothing: a crash tests the nodes' reconnection apart from data loss, which
+# `restart-redis --empty` tests.
 start_redis() {
   local deadline
   command -v redis-server >/dev/null || die "redis-server is not installed: run 'sudo apt-get install redis-server'"
@@ -594,7 +595,7 @@ cmd_kill_node() {
 
 # A crash of the cluster's Redis: every node loses its event-bus subscription and its
 # command connections at once and must recover by itself; nothing acknowledged is lost
-# from the append-only file, so device sessions survive.
+# from the append-only file, unless --empty throws it away.
 cmd_restart_redis() {
   local empty=false
   case ${1:-} in

@@ -4,7 +4,7 @@ use anyhow::Context;
 use chatty::{
     auth::{Hasher, RefreshToken, Tokens},
     domain::Password,
-    fabric::{Fabric, Session},
+    fabric::{Fabric, RedisTarget, Session},
 };
 use chatty_testkit::Api;
 use futures_util::{StreamExt, stream};
@@ -127,22 +127,20 @@ pub async fn by_api(args: &Args, http: &reqwest::Client, run: &str) -> anyhow::R
 }
 
 /// Straight into PostgreSQL and Redis: one shared password hash, sessions written the way a
-/// node writes them, tokens signed with the cluster's key.
+/// node writes them (durable in PostgreSQL, cached in the nodes' Redis or Redis Cluster),
+/// tokens signed with the cluster's key.
 pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
     let db_url = args
         .database_url
         .as_deref()
         .context("--seed-sql needs DATABASE_URL")?;
-    if args.on_redis_cluster() {
-        anyhow::bail!(
-            "--seed-sql cannot write device sessions into a Redis Cluster yet (REDIS_CLUSTER_URLS): \
-             seed through the API instead (leave out --seed-sql)"
-        );
-    }
-    let redis_url = args
-        .redis_url
-        .as_deref()
-        .context("--seed-sql needs REDIS_URL (device sessions live in Redis)")?;
+    let target = if args.on_redis_cluster() {
+        RedisTarget::Cluster(args.redis_urls())
+    } else {
+        RedisTarget::Single(args.redis_url.clone().context(
+            "--seed-sql needs REDIS_URL or REDIS_CLUSTER_URLS (the nodes' session cache)",
+        )?)
+    };
     let secret = args
         .jwt_secret
         .as_deref()
@@ -152,9 +150,14 @@ pub async fn by_sql(args: &Args, run: &str) -> anyhow::Result<World> {
         .connect(db_url)
         .await
         .context("PostgreSQL")?;
-    let target = chatty::fabric::RedisTarget::Single(redis_url.to_owned());
-    let sessions = Fabric::redis(&target, &args.redis_prefix).await?.sessions;
-    let tokens = Tokens::new(secret, Duration::from_secs(24 * 3600));
+    // Seeded tokens live a day, so that no run outlives them; a revocation would be marked
+    // in the cache as long.
+    let token_ttl = Duration::from_secs(24 * 3600);
+    let sessions = Fabric::redis(&target, &args.redis_prefix)
+        .await?
+        .with_durable_sessions(pool.clone(), token_ttl)
+        .sessions;
+    let tokens = Tokens::new(secret, token_ttl);
     let hash = Hasher::new(1, Duration::from_secs(60))
         .hash(Password::parse(PASSWORD.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?)
         .await
