@@ -25,7 +25,7 @@ use super::{
     room, wire,
 };
 use crate::{
-    fabric::{RedisKeys, RedisTarget, scatter_cluster},
+    fabric::{ClusterHandle, RedisKeys, RedisTarget, scatter_cluster},
     metrics::names,
 };
 
@@ -85,7 +85,7 @@ impl Drop for RedisBus {
 /// the cluster connection (a multiplexed socket per master).
 enum Publisher {
     Single(redis::aio::ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterHandle),
 }
 
 /// The subscribing half, rebuilt whole whenever it loses a connection.
@@ -213,8 +213,7 @@ impl RedisBus {
                 )
             }
             RedisTarget::Cluster(seeds) => Publisher::Cluster(
-                RedisTarget::cluster_client(seeds, None)?
-                    .get_async_connection()
+                ClusterHandle::connect(seeds)
                     .await
                     .context("cannot open the Redis Cluster publishing connection")?,
             ),
@@ -502,7 +501,7 @@ impl Bus for RedisBus {
                 }
             }
             // The cluster connection retries by itself, through a failover too.
-            Publisher::Cluster(conn) => scatter_cluster(conn, cmds).await.map(drop),
+            Publisher::Cluster(conn) => scatter_cluster(&conn.get(), cmds).await.map(drop),
         }
         .map_err(anyhow::Error::from);
         match sent {

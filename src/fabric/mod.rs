@@ -24,7 +24,7 @@ use std::{sync::Arc, time::Duration};
 pub use self::keys::RedisKeys;
 pub use self::limits::{LimitStore, Rate, SocketCap, Verdict};
 pub use self::redis::RedisTarget;
-pub(crate) use self::redis::{RedisConn, now_ms, scatter_cluster, ttl_ms};
+pub(crate) use self::redis::{ClusterHandle, RedisConn, now_ms, scatter_cluster, ttl_ms};
 pub use self::sessions::{
     Cached, LegacySession, Rotate, Rotation, Session, SessionCache, SessionStore,
 };

@@ -115,6 +115,108 @@ impl RedisTarget {
     }
 }
 
+/// How often a cluster connection is checked, and after how many failed checks in a row
+/// it is replaced.
+const CLUSTER_CHECK_EVERY: Duration = Duration::from_secs(1);
+const CLUSTER_CHECK_FAILURES: u32 = 3;
+
+/// A Redis Cluster connection that replaces itself when it stops answering. Under load,
+/// a cluster connection that lived through a failover was seen to time out every command
+/// for minutes after the cluster had healed; a fresh one, built from the seeds, finds the
+/// new topology at once. A watchdog pings every master each second and, after a few
+/// failures in a row, swaps in a fresh connection (and keeps trying while the cluster is
+/// still electing).
+#[derive(Clone)]
+pub(crate) struct ClusterHandle(Arc<ClusterShared>);
+
+struct ClusterShared {
+    client: redis::cluster::ClusterClient,
+    conn: std::sync::RwLock<redis::cluster_async::ClusterConnection>,
+}
+
+impl ClusterHandle {
+    pub async fn connect(seeds: &[String]) -> anyhow::Result<Self> {
+        let client = RedisTarget::cluster_client(seeds, None)?;
+        let conn = client.get_async_connection().await.with_context(|| {
+            format!(
+                "Redis Cluster at {} does not answer",
+                RedisTarget::Cluster(seeds.to_vec()).describe()
+            )
+        })?;
+        let shared = Arc::new(ClusterShared {
+            client,
+            conn: std::sync::RwLock::new(conn),
+        });
+        tokio::spawn(watch_cluster(Arc::downgrade(&shared)));
+        Ok(Self(shared))
+    }
+
+    /// The current connection (a cheap clone of its handle).
+    pub fn get(&self) -> redis::cluster_async::ClusterConnection {
+        self.0
+            .conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Pings every master through the shared connection until the handle is dropped, and
+/// replaces the connection after [`CLUSTER_CHECK_FAILURES`] failed pings in a row.
+async fn watch_cluster(shared: std::sync::Weak<ClusterShared>) {
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(CLUSTER_CHECK_EVERY).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut conn = shared
+            .conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if ping_masters(&mut conn).await {
+            failures = 0;
+            continue;
+        }
+        failures += 1;
+        if failures < CLUSTER_CHECK_FAILURES {
+            continue;
+        }
+        match tokio::time::timeout(Duration::from_secs(2), shared.client.get_async_connection())
+            .await
+        {
+            Ok(Ok(fresh)) => {
+                *shared
+                    .conn
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+                failures = 0;
+                metrics::counter!(crate::metrics::names::REDIS_RECONNECTS).increment(1);
+                tracing::warn!("Redis Cluster connection stopped answering; replaced it");
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "Redis Cluster not reachable yet"),
+            Err(_) => tracing::warn!("Redis Cluster not reachable yet: connecting timed out"),
+        }
+    }
+}
+
+/// Whether every master answers a PING within a second.
+pub(crate) async fn ping_masters(conn: &mut redis::cluster_async::ClusterConnection) -> bool {
+    use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+    let ping = conn.route_command(
+        redis::cmd("PING"),
+        RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::AllSucceeded),
+        )),
+    );
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), ping).await,
+        Ok(Ok(_))
+    )
+}
+
 /// Cheap to clone: the connections and the scripts are shared.
 #[derive(Clone)]
 pub(crate) struct RedisConn {
@@ -136,7 +238,7 @@ enum Commands {
     },
     /// Multiplexed connections to every master, routed by hash slot, following the
     /// cluster's topology through failovers and resharding.
-    Cluster(redis::cluster_async::ClusterConnection),
+    Cluster(ClusterHandle),
 }
 
 impl RedisConn {
@@ -155,14 +257,7 @@ impl RedisConn {
                     .context("building the Redis pool")?,
                 hot: hot_connection(url).await?,
             },
-            RedisTarget::Cluster(seeds) => Commands::Cluster(
-                RedisTarget::cluster_client(seeds, None)?
-                    .get_async_connection()
-                    .await
-                    .with_context(|| {
-                        format!("Redis Cluster at {} does not answer", target.describe())
-                    })?,
-            ),
+            RedisTarget::Cluster(seeds) => Commands::Cluster(ClusterHandle::connect(seeds).await?),
         };
         let conn = Self {
             commands,
@@ -184,7 +279,7 @@ impl RedisConn {
     async fn run<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> FabricResult<T> {
         Ok(match &self.commands {
             Commands::Single { pool, .. } => cmd.query_async(&mut pool.get().await?).await?,
-            Commands::Cluster(c) => cmd.query_async(&mut c.clone()).await?,
+            Commands::Cluster(c) => cmd.query_async(&mut c.get()).await?,
         })
     }
 
@@ -206,7 +301,7 @@ impl RedisConn {
                     other => Ok(other?),
                 }
             }
-            Commands::Cluster(c) => Ok(invocation.invoke_async(&mut c.clone()).await?),
+            Commands::Cluster(c) => Ok(invocation.invoke_async(&mut c.get()).await?),
         }
     }
 
@@ -219,7 +314,7 @@ impl RedisConn {
             Commands::Single { pool, .. } => {
                 invocation.invoke_async(&mut pool.get().await?).await?
             }
-            Commands::Cluster(c) => invocation.invoke_async(&mut c.clone()).await?,
+            Commands::Cluster(c) => invocation.invoke_async(&mut c.get()).await?,
         })
     }
 
@@ -227,7 +322,7 @@ impl RedisConn {
     pub async fn query<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> FabricResult<T> {
         Ok(match &self.commands {
             Commands::Single { pool, .. } => pipe.query_async(&mut pool.get().await?).await?,
-            Commands::Cluster(c) => pipe.query_async(&mut c.clone()).await?,
+            Commands::Cluster(c) => pipe.query_async(&mut c.get()).await?,
         })
     }
 
@@ -243,7 +338,7 @@ impl RedisConn {
                 }
                 self.query(&pipe).await
             }
-            Commands::Cluster(conn) => Ok(scatter_cluster(conn, cmds).await?),
+            Commands::Cluster(conn) => Ok(scatter_cluster(&conn.get(), cmds).await?),
         }
     }
 

@@ -55,6 +55,7 @@ pub const BUS_CONNECTED: &str = "chatty_bus_connected";
 pub const BUS_PUBLISHED: &str = "chatty_bus_published_total";
 pub const BUS_PUBLISH_ERRORS: &str = "chatty_bus_publish_errors_total";
 pub const BUS_RECONNECTS: &str = "chatty_bus_reconnects_total";
+pub const REDIS_RECONNECTS: &str = "chatty_redis_cluster_reconnects_total";
 pub const BUS_DECODE_ERRORS: &str = "chatty_bus_decode_errors_total";
 pub const BUS_LAGGED_EVENTS: &str = "chatty_bus_lagged_events_total";
 pub const BUS_REPLAYED_MESSAGES: &str = "chatty_bus_replayed_messages_total";
@@ -140,6 +141,10 @@ pub const ALL: &[Metric] = &[
     counter(
         BUS_RECONNECTS,
         "Event bus resubscriptions after losing Redis",
+    ),
+    counter(
+        REDIS_RECONNECTS,
+        "Redis Cluster command connections replaced after they stopped answering",
     ),
     counter(
         BUS_DECODE_ERRORS,
