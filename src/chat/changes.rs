@@ -235,17 +235,17 @@ const REPLAY: &str = concat!(
      order by ch.created_at, ch.conversation_id, ch.change_seq limit $3"
 );
 
-/// Hands this node's own subscribers, as if from the bus, every change stored between
+/// Adds to `out`, as if from the bus, every change stored between
 /// `from` and `to`: each conversation's changes in change_seq order, each followed by the
 /// room moves it made (added members' sockets join the conversation's room, a removed
-/// member's leave it), as the live path publishes them. At most `max`, `chunk` between
-/// yields. Returns how many were handed over.
+/// member's leave it), as the live path publishes them. At most `max`. Returns how many
+/// were added.
 pub(super) async fn replay_window(
     state: &AppState,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     max: i64,
-    chunk: usize,
+    out: &mut Vec<BusMessage>,
 ) -> Result<usize, sqlx::Error> {
     if max <= 0 {
         return Ok(0);
@@ -264,25 +264,22 @@ pub(super) async fn replay_window(
         );
     }
     rows.sort_unstable_by_key(|r| (r.conversation_id, r.change_seq));
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 && i % chunk == 0 {
-            tokio::task::yield_now().await;
-        }
+    for r in &rows {
         let rooms = r.recipients.iter().map(|id| room::user(*id)).collect();
         match Emit::new(Namespace::Chat, &r.event, rooms, &r.data) {
-            Ok(emit) => state.bus.deliver_local(BusMessage::Emit(emit)),
+            Ok(emit) => out.push(BusMessage::Emit(emit)),
             Err(e) => tracing::error!(error = %e, "event payload cannot be encoded"),
         }
         let conv = vec![room::conversation(r.conversation_id)];
         if !r.joined.is_empty() {
-            state.bus.deliver_local(BusMessage::Rooms {
+            out.push(BusMessage::Rooms {
                 users: r.joined.clone(),
                 join: conv.clone(),
                 leave: Vec::new(),
             });
         }
         if !r.left_room.is_empty() {
-            state.bus.deliver_local(BusMessage::Rooms {
+            out.push(BusMessage::Rooms {
                 users: r.left_room.clone(),
                 join: Vec::new(),
                 leave: conv,

@@ -711,9 +711,6 @@ const REPLAY: &str = concat!(
 /// Well below the node's local channel capacity, which the replay shares with live events.
 const REPLAY_MAX: i64 = 5_000;
 
-/// Messages handed over between yields, so the bus loop drains the channel as it fills.
-const REPLAY_CHUNK: usize = 250;
-
 /// How far ahead of this node's clock another node's message ids may run.
 const REPLAY_SKEW: Duration = Duration::from_secs(5);
 
@@ -730,7 +727,7 @@ pub struct Replayed {
     pub changes: usize,
 }
 
-/// Hands this node's own subscribers, as if from the bus, what was published within
+/// Adds to `out`, as if from the bus, what was published within
 /// `window` before now: after its bus subscription was down, none of it reached the node.
 /// First the `newMessage` of every message stored in the window, each conversation's in
 /// seq order (so they also close the gaps its live events are waiting on), then every
@@ -738,7 +735,11 @@ pub struct Replayed {
 /// room moves), each conversation's in change order. Clients drop what they hold (by
 /// message id and seq; edits, deletes, receipts and membership apply idempotently).
 /// Messages and changes share one cap, [`REPLAY_MAX`].
-pub async fn replay_recent(state: &AppState, window: Duration) -> Result<Replayed, sqlx::Error> {
+pub async fn replay_recent(
+    state: &AppState,
+    window: Duration,
+    out: &mut Vec<BusMessage>,
+) -> Result<Replayed, sqlx::Error> {
     let now = Utc::now();
     let from = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let to = now + chrono::Duration::from_std(REPLAY_SKEW).unwrap_or(chrono::Duration::zero());
@@ -755,28 +756,21 @@ pub async fn replay_recent(state: &AppState, window: Duration) -> Result<Replaye
         );
     }
     rows.sort_unstable_by_key(|a| (a.message.conversation_id, a.message.seq));
-    for (
-        i,
-        Addressed {
-            message,
-            recipients,
-        },
-    ) in rows.iter().enumerate()
+    for Addressed {
+        message,
+        recipients,
+    } in &rows
     {
-        if i > 0 && i % REPLAY_CHUNK == 0 {
-            tokio::task::yield_now().await;
-        }
         let rooms = recipients.iter().map(|id| room::user(*id)).collect();
         match Emit::new(Namespace::Chat, events::NEW_MESSAGE, rooms, message) {
-            Ok(emit) => state.bus.deliver_local(BusMessage::Emit(
+            Ok(emit) => out.push(BusMessage::Emit(
                 emit.ordered(message.conversation_id, message.seq),
             )),
             Err(e) => tracing::error!(error = %e, "event payload cannot be encoded"),
         }
     }
-    tokio::task::yield_now().await;
     let budget = REPLAY_MAX - rows.len() as i64;
-    let changes = super::changes::replay_window(state, from, to, budget, REPLAY_CHUNK).await?;
+    let changes = super::changes::replay_window(state, from, to, budget, out).await?;
     Ok(Replayed {
         messages: rows.len(),
         changes,

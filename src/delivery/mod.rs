@@ -62,7 +62,16 @@ pub async fn run(io: SocketIo, state: AppState, stop: CancellationToken) {
         match msg {
             Ok(msg) => {
                 if let BusMessage::Resubscribed { missed_ms } = *msg {
-                    tokio::spawn(replay_missed(state.clone(), missed_ms));
+                    // Inline: what the bus carries from now on waits in its channel until
+                    // the lanes have what the gap held, so nothing that followed the gap
+                    // overtakes it (a device would see it out of order).
+                    for missed in replay_missed(&state, missed_ms).await {
+                        for (lane, msg) in split(Arc::new(missed), lanes) {
+                            if senders[lane].send(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
                     continue;
                 }
                 for (lane, msg) in split(msg, lanes) {
@@ -236,9 +245,10 @@ const REPLAY_MARGIN: Duration = Duration::from_secs(2);
 /// while it was away, from PostgreSQL (messages, then the change log: edits, deletes,
 /// receipts, membership and its room moves), and re-announces the presence of users whose
 /// status changed meanwhile, so nothing waits for the client's next `sync`.
-async fn replay_missed(state: AppState, missed_ms: u64) {
+async fn replay_missed(state: &AppState, missed_ms: u64) -> Vec<BusMessage> {
     let window = Duration::from_millis(missed_ms) + REPLAY_MARGIN;
-    match crate::chat::replay_recent(&state, window).await {
+    let mut missed = Vec::new();
+    match crate::chat::replay_recent(state, window, &mut missed).await {
         Ok(n) => {
             metrics::counter!(crate::metrics::names::BUS_REPLAYED_MESSAGES)
                 .increment(n.messages as u64);
@@ -248,16 +258,17 @@ async fn replay_missed(state: AppState, missed_ms: u64) {
                 messages = n.messages,
                 changes = n.changes,
                 window_ms = window.as_millis(),
-                "replayed messages and changes the bus missed"
+                "replaying messages and changes the bus missed"
             );
         }
         Err(e) => {
             tracing::warn!(error = %e, "replay after resubscribing failed; clients catch up through sync")
         }
     }
-    if let Err(e) = crate::presence::replay_recent(&state, window).await {
+    if let Err(e) = crate::presence::replay_recent(state, window, &mut missed).await {
         tracing::warn!(error = %e, "presence replay after resubscribing failed");
     }
+    missed
 }
 
 async fn deliver(io: &SocketIo, state: &AppState, msg: &Arc<BusMessage>) {

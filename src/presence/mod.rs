@@ -182,15 +182,16 @@ struct Transitioned {
 /// load their conversations or friends.
 const REPLAY_MAX: i64 = 2_000;
 
-/// Users handed over between yields, so the bus loop drains the channel as it fills.
-const REPLAY_CHUNK: usize = 250;
-
 /// After this node's bus subscription was down: hands its own sockets, as if from the bus,
 /// the current `userStatus` of every user whose presence changed within `window` before
 /// now (every transition writes `last_seen_at`), to the audience the live announce uses.
 /// What it says is the user's state now, which is what the last announce of the window
 /// said. Returns how many users were re-announced.
-pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, sqlx::Error> {
+pub async fn replay_recent(
+    state: &AppState,
+    window: Duration,
+    out: &mut Vec<bus::BusMessage>,
+) -> Result<usize, sqlx::Error> {
     let from =
         chrono::Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
     let rows: Vec<Transitioned> = sqlx::query_as(concat!(
@@ -206,10 +207,7 @@ pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, 
     if rows.len() as i64 >= REPLAY_MAX {
         tracing::warn!(users = rows.len(), "presence replay capped");
     }
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 && i % REPLAY_CHUNK == 0 {
-            tokio::task::yield_now().await;
-        }
+    for r in &rows {
         let mut rooms: Vec<String> = r.audience.iter().copied().map(room::user).collect();
         rooms.push(room::user(r.user_id));
         let payload = UserStatus {
@@ -218,7 +216,7 @@ pub async fn replay_recent(state: &AppState, window: Duration) -> Result<usize, 
             last_seen_at: r.last_seen_at,
         };
         match bus::Emit::new(Namespace::Chat, USER_STATUS, rooms, &payload) {
-            Ok(emit) => state.bus.deliver_local(bus::BusMessage::Emit(emit)),
+            Ok(emit) => out.push(bus::BusMessage::Emit(emit)),
             Err(e) => tracing::error!(error = %e, "event payload cannot be encoded"),
         }
     }
