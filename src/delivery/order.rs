@@ -120,6 +120,16 @@ impl<S: Hash + Eq + Clone, R: Hash + Eq + Clone, T> Reorder<S, R, T> {
             .streams
             .entry(key.clone())
             .or_insert_with(|| match known {
+                // A young conversation's room was there from its start: whatever the other
+                // rooms have had, its own copies of every earlier seq are on their way (on
+                // a Redis Cluster the rooms' copies travel through different shards, so
+                // this room's first copy can be ahead of where the others are).
+                _ if seq <= YOUNG => Stream {
+                    next: 1,
+                    held: BTreeMap::new(),
+                    last_seen: now,
+                    settled: false,
+                },
                 // Ahead of where the others are: its predecessors from there on are on
                 // their way to every room here, so it waits for them as long as the others
                 // do (a device that just reconnected here included). Otherwise its copy of
@@ -132,7 +142,7 @@ impl<S: Hash + Eq + Clone, R: Hash + Eq + Clone, T> Reorder<S, R, T> {
                     settled: true,
                 },
                 _ => Stream {
-                    next: if seq <= YOUNG { 1 } else { seq - 1 },
+                    next: seq - 1,
                     held: BTreeMap::new(),
                     last_seen: now,
                     settled: false,
@@ -333,6 +343,17 @@ mod tests {
         r.push(y, "alice", 2, 2, t);
         assert!(r.push(y, "bob", 2, 2, t).is_empty());
         assert_eq!(r.push(y, "bob", 1, 1, t), [1, 2]);
+        // ...and when its first copy is past where the others are (rooms on different
+        // Redis Cluster shards): it still waits from 1.
+        let z = Uuid::new_v4();
+        for seq in 1..=4 {
+            r.push(z, "alice", seq, seq, t);
+        }
+        assert!(r.push(z, "bob", 6, 6, t).is_empty());
+        for seq in 1..=4 {
+            assert_eq!(r.push(z, "bob", seq, seq, t), [seq]);
+        }
+        assert_eq!(r.push(z, "bob", 5, 5, t), [5, 6]);
         // A stream no room knew still starts with the short wait.
         let d = Uuid::new_v4();
         assert!(r.push(d, "bob", 40, 40, t).is_empty());
