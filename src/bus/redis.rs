@@ -228,6 +228,75 @@ impl RedisBus {
     }
 }
 
+impl RedisBus {
+    /// [`Bus::publish`] on a Redis Cluster: one pipeline per hash slot, all at once. When
+    /// some fail, this node's own sockets of just those rooms hear the event from here: the
+    /// copies that did reach their shards come back through the bus, and a second copy of
+    /// those would be a duplicate.
+    async fn publish_cluster(
+        &self,
+        conn: &ClusterConnection,
+        routed: &[wire::Routed<'_>],
+        msg: &BusMessage,
+    ) -> Result<(), BusError> {
+        use std::collections::HashMap;
+
+        use redis::cluster_routing::Slot;
+
+        let mut by_slot: HashMap<Slot, (Vec<(usize, usize)>, redis::Pipeline)> = HashMap::new();
+        for (i, r) in routed.iter().enumerate() {
+            for (j, room) in r.rooms.iter().enumerate() {
+                let channel = self.shared.keys.bus_channel(room);
+                let (at, pipe) = by_slot
+                    .entry(Slot::for_key(channel.as_bytes()))
+                    .or_insert_with(|| (Vec::new(), redis::pipe()));
+                at.push((i, j));
+                pipe.cmd("SPUBLISH").arg(channel).arg(&r.payload).ignore();
+            }
+        }
+        let results =
+            futures_util::future::join_all(by_slot.into_values().map(|(at, pipe)| async move {
+                // The cluster connection retries by itself, through a failover too.
+                let sent = pipe.query_async::<()>(&mut conn.clone()).await;
+                (at, sent)
+            }))
+            .await;
+        let mut failed: Vec<Vec<String>> = vec![Vec::new(); routed.len()];
+        let mut error = None;
+        for (at, sent) in results {
+            if let Err(e) = sent {
+                for (i, j) in at {
+                    failed[i].push(room::off_bus(&routed[i].rooms[j]).to_owned());
+                }
+                error = Some(e);
+            }
+        }
+        let Some(error) = error else {
+            metrics::counter!(names::BUS_PUBLISHED).increment(1);
+            return Ok(());
+        };
+        metrics::counter!(names::BUS_PUBLISH_ERRORS).increment(1);
+        for (r, rooms) in routed.iter().zip(failed) {
+            if rooms.is_empty() {
+                continue;
+            }
+            match wire::addressed(&r.payload, rooms) {
+                Ok(Some(part)) => {
+                    let _ = self.tx.send(Arc::new(part));
+                }
+                // Only what cannot be taken apart goes out whole here.
+                _ => {
+                    let _ = self.tx.send(Arc::new(msg.clone()));
+                    break;
+                }
+            }
+        }
+        Err(BusError(
+            anyhow::Error::from(error).context("publishing to Redis Cluster"),
+        ))
+    }
+}
+
 /// Resubscribe backoff. Short at most: publishes that reach Redis while this node is not
 /// subscribed never reach it, so every moment between Redis's return and the resubscription
 /// is replayed from PostgreSQL afterwards; one connection attempt costs next to nothing.
@@ -470,40 +539,36 @@ impl Bus for RedisBus {
 
     async fn publish(&self, msg: BusMessage) -> Result<(), BusError> {
         let routed = wire::route(&msg).context("encoding an event")?;
-        let mut cmds = Vec::new();
-        for r in &routed {
-            for room in &r.rooms {
-                let mut cmd = redis::cmd("SPUBLISH");
-                cmd.arg(self.shared.keys.bus_channel(room)).arg(&r.payload);
-                cmds.push(cmd);
-            }
-        }
-        if cmds.is_empty() {
+        let channels: usize = routed.iter().map(|r| r.rooms.len()).sum();
+        if channels == 0 {
             return Ok(());
         }
-        metrics::histogram!(names::BUS_PUBLISH_BATCH).record(cmds.len() as f64);
-        let sent = match &self.conn {
-            Publisher::Single(conn) => {
-                let mut pipe = redis::pipe();
-                for cmd in cmds {
-                    pipe.add_command(cmd).ignore();
-                }
-                let mut conn = conn.clone();
-                match pipe.query_async::<()>(&mut conn).await {
-                    // The first command after Redis went away is the one that notices; the
-                    // manager reconnects and the event is sent once more (a rare duplicate
-                    // is harmless: clients deduplicate by message id and seq, a lost event
-                    // is not).
-                    Err(e) if e.is_connection_dropped() || e.is_io_error() => {
-                        pipe.query_async::<()>(&mut conn).await
-                    }
-                    other => other,
-                }
+        metrics::histogram!(names::BUS_PUBLISH_BATCH).record(channels as f64);
+        let conn = match &self.conn {
+            Publisher::Single(conn) => conn,
+            Publisher::Cluster(conn) => {
+                return self.publish_cluster(&conn.get(), &routed, &msg).await;
             }
-            // The cluster connection retries by itself, through a failover too.
-            Publisher::Cluster(conn) => scatter_cluster(&conn.get(), cmds).await.map(drop),
+        };
+        let mut pipe = redis::pipe();
+        for r in &routed {
+            for room in &r.rooms {
+                pipe.cmd("SPUBLISH")
+                    .arg(self.shared.keys.bus_channel(room))
+                    .arg(&r.payload)
+                    .ignore();
+            }
         }
-        .map_err(anyhow::Error::from);
+        let mut conn = conn.clone();
+        let sent = match pipe.query_async::<()>(&mut conn).await {
+            // The first command after Redis went away is the one that notices; the manager
+            // reconnects and the event is sent once more (a rare duplicate is harmless:
+            // clients deduplicate by message id and seq, a lost event is not).
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                pipe.query_async::<()>(&mut conn).await
+            }
+            other => other,
+        };
         match sent {
             Ok(()) => {
                 metrics::counter!(names::BUS_PUBLISHED).increment(1);
@@ -513,7 +578,9 @@ impl Bus for RedisBus {
                 // This node's own clients still hear it; other nodes' clients resume by sync.
                 metrics::counter!(names::BUS_PUBLISH_ERRORS).increment(1);
                 let _ = self.tx.send(Arc::new(msg));
-                Err(BusError(e.context("publishing to Redis")))
+                Err(BusError(
+                    anyhow::Error::from(e).context("publishing to Redis"),
+                ))
             }
         }
     }

@@ -7,7 +7,7 @@ use chrono::Utc;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, Cleanup, delete_keys, fresh_database};
+use crate::helpers::{Backend, Cleanup, delete_keys, fresh_database, redis_url};
 
 /// Each implementation with its kind, which every failure message names: in process, on
 /// a single Redis and on a Redis Cluster. Their sessions have no database: session tests
@@ -22,7 +22,6 @@ async fn both() -> Vec<(&'static str, Fabric)> {
     [Fabric::memory()]
         .into_iter()
         .chain(redis)
-        .into_iter()
         .map(|f| (f.kind(), f))
         .collect()
 }
