@@ -12,14 +12,18 @@ bash deploy/local/services.sh
 source deploy/local/env.sh
 
 # The tests' own Redis Cluster, beside any the developer runs; stopped when the tests end.
-export CHATTY_REDIS_CLUSTER_DIR=$PWD/.chatty/test-redis-cluster
-export CHATTY_REDIS_CLUSTER_BASE_PORT=${CHATTY_TEST_REDIS_CLUSTER_PORT:-7301}
-trap 'bash deploy/local/redis-cluster.sh stop >/dev/null 2>&1 || true' EXIT
-bash deploy/local/redis-cluster.sh start
-CHATTY_TEST_REDIS_CLUSTER=$(bash deploy/local/redis-cluster.sh urls)
+test_cluster_dir=$PWD/.chatty/test-redis-cluster
+test_cluster_port=${CHATTY_TEST_REDIS_CLUSTER_PORT:-7301}
+test_cluster() {
+  CHATTY_REDIS_CLUSTER_DIR=$test_cluster_dir CHATTY_REDIS_CLUSTER_BASE_PORT=$test_cluster_port \
+    bash deploy/local/redis-cluster.sh "$@"
+}
+trap 'test_cluster stop >/dev/null 2>&1 || true' EXIT
+test_cluster start
+CHATTY_TEST_REDIS_CLUSTER=$(test_cluster urls)
 export CHATTY_TEST_REDIS_CLUSTER
 cargo test --workspace "$@"
-unset CHATTY_REDIS_CLUSTER_DIR CHATTY_REDIS_CLUSTER_BASE_PORT
+test_cluster stop
 
 # The official socket.io-client against 3 nodes behind nginx, then a short load run; then
 # the same on a Redis Cluster, with a load run through a master failover.
