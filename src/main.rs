@@ -18,6 +18,9 @@ use uuid::Uuid;
 // short-lived ones (handshakes, queries, fan-out); with glibc's malloc the gaps they leave
 // stay resident. mimalloc measured 24 KB of RSS per idle socket against 33 KB
 // (docs/benchmarks.md, "Memory per connection").
+// `--features system-allocator` leaves the allocation to glibc, for heap profilers that
+// intercept malloc (valgrind's dhat and massif, heaptrack): see docs/benchmarks.md.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

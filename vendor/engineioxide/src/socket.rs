@@ -64,17 +64,17 @@ use std::{
     time::Duration,
 };
 
-use crate::{config::EngineIoConfig, errors::Error};
+use crate::{
+    config::EngineIoConfig,
+    errors::Error,
+    queue::{self, PacketQueue},
+};
 use bytes::Bytes;
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{
-    Mutex,
-    mpsc::{self, Receiver, error::TrySendError},
-    watch,
-};
+use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError};
 
 pub use engineioxide_core::Sid;
 use tokio_util::sync::CancellationToken;
@@ -115,7 +115,7 @@ impl From<&Error> for Option<DisconnectReason> {
 /// A permit to emit a message to the client.
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
-    inner: mpsc::Permit<'a, PacketBuf>,
+    inner: queue::Permit<'a>,
 }
 impl Permit<'_> {
     /// Consume the permit and emit a message to the client.
@@ -154,24 +154,12 @@ impl Permit<'_> {
     }
 }
 
-#[derive(Debug)]
+/// What the transport reading a socket's queue owns while it reads: held by one transport
+/// at a time (see [`Socket::internal_rx`]).
+#[derive(Debug, Default)]
 pub(crate) struct InternalRx {
-    pub buffered_rx: Receiver<PacketBuf>,
+    /// A packet taken from the queue that did not fit in the previous polling response.
     pub peeked_packet: Option<PacketBuf>,
-    pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
-}
-
-impl InternalRx {
-    fn new(
-        buffered_rx: Receiver<PacketBuf>,
-        volatile_rx: watch::Receiver<Option<PacketBuf>>,
-    ) -> Self {
-        Self {
-            buffered_rx,
-            peeked_packet: None,
-            volatile_rx,
-        }
-    }
 }
 
 /// A [`Socket`] represents a client connection to the server.
@@ -200,11 +188,9 @@ where
     /// Whether the socket is currently upgrading to a new transport.
     upgrading: AtomicBool,
 
-    /// Channel to send [`PacketBuf`] to the connection
+    /// The right to read [`Socket::queue`], with what the reader keeps between reads.
     ///
-    /// It is used and managed by the [`EngineIo`](crate::engine) struct depending on the transport type
-    ///
-    /// It is locked if [`EngineIo`](crate::engine) is currently reading from it :
+    /// It is locked if [`EngineIo`](crate::engine) is currently reading from the queue :
     /// * In case of polling transport it will be locked and released for each request
     /// * In case of websocket transport it will always be locked until the connection is closed
     ///
@@ -213,20 +199,13 @@ where
     /// The channel is made of a [`SmallVec`] of [`Packet`]s so that adjacent packets can be sent atomically.
     pub(crate) internal_rx: Mutex<InternalRx>,
 
-    /// Channel to send [PacketBuf] to the internal connection
-    pub(crate) internal_tx: mpsc::Sender<PacketBuf>,
+    /// Packets waiting for the connection, and the latest volatile ones (which bypass the
+    /// buffer: a later volatile send replaces an earlier one not yet sent).
+    pub(crate) queue: PacketQueue,
 
-    /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
-    /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
-    /// message is retained; subsequent volatile sends overwrite the previous one.
-    volatile_tx: watch::Sender<Option<PacketBuf>>,
-
-    /// Internal channel to receive Pong [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) in the heartbeat job
-    /// which is running in a separate task
-    heartbeat_rx: Mutex<Receiver<()>>,
-    /// Channel to send Ping [`Packets`](Packet) (v4 protocol) or Ping (v3 protocol) from the connexion to the heartbeat job
-    /// which is running in a separate task
-    pub(crate) heartbeat_tx: mpsc::Sender<()>,
+    /// Signalled on each Pong (v4 protocol) or Ping (v3 protocol) from the client, for the
+    /// heartbeat. Like a channel of capacity one: a signal with nobody waiting is kept.
+    pub(crate) pong: Notify,
 
     /// A cancellation token that will be triggered when the socket is being closed.
     pub(crate) cancellation_token: CancellationToken,
@@ -255,23 +234,15 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         supports_binary: bool,
     ) -> Self {
-        let (internal_tx, internal_rx) = mpsc::channel(config.max_buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
-        let (volatile_tx, volatile_rx) = watch::channel(None);
-
         Self {
             id: Sid::new(),
             protocol,
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
-            internal_tx,
-
-            volatile_tx,
-
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            internal_rx: Mutex::new(InternalRx::default()),
+            queue: PacketQueue::new(config.max_buffer_size),
+            pong: Notify::new(),
             cancellation_token: CancellationToken::new(),
 
             close_fn,
@@ -288,7 +259,7 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(?packet, "sending packet");
 
-        self.internal_tx
+        self.queue
             .try_send(smallvec![packet])
             .map_err(|p| match p {
                 TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
@@ -329,7 +300,11 @@ where
     ///
     /// If the client or server does not respond within the timeout, the connection is closed.
     #[cfg(feature = "v3")]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
+    pub(crate) async fn heartbeat_job(
+        &self,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         match self.protocol {
             ProtocolVersion::V3 => self.heartbeat_job_v3(interval, timeout).await,
             ProtocolVersion::V4 => self.heartbeat_job_v4(interval, timeout).await,
@@ -340,7 +315,11 @@ where
     ///
     /// If the client does not respond within the timeout, the connection is closed.
     #[cfg(not(feature = "v3"))]
-    async fn heartbeat_job(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
+    pub(crate) async fn heartbeat_job(
+        &self,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<(), Error> {
         self.heartbeat_job_v4(interval, timeout).await
     }
 
@@ -348,18 +327,13 @@ where
     ///
     /// If the client does not respond within the timeout, the connection is closed.
     async fn heartbeat_job_v4(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
         let mut interval_tick = tokio::time::interval(interval);
         interval_tick.tick().await;
         // Some clients send the pong packet in first. If that happens, we should consume it.
-        heartbeat_rx.try_recv().ok();
+        self.pong.notified().now_or_never();
         loop {
             // If we are currently upgrading we should pause the heartbeat process
             if self.is_upgrading() {
@@ -370,17 +344,16 @@ where
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "emitting ping");
 
-            self.internal_tx
+            self.queue
                 .try_send(smallvec![Packet::Ping])
                 .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
 
-            tokio::time::timeout(timeout, heartbeat_rx.recv())
+            tokio::time::timeout(timeout, self.pong.notified())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "pong received");
@@ -391,23 +364,17 @@ where
 
     #[cfg(feature = "v3")]
     async fn heartbeat_job_v3(&self, interval: Duration, timeout: Duration) -> Result<(), Error> {
-        let mut heartbeat_rx = self
-            .heartbeat_rx
-            .try_lock()
-            .expect("Pong rx should be locked only once");
-
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat receiver routine started");
 
         loop {
-            tokio::time::timeout(interval + timeout, heartbeat_rx.recv())
+            tokio::time::timeout(interval + timeout, self.pong.notified())
                 .await
-                .map_err(|_| Error::HeartbeatTimeout)?
-                .ok_or(Error::HeartbeatTimeout)?;
+                .map_err(|_| Error::HeartbeatTimeout)?;
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "ping received, sending pong");
-            self.internal_tx
+            self.queue
                 .try_send(smallvec![Packet::Pong])
                 .map_err(|_| Error::HeartbeatTimeout)?;
         }
@@ -442,7 +409,7 @@ where
     /// If the socket is closed, the function will return a [`TrySendError::Closed`] error.
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
-        let permit = self.internal_tx.try_reserve()?;
+        let permit = self.queue.try_reserve()?;
         Ok(Permit { inner: permit })
     }
 
@@ -473,12 +440,12 @@ where
     /// Returns true if the socket is closed
     /// It means that no more packets can be sent to the client
     pub fn is_closed(&self) -> bool {
-        self.internal_tx.is_closed()
+        self.queue.is_closed()
     }
 
     /// Wait for the socket to be fully closed
     pub async fn closed(&self) {
-        self.internal_tx.closed().await
+        self.queue.closed().await
     }
 
     /// Emits a binary message to the client.
@@ -546,7 +513,7 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        self.volatile_tx.send(Some(packets)).is_ok()
+        self.queue.send_volatile(packets)
     }
 }
 
@@ -557,9 +524,7 @@ impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
             .field("protocol", &self.protocol)
             .field("conn", &self.transport)
             .field("internal_rx", &self.internal_rx)
-            .field("internal_tx", &self.internal_tx)
-            .field("heartbeat_rx", &self.heartbeat_rx)
-            .field("heartbeat_tx", &self.heartbeat_tx)
+            .field("queue", &self.queue)
             .field("cancellation_token", &self.cancellation_token)
             .field("req_data", &self.req_parts)
             .finish()
@@ -606,23 +571,15 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
-        let (internal_tx, internal_rx) = mpsc::channel(buffer_size);
-        let (heartbeat_tx, heartbeat_rx) = mpsc::channel(1);
-        let (volatile_tx, volatile_rx) = watch::channel(None);
-
         let sock = Self {
             id: sid,
             protocol: ProtocolVersion::V4,
             transport: AtomicU8::new(TransportType::Websocket as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
-            internal_tx,
-
-            volatile_tx,
-
-            heartbeat_rx: Mutex::new(heartbeat_rx),
-            heartbeat_tx,
+            internal_rx: Mutex::new(InternalRx::default()),
+            queue: PacketQueue::new(buffer_size),
+            pong: Notify::new(),
             cancellation_token: CancellationToken::new(),
             close_fn,
 
@@ -633,11 +590,11 @@ where
         };
         let sock = Arc::new(sock);
 
-        let (tx, rx) = mpsc::channel(buffer_size);
+        let (tx, rx) = tokio::sync::mpsc::channel(buffer_size);
         let sock_clone = sock.clone();
         tokio::spawn(async move {
-            let mut internal_rx = sock_clone.internal_rx.try_lock().unwrap();
-            while let Some(packets) = internal_rx.buffered_rx.recv().await {
+            let _reader = sock_clone.internal_rx.try_lock().unwrap();
+            while let Some(packets) = sock_clone.queue.recv().await {
                 for packet in packets {
                     tx.send(packet).await.unwrap();
                 }

@@ -671,6 +671,16 @@ impl<A: Adapter> Socket<A> {
         Ok(())
     }
 
+    /// # Close the connection this socket runs on, as a closing server does.
+    ///
+    /// Unlike [`Socket::disconnect`], which tells the client not to reconnect, the client
+    /// sees its transport close and reconnects (to another server, behind a load
+    /// balancer). Every socket of the connection, in every namespace, is closed with
+    /// [`DisconnectReason::ClosingServer`]. Resolves once the connection is closed.
+    pub async fn close_transport(&self) {
+        self.close_underlying_transport().await
+    }
+
     /// # Get the request info made by the client to connect.
     ///
     /// It might be used to retrieve the [`http::Extensions`]

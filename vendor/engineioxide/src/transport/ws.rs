@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use futures_util::{
-    SinkExt, StreamExt, TryStreamExt,
-    stream::{SplitSink, SplitStream},
-};
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::mpsc::error::TrySendError,
+};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -27,7 +27,7 @@ use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -123,14 +123,16 @@ where
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, ws) = if let Some(sid) = sid {
+    let (socket, mut ws, heartbeat) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
             Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
             Some(socket) => {
                 let mut ws = ws_init().await;
 
-                let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
+                // Boxed: the upgrade runs once, and its state would otherwise be part of
+                // this task for the whole life of the connection.
+                let upgrade_fut = Box::pin(upgrade_handshake::<H, S>(&socket, &mut ws));
                 match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
                     .with_cancellation_token(&socket.cancellation_token)
                     .await
@@ -148,7 +150,8 @@ where
                         return Err(Error::Upgrade);
                     }
                 }
-                (socket, ws)
+                // The heartbeat task started with the polling session goes on.
+                (socket, ws, None)
             }
         }
     } else {
@@ -159,21 +162,47 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
-        (socket, ws)
+        let heartbeat = (engine.config.ping_interval, engine.config.ping_timeout);
+        (socket, ws, Some(heartbeat))
     };
-    let (tx, rx) = ws.split();
 
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
-
-    // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
+    // One task per connection reads, writes and keeps the heartbeat: separate tasks (and a
+    // split stream) would each keep their own allocation for every idle connection.
+    let served = {
+        let Some(reader) = socket
+            .internal_rx
+            .lock()
+            .with_cancellation_token(&socket.cancellation_token)
+            .await
+        else {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "session closed before starting the ws transport");
+            return Ok(());
+        };
+        let io = serve(&engine, &socket, &mut ws);
+        let beat = async {
+            match heartbeat {
+                Some((interval, timeout)) => socket
+                    .heartbeat_job(interval, timeout)
+                    .await
+                    .err()
+                    .unwrap_or(Error::HeartbeatTimeout),
+                None => std::future::pending().await,
+            }
+        };
+        let served = async {
+            tokio::select! {
+                res = io => res,
+                e = beat => Err(e),
+            }
+        }
         .with_cancellation_token(&socket.cancellation_token)
-        .await
-    {
+        .await;
+        drop(reader);
+        served
+    };
+
+    match served {
         Some(Err(ref e)) => {
             let reason =
                 Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
@@ -192,163 +221,142 @@ where
             tracing::debug!(sid = %socket.id, "socket is closing");
         }
     }
+
+    // What was queued before the close (its close packet) and a close frame, as far as the
+    // peer takes them: one that does not read is not waited for.
+    let closing = async {
+        while let Some(packets) = socket.queue.try_recv() {
+            for packet in packets {
+                if feed_packet(&socket, &mut ws, packet).await.is_err() {
+                    return;
+                }
+            }
+        }
+        ws.close(None).await.ok();
+    };
+    tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, closing).await.ok();
     Ok(())
 }
 
-/// Forwards all packets received from a websocket to a EngineIo [`Socket`]
-async fn forward_to_handler<H: EngineIoHandler, S>(
+/// How long a closing connection may take to take its last packets.
+const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads packets for the handler and writes the socket's queue to the connection until
+/// either side closes. A write that the peer does not take holds up reading, as it would
+/// hold up the next write: the heartbeat or a close ends such a connection.
+async fn serve<H: EngineIoHandler, S>(
     engine: &Arc<EngineIo<H>>,
-    mut rx: SplitStream<WebSocketStream<S>>,
     socket: &Arc<Socket<H::Data>>,
+    ws: &mut WebSocketStream<S>,
 ) -> Result<(), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    while let Some(msg) = rx.try_next().await? {
-        match msg {
-            Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
-                Packet::Close => {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] closing session", socket.id);
-                    engine.close_session(socket.id, DisconnectReason::TransportClose);
-                    break;
-                }
-                Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
-                    Ok::<(), Error>(())
-                }
-                Packet::Message(msg) => {
-                    engine.handler.on_message(msg, socket.clone());
-                    Ok(())
-                }
-                p => return Err(Error::BadPacket(p)),
-            },
-            Message::Binary(mut data) => {
-                if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
-                    // The first byte is the message type, which we don't need.
-                    data = data.split_off(1);
-                }
-                engine.handler.on_binary(data, socket.clone());
-                Ok(())
-            }
-            Message::Close(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("websocket closed, closing session");
-                engine.close_session(socket.id, DisconnectReason::TransportClose);
-                break;
-            }
-            _ => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = ?socket.id, "unexpected ws message");
-                Ok(())
-            }
-        }?
-    }
-    Ok(())
-}
-
-/// Forwards all packets waiting to be sent to the websocket
-///
-/// The websocket stream is flushed only when the internal channel is drained
-async fn forward_to_socket<H: EngineIoHandler, S>(
-    socket: Arc<Socket<H::Data>>,
-    mut tx: SplitSink<WebSocketStream<S>, Message>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    // A polling request that was in progress during the upgrade may still hold the lock.
-    let lock = socket.internal_rx.lock();
-    let Some(mut internal_rx) = lock
-        .with_cancellation_token(&socket.cancellation_token)
-        .await
-    else {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
-        return;
-    };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
-
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
-        }
-
-    // Forward buffered packets until the channel is closed or the session is cancelled.
     loop {
         tokio::select! {
             biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
-                        }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
+            packets = socket.queue.recv() => {
+                // The queue only closes once the session is removed.
+                let Some(packets) = packets else { return Ok(()) };
+                for packet in packets {
+                    feed_packet(socket, ws, packet).await?;
+                }
+                while let Some(packets) = socket.queue.try_recv() {
+                    for packet in packets {
+                        feed_packet(socket, ws, packet).await?;
                     }
-                    None => break
+                }
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = %socket.id, "ws flush");
+                ws.flush().await?;
+            }
+            msg = ws.next() => {
+                let Some(msg) = msg else { return Ok(()) };
+                if on_message(engine, socket, msg?)?.is_break() {
+                    return Ok(());
                 }
             }
-            _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
-                    }
-                }
-            },
         }
-
-        #[cfg(feature = "tracing")]
-        tracing::trace!(sid = %socket.id, "ws flush");
-        tx.flush().await.ok();
     }
-
-    #[cfg(feature = "tracing")]
-    tracing::trace!(sid = %socket.id, "ws closing flush");
-
-    tx.flush().await.ok();
-    tx.close().await.ok();
 }
+
+/// Handles one message from the client; `Break` once the client closed the session.
+fn on_message<H: EngineIoHandler>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    msg: Message,
+) -> Result<std::ops::ControlFlow<()>, Error> {
+    use std::ops::ControlFlow::{Break, Continue};
+    match msg {
+        Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
+            Packet::Close => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("[sid={}] closing session", socket.id);
+                engine.close_session(socket.id, DisconnectReason::TransportClose);
+                Ok(Break(()))
+            }
+            Packet::Pong | Packet::Ping => {
+                socket.pong.notify_one();
+                Ok(Continue(()))
+            }
+            Packet::Message(msg) => {
+                engine.handler.on_message(msg, socket.clone());
+                Ok(Continue(()))
+            }
+            p => Err(Error::BadPacket(p)),
+        },
+        Message::Binary(mut data) => {
+            if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
+                // The first byte is the message type, which we don't need.
+                data = data.split_off(1);
+            }
+            engine.handler.on_binary(data, socket.clone());
+            Ok(Continue(()))
+        }
+        Message::Close(_) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("websocket closed, closing session");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+            Ok(Break(()))
+        }
+        _ => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "unexpected ws message");
+            Ok(Continue(()))
+        }
+    }
+}
+
+/// Buffers one packet for the connection (sent on the next flush).
+async fn feed_packet<D, S>(
+    socket: &Socket<D>,
+    ws: &mut WebSocketStream<S>,
+    packet: Packet,
+) -> Result<(), tungstenite::Error>
+where
+    D: Default + Send + Sync + 'static,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let msg = match packet {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+            if socket.protocol == ProtocolVersion::V3 {
+                let mut buff = Vec::with_capacity(bin.len() + 1);
+                buff.push(0x04);
+                buff.extend(bin);
+                Message::Binary(buff.into())
+            } else {
+                Message::Binary(bin)
+            }
+        }
+        Packet::Noop => return Ok(()),
+        packet => {
+            let packet: String = packet.try_into().unwrap();
+            Message::Text(packet.into())
+        }
+    };
+    ws.feed(msg).await
+}
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
@@ -406,11 +414,11 @@ where
     socket.start_upgrade();
 
     // We send a last Noop request to close a potential waiting polling request.
-    socket
-        .internal_tx
-        .send(smallvec![Packet::Noop])
-        .await
-        .map_err(|_| Error::Upgrade)?;
+    // Ends a pending polling request. A full queue needs no such help: the polling
+    // request has packets to return.
+    if let Err(TrySendError::Closed(_)) = socket.queue.try_send(smallvec![Packet::Noop]) {
+        return Err(Error::Upgrade);
+    }
 
     // wait for any current polling connection to finish by waiting for the socket to be unlocked
     // All other polling connection will be immediately closed with a NOOP packet.
