@@ -142,6 +142,12 @@ pub struct Settings {
     #[arg(long, env = "CHATTY_SHUTDOWN_GRACE_SECS", default_value_t = 25)]
     pub shutdown_grace_secs: u64,
 
+    /// Over how many seconds a draining node closes its sockets, evenly, so that its clients
+    /// reconnect elsewhere in a trickle rather than all at once. 0 closes them all at once.
+    /// Must be below `CHATTY_SHUTDOWN_GRACE_SECS`.
+    #[arg(long, env = "CHATTY_DRAIN_SPREAD_SECS", default_value_t = 20)]
+    pub drain_spread_secs: u64,
+
     /// Lease of a socket's presence, in milliseconds: a node renews its leases every third
     /// of it, and a dead node's users go offline within it.
     #[arg(long, env = "CHATTY_PRESENCE_TTL_MS", default_value_t = 30_000)]
@@ -215,6 +221,18 @@ impl Settings {
             self.redis_url.as_deref(),
             self.redis_cluster_urls.as_deref(),
         )
+    }
+
+    /// How long a draining node spreads its socket closes over, or the one-line reason the
+    /// setting is wrong.
+    pub fn drain_spread(&self) -> Result<Duration, String> {
+        if self.drain_spread_secs > 0 && self.drain_spread_secs >= self.shutdown_grace_secs {
+            return Err(format!(
+                "CHATTY_DRAIN_SPREAD_SECS ({}) must be below CHATTY_SHUTDOWN_GRACE_SECS ({}): the last sockets need time to close",
+                self.drain_spread_secs, self.shutdown_grace_secs
+            ));
+        }
+        Ok(Duration::from_secs(self.drain_spread_secs))
     }
 
     /// The key tokens are signed with, or the one-line reason there is none.

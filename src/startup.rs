@@ -46,6 +46,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let jwt_key = settings.jwt_key().map_err(anyhow::Error::msg)?;
+        settings.drain_spread().map_err(anyhow::Error::msg)?;
         let node_id: Arc<str> = settings.node_id().into();
         crate::metrics::install();
 
@@ -157,6 +158,7 @@ impl Application {
             metrics_listener,
         } = self;
         let grace = Duration::from_secs(state.settings.shutdown_grace_secs);
+        let spread = state.settings.drain_spread().map_err(anyhow::Error::msg)?;
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
         tasks.spawn(crate::delivery::run(
@@ -208,12 +210,17 @@ impl Application {
 
         let draining = state.draining.clone();
         let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             draining.start();
-            // Sockets are told to go; their clients reconnect through the balancer to a
-            // node that still accepts.
-            tokio::spawn(async move { io.close().await });
+            // Sockets are sent away, spread over `spread`; their clients reconnect through
+            // the balancer to a node that still accepts. Until its turn a socket is served
+            // as before.
+            tokio::spawn(async move {
+                crate::realtime::drain(&io, spread).await;
+                let _ = drained_tx.send(());
+            });
             let _ = signalled_tx.send(());
         };
         // Without TCP_NODELAY small frames wait for ACKs and delivery p99 grows by ~40 ms.
@@ -228,6 +235,13 @@ impl Application {
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(signal);
+        // WebSocket connections are no longer the server's once upgraded: the node stays up
+        // until the drain has closed them.
+        let served = async move {
+            server.await?;
+            let _ = drained_rx.await;
+            Ok::<_, std::io::Error>(())
+        };
         let deadline = async {
             if signalled_rx.await.is_ok() {
                 tokio::time::sleep(grace).await;
@@ -236,7 +250,7 @@ impl Application {
             }
         };
         tokio::select! {
-            res = server => res.context("server error")?,
+            res = served => res.context("server error")?,
             () = deadline => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
         stop.cancel();

@@ -1,13 +1,14 @@
 //! Socket.IO: authentication, rooms, typing, presence and revocation across nodes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chatty_testkit::{ConnectError, SioClient};
+use chatty_testkit::{ConnectError, Incoming, SioClient};
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    QUIET, SocketExt, WAIT, name, sockets, spawn_app, spawn_app_memory, spawn_configured, two_nodes,
+    Backend, QUIET, SocketExt, WAIT, name, settings_on, sockets, spawn_app, spawn_app_memory,
+    spawn_configured, two_nodes,
 };
 
 /// The next `userStatus` about `user`, skipping others (a socket hears its own user's too).
@@ -498,6 +499,81 @@ async fn a_draining_node_sends_its_sockets_away_without_flapping_presence() {
         "presence flapped"
     );
     assert_eq!(b.status_of(alice.id).await, "online");
+}
+
+/// How a socket ended, and when.
+async fn ending(mut sock: SioClient, within: Duration) -> Option<(Incoming, Instant)> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, sock.next(within)).await {
+            Err(_) => return None,
+            Ok(None) => return Some((Incoming::Closed, Instant::now())),
+            Ok(Some(end @ (Incoming::Disconnected | Incoming::Closed))) => {
+                return Some((end, Instant::now()));
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_draining_node_closes_its_sockets_transports_one_by_one_over_the_spread() {
+    // Arrange: six sockets on a node that drains over 2 s
+    let mut app = spawn_configured(true, |s| {
+        s.drain_spread_secs = 2;
+        s.shutdown_grace_secs = 5;
+    })
+    .await;
+    let mut sockets = Vec::new();
+    for i in 0..6 {
+        let user = app.register(&name(&format!("drained{i}"))).await;
+        sockets.push(app.socket(&user.token).await);
+    }
+
+    // Act: SIGTERM-equivalent, while watching every socket end
+    let started = Instant::now();
+    let ends = futures_util::future::join_all(
+        sockets
+            .into_iter()
+            .map(|s| ending(s, Duration::from_secs(6))),
+    );
+    let (ends, ()) = tokio::join!(ends, async {
+        let stopped = tokio::time::timeout(Duration::from_secs(8), app.stop()).await;
+        assert!(stopped.is_ok(), "node did not finish draining in time");
+    });
+
+    // Assert: each transport closed (a Socket.IO disconnect would tell clients not to
+    // reconnect), one after another over the spread rather than together
+    let mut at = Vec::new();
+    for end in ends {
+        let (how, when) = end.expect("socket stayed open on a drained node");
+        assert!(
+            matches!(how, Incoming::Closed),
+            "the server disconnected the namespace instead of closing the transport"
+        );
+        at.push(when.duration_since(started));
+    }
+    at.sort();
+    assert!(
+        at[5] - at[0] >= Duration::from_millis(1200),
+        "sockets closed together: {at:?}"
+    );
+    assert!(at[5] <= Duration::from_millis(3500), "too slow: {at:?}");
+}
+
+#[tokio::test]
+async fn a_drain_spread_as_long_as_the_grace_period_is_refused() {
+    let mut settings = settings_on(&name("spread"), "spread:", Backend::Memory);
+    settings.drain_spread_secs = 25;
+    settings.shutdown_grace_secs = 25;
+    let err = chatty::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("a spread that leaves no time to close was accepted");
+    assert!(
+        err.to_string().contains("CHATTY_DRAIN_SPREAD_SECS"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
