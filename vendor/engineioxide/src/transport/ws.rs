@@ -23,7 +23,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::future::FutureExt as _;
 
-use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
+use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
@@ -65,33 +65,36 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
 
-    tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
-
-        let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
+    // What a connection keeps for its whole life is this task: the upgrade and the
+    // handshakes run once, in a boxed future freed when they are done, so that neither their
+    // state nor the request they started from stays part of it.
+    let opening = Box::pin(async move {
+        let conn = match hyper::upgrade::on(req).await {
+            Ok(conn) => hyper_util::rt::TokioIo::new(conn),
             Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("ws upgrade error: {}", _e);
-                return;
+                return None;
             }
         };
-
-        match res {
-            Ok(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(?sid, "ws closed")
-            }
-            Err(Error::MultipleWebsocketRequests) => {}
+        match open(&engine, conn, protocol, sid, parts).await {
+            Ok(opened) => Some((engine, opened)),
+            Err(Error::MultipleWebsocketRequests) => None,
             Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(?sid, "ws closed with error: {_e}");
                 if let Some(sid) = sid {
                     engine.close_session(sid, DisconnectReason::TransportError);
                 }
+                None
             }
+        }
+    });
+    tokio::spawn(async move {
+        if let Some((engine, opened)) = opening.await {
+            run(engine, opened).await;
+            #[cfg(feature = "tracing")]
+            tracing::debug!(?sid, "ws closed");
         }
     });
 
@@ -117,22 +120,44 @@ pub async fn on_init<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let opened = Box::pin(open(&engine, conn, protocol, sid, req_data)).await?;
+    run(engine, opened).await;
+    Ok(())
+}
+
+/// A connection past its handshake: what [`run`] serves.
+struct Opened<D: Default + Send + Sync + 'static, S> {
+    socket: Arc<Socket<D>>,
+    ws: WebSocketStream<S>,
+    /// The ping interval and timeout, when this task keeps the heartbeat.
+    heartbeat: Option<(std::time::Duration, std::time::Duration)>,
+}
+
+/// Opens a new session, or upgrades a polling one, on the WebSocket `conn`.
+async fn open<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<Opened<H::Data, S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, mut ws, heartbeat) = if let Some(sid) = sid {
+    let (socket, ws, heartbeat) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
             Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
             Some(socket) => {
                 let mut ws = ws_init().await;
 
-                // Boxed: the upgrade runs once, and its state would otherwise be part of
-                // this task for the whole life of the connection.
-                let upgrade_fut = Box::pin(upgrade_handshake::<H, S>(&socket, &mut ws));
+                let upgrade_fut = upgrade_handshake::<H, S>(&socket, &mut ws);
                 match tokio::time::timeout(engine.config.upgrade_timeout, upgrade_fut)
                     .with_cancellation_token(&socket.cancellation_token)
                     .await
@@ -165,6 +190,23 @@ where
         let heartbeat = (engine.config.ping_interval, engine.config.ping_timeout);
         (socket, ws, Some(heartbeat))
     };
+    Ok(Opened {
+        socket,
+        ws,
+        heartbeat,
+    })
+}
+
+/// Serves an open connection until it closes, then lets it go.
+async fn run<H: EngineIoHandler, S>(engine: Arc<EngineIo<H>>, opened: Opened<H::Data, S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Opened {
+        socket,
+        mut ws,
+        heartbeat,
+    } = opened;
 
     // One task per connection reads, writes and keeps the heartbeat: separate tasks (and a
     // split stream) would each keep their own allocation for every idle connection.
@@ -177,7 +219,7 @@ where
         else {
             #[cfg(feature = "tracing")]
             tracing::debug!(sid = %socket.id, "session closed before starting the ws transport");
-            return Ok(());
+            return;
         };
         let io = serve(&engine, &socket, &mut ws);
         let beat = async {
@@ -223,19 +265,15 @@ where
     }
 
     // What was queued before the close (its close packet) and a close frame, as far as the
-    // peer takes them: one that does not read is not waited for.
+    // peer takes them: one that does not read is not waited for. Boxed, as it runs once.
     let closing = async {
-        while let Some(packets) = socket.queue.try_recv() {
-            for packet in packets {
-                if feed_packet(&socket, &mut ws, packet).await.is_err() {
-                    return;
-                }
-            }
+        if write_queued(&socket, &mut ws, None).await.is_ok() {
+            ws.close(None).await.ok();
         }
-        ws.close(None).await.ok();
     };
-    tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, closing).await.ok();
-    Ok(())
+    Box::pin(tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, closing))
+        .await
+        .ok();
 }
 
 /// How long a closing connection may take to take its last packets.
@@ -258,17 +296,7 @@ where
             packets = socket.queue.recv() => {
                 // The queue only closes once the session is removed.
                 let Some(packets) = packets else { return Ok(()) };
-                for packet in packets {
-                    feed_packet(socket, ws, packet).await?;
-                }
-                while let Some(packets) = socket.queue.try_recv() {
-                    for packet in packets {
-                        feed_packet(socket, ws, packet).await?;
-                    }
-                }
-                #[cfg(feature = "tracing")]
-                tracing::trace!(sid = %socket.id, "ws flush");
-                ws.flush().await?;
+                write_queued(socket, ws, Some(packets)).await?;
             }
             msg = ws.next() => {
                 let Some(msg) = msg else { return Ok(()) };
@@ -327,15 +355,34 @@ fn on_message<H: EngineIoHandler>(
     }
 }
 
-/// Buffers one packet for the connection (sent on the next flush).
-async fn feed_packet<D, S>(
+/// Writes `first` and whatever else is queued, then flushes.
+async fn write_queued<D, S>(
     socket: &Socket<D>,
     ws: &mut WebSocketStream<S>,
-    packet: Packet,
+    first: Option<PacketBuf>,
 ) -> Result<(), tungstenite::Error>
 where
     D: Default + Send + Sync + 'static,
     S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut next = first.or_else(|| socket.queue.try_recv());
+    while let Some(packets) = next {
+        for packet in packets {
+            if let Some(msg) = to_message(socket, packet) {
+                ws.feed(msg).await?;
+            }
+        }
+        next = socket.queue.try_recv();
+    }
+    #[cfg(feature = "tracing")]
+    tracing::trace!(sid = %socket.id, "ws flush");
+    ws.flush().await
+}
+
+/// The WebSocket message of one packet (none for a noop).
+fn to_message<D>(socket: &Socket<D>, packet: Packet) -> Option<Message>
+where
+    D: Default + Send + Sync + 'static,
 {
     let msg = match packet {
         Packet::Binary(bin) | Packet::BinaryV3(bin) => {
@@ -348,13 +395,13 @@ where
                 Message::Binary(bin)
             }
         }
-        Packet::Noop => return Ok(()),
+        Packet::Noop => return None,
         packet => {
             let packet: String = packet.try_into().unwrap();
             Message::Text(packet.into())
         }
     };
-    ws.feed(msg).await
+    Some(msg)
 }
 
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
