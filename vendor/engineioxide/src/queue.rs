@@ -4,8 +4,8 @@
 //! packets. Those allocate their storage when they are created: the first 32-slot block of
 //! the mpsc channel alone is about 5 KB with a [`PacketBuf`] per slot, and the `watch`
 //! channel's notifiers about 1 KB, kept for the whole life of every socket, idle or not.
-//! This queue allocates only while packets wait, and gives larger buffers back once the
-//! transport has drained them, so an idle socket keeps a few hundred bytes at most.
+//! This queue allocates only while packets wait and gives its buffer back once the
+//! transport has drained it, so an idle socket keeps none.
 //!
 //! There is one consumer at a time (the transport that holds the socket's reader lock) and
 //! any number of producers, which never wait: a full queue is reported to the caller.
@@ -20,10 +20,9 @@ use std::{
 use engineioxide_core::PacketBuf;
 use tokio::sync::{Notify, mpsc::error::TrySendError};
 
-/// Packets kept allocated in an empty queue: enough for the usual one-at-a-time traffic of
-/// a chat socket without a new allocation per packet, small enough to cost nothing much
-/// when idle.
-const IDLE_CAPACITY: usize = 2;
+/// Packets kept allocated in a drained queue. None: an idle connection keeps no buffer, and
+/// a burst costs one allocation however many packets it has.
+const IDLE_CAPACITY: usize = 0;
 
 #[derive(Debug)]
 struct State {
@@ -119,6 +118,27 @@ impl PacketQueue {
         Poll::Pending
     }
 
+    /// Ready once packets wait (true) or the queue is closed and empty (false), taking none.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut state = self.lock();
+        if !state.packets.is_empty() || state.volatile.is_some() {
+            return Poll::Ready(true);
+        }
+        if state.closed {
+            return Poll::Ready(false);
+        }
+        match &mut state.consumer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    pub(crate) async fn ready(&self) -> bool {
+        poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    #[cfg(any(test, feature = "__test_harness"))]
     pub(crate) async fn recv(&self) -> Option<PacketBuf> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }

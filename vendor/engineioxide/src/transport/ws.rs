@@ -23,7 +23,7 @@ use tokio_tungstenite::{
 };
 use tokio_util::future::FutureExt as _;
 
-use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Sid, Str, TransportType};
+use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
@@ -90,13 +90,7 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
             }
         }
     });
-    tokio::spawn(async move {
-        if let Some((engine, opened)) = opening.await {
-            run(engine, opened).await;
-            #[cfg(feature = "tracing")]
-            tracing::debug!(?sid, "ws closed");
-        }
-    });
+    tokio::spawn(run(opening));
 
     Ok(ws_response(&ws_key))
 }
@@ -120,8 +114,8 @@ pub async fn on_init<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let opened = Box::pin(open(&engine, conn, protocol, sid, req_data)).await?;
-    run(engine, opened).await;
+    let opened = open(&engine, conn, protocol, sid, req_data).await?;
+    run(std::future::ready(Some((engine, opened)))).await;
     Ok(())
 }
 
@@ -198,18 +192,27 @@ where
 }
 
 /// Serves an open connection until it closes, then lets it go.
-async fn run<H: EngineIoHandler, S>(engine: Arc<EngineIo<H>>, opened: Opened<H::Data, S>)
-where
+///
+/// One task per connection reads, writes and keeps the heartbeat: separate tasks (and a split
+/// stream) would each keep their own allocation for every idle connection. This future is
+/// what every open connection keeps: its futures are pinned in place and selected by
+/// reference, as a future moved into another (`async` block, `select!` by value) takes its
+/// room twice.
+async fn run<H: EngineIoHandler, S>(
+    opening: impl Future<Output = Option<(Arc<EngineIo<H>>, Opened<H::Data, S>)>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Some((engine, mut opened)) = opening.await else {
+        return;
+    };
     let Opened {
         socket,
-        mut ws,
+        ws,
         heartbeat,
-    } = opened;
+    } = &mut opened;
+    let socket = &*socket;
 
-    // One task per connection reads, writes and keeps the heartbeat: separate tasks (and a
-    // split stream) would each keep their own allocation for every idle connection.
     let served = {
         let Some(reader) = socket
             .internal_rx
@@ -221,25 +224,15 @@ where
             tracing::debug!(sid = %socket.id, "session closed before starting the ws transport");
             return;
         };
-        let io = serve(&engine, &socket, &mut ws);
-        let beat = async {
-            match heartbeat {
-                Some((interval, timeout)) => socket
-                    .heartbeat_job(interval, timeout)
-                    .await
-                    .err()
-                    .unwrap_or(Error::HeartbeatTimeout),
-                None => std::future::pending().await,
-            }
+        let mut io = std::pin::pin!(serve(&engine, socket, ws));
+        let mut beat = std::pin::pin!(heartbeat_of(socket, *heartbeat));
+        let mut cancelled = std::pin::pin!(socket.cancellation_token.cancelled());
+        let served = tokio::select! {
+            biased;
+            () = &mut cancelled => None,
+            res = &mut io => Some(res),
+            e = &mut beat => Some(Err(e)),
         };
-        let served = async {
-            tokio::select! {
-                res = io => res,
-                e = beat => Err(e),
-            }
-        }
-        .with_cancellation_token(&socket.cancellation_token)
-        .await;
         drop(reader);
         served
     };
@@ -267,7 +260,7 @@ where
     // What was queued before the close (its close packet) and a close frame, as far as the
     // peer takes them: one that does not read is not waited for. Boxed, as it runs once.
     let closing = async {
-        if write_queued(&socket, &mut ws, None).await.is_ok() {
+        if write_queued(socket, ws).await.is_ok() {
             ws.close(None).await.ok();
         }
     };
@@ -293,10 +286,12 @@ where
     loop {
         tokio::select! {
             biased;
-            packets = socket.queue.recv() => {
+            open = socket.queue.ready() => {
                 // The queue only closes once the session is removed.
-                let Some(packets) = packets else { return Ok(()) };
-                write_queued(socket, ws, Some(packets)).await?;
+                if !open {
+                    return Ok(());
+                }
+                write_queued(socket, ws).await?;
             }
             msg = ws.next() => {
                 let Some(msg) = msg else { return Ok(()) };
@@ -355,24 +350,39 @@ fn on_message<H: EngineIoHandler>(
     }
 }
 
-/// Writes `first` and whatever else is queued, then flushes.
+/// The heartbeat this connection keeps, if any; it only ends by failing.
+async fn heartbeat_of<D>(
+    socket: &Socket<D>,
+    heartbeat: Option<(std::time::Duration, std::time::Duration)>,
+) -> Error
+where
+    D: Default + Send + Sync + 'static,
+{
+    match heartbeat {
+        Some((interval, timeout)) => socket
+            .heartbeat_job(interval, timeout)
+            .await
+            .err()
+            .unwrap_or(Error::HeartbeatTimeout),
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes whatever is queued, then flushes.
 async fn write_queued<D, S>(
     socket: &Socket<D>,
     ws: &mut WebSocketStream<S>,
-    first: Option<PacketBuf>,
 ) -> Result<(), tungstenite::Error>
 where
     D: Default + Send + Sync + 'static,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut next = first.or_else(|| socket.queue.try_recv());
-    while let Some(packets) = next {
+    while let Some(packets) = socket.queue.try_recv() {
         for packet in packets {
             if let Some(msg) = to_message(socket, packet) {
                 ws.feed(msg).await?;
             }
         }
-        next = socket.queue.try_recv();
     }
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws flush");
