@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use socketioxide::{
     SendError, SocketError,
     adapter::Adapter,
-    extract::{AckSender, SocketRef, State, TryData},
+    extract::{AckSender, Event, SocketRef, State, TryData},
     handler::FromMessageParts,
     socket::Socket,
 };
@@ -24,7 +24,7 @@ use crate::{
 
 /// Whether the client asked for an acknowledgement; without one, errors go out as an
 /// `error` event instead.
-struct AckRequested(bool);
+pub(super) struct AckRequested(bool);
 
 impl<A: Adapter> FromMessageParts<A> for AckRequested {
     type Error = Infallible;
@@ -45,65 +45,95 @@ struct Answer<'a, R> {
     data: &'a R,
 }
 
-/// Registers `f` for `event`: the handler gets the authenticated caller and the payload
-/// decoded into `P`; what it returns (or the error, in the REST error shape) is the
-/// answer. Around it: the socket's bounds (events per period, events in flight), payload
-/// checks, metrics.
-pub(super) fn on<P, R, F, Fut>(s: &SocketRef, event: &'static str, f: F)
-where
-    P: DeserializeOwned + Send + 'static,
-    R: Serialize + Send + 'static,
-    F: Fn(AppState, AuthUser, SocketRef, P) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = ApiResult<R>> + Send + 'static,
-{
-    s.on(
-        event,
-        move |s: SocketRef,
-              TryData(data): TryData<Value>,
-              ack: AckSender,
-              AckRequested(asked): AckRequested,
-              State(state): State<AppState>| {
-            let f = f.clone();
-            // A socket being disconnected for not reading its answers may still have
-            // thousands of events queued behind this one: each costs as little as possible.
-            let budget = s.extensions.get::<Arc<SocketBudget>>();
-            let dropped = budget.as_ref().is_none_or(|b| b.overflowed());
-            let span = if dropped {
-                tracing::Span::none()
-            } else {
-                socket_span(&s, Some(event))
+/// An event as it arrived: what [`Call::run`] needs to handle it.
+pub(super) struct Call {
+    s: SocketRef,
+    data: Result<Value, socketioxide::ParserError>,
+    ack: AckSender,
+    asked: bool,
+    state: AppState,
+}
+
+/// The catch-all handler of a socket: one per socket instead of one map entry and boxed
+/// handler per event name, which every idle socket would hold. `route` runs the event's
+/// handler through [`Call::run`]; events without one are ignored.
+pub(super) async fn dispatch(
+    s: SocketRef,
+    Event(event): Event,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    AckRequested(asked): AckRequested,
+    State(state): State<AppState>,
+) {
+    let call = Call {
+        s,
+        data,
+        ack,
+        asked,
+        state,
+    };
+    super::events::route(&event, call).await;
+}
+
+impl Call {
+    /// Runs `f` for `event`: the handler gets the authenticated caller and the payload
+    /// decoded into `P`; what it returns (or the error, in the REST error shape) is the
+    /// answer. Around it: the socket's bounds (events per period, events in flight),
+    /// payload checks, metrics.
+    pub(super) async fn run<P, R, F, Fut>(self, event: &'static str, f: F)
+    where
+        P: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: FnOnce(AppState, AuthUser, SocketRef, P) -> Fut + Send + 'static,
+        Fut: Future<Output = ApiResult<R>> + Send + 'static,
+    {
+        let Self {
+            s,
+            data,
+            ack,
+            asked,
+            state,
+        } = self;
+        // A socket being disconnected for not reading its answers may still have
+        // thousands of events queued behind this one: each costs as little as possible.
+        let budget = s.extensions.get::<Arc<SocketBudget>>();
+        let dropped = budget.as_ref().is_none_or(|b| b.overflowed());
+        let span = if dropped {
+            tracing::Span::none()
+        } else {
+            socket_span(&s, Some(event))
+        };
+        async move {
+            let (Some(user), Some(budget), false) =
+                (s.extensions.get::<AuthUser>(), budget, dropped)
+            else {
+                return;
             };
-            async move {
-                let (Some(user), Some(budget), false) =
-                    (s.extensions.get::<AuthUser>(), budget, dropped)
-                else {
-                    return;
-                };
-                metrics::counter!(crate::metrics::names::SOCKET_EVENTS_IN, "event" => event)
-                    .increment(1);
-                // Refusals are answered at once, without touching Redis or PostgreSQL; an
-                // admitted event holds its in-flight slot until it is answered.
-                let slot = match budget.admit() {
-                    Ok(slot) => slot,
-                    Err(refused) => {
-                        return reply::<R>(&s, &budget, ack, asked, event, Err(refused));
-                    }
-                };
-                let result = match data.map(|v| decode::<P>(event, v)) {
-                    // Boxed: handler futures are kilobytes, and a burst spawns one task
-                    // per event; refused events then stay small.
-                    Ok(Ok(payload)) => Box::pin(f(state, user, s.clone(), payload)).await,
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(ApiError::BadRequest(
-                        format!("malformed {event} payload: {e}").into(),
-                    )),
-                };
-                reply(&s, &budget, ack, asked, event, result);
-                drop(slot);
-            }
-            .instrument(span)
-        },
-    );
+            metrics::counter!(crate::metrics::names::SOCKET_EVENTS_IN, "event" => event)
+                .increment(1);
+            // Refusals are answered at once, without touching Redis or PostgreSQL; an
+            // admitted event holds its in-flight slot until it is answered.
+            let slot = match budget.admit() {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    return reply::<R>(&s, &budget, ack, asked, event, Err(refused));
+                }
+            };
+            let result = match data.map(|v| decode::<P>(event, v)) {
+                // Boxed: handler futures are kilobytes, and a burst spawns one task
+                // per event; refused events then stay small.
+                Ok(Ok(payload)) => Box::pin(f(state, user, s.clone(), payload)).await,
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(ApiError::BadRequest(
+                    format!("malformed {event} payload: {e}").into(),
+                )),
+            };
+            reply(&s, &budget, ack, asked, event, result);
+            drop(slot);
+        }
+        .instrument(span)
+        .await;
+    }
 }
 
 /// The payload as the event's type. A NUL in any string, or a field of the wrong type, is

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize, de::IgnoredAny};
 use socketioxide::extract::SocketRef;
 use uuid::Uuid;
 
-use super::envelope::on;
+use super::envelope::{Call, dispatch};
 use crate::{
     auth::AuthUser,
     bus::{Member, Namespace, room},
@@ -17,14 +17,22 @@ use crate::{
 
 /// Registers every chat event on a new socket.
 pub(super) fn register(s: &SocketRef) {
-    on(s, "joinConversation", join_conversation);
-    on(s, "leaveConversation", leave_conversation);
-    on(s, "typing", typing);
-    on(s, "sendMessage", send_message);
-    on(s, "updateMessageStatus", update_status);
-    on(s, "editMessage", edit_message);
-    on(s, "deleteMessage", delete_message);
-    on(s, "sync", sync);
+    s.on_fallback(dispatch);
+}
+
+/// Runs the handler of `event`; an event Chatty does not know is ignored.
+pub(super) async fn route(event: &str, call: Call) {
+    match event {
+        "joinConversation" => call.run("joinConversation", join_conversation).await,
+        "leaveConversation" => call.run("leaveConversation", leave_conversation).await,
+        "typing" => call.run("typing", typing).await,
+        "sendMessage" => call.run("sendMessage", send_message).await,
+        "updateMessageStatus" => call.run("updateMessageStatus", update_status).await,
+        "editMessage" => call.run("editMessage", edit_message).await,
+        "deleteMessage" => call.run("deleteMessage", delete_message).await,
+        "sync" => call.run("sync", sync).await,
+        _ => tracing::debug!(event, "unknown socket event ignored"),
+    }
 }
 
 /// `joinConversation` / `leaveConversation`: a conversation id, bare or as

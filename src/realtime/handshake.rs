@@ -6,8 +6,11 @@ use super::SOCKET_IO_PATH;
 /// session's lifetime. hyper parses the URI and header values as slices of its connection
 /// read buffer (16 KB once a request arrives in two reads), and axum's `OriginalUri`
 /// extension is one more slice, so keeping them keeps that buffer alive after the
-/// WebSocket upgrade. Owned copies of the few hundred bytes let it go. Requests of an
-/// existing session (`sid=`) are not kept and pass as they are.
+/// WebSocket upgrade. Owned copies of the few hundred bytes let it go. Of the headers only
+/// those read after this point are kept ([`KEPT_HEADERS`]): a browser sends a kilobyte or
+/// two of others (cookies, user agent, `Accept-*`, `Sec-Fetch-*`) that every idle socket
+/// would otherwise hold. Requests of an existing session (`sid=`) are not kept and pass as
+/// they are.
 pub async fn detach_handshake(mut req: axum::extract::Request) -> axum::extract::Request {
     use axum::{extract::OriginalUri, http::Uri};
     let uri = req.uri();
@@ -25,30 +28,31 @@ pub async fn detach_handshake(mut req: axum::extract::Request) -> axum::extract:
         req.extensions_mut().insert(OriginalUri(owned));
     }
     let headers = std::mem::take(req.headers_mut());
-    let mut owned = axum::http::HeaderMap::with_capacity(headers.len());
-    let mut last = None;
-    for (name, value) in headers {
-        // `None` repeats the previous name (a header sent several times).
-        let name = match name {
-            Some(n) => {
-                last = Some(n.clone());
-                n
-            }
-            None => match &last {
-                Some(n) => n.clone(),
-                None => continue,
-            },
-        };
-        let sensitive = value.is_sensitive();
-        let copy = axum::http::HeaderValue::from_bytes(value.as_bytes()).map_or(value, |mut c| {
-            c.set_sensitive(sensitive);
-            c
-        });
-        owned.append(name, copy);
+    let mut owned = axum::http::HeaderMap::new();
+    for name in KEPT_HEADERS {
+        for value in headers.get_all(&name) {
+            let sensitive = value.is_sensitive();
+            let copy = axum::http::HeaderValue::from_bytes(value.as_bytes()).map_or_else(
+                |_| value.clone(),
+                |mut c| {
+                    c.set_sensitive(sensitive);
+                    c
+                },
+            );
+            owned.append(name.clone(), copy);
+        }
     }
     *req.headers_mut() = owned;
     req
 }
+
+/// The handshake headers read once the request is past this middleware: the token a
+/// socket may present as a header (`realtime::connect`), and the key engine.io answers a
+/// WebSocket upgrade with.
+const KEPT_HEADERS: [axum::http::HeaderName; 2] = [
+    axum::http::header::AUTHORIZATION,
+    axum::http::header::SEC_WEBSOCKET_KEY,
+];
 
 #[cfg(test)]
 mod tests {
@@ -81,6 +85,8 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         req.headers_mut().insert(header::AUTHORIZATION, auth);
+        req.headers_mut()
+            .insert(header::SEC_WEBSOCKET_KEY, at("abc"));
         req.headers_mut().append(header::ACCEPT, at("text/plain"));
         req.headers_mut().append(header::ACCEPT, at("text/html"));
         req.extensions_mut().insert(OriginalUri(uri));
@@ -103,11 +109,11 @@ mod tests {
         let auth = &req.headers()[header::AUTHORIZATION];
         assert_eq!(auth, "Bearer abc");
         assert!(auth.is_sensitive());
-        let accept: Vec<_> = req.headers().get_all(header::ACCEPT).iter().collect();
-        assert_eq!(accept, ["text/plain", "text/html"]);
-        for v in req.headers().values() {
-            assert!(!inside(&buf, v.as_bytes()));
-        }
+        assert!(!inside(&buf, auth.as_bytes()));
+        // Nothing reads the others once engine.io has the request.
+        assert!(req.headers().get(header::ACCEPT).is_none());
+        assert_eq!(req.headers()[header::SEC_WEBSOCKET_KEY], "abc");
+        assert_eq!(req.headers().len(), 2);
     }
 
     #[tokio::test]

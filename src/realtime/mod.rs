@@ -42,9 +42,10 @@ pub fn build(state: &AppState) -> (SocketIoLayer, SocketIo) {
                 .packet_completion_timeout(Duration::from_secs(10)),
         )
         .max_buffer_size(state.settings.socket_buffer_packets)
-        // Client frames are small (sends, receipts, typing); the 4 KB default is resident in
-        // every idle socket, and a larger frame still grows the buffer when it comes.
-        .ws_read_buffer_size(1024)
+        // Client frames are small (sends, receipts, typing) and an idle socket's are pongs of
+        // one byte; the 4 KB default is resident in every idle socket, and a larger frame
+        // still grows the buffer when it comes.
+        .ws_read_buffer_size(256)
         .build_layer();
     // Middlewares run last-added first: authenticate, then register handlers, all before
     // the connect answer.

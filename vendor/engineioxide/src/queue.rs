@@ -29,8 +29,9 @@ struct State {
     packets: VecDeque<PacketBuf>,
     /// Places promised to [`Permit`]s not yet used.
     reserved: usize,
-    /// The latest volatile packets: they skip the buffer and replace each other.
-    volatile: Option<PacketBuf>,
+    /// The latest volatile packets: they skip the buffer and replace each other. Boxed:
+    /// most sockets never get one, and every socket would carry its room.
+    volatile: Option<Box<PacketBuf>>,
     closed: bool,
     consumer: Option<Waker>,
 }
@@ -96,7 +97,7 @@ impl PacketQueue {
         if state.closed {
             return false;
         }
-        state.volatile = Some(packets);
+        state.volatile = Some(Box::new(packets));
         wake(&mut state);
         true
     }
@@ -187,7 +188,7 @@ fn take(state: &mut State) -> Option<PacketBuf> {
         }
         return Some(packets);
     }
-    state.volatile.take()
+    state.volatile.take().map(|p| *p)
 }
 
 /// One place in a socket's queue, held until used or dropped.

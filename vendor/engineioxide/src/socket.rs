@@ -159,7 +159,8 @@ impl Permit<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct InternalRx {
     /// A packet taken from the queue that did not fit in the previous polling response.
-    pub peeked_packet: Option<PacketBuf>,
+    /// Boxed: it is rare, and every socket would carry its room.
+    pub peeked_packet: Option<Box<PacketBuf>>,
 }
 
 /// A [`Socket`] represents a client connection to the server.
