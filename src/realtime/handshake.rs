@@ -6,13 +6,13 @@ use super::SOCKET_IO_PATH;
 /// session's lifetime. hyper parses the URI and header values as slices of its connection
 /// read buffer (16 KB once a request arrives in two reads), and axum's `OriginalUri`
 /// extension is one more slice, so keeping them keeps that buffer alive after the
-/// WebSocket upgrade. Owned copies of the few hundred bytes let it go. Of the headers only
-/// those read after this point are kept ([`KEPT_HEADERS`]): a browser sends a kilobyte or
-/// two of others (cookies, user agent, `Accept-*`, `Sec-Fetch-*`) that every idle socket
-/// would otherwise hold. Requests of an existing session (`sid=`) are not kept and pass as
-/// they are.
+/// WebSocket upgrade. Owned copies of what is read later let it go, and nothing else is
+/// kept: of the headers those in [`KEPT_HEADERS`] (a browser sends a kilobyte or two of
+/// others: cookies, user agent, `Accept-*`, `Sec-Fetch-*`), of the extensions hyper's
+/// upgrade handle (axum's and tower's, each boxed, are for REST routes). Requests of an
+/// existing session (`sid=`) are not kept and pass as they are.
 pub async fn detach_handshake(mut req: axum::extract::Request) -> axum::extract::Request {
-    use axum::{extract::OriginalUri, http::Uri};
+    use axum::http::Uri;
     let uri = req.uri();
     if !uri.path().starts_with(SOCKET_IO_PATH) || uri.query().is_some_and(|q| q.contains("sid=")) {
         return req;
@@ -20,12 +20,10 @@ pub async fn detach_handshake(mut req: axum::extract::Request) -> axum::extract:
     if let Ok(owned) = Uri::try_from(uri.to_string()) {
         *req.uri_mut() = owned;
     }
-    let original = req
-        .extensions()
-        .get::<OriginalUri>()
-        .map(|o| o.0.to_string());
-    if let Some(Ok(owned)) = original.map(Uri::try_from) {
-        req.extensions_mut().insert(OriginalUri(owned));
+    let upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    *req.extensions_mut() = axum::http::Extensions::new();
+    if let Some(upgrade) = upgrade {
+        req.extensions_mut().insert(upgrade);
     }
     let headers = std::mem::take(req.headers_mut());
     let mut owned = axum::http::HeaderMap::new();
@@ -103,9 +101,7 @@ mod tests {
         let req = detach_handshake(req).await;
         assert_eq!(req.uri(), "/socket.io/?EIO=4&transport=websocket");
         assert!(!inside(&buf, req.uri().path().as_bytes()));
-        let original = &req.extensions().get::<OriginalUri>().unwrap().0;
-        assert_eq!(original, req.uri());
-        assert!(!inside(&buf, original.path().as_bytes()));
+        assert!(req.extensions().get::<OriginalUri>().is_none());
         let auth = &req.headers()[header::AUTHORIZATION];
         assert_eq!(auth, "Bearer abc");
         assert!(auth.is_sensitive());

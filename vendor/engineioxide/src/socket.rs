@@ -331,35 +331,41 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
-        let mut interval_tick = tokio::time::interval(interval);
-        interval_tick.tick().await;
+        // One timer, reset for each wait: an `Interval` would box a timer of its own and a
+        // `Timeout` hold another, in every connection's task.
+        let mut timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        let mut tick = tokio::time::Instant::now();
         // Some clients send the pong packet in first. If that happens, we should consume it.
         self.pong.notified().now_or_never();
         loop {
             // If we are currently upgrading we should pause the heartbeat process
-            if self.is_upgrading() {
-                interval_tick.tick().await;
-                continue;
+            if !self.is_upgrading() {
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = ?self.id, "emitting ping");
+
+                self.queue
+                    .try_send(smallvec![Packet::Ping])
+                    .map_err(|_| Error::HeartbeatTimeout)?;
+
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = ?self.id, "waiting for pong");
+
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + timeout);
+                tokio::select! {
+                    biased;
+                    () = self.pong.notified() => {}
+                    () = &mut timer => return Err(Error::HeartbeatTimeout),
+                }
+
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = ?self.id, "pong received");
             }
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "emitting ping");
-
-            self.queue
-                .try_send(smallvec![Packet::Ping])
-                .map_err(|_| Error::HeartbeatTimeout)?;
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "waiting for pong");
-
-            tokio::time::timeout(timeout, self.pong.notified())
-                .await
-                .map_err(|_| Error::HeartbeatTimeout)?;
-
-            #[cfg(feature = "tracing")]
-            tracing::trace!(sid = ?self.id, "pong received");
-
-            interval_tick.tick().await;
+            // Pings keep their period from the first, as an `Interval`'s ticks would.
+            tick += interval;
+            timer.as_mut().reset(tick);
+            timer.as_mut().await;
         }
     }
 
