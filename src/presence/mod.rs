@@ -14,6 +14,7 @@ mod redis;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -123,8 +124,74 @@ macro_rules! audience_of {
 /// that: the last one tells what is true after every transition before it. The event
 /// goes out after the write is committed, so a client that reads the user back agrees.
 /// `transition` is used only when the fabric cannot be read.
+///
+/// A failed attempt (in a connect storm: the pool timing out) is tried again after a
+/// growing pause: dropped, the user would show the wrong status until their next
+/// transition. Trying again is safe, as each attempt records what is true by then.
 pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
-    let result: Result<Status, sqlx::Error> = async {
+    let result = retry(
+        ANNOUNCE_ATTEMPTS,
+        ANNOUNCE_FIRST_PAUSE,
+        spread_of(user),
+        || record(state, user, transition),
+    )
+    .await;
+    match result {
+        Ok(status) => {
+            metrics::counter!(crate::metrics::names::PRESENCE_TRANSITIONS, "status" => status.as_str())
+                .increment(1);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, %user, ?transition, attempts = ANNOUNCE_ATTEMPTS, "presence transition not recorded")
+        }
+    }
+}
+
+/// Offline announcements of reaped users in flight at once.
+const REAPED_AT_ONCE: usize = 16;
+
+/// Attempts at recording one transition; with the pauses between them (0.2, 0.4, 0.8,
+/// 1.6 s and the pool's 5 s wait per attempt) a storm has about 30 s to pass.
+const ANNOUNCE_ATTEMPTS: u32 = 5;
+const ANNOUNCE_FIRST_PAUSE: Duration = Duration::from_millis(200);
+
+/// Where in the pause a user's next attempt falls, from 0.5 to 1.5 times it, so that the
+/// users of one storm do not all come back at once.
+fn spread_of(user: Uuid) -> f64 {
+    0.5 + (user.as_u128() % 1000) as f64 / 1000.0
+}
+
+/// Runs `attempt` until it succeeds, at most `attempts` times, pausing `first` (times
+/// `spread`) after the first failure and twice as long after each next one.
+async fn retry<T, E, F, Fut>(
+    attempts: u32,
+    first: Duration,
+    spread: f64,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut pause = first.mul_f64(spread);
+    let mut tried = 1;
+    loop {
+        match attempt().await {
+            Err(e) if tried < attempts => {
+                tracing::debug!(error = %e, tried, "trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tried += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// One attempt of [`announce`]: the status recorded and told.
+async fn record(state: &AppState, user: Uuid, transition: Status) -> Result<Status, sqlx::Error> {
+    {
         let mut lock = UserLock::acquire(&state.db, user).await?;
         let status = match state.fabric.presence.online(&[user]).await {
             Ok(online) if online.contains(&user) => Status::Online,
@@ -152,21 +219,22 @@ pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
             .await?;
         let mut rooms: Vec<String> = audience.into_iter().map(room::user).collect();
         rooms.push(room::user(user));
-        let payload = UserStatus { user_id: user, status, last_seen_at: last_seen };
-        bus::announce(state.bus.as_ref(), Namespace::Chat, USER_STATUS, rooms, &payload, None)
-            .await;
+        let payload = UserStatus {
+            user_id: user,
+            status,
+            last_seen_at: last_seen,
+        };
+        bus::announce(
+            state.bus.as_ref(),
+            Namespace::Chat,
+            USER_STATUS,
+            rooms,
+            &payload,
+            None,
+        )
+        .await;
         lock.release().await;
         Ok(status)
-    }
-    .await;
-    match result {
-        Ok(status) => {
-            metrics::counter!(crate::metrics::names::PRESENCE_TRANSITIONS, "status" => status.as_str())
-                .increment(1);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, %user, ?transition, "presence transition not recorded")
-        }
     }
 }
 
@@ -289,11 +357,63 @@ pub async fn reaper_loop(
         }
         match state.fabric.presence.reap().await {
             Ok(gone) => {
-                for user in gone {
-                    announce(&state, user, Status::Offline).await;
-                }
+                // Side by side: an announce that waits to try again holds up no other.
+                futures_util::stream::iter(gone)
+                    .for_each_concurrent(REAPED_AT_ONCE, |user| {
+                        announce(&state, user, Status::Offline)
+                    })
+                    .await;
             }
             Err(e) => tracing::warn!(error = %e, "presence reaper failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::Cell, time::Duration};
+
+    use super::{retry, spread_of};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_attempt_is_tried_again_after_growing_pauses() {
+        let tried = Cell::new(0);
+        let started = tokio::time::Instant::now();
+        let result: Result<u32, String> = retry(5, Duration::from_millis(200), 1.0, || {
+            tried.set(tried.get() + 1);
+            let n = tried.get();
+            async move {
+                if n < 3 {
+                    Err(format!("busy {n}"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result, Ok(3));
+        // 200 ms after the first failure, 400 ms after the second.
+        assert_eq!(started.elapsed(), Duration::from_millis(600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_stop_at_the_limit_with_the_last_error() {
+        let tried = Cell::new(0);
+        let result: Result<(), String> = retry(3, Duration::from_millis(10), 1.0, || {
+            tried.set(tried.get() + 1);
+            let n = tried.get();
+            async move { Err(format!("busy {n}")) }
+        })
+        .await;
+        assert_eq!(result, Err("busy 3".to_owned()));
+        assert_eq!(tried.get(), 3);
+    }
+
+    #[test]
+    fn users_spread_their_pauses_between_half_and_one_and_a_half() {
+        for _ in 0..100 {
+            let s = spread_of(uuid::Uuid::new_v4());
+            assert!((0.5..1.5).contains(&s), "{s}");
         }
     }
 }

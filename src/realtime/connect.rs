@@ -233,22 +233,27 @@ pub async fn on_chat_connect(s: SocketRef, State(state): State<AppState>) {
         state
             .local
             .insert(conn.clone(), user.user_id, user.session_id);
-        match state
+        let came_online = match state
             .fabric
             .presence
             .connect(user.user_id, &conn, state.settings.presence_ttl())
             .await
         {
-            Ok(true) => presence::announce(&state, user.user_id, Status::Online).await,
-            Ok(false) => {}
+            Ok(online) => online,
             Err(e) => {
                 tracing::warn!(error = %e, "presence not recorded; the next heartbeat retries");
+                false
             }
-        }
+        };
         // A socket that closed meanwhile ran its disconnect handler before it was counted;
-        // left counted, heartbeats would renew its lease for ever.
+        // left counted, heartbeats would renew its lease for ever. Released before the
+        // announce, which may take its time in a connect storm: the announce records what
+        // is true by then either way.
         if !s.connected() {
             release(&state, &s, state.draining.is_draining()).await;
+        }
+        if came_online {
+            presence::announce(&state, user.user_id, Status::Online).await;
         }
     }
     .instrument(socket_span(&s, None))
