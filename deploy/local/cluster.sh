@@ -22,6 +22,8 @@
 #   logs [-f] [K|nginx|all]   last lines of the logs (-f: follow)
 #   restart-node K     SIGTERM node K, wait for it to exit, start it again, wait until it is
 #                      ready and back in nginx's rotation (rolling restarts)
+#   rolling-restart    restart-node for every node in turn (1, 2, ...): each drained with
+#                      SIGTERM, gone, started and ready before the next one is touched
 #   kill-node K        SIGKILL node K (a crash: no drain, its presence leases expire)
 #   restart-redis [--empty]
 #                      SIGKILL the cluster's own Redis and start it again on the same port
@@ -39,7 +41,9 @@
 # --redis-cluster-port; the last does not turn --redis-cluster on), CHATTY_CLUSTER_DIR
 # (runtime files, default .chatty/cluster/), CHATTY_CLUSTER_TIMEOUT (seconds to wait for
 # readiness, default 180), and every node setting of the README (DATABASE_URL, REDIS_URL,
-# JWT_SECRET, CHATTY_*), which deploy/local/env.sh fills in. REDIS_CLUSTER_URLS set without
+# JWT_SECRET, CHATTY_*, e.g. CHATTY_SHUTDOWN_GRACE_SECS and CHATTY_DRAIN_SPREAD_SECS for how a
+# node drains on SIGTERM), which deploy/local/env.sh fills in; `start` keeps them for every
+# later restart-node. REDIS_CLUSTER_URLS set without
 # --redis-cluster runs the nodes on that (external) Redis Cluster instead of REDIS_URL.
 # Runtime files live in .chatty/ (gitignored).
 set -euo pipefail
@@ -51,6 +55,12 @@ TEMPLATE=$ROOT/deploy/nginx/cluster.conf.template
 # How long nginx leaves a node out of rotation after one failed attempt (see render_nginx).
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
+
+# Every process this launcher starts (nodes, nginx, Redis) inherits the soft descriptor
+# limit, which is often 1024: raised to the hard limit here, for the nodes restarted by
+# restart-node from another shell too. One process never holds more than the hard limit
+# (20,000 on some CI machines, where it cannot be raised): size node counts by it.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 die() { log "$*"; exit 1; }
 
 usage() {
@@ -191,6 +201,8 @@ render_nginx() {
   servers=${servers%$'\n'}
   [ "$(id -u)" -ne 0 ] || user_directive="user $(id -un) $(id -gn);"
   # Each proxied connection holds two descriptors (client and node), and nginx needs a few.
+  # worker_rlimit_nofile gives each worker the launcher's (raised) limit even where nginx
+  # would start its workers with less.
   conns=$(( ($(ulimit -n) - 32) / 2 ))
   [ "$conns" -le 16384 ] || conns=16384
   [ "$conns" -ge 256 ] || conns=256
@@ -199,6 +211,7 @@ render_nginx() {
   conf=${conf//@USER_DIRECTIVE@/$user_directive}
   conf=${conf//@STATE@/$NGX}
   conf=${conf//@WORKER_CONNECTIONS@/$conns}
+  conf=${conf//@WORKER_RLIMIT_NOFILE@/$(ulimit -n)}
   conf=${conf//@LISTEN@/$LISTEN}
   conf=${conf//@PORT@/$PORT}
   conf=${conf//@SERVERS@/$servers}
@@ -585,6 +598,19 @@ cmd_restart_node() {
   log "node $k: ready"
 }
 
+# Every node in turn, as a deployment replaces them: a node is touched only once the one
+# before it is back and ready, so all but one are serving throughout.
+cmd_rolling_restart() {
+  load_state
+  local k t0=$SECONDS t
+  for k in $(seq 1 "$NODES"); do
+    t=$SECONDS
+    (cmd_restart_node "$k") || die "rolling restart stopped at node $k"
+    log "node $k restarted in $((SECONDS - t)) s"
+  done
+  log "rolling restart of $NODES nodes done in $((SECONDS - t0)) s"
+}
+
 cmd_kill_node() {
   load_state
   check_node_arg "${1:-}"
@@ -637,6 +663,7 @@ case ${1:-} in
   status) if [ -s "$STATE/cluster.env" ]; then cmd_status; else log "not running"; exit 3; fi ;;
   logs) shift; cmd_logs "$@" ;;
   restart-node) cmd_restart_node "${2:-}" ;;
+  rolling-restart) cmd_rolling_restart ;;
   kill-node) cmd_kill_node "${2:-}" ;;
   restart-redis) cmd_restart_redis "${2:-}" ;;
   kill-redis-master) cmd_kill_redis_master "${2:-}" ;;
