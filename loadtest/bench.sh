@@ -167,9 +167,17 @@ mkdir -p "$results" "$work"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 
-current_db=''
+current_db='' run_name=''
 cleanup() {
   bash "$ctl" stop >/dev/null 2>&1 || true
+  # The nodes' warnings (RUST_LOG=warn) next to the run's results, e.g. presence
+  # transitions a node could not record.
+  if [ -n "$run_name" ]; then
+    for f in "$CHATTY_CLUSTER_DIR"/node-*.log; do
+      [ ! -s "$f" ] || cp "$f" "$results/$run_name.$(basename "$f")"
+    done
+    run_name=''
+  fi
   if [ -n "$current_db" ]; then
     psql "${CHATTY_TEST_PG}/postgres" -qc "drop database if exists \"$current_db\" with (force)" >/dev/null 2>&1 || true
     current_db=''
@@ -225,7 +233,9 @@ cluster_up() {
   [ "${REDIS:-single}" != cluster ] || redis=(--redis-cluster-port "$BENCH_REDIS_CLUSTER_PORT")
   [ -z "${NODE_ENV:-}" ] || read -r -a node_env <<<"$NODE_ENV"
   current_db="chatty_bench_${kind}_$(date +%s)"
-  rm -rf "$CHATTY_CLUSTER_DIR/redis"
+  # The nodes append to their logs: each run's start with empty ones, kept with its results.
+  rm -rf "$CHATTY_CLUSTER_DIR/redis" "$CHATTY_CLUSTER_DIR"/node-*.log
+  run_name=$kind-$name
   quiet_machine
   printf '{"busy_before_pct": %s, "loadavg": "%s"}\n' "${quiet_busy:-null}" \
     "$(cut -d' ' -f1-3 /proc/loadavg)" >"$results/$kind-$name.quiet"
