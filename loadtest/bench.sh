@@ -452,7 +452,7 @@ sys.exit(0 if kept and not (p99 > 5 * first and p99 > 100) else 1)' \
         rm -f "$results/$kind"-storm-p*.json
         per=$((STORM_SOCKETS / STORM_PROCS))
         FIRST_ARGS="--chaos-kill-node-at $STORM_KILL_AT --chaos-kill-node $STORM_KILL_NODE" \
-          OTHER_ARGS="--storm" VIA=direct run_procs "$kind" storm "$STORM_NODES" "$STORM_PROCS" \
+          OTHER_ARGS="--storm --storm-at $STORM_KILL_AT" VIA=direct run_procs "$kind" storm "$STORM_NODES" "$STORM_PROCS" \
           --users "$per" --group-size "$GROUP" --rate "$(awk -v r="$STORM_RATE" -v p="$STORM_PROCS" 'BEGIN { print r / p }')" \
           --duration "$STORM_DURATION" --ramp-up 2 --drain 15 --storm-window "$STORM_WINDOW" \
           --connect-concurrency 128 >/dev/null || true

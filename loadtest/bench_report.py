@@ -653,13 +653,14 @@ def merge_storm(parts):
     storms = [p.get("storm") for p in parts if p.get("storm")]
     if not storms:
         return None
-    start = min(s["started_at"] for s in storms)
+    kills = [e for p in parts for e in p.get("chaos", []) if e["action"] == "kill-node"]
+    # From the kill command (its process knows when it ran it), else the first drop seen.
+    start = kills[0]["at_epoch"] if kills and kills[0].get("at_epoch") else min(s["started_at"] for s in storms)
     dropped = sum(s["dropped"] for s in storms)
     back = [t for s in storms for t in s["back_at"]]
     resumed = [t for s in storms for t in s["resumed_at"]]
     acks = [t for s in storms for t in s["others_ack"]["samples_ms"]]
     deliveries = [t for s in storms for t in s["others_delivery"]["samples_ms"]]
-    kills = [e for p in parts for e in p.get("chaos", []) if e["action"] == "kill-node"]
     after = [p.get("aftermath") or {} for p in parts]
     ack_p99, ack_max = tail(acks)
     del_p99, del_max = tail(deliveries)
@@ -667,21 +668,25 @@ def merge_storm(parts):
     per_sec = {}
     for r in rates:
         for t in r["back_at"]:
-            k = int(math.floor(t - math.floor(start)))
-            per_sec[k] = per_sec.get(k, 0) + 1
+            if t >= math.floor(start):
+                k = int(math.floor(t - math.floor(start)))
+                per_sec[k] = per_sec.get(k, 0) + 1
     series = [per_sec.get(k, 0) for k in range(max(per_sec) + 1)] if per_sec else []
     return {
         "processes": len(parts),
         "sockets": sum(p["connected"] for p in parts),
         "connect_errors": sum(p["connect_errors"] for p in parts),
         "killed_node": kills[0]["node"] if kills else None,
-        "kill_to_first_drop_secs": round(start - kills[0]["at_epoch"], 3) if kills and kills[0].get("at_epoch") else None,
+        "kill_to_first_drop_secs": round(min(min(s["dropped_at"]) for s in storms if s["dropped_at"]) - start, 3)
+        if any(s["dropped_at"] for s in storms)
+        else None,
         "dropped": dropped,
         "back_99_secs": time_to_fraction(back, dropped, 0.99, start),
         "back_all_secs": time_to_fraction(back, dropped, 1.0, start),
         "resumed_99_secs": time_to_fraction(resumed, dropped, 0.99, start),
         "resumed_all_secs": time_to_fraction(resumed, dropped, 1.0, start),
         "not_back": dropped - len(back),
+        "dropped_before_kill": sum(s.get("dropped_before", 0) for s in storms),
         "failed_attempts": sum(s["failed_attempts"] for s in storms),
         "window_secs": storms[0]["window_secs"],
         "others_sends": len(acks),

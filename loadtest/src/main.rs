@@ -232,7 +232,14 @@ pub struct Args {
     #[arg(long)]
     pub storm: bool,
 
-    /// Seconds from the first drop over which the others' sends are measured.
+    /// With --storm: the node is killed (by another load process) this many seconds into
+    /// sending; all start sending together with --ready-dir. The storm's clock starts
+    /// then, not at this process's first drop, which an overloaded machine may cause
+    /// earlier by missed heartbeats.
+    #[arg(long, value_name = "SECS", requires = "storm")]
+    pub storm_at: Option<f64>,
+
+    /// Seconds from the kill over which the others' sends are measured.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub storm_window: f64,
 
@@ -655,6 +662,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let usage_before = probes.sample().await;
     let padding = "x".repeat(args.size as usize);
     let send_started = Instant::now();
+    let send_started_epoch = device::epoch_secs();
     // A rolling restart keeps the sender going until it is over.
     let chaos_busy = Arc::new(AtomicBool::new(args.chaos_rolling_restart_at.is_some()));
     let chaos = chaos_plan.map(|plan| {
@@ -872,11 +880,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone()
         });
+        let kill_at = report
+            .chaos
+            .iter()
+            .find(|e| e.action == "kill-node")
+            .map(|e| e.at_epoch)
+            .or_else(|| args.storm_at.map(|at| send_started_epoch + at));
         report.storm = storm::Storm::of(
             &devices,
             &sends,
             args.storm_window,
             report.resume.as_ref().map_or(0, |r| r.reconnect_failures),
+            kill_at,
         );
     }
     report.print(args.json);

@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use crate::device::{DeviceStats, Outage};
 
-/// Drops that start this long after the first one still belong to the storm: a SIGKILLed
-/// node's sockets are reset by the kernel at once, but a client notices in its own time.
+/// Drops that start this long after the kill (or the first drop) still belong to the storm:
+/// the launcher takes a moment to send the SIGKILL, the kernel then resets the node's
+/// sockets at once, and a client notices in its own time.
 pub const DROP_WINDOW_SECS: f64 = 2.0;
 
 /// Reconnects completed per second.
@@ -136,10 +137,10 @@ impl Tail {
 /// One node's sockets lost at once and coming back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Storm {
-    /// When the storm began: the first socket drop this process saw (within about 0.1 s of
-    /// the SIGKILL), epoch seconds.
+    /// When the storm began, epoch seconds: the kill (this process's own `kill-node`, or
+    /// the time `--storm-at` plans it for), else the first socket drop this process saw.
     pub started_at: f64,
-    /// Sockets that dropped within DROP_WINDOW_SECS of the first drop.
+    /// Sockets that dropped within DROP_WINDOW_SECS from then.
     pub dropped: usize,
     /// Seconds from the first drop until 99% and 100% of them were connected again; None:
     /// not within the run.
@@ -149,6 +150,8 @@ pub struct Storm {
     pub resumed_99_secs: Option<f64>,
     pub resumed_all_secs: Option<f64>,
     pub not_back: usize,
+    /// Sockets lost before the storm began (missed heartbeats on an overloaded machine).
+    pub dropped_before: usize,
     /// Connect attempts that failed during the run (the storm is its only failure).
     pub failed_attempts: u64,
     /// Sends and deliveries measured: those issued from `started_at` for this long.
@@ -168,19 +171,24 @@ pub struct Storm {
 }
 
 impl Storm {
-    /// None when no socket dropped.
+    /// From `kill_at` when known, else from the first drop; None when no socket dropped.
+    /// Drops before the kill (an overloaded machine's missed heartbeats) are not the
+    /// storm's.
     pub fn of(
         devices: &[DeviceStats],
         sends: &[SendRecord],
         window_secs: f64,
         failed_attempts: u64,
+        kill_at: Option<f64>,
     ) -> Option<Self> {
-        let started_at = devices
+        let first_drop = devices
             .iter()
             .flat_map(|d| d.outages.first())
             .map(|o| o.dropped)
             .reduce(f64::min)?;
-        let in_storm = |o: &&Outage| o.dropped <= started_at + DROP_WINDOW_SECS;
+        let started_at = kill_at.unwrap_or(first_drop);
+        let in_storm =
+            |o: &&Outage| o.dropped >= started_at && o.dropped <= started_at + DROP_WINDOW_SECS;
         let mut affected = HashSet::new();
         let (mut dropped_at, mut back_at, mut resumed_at) = (Vec::new(), Vec::new(), Vec::new());
         for d in devices {
@@ -215,6 +223,11 @@ impl Storm {
             resumed_99_secs: time_to_fraction(&resumed_at, n, 0.99, started_at),
             resumed_all_secs: time_to_fraction(&resumed_at, n, 1.0, started_at),
             not_back: n - back_at.len(),
+            dropped_before: devices
+                .iter()
+                .flat_map(|d| &d.outages)
+                .filter(|o| o.dropped < started_at)
+                .count(),
             failed_attempts,
             window_secs,
             unaffected_users: users.difference(&affected).count(),
@@ -318,7 +331,7 @@ mod tests {
             send(3, 0, 101.0, Some(800.0)),
             send(4, 3, 99.0, Some(5.0)),
         ];
-        let s = Storm::of(&devices, &sends, 10.0, 7).expect("a storm");
+        let s = Storm::of(&devices, &sends, 10.0, 7, None).expect("a storm");
         assert_eq!((s.started_at, s.dropped, s.not_back), (100.0, 2, 1));
         assert_eq!((s.back_99_secs, s.back_all_secs), (None, None));
         assert_eq!(s.unaffected_users, 2);
@@ -331,11 +344,33 @@ mod tests {
         assert_eq!(d, [20.0, 30.0, 40.0]);
         assert_eq!(s.others_delivery.max_ms, Some(40.0));
         let one = [device(0, vec![outage(100.0, Some(100.25))], vec![])];
-        let s = Storm::of(&one, &[], 10.0, 0).expect("a storm");
+        let s = Storm::of(&one, &[], 10.0, 0, None).expect("a storm");
         assert_eq!(
             (s.back_all_secs, s.resumed_all_secs),
             (Some(0.25), Some(0.75))
         );
-        assert_eq!(Storm::of(&[device(0, vec![], vec![])], &[], 10.0, 0), None);
+        assert_eq!(
+            Storm::of(&[device(0, vec![], vec![])], &[], 10.0, 0, None),
+            None
+        );
+    }
+
+    #[test]
+    fn drops_before_the_kill_are_not_the_storms() {
+        let devices = [
+            // Dropped (missed heartbeats) before the kill at 100, and back.
+            device(0, vec![outage(90.0, Some(91.0))], vec![]),
+            // Dropped twice: before the kill, then by it.
+            device(
+                1,
+                vec![outage(95.0, Some(96.0)), outage(100.2, Some(101.2))],
+                vec![],
+            ),
+            device(2, vec![outage(100.1, Some(102.1))], vec![]),
+        ];
+        let s = Storm::of(&devices, &[], 10.0, 0, Some(100.0)).expect("a storm");
+        assert_eq!((s.started_at, s.dropped, s.unaffected_users), (100.0, 2, 1));
+        assert_eq!(s.back_all_secs, Some(2.1));
+        assert_eq!(s.dropped_before, 2);
     }
 }
