@@ -35,6 +35,9 @@ pub struct Plan {
     pub redis_master: Option<u32>,
     /// Kill one node (1-based; None: one at random) once, and leave it down.
     pub kill_node_at: Option<(Duration, Option<u32>)>,
+    /// Where to write the epoch second of that kill as soon as it is done, for the other
+    /// load processes of the run (their clocks of the storm start there).
+    pub kill_mark: Option<PathBuf>,
     /// Run the launcher's `rolling-restart` once: each node drained with SIGTERM, started
     /// again and ready before the next.
     pub rolling_at: Option<Duration>,
@@ -283,6 +286,16 @@ pub async fn run(
                 quiet,
             )
             .await;
+            let at_epoch = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .last()
+                .map(|e| e.at_epoch);
+            if let (Some(mark), Some(at)) = (&plan.kill_mark, at_epoch) {
+                if let Err(e) = write_mark(mark, at) {
+                    eprintln!("chaos: could not write {}: {e}", mark.display());
+                }
+            }
         }
     };
     let rolling = {
@@ -310,6 +323,18 @@ pub async fn run(
     events
 }
 
+/// Written whole under another name first, so that a reader never sees half of it.
+fn write_mark(mark: &Path, at_epoch: f64) -> std::io::Result<()> {
+    let tmp = mark.with_extension("tmp");
+    std::fs::write(&tmp, format!("{at_epoch:.6}\n"))?;
+    std::fs::rename(&tmp, mark)
+}
+
+/// The kill time another load process wrote with `kill_mark`, if any.
+pub fn read_mark(mark: &Path) -> Option<f64> {
+    std::fs::read_to_string(mark).ok()?.trim().parse().ok()
+}
+
 fn node_action(action: &'static str, node: u32) -> (&'static str, Vec<String>) {
     (action, vec![action.to_owned(), node.to_string()])
 }
@@ -335,8 +360,20 @@ mod tests {
             redis_failover_at: None,
             redis_master: None,
             kill_node_at: None,
+            kill_mark: None,
             rolling_at: None,
         }
+    }
+
+    #[test]
+    fn the_kill_mark_carries_the_kill_time_to_the_other_processes() {
+        let dir = std::env::temp_dir().join(format!("chatty-load-mark-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mark = dir.join("kill.epoch");
+        assert_eq!(read_mark(&mark), None);
+        write_mark(&mark, 1_796_664_273.166_5).expect("written");
+        assert_eq!(read_mark(&mark), Some(1_796_664_273.166_5));
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 
     fn event(action: &'static str, at_secs: f64, took_secs: f64) -> Event {

@@ -233,9 +233,9 @@ pub struct Args {
     pub storm: bool,
 
     /// With --storm: the node is killed (by another load process) this many seconds into
-    /// sending; all start sending together with --ready-dir. The storm's clock starts
-    /// then, not at this process's first drop, which an overloaded machine may cause
-    /// earlier by missed heartbeats.
+    /// sending. The storm's clock starts at the kill time the killing process writes into
+    /// --ready-dir, or failing that at this estimate, not at this process's first drop,
+    /// which an overloaded machine may cause earlier by missed heartbeats.
     #[arg(long, value_name = "SECS", requires = "storm")]
     pub storm_at: Option<f64>,
 
@@ -885,6 +885,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .find(|e| e.action == "kill-node")
             .map(|e| e.at_epoch)
+            .or_else(|| {
+                let dir = args.ready_dir.as_ref()?;
+                chaos::read_mark(&dir.join(KILL_MARK))
+            })
             .or_else(|| args.storm_at.map(|at| send_started_epoch + at));
         report.storm = storm::Storm::of(
             &devices,
@@ -900,6 +904,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The file in `--ready-dir` where the process that kills the node writes when it did.
+const KILL_MARK: &str = "kill.epoch";
 
 /// Leaves this process's mark in `dir` and waits until `count` load processes have left
 /// theirs, so that processes that connected at different speeds start sending (and the
@@ -967,6 +974,7 @@ async fn chaos_plan(args: &Args) -> anyhow::Result<Option<chaos::Plan>> {
         kill_node_at: args
             .chaos_kill_node_at
             .map(|at| (Duration::from_secs(at), args.chaos_kill_node)),
+        kill_mark: args.ready_dir.as_ref().map(|d| d.join(KILL_MARK)),
         rolling_at: args.chaos_rolling_restart_at.map(Duration::from_secs),
     }))
 }
