@@ -52,7 +52,8 @@
 #              Chatty only: the same on a single Redis that is crashed at CHAOS_REDIS_AT s
 #              and comes back empty, as a Redis without persistence does
 #   storm      Chatty only: STORM_NODES nodes, STORM_SOCKETS sockets straight to the nodes
-#              (~1/STORM_NODES each) from STORM_PROCS load processes of disjoint users
+#              (~1/STORM_NODES each; or through nginx with STORM_VIA=balancer) from
+#              STORM_PROCS load processes of disjoint users
 #              (one process holds < 20,000 descriptors), sending STORM_RATE msg/s in all
 #              with resume on; at STORM_KILL_AT s the first process SIGKILLs node
 #              STORM_KILL_NODE for good and every socket it held reconnects to the others
@@ -93,6 +94,7 @@
 #      IDLE_HOLD (30) IDLE_SOURCE_ADDRS (127.0.0.2,127.0.0.3)
 #      STORM_NODES (3) STORM_SOCKETS (30000) STORM_PROCS (3) STORM_RATE (150)
 #      STORM_KILL_AT (10) STORM_KILL_NODE (1) STORM_DURATION (30) STORM_WINDOW (10)
+#      STORM_VIA (direct, or balancer: through nginx) STORM_NGINX_WORKERS (6)
 #      ROLLING_NODES (3) ROLLING_SOCKETS (9000) ROLLING_RATE (150) ROLLING_AT (5)
 #      ROLLING_DURATION (10: sending goes on until the restarts are over)
 #      ROLLING_DRAIN_SPREAD (20) ROLLING_GRACE (25) ROLLING_MODES (burst paced)
@@ -131,6 +133,7 @@ IDLE_HOLD=${IDLE_HOLD:-30} IDLE_SOURCE_ADDRS=${IDLE_SOURCE_ADDRS:-127.0.0.2,127.
 STORM_NODES=${STORM_NODES:-3} STORM_SOCKETS=${STORM_SOCKETS:-30000} STORM_PROCS=${STORM_PROCS:-3}
 STORM_RATE=${STORM_RATE:-150} STORM_KILL_AT=${STORM_KILL_AT:-10} STORM_KILL_NODE=${STORM_KILL_NODE:-1}
 STORM_DURATION=${STORM_DURATION:-30} STORM_WINDOW=${STORM_WINDOW:-10}
+STORM_VIA=${STORM_VIA:-direct} STORM_NGINX_WORKERS=${STORM_NGINX_WORKERS:-6}
 ROLLING_NODES=${ROLLING_NODES:-3} ROLLING_SOCKETS=${ROLLING_SOCKETS:-9000} ROLLING_RATE=${ROLLING_RATE:-150}
 ROLLING_AT=${ROLLING_AT:-5} ROLLING_DURATION=${ROLLING_DURATION:-10}
 ROLLING_DRAIN_SPREAD=${ROLLING_DRAIN_SPREAD:-20} ROLLING_GRACE=${ROLLING_GRACE:-25}
@@ -225,13 +228,15 @@ quiet_machine() {
 # (to the first K only with DIRECT_NODES=K; every node's /metrics is read all the same).
 # Users are seeded straight into PostgreSQL and Redis, or through the API with SEED=api.
 # The nodes run on a Redis of the cluster's own, or on a Redis Cluster of its own with
-# REDIS=cluster. NODE_ENV ("NAME=value ...") adds node settings (e.g. how they drain).
+# REDIS=cluster. NODE_ENV ("NAME=value ...") adds node settings (e.g. how they drain),
+# CLUSTER_ARGS ("--opt value ...") options of `cluster.sh start`.
 cluster_up() {
-  local kind=$1 name=$2 nodes=$3 redis=(--redis-port "$BENCH_REDIS_PORT") node_env=()
+  local kind=$1 name=$2 nodes=$3 redis=(--redis-port "$BENCH_REDIS_PORT") node_env=() start_args=()
   seed=(--seed-sql)
   [ "${SEED:-sql}" != api ] || seed=()
   [ "${REDIS:-single}" != cluster ] || redis=(--redis-cluster-port "$BENCH_REDIS_CLUSTER_PORT")
   [ -z "${NODE_ENV:-}" ] || read -r -a node_env <<<"$NODE_ENV"
+  [ -z "${CLUSTER_ARGS:-}" ] || read -r -a start_args <<<"$CLUSTER_ARGS"
   current_db="chatty_bench_${kind}_$(date +%s)"
   # The nodes append to their logs: each run's start with empty ones, kept with its results.
   rm -rf "$CHATTY_CLUSTER_DIR/redis" "$CHATTY_CLUSTER_DIR"/node-*.log
@@ -241,7 +246,7 @@ cluster_up() {
     "$(cut -d' ' -f1-3 /proc/loadavg)" >"$results/$kind-$name.quiet"
   env DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" RUST_LOG=warn "${node_env[@]}" \
     bash "$ctl" start --nodes "$nodes" --server "$kind" --port "$BALANCER_PORT" \
-    --base-port "$BASE_PORT" "${redis[@]}" >"$work/$kind-$name.cluster.log" 2>&1 ||
+    --base-port "$BASE_PORT" "${redis[@]}" "${start_args[@]}" >"$work/$kind-$name.cluster.log" 2>&1 ||
     { log "cluster did not start; see $work/$kind-$name.cluster.log"; cleanup; return 1; }
   unset REDIS_CLUSTER_URLS
   # shellcheck source=/dev/null
@@ -276,8 +281,10 @@ run() {
 # run_procs KIND NAME NODES PROCS [chatty-load args...]: one fresh cluster, PROCS load
 # processes started together (one process holds fewer than 20,000 descriptors), each
 # seeding users of its own and waiting for the others before it sends (--ready-dir). The
-# first also gets FIRST_ARGS ("--opt value ..."), the others OTHER_ARGS. Results in
-# NAME-p1.json ... NAME-pPROCS.json; prints their paths.
+# first also gets FIRST_ARGS ("--opt value ..."), the others OTHER_ARGS. With SOURCE_BASE=B
+# process i opens its sockets from 127.0.0.(B+i-1): through one balancer address, one
+# local address has only ~28,000 ports. Results in NAME-p1.json ... NAME-pPROCS.json;
+# prints their paths.
 run_procs() {
   local kind=$1 name=$2 nodes=$3 procs=$4 i status pids=() extra=() ready
   shift 4
@@ -287,6 +294,7 @@ run_procs() {
   log "$kind $name: $procs x chatty-load $* (first: ${FIRST_ARGS:-}; others: ${OTHER_ARGS:-})"
   for i in $(seq 1 "$procs"); do
     if [ "$i" -eq 1 ]; then read -r -a extra <<<"${FIRST_ARGS:-}"; else read -r -a extra <<<"${OTHER_ARGS:-}"; fi
+    [ -z "${SOURCE_BASE:-}" ] || extra+=(--source-addrs "127.0.0.$((SOURCE_BASE + i - 1))")
     env "${load_env[@]}" \
       "$load" --url "$CHATTY_URL" --nodes "$targets" --metrics "$CHATTY_NODES" "${seed[@]}" --json \
       --cluster-ctl "$ctl" --ready-dir "$ready" --ready-count "$procs" "$@" "${extra[@]}" \
@@ -444,15 +452,20 @@ sys.exit(0 if kept and not (p99 > 5 * first and p99 > 100) else 1)' \
           log "$kind scaling on $n nodes: delivered $(field "$f" delivered_in_window_per_sec)/s while sending, p99 $(field "$f" latency.p99_ms) ms"
         done ;;
       storm)
-        # Straight to the nodes: through nginx each socket costs the balancer two
-        # descriptors, 60,000 for 30,000 sockets, beyond what its workers may hold under a
-        # 20,000 per-process limit on this machine. A device whose node dies walks on to
-        # the next nodes of --nodes, as the load tool's clients always do.
+        # STORM_VIA=direct: straight to the nodes; a device whose node dies walks on to the
+        # next nodes of --nodes, as the load tool's clients always do. STORM_VIA=balancer:
+        # through nginx, where each socket costs two descriptors (60,000 for 30,000
+        # sockets), so it runs STORM_NGINX_WORKERS workers sharing the port, each under the
+        # 20,000 per-process limit, and every load process its own local address.
         [ "$kind" = chatty ] || { log "storm: skipped for $kind (Chatty only)"; continue; }
         rm -f "$results/$kind"-storm-p*.json
-        per=$((STORM_SOCKETS / STORM_PROCS))
+        per=$((STORM_SOCKETS / STORM_PROCS)) via=direct source_base='' cluster_args=''
+        if [ "$STORM_VIA" = balancer ]; then
+          via=balancer source_base=2 cluster_args="--nginx-workers $STORM_NGINX_WORKERS"
+        fi
         FIRST_ARGS="--chaos-kill-node-at $STORM_KILL_AT --chaos-kill-node $STORM_KILL_NODE" \
-          OTHER_ARGS="--storm --storm-at $STORM_KILL_AT" VIA=direct run_procs "$kind" storm "$STORM_NODES" "$STORM_PROCS" \
+          OTHER_ARGS="--storm --storm-at $STORM_KILL_AT" VIA=$via SOURCE_BASE=$source_base \
+          CLUSTER_ARGS=$cluster_args run_procs "$kind" storm "$STORM_NODES" "$STORM_PROCS" \
           --users "$per" --group-size "$GROUP" --rate "$(awk -v r="$STORM_RATE" -v p="$STORM_PROCS" 'BEGIN { print r / p }')" \
           --duration "$STORM_DURATION" --ramp-up 2 --drain 15 --storm-window "$STORM_WINDOW" \
           --connect-concurrency 128 >/dev/null || true

@@ -4,7 +4,7 @@
 #
 # Usage: deploy/local/cluster.sh COMMAND
 #   start [--nodes N] [--port P] [--base-port B] [--redis-port R] [--server chatty|reference]
-#         [--redis-cluster] [--redis-cluster-port C]
+#         [--redis-cluster] [--redis-cluster-port C] [--nginx-workers W]
 #                      build chatty, start N nodes (default 3) on ports B+1..B+N (default
 #                      B=3100) and nginx on P (default 8080); wait until all are ready.
 #                      --redis-port: the cluster gets a Redis of its own on 127.0.0.1:R
@@ -17,6 +17,9 @@
 #                      `redis-cluster.sh start` left on those ports is used, not stopped
 #                      --server reference: run loadtest/reference (Node.js Socket.IO) as
 #                      the nodes instead, for benchmarks
+#                      --nginx-workers W: W nginx workers sharing the port (reuseport),
+#                      each holding up to the descriptor limit: W x ~10,000 sockets with
+#                      a limit of 20,000 (default 1, or CHATTY_CLUSTER_NGINX_WORKERS)
 #   stop               SIGTERM every node (each drains), then stop nginx (and own Redis)
 #   status             one line per process; exit 0 all up, 1 degraded, 3 not running
 #   logs [-f] [K|nginx|all]   last lines of the logs (-f: follow)
@@ -200,11 +203,12 @@ render_nginx() {
   done
   servers=${servers%$'\n'}
   [ "$(id -u)" -ne 0 ] || user_directive="user $(id -un) $(id -gn);"
-  # Each proxied connection holds two descriptors (client and node), and nginx needs a few.
-  # worker_rlimit_nofile gives each worker the launcher's (raised) limit even where nginx
-  # would start its workers with less.
-  conns=$(( ($(ulimit -n) - 32) / 2 ))
-  [ "$conns" -le 16384 ] || conns=16384
+  # worker_connections counts every connection of a worker, the client's and the one to
+  # the node alike: a proxied socket is two of them and two descriptors. A few descriptors
+  # are nginx's own. worker_rlimit_nofile gives each worker the launcher's (raised) limit
+  # even where nginx would start its workers with less.
+  conns=$(( $(ulimit -n) - 32 ))
+  [ "$conns" -le 65536 ] || conns=65536
   [ "$conns" -ge 256 ] || conns=256
   mkdir -p "$NGX/logs" "$NGX/tmp"
   conf=$(<"$TEMPLATE")
@@ -212,6 +216,8 @@ render_nginx() {
   conf=${conf//@STATE@/$NGX}
   conf=${conf//@WORKER_CONNECTIONS@/$conns}
   conf=${conf//@WORKER_RLIMIT_NOFILE@/$(ulimit -n)}
+  conf=${conf//@WORKER_PROCESSES@/${NGINX_WORKERS:-1}}
+  if [ "${NGINX_WORKERS:-1}" -gt 1 ]; then conf=${conf//@REUSEPORT@/ reuseport}; else conf=${conf//@REUSEPORT@/}; fi
   conf=${conf//@LISTEN@/$LISTEN}
   conf=${conf//@PORT@/$PORT}
   conf=${conf//@SERVERS@/$servers}
@@ -348,6 +354,7 @@ cmd_start() {
   local nodes=3 port=${CHATTY_CLUSTER_PORT:-8080} base=${CHATTY_CLUSTER_BASE_PORT:-3100}
   local redis_port=${CHATTY_CLUSTER_REDIS_PORT:-} server=chatty k
   local redis_cluster=false redis_cluster_port=${CHATTY_CLUSTER_REDIS_CLUSTER_PORT:-7001}
+  local nginx_workers=${CHATTY_CLUSTER_NGINX_WORKERS:-1}
   while [ $# -gt 0 ]; do
     case $1 in
       --nodes) nodes=${2:-}; shift 2 ;;
@@ -357,10 +364,12 @@ cmd_start() {
       --redis-cluster) redis_cluster=true; shift ;;
       --redis-cluster-port) redis_cluster=true redis_cluster_port=${2:-}; shift 2 ;;
       --server) server=${2:-}; shift 2 ;;
+      --nginx-workers) nginx_workers=${2:-}; shift 2 ;;
       *) usage ;;
     esac
   done
   in_range "$nodes" 1 50 || die "--nodes must be 1 to 50, got '$nodes'"
+  in_range "$nginx_workers" 1 32 || die "--nginx-workers must be 1 to 32, got '$nginx_workers'"
   in_range "$port" 1 65535 || die "--port must be a TCP port, got '$port'"
   in_range "$base" 1 $((65535 - nodes)) || die "--base-port must leave room for $nodes ports, got '$base'"
   [ -z "$redis_port" ] || in_range "$redis_port" 1 65535 || die "--redis-port must be a TCP port, got '$redis_port'"
@@ -382,6 +391,7 @@ cmd_start() {
 
   NODES=$nodes PORT=$port BASE_PORT=$base LISTEN=${CHATTY_CLUSTER_LISTEN:-127.0.0.1}
   REDIS_PORT=$redis_port SERVER=$server REDIS_CLUSTER_PORT='' REDIS_CLUSTER_OWNED=0
+  NGINX_WORKERS=$nginx_workers
   REDIS_CLUSTER_DIR=${CHATTY_REDIS_CLUSTER_DIR:-$STATE/redis-cluster}
   ! $redis_cluster || REDIS_CLUSTER_PORT=$redis_cluster_port
   ! port_busy "$LISTEN" "$PORT" || die "port $PORT is already in use (choose another with --port)"
@@ -454,7 +464,7 @@ cmd_start() {
   )
   {
     printf 'NODES=%q\nPORT=%q\nBASE_PORT=%q\nLISTEN=%q\nBIN=%q\n' "$NODES" "$PORT" "$BASE_PORT" "$LISTEN" "$BIN"
-    printf 'REDIS_PORT=%q\nSERVER=%q\n' "$REDIS_PORT" "$SERVER"
+    printf 'REDIS_PORT=%q\nSERVER=%q\nNGINX_WORKERS=%q\n' "$REDIS_PORT" "$SERVER" "$NGINX_WORKERS"
     printf 'REDIS_CLUSTER_PORT=%q\nREDIS_CLUSTER_DIR=%q\nREDIS_CLUSTER_OWNED=%q\n' \
       "$REDIS_CLUSTER_PORT" "$REDIS_CLUSTER_DIR" "$REDIS_CLUSTER_OWNED"
   } >"$STATE/cluster.env"
