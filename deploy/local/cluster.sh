@@ -217,7 +217,26 @@ render_nginx() {
   conf=${conf//@WORKER_CONNECTIONS@/$conns}
   conf=${conf//@WORKER_RLIMIT_NOFILE@/$(ulimit -n)}
   conf=${conf//@WORKER_PROCESSES@/${NGINX_WORKERS:-1}}
-  if [ "${NGINX_WORKERS:-1}" -gt 1 ]; then conf=${conf//@REUSEPORT@/ reuseport}; else conf=${conf//@REUSEPORT@/}; fi
+  # Tens of thousands of sockets to a node from one local address run out of ephemeral
+  # ports (~28,000 per address pair, fewer with the TIME_WAIT of a reconnect storm): with
+  # several workers nginx connects to the nodes from 4 loopback addresses in turn (Linux
+  # answers on all of 127.0.0.0/8).
+  local bind=''
+  if [ "${NGINX_WORKERS:-1}" -gt 1 ]; then
+    conf=${conf//@REUSEPORT@/ reuseport}
+    bind='        proxy_bind $chatty_upstream_source;'
+    conf=${conf//'    server {'/'    split_clients "$request_id" $chatty_upstream_source {
+        25% 127.0.0.11;
+        25% 127.0.0.12;
+        25% 127.0.0.13;
+        *   127.0.0.14;
+    }
+
+    server {'}
+  else
+    conf=${conf//@REUSEPORT@/}
+  fi
+  conf=${conf//@UPSTREAM_BIND@/$bind}
   conf=${conf//@LISTEN@/$LISTEN}
   conf=${conf//@PORT@/$PORT}
   conf=${conf//@SERVERS@/$servers}
