@@ -6,7 +6,9 @@
 # between the `bench:begin` and `bench:end` markers.
 #
 # Usage: loadtest/bench.sh [--write] [--only chatty|reference] [--scenario NAME]...
-#   idle       1 node, IDLE_USERS authenticated idle sockets: memory per connection
+#   idle       1 node, IDLE_USERS authenticated idle sockets held IDLE_HOLD s, opened from
+#              the local addresses IDLE_SOURCE_ADDRS: memory per connection, connect rate
+#              (sockets/s) and the node's CPU while only heartbeats flow
 #   saturate   NODES nodes behind nginx, USERS users in groups of GROUP: offered rates from
 #              RATES until delivery stops following the offer (deliveries while sending
 #              < 97% of acked sends x group size, or sends acked < 90% of offered) or p99
@@ -49,8 +51,27 @@
 #   chaos-redis-restart
 #              Chatty only: the same on a single Redis that is crashed at CHAOS_REDIS_AT s
 #              and comes back empty, as a Redis without persistence does
+#   storm      Chatty only: STORM_NODES nodes, STORM_SOCKETS sockets straight to the nodes
+#              (~1/STORM_NODES each; or through nginx with STORM_VIA=balancer) from
+#              STORM_PROCS load processes of disjoint users
+#              (one process holds < 20,000 descriptors), sending STORM_RATE msg/s in all
+#              with resume on; at STORM_KILL_AT s the first process SIGKILLs node
+#              STORM_KILL_NODE for good and every socket it held reconnects to the others
+#              (walking --nodes, spread evenly) and resumes with `sync`. Per process and
+#              merged (bench_report.py): sockets dropped, time until 99% / all back and
+#              resumed, failed attempts, the other users' send-to-ack and send-to-delivery
+#              p99 and max over STORM_WINDOW s from the first drop, lost, duplicated,
+#              presence afterwards
+#   rolling    Chatty only: ROLLING_NODES nodes, ROLLING_SOCKETS sockets straight to the
+#              nodes sending ROLLING_RATE msg/s with resume on; at ROLLING_AT s every node
+#              is restarted in turn (cluster.sh rolling-restart: SIGTERM, exit, start,
+#              ready). Twice: nodes dropping all sockets at once on SIGTERM
+#              (CHATTY_DRAIN_SPREAD_SECS=0, "burst") and pacing them over
+#              ROLLING_DRAIN_SPREAD s (grace ROLLING_GRACE s, "paced"). Reports the
+#              reconnect rate (per second, peak), lost, duplicated, failed attempts
 #   (default: idle, saturate, send, chaos, in that order; hostile, notify, fanout,
-#   scaling, send-cluster and the Redis chaos scenarios only when asked for)
+#   scaling, send-cluster, storm, rolling and the Redis chaos scenarios only when asked
+#   for)
 # A server build without the bus metrics (chatty_bus_received_total, chatty_bus_channels)
 # is measured all the same; its bus columns read "n/a". To compare builds, measure the old
 # one into a results directory of its own and give it to the report:
@@ -70,11 +91,19 @@
 #      SEND_CLUSTER_RATES (unset: 50% and 90% of saturation) CHAOS_REDIS_MASTER (random)
 #      BALANCER_PORT (8190) BASE_PORT (3190: nodes on BASE_PORT+1..) BENCH_REDIS_PORT (6392)
 #      BENCH_REDIS_CLUSTER_PORT (7391: the Redis Cluster on 7391..7396, buses 17391..17396)
+#      IDLE_HOLD (30) IDLE_SOURCE_ADDRS (127.0.0.2,127.0.0.3)
+#      STORM_NODES (3) STORM_SOCKETS (30000) STORM_PROCS (3) STORM_RATE (150)
+#      STORM_KILL_AT (10) STORM_KILL_NODE (1) STORM_DURATION (30) STORM_WINDOW (10)
+#      STORM_VIA (direct, or balancer: through nginx) STORM_NGINX_WORKERS (6)
+#      ROLLING_NODES (3) ROLLING_SOCKETS (9000) ROLLING_RATE (150) ROLLING_AT (5)
+#      ROLLING_DURATION (10: sending goes on until the restarts are over)
+#      ROLLING_DRAIN_SPREAD (20) ROLLING_GRACE (25) ROLLING_MODES (burst paced)
 # --write also puts the fanout table into docs/benchmarks.md between `fanout:begin` and
 # `fanout:end`, the single Redis against Redis Cluster tables (send-cluster and the Redis
 # chaos scenarios) between `redis-cluster:begin` and `redis-cluster:end`, and the scaling
 # table into docs/scaling.md between `scaling:begin` and `scaling:end`, where those markers
-# exist.
+# exist, and the idle-at-scale, storm and rolling tables between `connections:begin` and
+# `connections:end` in docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -100,12 +129,25 @@ HOSTILE_NODES=${HOSTILE_NODES:-1} HOSTILE_RUNS=${HOSTILE_RUNS:-2} HOSTILE_EVENTS
 NOTIFY_IDLE_USERS=${NOTIFY_IDLE_USERS:-20} NOTIFY_IDLE_GROUP=${NOTIFY_IDLE_GROUP:-5}
 NOTIFY_IDLE_RATE=${NOTIFY_IDLE_RATE:-5} NOTIFY_IDLE_DURATION=${NOTIFY_IDLE_DURATION:-10}
 NOTIFY_SHARE=${NOTIFY_SHARE:-50}
+IDLE_HOLD=${IDLE_HOLD:-30} IDLE_SOURCE_ADDRS=${IDLE_SOURCE_ADDRS:-127.0.0.2,127.0.0.3}
+STORM_NODES=${STORM_NODES:-3} STORM_SOCKETS=${STORM_SOCKETS:-30000} STORM_PROCS=${STORM_PROCS:-3}
+STORM_RATE=${STORM_RATE:-150} STORM_KILL_AT=${STORM_KILL_AT:-10} STORM_KILL_NODE=${STORM_KILL_NODE:-1}
+STORM_DURATION=${STORM_DURATION:-30} STORM_WINDOW=${STORM_WINDOW:-10}
+STORM_VIA=${STORM_VIA:-direct} STORM_NGINX_WORKERS=${STORM_NGINX_WORKERS:-6}
+ROLLING_NODES=${ROLLING_NODES:-3} ROLLING_SOCKETS=${ROLLING_SOCKETS:-9000} ROLLING_RATE=${ROLLING_RATE:-150}
+ROLLING_AT=${ROLLING_AT:-5} ROLLING_DURATION=${ROLLING_DURATION:-10}
+ROLLING_DRAIN_SPREAD=${ROLLING_DRAIN_SPREAD:-20} ROLLING_GRACE=${ROLLING_GRACE:-25}
+ROLLING_MODES=${ROLLING_MODES:-burst paced}
 FANOUT_NODES=${FANOUT_NODES:-4} FANOUT_LOADED=${FANOUT_LOADED:-2} FANOUT_RATE=${FANOUT_RATE:-300}
 FANOUT_DURATION=${FANOUT_DURATION:-15}
 SCALING_NODES=${SCALING_NODES:-2 4 6} SCALING_RATE=${SCALING_RATE:-400} SCALING_DURATION=${SCALING_DURATION:-$DURATION}
 BALANCER_PORT=${BALANCER_PORT:-8190} BASE_PORT=${BASE_PORT:-3190} BENCH_REDIS_PORT=${BENCH_REDIS_PORT:-6392}
 BENCH_REDIS_CLUSTER_PORT=${BENCH_REDIS_CLUSTER_PORT:-7391}
 SEND_CLUSTER_RATES=${SEND_CLUSTER_RATES:-} CHAOS_REDIS_MASTER=${CHAOS_REDIS_MASTER:-}
+
+# Every process of a run (nodes, nginx, load tool) inherits this: tens of thousands of
+# sockets need far more than the usual soft limit of 1,024 descriptors.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 bash deploy/local/services.sh
 # shellcheck source=deploy/local/env.sh
@@ -128,9 +170,17 @@ mkdir -p "$results" "$work"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 
-current_db=''
+current_db='' run_name=''
 cleanup() {
   bash "$ctl" stop >/dev/null 2>&1 || true
+  # The nodes' warnings (RUST_LOG=warn) next to the run's results, e.g. presence
+  # transitions a node could not record.
+  if [ -n "$run_name" ]; then
+    for f in "$CHATTY_CLUSTER_DIR"/node-*.log; do
+      [ ! -s "$f" ] || cp "$f" "$results/$run_name.$(basename "$f")"
+    done
+    run_name=''
+  fi
   if [ -n "$current_db" ]; then
     psql "${CHATTY_TEST_PG}/postgres" -qc "drop database if exists \"$current_db\" with (force)" >/dev/null 2>&1 || true
     current_db=''
@@ -172,43 +222,92 @@ quiet_machine() {
   quiet_busy=$b
 }
 
-# run KIND NAME NODES [chatty-load args...]: one fresh cluster, one run; prints the JSON path.
-# Sockets go through nginx, or straight to the nodes with VIA=direct (to the first K only
-# with DIRECT_NODES=K; every node's /metrics is read all the same). Users are seeded
-# straight into PostgreSQL and Redis, or through the API with SEED=api. The nodes run on a
-# Redis of the cluster's own, or on a Redis Cluster of its own with REDIS=cluster.
-run() {
-  local kind=$1 name=$2 nodes=$3 out status=0 targets seed=(--seed-sql)
-  local redis=(--redis-port "$BENCH_REDIS_PORT") load_redis
+# cluster_up KIND NAME NODES: a fresh cluster and database for one run. Sets `targets`
+# (where sockets go), `load_env` (what the load tool needs to reach the cluster's database
+# and Redis) and `seed`. Sockets go through nginx, or straight to the nodes with VIA=direct
+# (to the first K only with DIRECT_NODES=K; every node's /metrics is read all the same).
+# Users are seeded straight into PostgreSQL and Redis, or through the API with SEED=api.
+# The nodes run on a Redis of the cluster's own, or on a Redis Cluster of its own with
+# REDIS=cluster. NODE_ENV ("NAME=value ...") adds node settings (e.g. how they drain),
+# CLUSTER_ARGS ("--opt value ...") options of `cluster.sh start`.
+cluster_up() {
+  local kind=$1 name=$2 nodes=$3 redis=(--redis-port "$BENCH_REDIS_PORT") node_env=() start_args=()
+  seed=(--seed-sql)
   [ "${SEED:-sql}" != api ] || seed=()
   [ "${REDIS:-single}" != cluster ] || redis=(--redis-cluster-port "$BENCH_REDIS_CLUSTER_PORT")
-  shift 3
-  out=$results/$kind-$name.json
+  [ -z "${NODE_ENV:-}" ] || read -r -a node_env <<<"$NODE_ENV"
+  [ -z "${CLUSTER_ARGS:-}" ] || read -r -a start_args <<<"$CLUSTER_ARGS"
   current_db="chatty_bench_${kind}_$(date +%s)"
-  rm -rf "$CHATTY_CLUSTER_DIR/redis"
+  # The nodes append to their logs: each run's start with empty ones, kept with its results.
+  rm -rf "$CHATTY_CLUSTER_DIR/redis" "$CHATTY_CLUSTER_DIR"/node-*.log
+  run_name=$kind-$name
   quiet_machine
   printf '{"busy_before_pct": %s, "loadavg": "%s"}\n' "${quiet_busy:-null}" \
     "$(cut -d' ' -f1-3 /proc/loadavg)" >"$results/$kind-$name.quiet"
-  DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" RUST_LOG=warn \
+  env DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" RUST_LOG=warn "${node_env[@]}" \
     bash "$ctl" start --nodes "$nodes" --server "$kind" --port "$BALANCER_PORT" \
-    --base-port "$BASE_PORT" "${redis[@]}" >"$work/$kind-$name.cluster.log" 2>&1 ||
+    --base-port "$BASE_PORT" "${redis[@]}" "${start_args[@]}" >"$work/$kind-$name.cluster.log" 2>&1 ||
     { log "cluster did not start; see $work/$kind-$name.cluster.log"; cleanup; return 1; }
   unset REDIS_CLUSTER_URLS
   # shellcheck source=/dev/null
   source "$CHATTY_CLUSTER_DIR/urls.env"
   # The load tool seeds sessions and reads figures where the nodes keep them.
-  load_redis=(REDIS_URL="$REDIS_URL")
-  [ -z "${REDIS_CLUSTER_URLS:-}" ] || load_redis=(REDIS_CLUSTER_URLS="$REDIS_CLUSTER_URLS")
+  load_env=(DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" REDIS_URL="$REDIS_URL")
+  [ -z "${REDIS_CLUSTER_URLS:-}" ] || load_env[2]=REDIS_CLUSTER_URLS="$REDIS_CLUSTER_URLS"
   targets=$CHATTY_URL
   [ "${VIA:-}" != direct ] || targets=$CHATTY_NODES
   [ -z "${DIRECT_NODES:-}" ] || targets=$(cut -d, -f1-"$DIRECT_NODES" <<<"$targets")
+}
+
+load_failed() {
+  log "$1: chatty-load exited $2 (2: lost, duplicated or out of order, or after chaos a device logged out or presence wrong)"
+}
+
+# run KIND NAME NODES [chatty-load args...]: one fresh cluster, one run; prints the JSON path.
+run() {
+  local kind=$1 name=$2 nodes=$3 out status=0
+  shift 3
+  out=$results/$kind-$name.json
+  cluster_up "$kind" "$name" "$nodes" || return 1
   log "$kind $name: chatty-load $*"
-  env DATABASE_URL="${CHATTY_TEST_PG}/$current_db" CHATTY_REDIS_PREFIX="bench:" "${load_redis[@]}" \
+  env "${load_env[@]}" \
     "$load" --url "$CHATTY_URL" --nodes "$targets" --metrics "$CHATTY_NODES" "${seed[@]}" --json \
     --cluster-ctl "$ctl" "$@" >"$out" 2>"$work/$kind-$name.err" || status=$?
   cleanup
-  [ "$status" -eq 0 ] || log "$kind $name: chatty-load exited $status (2: lost, duplicated or out of order, or after chaos a device logged out or presence wrong)"
+  [ "$status" -eq 0 ] || load_failed "$kind $name" "$status"
   echo "$out"
+}
+
+# run_procs KIND NAME NODES PROCS [chatty-load args...]: one fresh cluster, PROCS load
+# processes started together (one process holds fewer than 20,000 descriptors), each
+# seeding users of its own and waiting for the others before it sends (--ready-dir). The
+# first also gets FIRST_ARGS ("--opt value ..."), the others OTHER_ARGS. With SOURCE_BASE=B
+# process i opens its sockets from 127.0.0.(B+i-1): through one balancer address, one
+# local address has only ~28,000 ports. Results in NAME-p1.json ... NAME-pPROCS.json;
+# prints their paths.
+run_procs() {
+  local kind=$1 name=$2 nodes=$3 procs=$4 i status pids=() extra=() ready
+  shift 4
+  cluster_up "$kind" "$name" "$nodes" || return 1
+  ready=$work/$name.ready
+  rm -rf "$ready"
+  log "$kind $name: $procs x chatty-load $* (first: ${FIRST_ARGS:-}; others: ${OTHER_ARGS:-})"
+  for i in $(seq 1 "$procs"); do
+    if [ "$i" -eq 1 ]; then read -r -a extra <<<"${FIRST_ARGS:-}"; else read -r -a extra <<<"${OTHER_ARGS:-}"; fi
+    [ -z "${SOURCE_BASE:-}" ] || extra+=(--source-addrs "127.0.0.$((SOURCE_BASE + i - 1))")
+    env "${load_env[@]}" \
+      "$load" --url "$CHATTY_URL" --nodes "$targets" --metrics "$CHATTY_NODES" "${seed[@]}" --json \
+      --cluster-ctl "$ctl" --ready-dir "$ready" --ready-count "$procs" "$@" "${extra[@]}" \
+      >"$results/$kind-$name-p$i.json" 2>"$work/$kind-$name-p$i.err" &
+    pids+=($!)
+  done
+  for i in $(seq 1 "$procs"); do
+    status=0
+    wait "${pids[$((i - 1))]}" || status=$?
+    [ "$status" -eq 0 ] || load_failed "$kind $name process $i" "$status"
+  done
+  cleanup
+  for i in $(seq 1 "$procs"); do echo "$results/$kind-$name-p$i.json"; done
 }
 
 # Reads one figure from a result: jq-like path in Python.
@@ -237,7 +336,9 @@ for scenario in "${scenarios[@]}"; do
       idle)
         # Straight to the node: through nginx each socket would cost the balancer two
         # descriptors, and only the node's memory is measured.
-        VIA=direct run "$kind" idle 1 --users "$IDLE_USERS" --group-size "$GROUP" --idle 10 --connect-concurrency 128 >/dev/null || true ;;
+        # Several local addresses: one (local, server) address pair has ~28,000 ports.
+        VIA=direct run "$kind" idle 1 --users "$IDLE_USERS" --group-size "$GROUP" --idle "$IDLE_HOLD" \
+          --connect-concurrency 128 --source-addrs "$IDLE_SOURCE_ADDRS" >/dev/null || true ;;
       saturate)
         rm -f "$results/$kind"-rate-*.json "$results/$kind-saturation"
         first_p99='' last_ok=''
@@ -350,6 +451,40 @@ sys.exit(0 if kept and not (p99 > 5 * first and p99 > 100) else 1)' \
             --duration "$SCALING_DURATION" --ramp-up 2 --drain 10) || continue
           log "$kind scaling on $n nodes: delivered $(field "$f" delivered_in_window_per_sec)/s while sending, p99 $(field "$f" latency.p99_ms) ms"
         done ;;
+      storm)
+        # STORM_VIA=direct: straight to the nodes; a device whose node dies walks on to the
+        # next nodes of --nodes, as the load tool's clients always do. STORM_VIA=balancer:
+        # through nginx, where each socket costs two descriptors (60,000 for 30,000
+        # sockets), so it runs STORM_NGINX_WORKERS workers sharing the port, each under the
+        # 20,000 per-process limit, and every load process its own local address.
+        [ "$kind" = chatty ] || { log "storm: skipped for $kind (Chatty only)"; continue; }
+        rm -f "$results/$kind"-storm-p*.json
+        per=$((STORM_SOCKETS / STORM_PROCS)) via=direct source_base='' cluster_args=''
+        if [ "$STORM_VIA" = balancer ]; then
+          via=balancer source_base=2 cluster_args="--nginx-workers $STORM_NGINX_WORKERS"
+        fi
+        FIRST_ARGS="--chaos-kill-node-at $STORM_KILL_AT --chaos-kill-node $STORM_KILL_NODE" \
+          OTHER_ARGS="--storm --storm-at $STORM_KILL_AT" VIA=$via SOURCE_BASE=$source_base \
+          CLUSTER_ARGS=$cluster_args run_procs "$kind" storm "$STORM_NODES" "$STORM_PROCS" \
+          --users "$per" --group-size "$GROUP" --rate "$(awk -v r="$STORM_RATE" -v p="$STORM_PROCS" 'BEGIN { print r / p }')" \
+          --duration "$STORM_DURATION" --ramp-up 2 --drain 15 --storm-window "$STORM_WINDOW" \
+          --connect-concurrency 128 >/dev/null || true
+        python3 loadtest/bench_report.py "$results" --storm-summary "$kind-storm" >&2 || true ;;
+      rolling)
+        [ "$kind" = chatty ] || { log "rolling: skipped for $kind (Chatty only)"; continue; }
+        for mode in $ROLLING_MODES; do
+          case $mode in
+            burst) node_env="CHATTY_DRAIN_SPREAD_SECS=0 CHATTY_SHUTDOWN_GRACE_SECS=$ROLLING_GRACE" ;;
+            paced) node_env="CHATTY_DRAIN_SPREAD_SECS=$ROLLING_DRAIN_SPREAD CHATTY_SHUTDOWN_GRACE_SECS=$ROLLING_GRACE" ;;
+            *) log "rolling: ROLLING_MODES takes burst and paced, not $mode"; exit 2 ;;
+          esac
+          if f=$(NODE_ENV=$node_env VIA=direct run "$kind" "rolling-$mode" "$ROLLING_NODES" \
+            --users "$ROLLING_SOCKETS" --group-size "$GROUP" --rate "$ROLLING_RATE" \
+            --duration "$ROLLING_DURATION" --ramp-up 2 --drain 15 --chaos-rolling-restart-at "$ROLLING_AT" \
+            --connect-concurrency 128); then
+            log "$kind rolling ($mode): reconnects peak $(field "$f" reconnect_rate.peak_per_sec)/s, lost $(field "$f" lost), duplicated $(field "$f" duplicated), failed attempts $(field "$f" resume.reconnect_failures)"
+          fi
+        done ;;
       *) log "unknown scenario $scenario"; exit 2 ;;
     esac
   done
@@ -364,6 +499,8 @@ if $write; then
   else log "docs/benchmarks.md has no fanout:begin/fanout:end markers; fanout table not written"; fi
   if grep -q '<!-- redis-cluster:begin -->' docs/benchmarks.md; then report+=(--write-redis-cluster docs/benchmarks.md)
   else log "docs/benchmarks.md has no redis-cluster:begin/redis-cluster:end markers; Redis Cluster tables not written"; fi
+  if grep -q '<!-- connections:begin -->' docs/benchmarks.md; then report+=(--write-connections docs/benchmarks.md)
+  else log "docs/benchmarks.md has no connections:begin/connections:end markers; connection tables not written"; fi
   if grep -q '<!-- scaling:begin -->' docs/scaling.md; then report+=(--write-scaling docs/scaling.md)
   else log "docs/scaling.md has no scaling:begin/scaling:end markers; scaling table not written"; fi
 fi

@@ -5,6 +5,7 @@ docs/benchmarks.md and docs/scaling.md. Prints every table it has results for.
 Usage: bench_report.py RESULTS_DIR [--before DIR] [--write docs/benchmarks.md]
                        [--write-fanout docs/benchmarks.md] [--write-scaling docs/scaling.md]
                        [--write-redis-cluster docs/benchmarks.md]
+                       [--write-connections docs/benchmarks.md] [--storm-summary NAME]
   --before DIR     results of another server build (bench.sh with CHATTY_BIN=... and
                    BENCH_RESULTS=DIR): the fanout and scaling tables show its runs as
                    "before" beside RESULTS_DIR's as "after"
@@ -19,11 +20,19 @@ Usage: bench_report.py RESULTS_DIR [--before DIR] [--write docs/benchmarks.md]
                    replaces what is between `<!-- redis-cluster:begin -->` and
                    `<!-- redis-cluster:end -->` with the single Redis against Redis
                    Cluster tables (send-cluster, chaos-redis-failover, chaos-redis-restart)
+  --write-connections
+                   replaces what is between `<!-- connections:begin -->` and
+                   `<!-- connections:end -->` with the idle-at-scale, reconnect storm and
+                   rolling restart tables
+  --storm-summary NAME
+                   prints the merged figures of the storm run NAME (the load processes'
+                   NAME-p1.json, NAME-p2.json, ...) as JSON, and writes them to NAME.json
 A file without the markers is an error: add them where the tables belong. Bus figures
 read "n/a" for a server build that does not export them."""
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -36,6 +45,7 @@ MARKERS = {
     "fanout": ("<!-- fanout:begin -->", "<!-- fanout:end -->"),
     "scaling": ("<!-- scaling:begin -->", "<!-- scaling:end -->"),
     "redis-cluster": ("<!-- redis-cluster:begin -->", "<!-- redis-cluster:end -->"),
+    "connections": ("<!-- connections:begin -->", "<!-- connections:end -->"),
 }
 REDIS_SETUPS = {
     "single": "single Redis",
@@ -606,6 +616,194 @@ def report(results):
     return "\n\n".join(parts) + "\n"
 
 
+def time_to_fraction(times, n, fraction, start):
+    """Seconds from `start` until `fraction` of `n` things had happened (as the load tool's
+    storm.rs computes it); None when fewer than that ever did."""
+    if n == 0:
+        return 0.0
+    needed = min(max(math.ceil(fraction * n), 1), n)
+    if len(times) < needed:
+        return None
+    return round(max(sorted(times)[needed - 1] - start, 0.0), 3)
+
+
+def tail(samples):
+    """(p99 by nearest rank, max) of a latency sample, or (None, None)."""
+    if not samples:
+        return None, None
+    s = sorted(samples)
+    return s[min(max(math.ceil(0.99 * len(s)), 1), len(s)) - 1], s[-1]
+
+
+def storm_parts(results, name):
+    """The results of the load processes of one storm run, in process order."""
+    parts = []
+    for f in os.listdir(results):
+        m = re.fullmatch(re.escape(name) + r"-p(\d+)\.json", f)
+        if m:
+            r = load(results, f[: -len(".json")])
+            if r:
+                parts.append((int(m.group(1)), r))
+    return [r for _, r in sorted(parts, key=lambda p: p[0])]
+
+
+def merge_storm(parts):
+    """One storm from its load processes' raw samples: the clock starts at the first socket
+    drop any of them saw."""
+    storms = [p.get("storm") for p in parts if p.get("storm")]
+    if not storms:
+        return None
+    kills = [e for p in parts for e in p.get("chaos", []) if e["action"] == "kill-node"]
+    # From the kill command (its process knows when it ran it), else the first drop seen.
+    start = kills[0]["at_epoch"] if kills and kills[0].get("at_epoch") else min(s["started_at"] for s in storms)
+    dropped = sum(s["dropped"] for s in storms)
+    back = [t for s in storms for t in s["back_at"]]
+    resumed = [t for s in storms for t in s["resumed_at"]]
+    acks = [t for s in storms for t in s["others_ack"]["samples_ms"]]
+    deliveries = [t for s in storms for t in s["others_delivery"]["samples_ms"]]
+    after = [p.get("aftermath") or {} for p in parts]
+    ack_p99, ack_max = tail(acks)
+    del_p99, del_max = tail(deliveries)
+    rates = [p.get("reconnect_rate") for p in parts if p.get("reconnect_rate")]
+    per_sec = {}
+    for r in rates:
+        for t in r["back_at"]:
+            if t >= math.floor(start):
+                k = int(math.floor(t - math.floor(start)))
+                per_sec[k] = per_sec.get(k, 0) + 1
+    series = [per_sec.get(k, 0) for k in range(max(per_sec) + 1)] if per_sec else []
+    return {
+        "processes": len(parts),
+        "sockets": sum(p["connected"] for p in parts),
+        "connect_errors": sum(p["connect_errors"] for p in parts),
+        "killed_node": kills[0]["node"] if kills else None,
+        "kill_to_first_drop_secs": round(min(min(s["dropped_at"]) for s in storms if s["dropped_at"]) - start, 3)
+        if any(s["dropped_at"] for s in storms)
+        else None,
+        "dropped": dropped,
+        "back_99_secs": time_to_fraction(back, dropped, 0.99, start),
+        "back_all_secs": time_to_fraction(back, dropped, 1.0, start),
+        "resumed_99_secs": time_to_fraction(resumed, dropped, 0.99, start),
+        "resumed_all_secs": time_to_fraction(resumed, dropped, 1.0, start),
+        "not_back": dropped - len(back),
+        "dropped_before_kill": sum(s.get("dropped_before", 0) for s in storms),
+        "failed_attempts": sum(s["failed_attempts"] for s in storms),
+        "window_secs": storms[0]["window_secs"],
+        "others_sends": len(acks),
+        "others_unacked": sum(s["others_unacked"] for s in storms),
+        "others_ack_p99_ms": ack_p99,
+        "others_ack_max_ms": ack_max,
+        "others_deliveries": len(deliveries),
+        "others_delivery_p99_ms": del_p99,
+        "others_delivery_max_ms": del_max,
+        "reconnects_per_sec": series,
+        "reconnects_peak_per_sec": max(series) if series else 0,
+        "sent": sum(p["sent"] for p in parts),
+        "acked": sum(p["acked"] for p in parts),
+        "delivered": sum(p["delivered"] for p in parts),
+        "lost": sum(p["lost"] for p in parts),
+        "duplicated": sum(p["duplicated"] for p in parts),
+        "logged_out": sum(a.get("logged_out", 0) for a in after),
+        "expected_online": sum(a.get("expected_online", 0) for a in after),
+        "not_online": sum(a.get("not_online", 0) for a in after),
+        "presence_checked": all(p.get("aftermath") for p in parts),
+        "loadavg_before": ((parts[0].get("usage") or {}).get("loadavg_before")),
+    }
+
+
+def storm_summary(results, name):
+    merged = merge_storm(storm_parts(results, name))
+    if merged is None:
+        sys.exit(f"no storm figures in {results}/{name}-p*.json")
+    with open(os.path.join(results, name + ".json"), "w") as f:
+        json.dump(merged, f, indent=2)
+    print(json.dumps(merged, indent=2))
+
+
+def secs(v):
+    return "never" if v is None else f"{v:.2f}"
+
+
+def idle_scale_table(results):
+    rows = []
+    for kind, r in loaded(results, "idle"):
+        rows.append(
+            f"| {NAMES[kind]} | {r['connected']:,} | {r['connect_errors']} | {r['connect_secs']:.1f} "
+            f"| **{num(r.get('connect_per_sec'))}** | **{num(r.get('kb_per_connection'), '{:.1f}')}** "
+            f"| **{node_cpu(r)}** | {usage(r, 'secs', '{:.0f}')} | {load_avg(r)} |"
+        )
+    return table(
+        "| server | idle sockets | connect errors | connect s | sockets/s while connecting | KB per socket "
+        "| node CPU % while idle (of one core) | held s | load |",
+        rows,
+    )
+
+
+def storm_table(results):
+    m = merge_storm(storm_parts(results, "chatty-storm"))
+    if not m:
+        return ""
+    presence = (
+        f"{m['expected_online'] - m['not_online']:,} of {m['expected_online']:,} online"
+        if m["presence_checked"]
+        else "not checked"
+    )
+    la = m.get("loadavg_before")
+    return table(
+        "| sockets (processes) | dropped by the kill | 99% back s | all back s | 99% resumed s | all resumed s "
+        "| not back | failed attempts | peak reconnects/s | others' sends | ack p99 / max ms | delivery p99 / max ms "
+        "| lost | dup | logged out | presence after | load |",
+        [
+            f"| {m['sockets']:,} ({m['processes']}) | {m['dropped']:,} | **{secs(m['back_99_secs'])}** "
+            f"| **{secs(m['back_all_secs'])}** | {secs(m['resumed_99_secs'])} | {secs(m['resumed_all_secs'])} "
+            f"| {m['not_back']} | {m['failed_attempts']:,} | {m['reconnects_peak_per_sec']:,} | {m['others_sends']:,} "
+            f"| **{num(m['others_ack_p99_ms'], '{:.1f}')}** / {num(m['others_ack_max_ms'], '{:.1f}')} "
+            f"| **{num(m['others_delivery_p99_ms'], '{:.1f}')}** / {num(m['others_delivery_max_ms'], '{:.1f}')} "
+            f"| **{m['lost']}** | **{m['duplicated']}** | {m['logged_out']} | {presence} "
+            f"| {'-' if not la else '{:.2f}'.format(la[0])} |"
+        ],
+    )
+
+
+def rolling_table(results):
+    rows = []
+    for mode in ("burst", "paced"):
+        r = load(results, f"chatty-rolling-{mode}")
+        if not r:
+            continue
+        rate = r.get("reconnect_rate") or {}
+        res = r.get("resume") or {}
+        roll = next((e for e in r.get("chaos", []) if e["action"] == "rolling-restart"), None)
+        series = rate.get("per_sec") or []
+        a = r.get("aftermath") or {}
+        rows.append(
+            f"| {mode} | {r['connected']:,} | {num(roll and roll['took_secs'], '{:.0f}')} "
+            f"| {rate.get('reconnects', 0):,} | **{rate.get('peak_per_sec', 0):,}** "
+            f"| {' '.join(str(n) for n in series)} | **{r['lost']}** | **{r['duplicated']}** "
+            f"| {res.get('reconnect_failures', '-')} | {ms(r, 'p99_ms')} | {num((r.get('ack_latency') or {}).get('p99_ms'), '{:.1f}')} "
+            f"| {a.get('not_online', '-')} | {load_avg(r)} |"
+        )
+    return table(
+        "| drain | sockets | rolling restart s | reconnects | peak reconnects/s | reconnects per second "
+        "(from the first drop) | lost | dup | failed attempts | delivery p99 ms | ack p99 ms | not online after | load |",
+        rows,
+    )
+
+
+def connections_report(results):
+    parts = []
+    for title, t in (
+        ("Idle sockets at scale, one node", idle_scale_table(results)),
+        ("Reconnect storm: one of three nodes killed", storm_table(results)),
+        ("Rolling restart: every node drained in turn", rolling_table(results)),
+    ):
+        if t:
+            parts.append(f"#### {title}\n\n{t}")
+    if not parts:
+        return ""
+    return f"Machine: {machine()}.\n\n" + "\n\n".join(parts) + "\n"
+
+
 def write(path, which, text):
     begin, end = MARKERS[which]
     if not text:
@@ -631,13 +829,19 @@ def main():
     p.add_argument("--write-fanout")
     p.add_argument("--write-scaling")
     p.add_argument("--write-redis-cluster")
+    p.add_argument("--write-connections")
+    p.add_argument("--storm-summary")
     a = p.parse_args()
+    if a.storm_summary:
+        storm_summary(a.results, a.storm_summary)
+        return
     if a.before and not os.path.isdir(a.before):
         sys.exit(f"--before {a.before}: no such directory")
     text = report(a.results)
     fanout = fanout_report(a.results, a.before)
     scaling = scaling_report(a.results, a.before)
     redis_cluster = redis_cluster_report(a.results)
+    connections = connections_report(a.results)
     print(text)
     if fanout:
         print(f"#### Fanout: what nodes without the sockets of a message spend on it\n\n{fanout}")
@@ -645,8 +849,12 @@ def main():
         print(f"#### Scaling: one load, more nodes\n\n{scaling}")
     if redis_cluster:
         print(f"#### A single Redis against a Redis Cluster\n\n{redis_cluster}")
+    if connections:
+        print(f"#### Connections: idle sockets at scale, reconnect storms, paced drain\n\n{connections}")
     if a.write:
         write(a.write, "bench", text)
+    if a.write_connections:
+        write(a.write_connections, "connections", connections)
     if a.write_fanout:
         write(a.write_fanout, "fanout", fanout)
     if a.write_scaling:

@@ -4,7 +4,7 @@
 #
 # Usage: deploy/local/cluster.sh COMMAND
 #   start [--nodes N] [--port P] [--base-port B] [--redis-port R] [--server chatty|reference]
-#         [--redis-cluster] [--redis-cluster-port C]
+#         [--redis-cluster] [--redis-cluster-port C] [--nginx-workers W]
 #                      build chatty, start N nodes (default 3) on ports B+1..B+N (default
 #                      B=3100) and nginx on P (default 8080); wait until all are ready.
 #                      --redis-port: the cluster gets a Redis of its own on 127.0.0.1:R
@@ -17,11 +17,16 @@
 #                      `redis-cluster.sh start` left on those ports is used, not stopped
 #                      --server reference: run loadtest/reference (Node.js Socket.IO) as
 #                      the nodes instead, for benchmarks
+#                      --nginx-workers W: W nginx workers sharing the port (reuseport),
+#                      each holding up to the descriptor limit: W x ~10,000 sockets with
+#                      a limit of 20,000 (default 1, or CHATTY_CLUSTER_NGINX_WORKERS)
 #   stop               SIGTERM every node (each drains), then stop nginx (and own Redis)
 #   status             one line per process; exit 0 all up, 1 degraded, 3 not running
 #   logs [-f] [K|nginx|all]   last lines of the logs (-f: follow)
 #   restart-node K     SIGTERM node K, wait for it to exit, start it again, wait until it is
 #                      ready and back in nginx's rotation (rolling restarts)
+#   rolling-restart    restart-node for every node in turn (1, 2, ...): each drained with
+#                      SIGTERM, gone, started and ready before the next one is touched
 #   kill-node K        SIGKILL node K (a crash: no drain, its presence leases expire)
 #   restart-redis [--empty]
 #                      SIGKILL the cluster's own Redis and start it again on the same port
@@ -39,7 +44,9 @@
 # --redis-cluster-port; the last does not turn --redis-cluster on), CHATTY_CLUSTER_DIR
 # (runtime files, default .chatty/cluster/), CHATTY_CLUSTER_TIMEOUT (seconds to wait for
 # readiness, default 180), and every node setting of the README (DATABASE_URL, REDIS_URL,
-# JWT_SECRET, CHATTY_*), which deploy/local/env.sh fills in. REDIS_CLUSTER_URLS set without
+# JWT_SECRET, CHATTY_*, e.g. CHATTY_SHUTDOWN_GRACE_SECS and CHATTY_DRAIN_SPREAD_SECS for how a
+# node drains on SIGTERM), which deploy/local/env.sh fills in; `start` keeps them for every
+# later restart-node. REDIS_CLUSTER_URLS set without
 # --redis-cluster runs the nodes on that (external) Redis Cluster instead of REDIS_URL.
 # Runtime files live in .chatty/ (gitignored).
 set -euo pipefail
@@ -51,6 +58,12 @@ TEMPLATE=$ROOT/deploy/nginx/cluster.conf.template
 # How long nginx leaves a node out of rotation after one failed attempt (see render_nginx).
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
+
+# Every process this launcher starts (nodes, nginx, Redis) inherits the soft descriptor
+# limit, which is often 1024: raised to the hard limit here, for the nodes restarted by
+# restart-node from another shell too. One process never holds more than the hard limit
+# (20,000 on some CI machines, where it cannot be raised): size node counts by it.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 die() { log "$*"; exit 1; }
 
 usage() {
@@ -190,15 +203,40 @@ render_nginx() {
   done
   servers=${servers%$'\n'}
   [ "$(id -u)" -ne 0 ] || user_directive="user $(id -un) $(id -gn);"
-  # Each proxied connection holds two descriptors (client and node), and nginx needs a few.
-  conns=$(( ($(ulimit -n) - 32) / 2 ))
-  [ "$conns" -le 16384 ] || conns=16384
+  # worker_connections counts every connection of a worker, the client's and the one to
+  # the node alike: a proxied socket is two of them and two descriptors. A few descriptors
+  # are nginx's own. worker_rlimit_nofile gives each worker the launcher's (raised) limit
+  # even where nginx would start its workers with less.
+  conns=$(( $(ulimit -n) - 32 ))
+  [ "$conns" -le 65536 ] || conns=65536
   [ "$conns" -ge 256 ] || conns=256
   mkdir -p "$NGX/logs" "$NGX/tmp"
   conf=$(<"$TEMPLATE")
   conf=${conf//@USER_DIRECTIVE@/$user_directive}
   conf=${conf//@STATE@/$NGX}
   conf=${conf//@WORKER_CONNECTIONS@/$conns}
+  conf=${conf//@WORKER_RLIMIT_NOFILE@/$(ulimit -n)}
+  conf=${conf//@WORKER_PROCESSES@/${NGINX_WORKERS:-1}}
+  # Tens of thousands of sockets to a node from one local address run out of ephemeral
+  # ports (~28,000 per address pair, fewer with the TIME_WAIT of a reconnect storm): with
+  # several workers nginx connects to the nodes from 4 loopback addresses in turn (Linux
+  # answers on all of 127.0.0.0/8).
+  local bind=''
+  if [ "${NGINX_WORKERS:-1}" -gt 1 ]; then
+    conf=${conf//@REUSEPORT@/ reuseport}
+    bind='        proxy_bind $chatty_upstream_source;'
+    conf=${conf//'    server {'/'    split_clients "$request_id" $chatty_upstream_source {
+        25% 127.0.0.11;
+        25% 127.0.0.12;
+        25% 127.0.0.13;
+        *   127.0.0.14;
+    }
+
+    server {'}
+  else
+    conf=${conf//@REUSEPORT@/}
+  fi
+  conf=${conf//@UPSTREAM_BIND@/$bind}
   conf=${conf//@LISTEN@/$LISTEN}
   conf=${conf//@PORT@/$PORT}
   conf=${conf//@SERVERS@/$servers}
@@ -335,6 +373,7 @@ cmd_start() {
   local nodes=3 port=${CHATTY_CLUSTER_PORT:-8080} base=${CHATTY_CLUSTER_BASE_PORT:-3100}
   local redis_port=${CHATTY_CLUSTER_REDIS_PORT:-} server=chatty k
   local redis_cluster=false redis_cluster_port=${CHATTY_CLUSTER_REDIS_CLUSTER_PORT:-7001}
+  local nginx_workers=${CHATTY_CLUSTER_NGINX_WORKERS:-1}
   while [ $# -gt 0 ]; do
     case $1 in
       --nodes) nodes=${2:-}; shift 2 ;;
@@ -344,10 +383,12 @@ cmd_start() {
       --redis-cluster) redis_cluster=true; shift ;;
       --redis-cluster-port) redis_cluster=true redis_cluster_port=${2:-}; shift 2 ;;
       --server) server=${2:-}; shift 2 ;;
+      --nginx-workers) nginx_workers=${2:-}; shift 2 ;;
       *) usage ;;
     esac
   done
   in_range "$nodes" 1 50 || die "--nodes must be 1 to 50, got '$nodes'"
+  in_range "$nginx_workers" 1 32 || die "--nginx-workers must be 1 to 32, got '$nginx_workers'"
   in_range "$port" 1 65535 || die "--port must be a TCP port, got '$port'"
   in_range "$base" 1 $((65535 - nodes)) || die "--base-port must leave room for $nodes ports, got '$base'"
   [ -z "$redis_port" ] || in_range "$redis_port" 1 65535 || die "--redis-port must be a TCP port, got '$redis_port'"
@@ -369,6 +410,7 @@ cmd_start() {
 
   NODES=$nodes PORT=$port BASE_PORT=$base LISTEN=${CHATTY_CLUSTER_LISTEN:-127.0.0.1}
   REDIS_PORT=$redis_port SERVER=$server REDIS_CLUSTER_PORT='' REDIS_CLUSTER_OWNED=0
+  NGINX_WORKERS=$nginx_workers
   REDIS_CLUSTER_DIR=${CHATTY_REDIS_CLUSTER_DIR:-$STATE/redis-cluster}
   ! $redis_cluster || REDIS_CLUSTER_PORT=$redis_cluster_port
   ! port_busy "$LISTEN" "$PORT" || die "port $PORT is already in use (choose another with --port)"
@@ -441,7 +483,7 @@ cmd_start() {
   )
   {
     printf 'NODES=%q\nPORT=%q\nBASE_PORT=%q\nLISTEN=%q\nBIN=%q\n' "$NODES" "$PORT" "$BASE_PORT" "$LISTEN" "$BIN"
-    printf 'REDIS_PORT=%q\nSERVER=%q\n' "$REDIS_PORT" "$SERVER"
+    printf 'REDIS_PORT=%q\nSERVER=%q\nNGINX_WORKERS=%q\n' "$REDIS_PORT" "$SERVER" "$NGINX_WORKERS"
     printf 'REDIS_CLUSTER_PORT=%q\nREDIS_CLUSTER_DIR=%q\nREDIS_CLUSTER_OWNED=%q\n' \
       "$REDIS_CLUSTER_PORT" "$REDIS_CLUSTER_DIR" "$REDIS_CLUSTER_OWNED"
   } >"$STATE/cluster.env"
@@ -585,6 +627,19 @@ cmd_restart_node() {
   log "node $k: ready"
 }
 
+# Every node in turn, as a deployment replaces them: a node is touched only once the one
+# before it is back and ready, so all but one are serving throughout.
+cmd_rolling_restart() {
+  load_state
+  local k t0=$SECONDS t
+  for k in $(seq 1 "$NODES"); do
+    t=$SECONDS
+    (cmd_restart_node "$k") || die "rolling restart stopped at node $k"
+    log "node $k restarted in $((SECONDS - t)) s"
+  done
+  log "rolling restart of $NODES nodes done in $((SECONDS - t0)) s"
+}
+
 cmd_kill_node() {
   load_state
   check_node_arg "${1:-}"
@@ -637,6 +692,7 @@ case ${1:-} in
   status) if [ -s "$STATE/cluster.env" ]; then cmd_status; else log "not running"; exit 3; fi ;;
   logs) shift; cmd_logs "$@" ;;
   restart-node) cmd_restart_node "${2:-}" ;;
+  rolling-restart) cmd_rolling_restart ;;
   kill-node) cmd_kill_node "${2:-}" ;;
   restart-redis) cmd_restart_redis "${2:-}" ;;
   kill-redis-master) cmd_kill_redis_master "${2:-}" ;;

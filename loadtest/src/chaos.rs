@@ -1,11 +1,15 @@
 //! Failures injected while the load runs, through the local launcher
 //! (`deploy/local/cluster.sh`, or any program taking the same commands): crash a random
 //! node every N seconds and bring it back, crash and restart Redis once (with its data, or
-//! empty as a Redis without persistence), or fail over one Redis Cluster master once.
+//! empty as a Redis without persistence), or fail over one Redis Cluster master once; kill
+//! one node for good (a reconnect storm), or restart every node in turn (a rolling restart).
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -29,6 +33,14 @@ pub struct Plan {
     pub redis_failover_at: Option<Duration>,
     /// The shard whose master the failover kills, 1-based; None: one at random.
     pub redis_master: Option<u32>,
+    /// Kill one node (1-based; None: one at random) once, and leave it down.
+    pub kill_node_at: Option<(Duration, Option<u32>)>,
+    /// Where to write the epoch second of that kill as soon as it is done, for the other
+    /// load processes of the run (their clocks of the storm start there).
+    pub kill_mark: Option<PathBuf>,
+    /// Run the launcher's `rolling-restart` once: each node drained with SIGTERM, started
+    /// again and ready before the next.
+    pub rolling_at: Option<Duration>,
 }
 
 /// Shards of the local Redis Cluster (`deploy/local/redis-cluster.sh`).
@@ -82,8 +94,10 @@ impl Plan {
 pub struct Event {
     /// Seconds since sending started.
     pub at_secs: f64,
-    /// `kill-node`, `restart-node`, `restart-redis`, `restart-redis-empty` or
-    /// `kill-redis-master`.
+    /// Epoch seconds of `at_secs`, to line the events of several load processes up.
+    pub at_epoch: f64,
+    /// `kill-node`, `restart-node`, `restart-redis`, `restart-redis-empty`,
+    /// `kill-redis-master` or `rolling-restart`.
     pub action: &'static str,
     /// The node (kill-node, restart-node) or Redis Cluster shard (kill-redis-master) acted on.
     pub node: Option<u32>,
@@ -155,6 +169,7 @@ async fn act(
         );
     }
     let t = Instant::now();
+    let at_epoch = crate::device::epoch_secs();
     let out = command(&plan.ctl).args(&argv).output().await;
     let ok = out.as_ref().is_ok_and(|o| o.status.success());
     if !ok {
@@ -168,6 +183,7 @@ async fn act(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(Event {
             at_secs: at.as_secs_f64(),
+            at_epoch,
             action,
             node,
             took_secs: t.elapsed().as_secs_f64(),
@@ -177,13 +193,16 @@ async fn act(
 }
 
 /// Runs the plan from `started` until `until`: kills stop being scheduled then, but a node
-/// already down is always brought back before this returns.
+/// already down is always brought back before this returns (except the one
+/// `kill_node_at` leaves down). A rolling restart, once begun, runs to its end; `busy` is
+/// true until it is over, and the sender keeps sending while it is.
 pub async fn run(
     plan: Plan,
     started: Instant,
     until: Duration,
     stop: CancellationToken,
     quiet: bool,
+    busy: Arc<AtomicBool>,
 ) -> Vec<Event> {
     let log = Arc::new(Mutex::new(Vec::new()));
     let kills = {
@@ -244,13 +263,76 @@ pub async fn run(
             act(&plan, started, &log, blow.action(), shard, quiet).await;
         }
     };
-    tokio::join!(kills, redis);
+    let kill_once = {
+        let (plan, log, stop) = (plan.clone(), log.clone(), stop.clone());
+        async move {
+            let Some((at, node)) = plan.kill_node_at else {
+                return;
+            };
+            if at >= until {
+                return;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep_until((started + at).into()) => {}
+            }
+            let node = node.unwrap_or_else(|| 1 + random_below(plan.nodes));
+            act(
+                &plan,
+                started,
+                &log,
+                node_action("kill-node", node),
+                Some(node),
+                quiet,
+            )
+            .await;
+            let at_epoch = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .last()
+                .map(|e| e.at_epoch);
+            if let (Some(mark), Some(at)) = (&plan.kill_mark, at_epoch) {
+                if let Err(e) = write_mark(mark, at) {
+                    eprintln!("chaos: could not write {}: {e}", mark.display());
+                }
+            }
+        }
+    };
+    let rolling = {
+        let (plan, log, stop) = (plan.clone(), log.clone(), stop.clone());
+        async move {
+            if let Some(at) = plan.rolling_at {
+                let due = tokio::select! {
+                    () = stop.cancelled() => false,
+                    () = tokio::time::sleep_until((started + at).into()) => true,
+                };
+                if due {
+                    let argv = vec!["rolling-restart".to_owned()];
+                    act(&plan, started, &log, ("rolling-restart", argv), None, quiet).await;
+                }
+            }
+            busy.store(false, Ordering::Relaxed);
+        }
+    };
+    tokio::join!(kills, redis, kill_once, rolling);
     let mut events = log
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     events.sort_by(|a, b| a.at_secs.total_cmp(&b.at_secs));
     events
+}
+
+/// Written whole under another name first, so that a reader never sees half of it.
+fn write_mark(mark: &Path, at_epoch: f64) -> std::io::Result<()> {
+    let tmp = mark.with_extension("tmp");
+    std::fs::write(&tmp, format!("{at_epoch:.6}\n"))?;
+    std::fs::rename(&tmp, mark)
+}
+
+/// The kill time another load process wrote with `kill_mark`, if any.
+pub fn read_mark(mark: &Path) -> Option<f64> {
+    std::fs::read_to_string(mark).ok()?.trim().parse().ok()
 }
 
 fn node_action(action: &'static str, node: u32) -> (&'static str, Vec<String>) {
@@ -277,12 +359,27 @@ mod tests {
             redis_empty: false,
             redis_failover_at: None,
             redis_master: None,
+            kill_node_at: None,
+            kill_mark: None,
+            rolling_at: None,
         }
+    }
+
+    #[test]
+    fn the_kill_mark_carries_the_kill_time_to_the_other_processes() {
+        let dir = std::env::temp_dir().join(format!("chatty-load-mark-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mark = dir.join("kill.epoch");
+        assert_eq!(read_mark(&mark), None);
+        write_mark(&mark, 1_796_664_273.166_5).expect("written");
+        assert_eq!(read_mark(&mark), Some(1_796_664_273.166_5));
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 
     fn event(action: &'static str, at_secs: f64, took_secs: f64) -> Event {
         Event {
             at_secs,
+            at_epoch: 0.0,
             action,
             node: None,
             took_secs,

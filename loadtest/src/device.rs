@@ -15,8 +15,9 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    net::IpAddr,
     sync::{Arc, atomic::Ordering},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use chatty_testkit::{ConnectError, Incoming, SioClient, SioSender, Transport};
@@ -47,6 +48,9 @@ pub struct Link {
     pub resume: bool,
     /// Logs a device in again when its session is gone (a Redis that kept nothing).
     pub relogin: Option<Relogin>,
+    /// Whether devices keep every first receipt's send number and latency, for the storm
+    /// figures (which sends were whose is only known once the storm is over).
+    pub keep_deliveries: bool,
 }
 
 /// Login through the API, for devices whose session no longer exists.
@@ -77,16 +81,60 @@ impl Relogin {
 /// Who a device is.
 #[derive(Clone)]
 pub struct Spec {
-    /// Index of its first node in `Link::nodes`; reconnects walk on from there.
+    /// Index of the node in `Link::nodes` it is (or was last) connected to; reconnects walk
+    /// on from there.
     pub home: usize,
+    /// Spreads the reconnects of the devices of one failed node evenly over the others:
+    /// the first attempt skips `salt % (nodes - 1)` nodes past the failed one. Without it
+    /// every socket of a killed node lands on the next node, which then holds twice its
+    /// share (beyond one process's descriptor limit at 10,000 sockets a node).
+    pub salt: usize,
+    /// Local address its sockets are opened from (`--source-addrs`), or the kernel's choice.
+    pub source: Option<IpAddr>,
+    /// Index of its user in the run's `World`.
+    pub user: usize,
     pub username: String,
     pub token: String,
     pub conversation: Uuid,
 }
 
+/// Seconds since the Unix epoch: times that several load processes of one run (each with
+/// its own monotonic clock) are merged on.
+pub fn epoch_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// One loss of a device's socket while the run was on, in epoch seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outage {
+    pub dropped: f64,
+    /// When a new socket was connected (None: never within the run).
+    pub back: Option<f64>,
+    /// When the first `sync` on the new socket was answered: the device holds everything
+    /// stored while it was away (or is paging through it).
+    pub resumed: Option<f64>,
+}
+
+/// One first receipt, for the storm figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt {
+    /// Send number from the content.
+    pub send: u64,
+    pub latency_us: u64,
+    /// Came as a live event, not through `sync`.
+    pub live: bool,
+}
+
 /// What one device saw.
 pub struct DeviceStats {
     pub conversation: Uuid,
+    pub user: usize,
+    /// Every time its socket went away while the run was on.
+    pub outages: Vec<Outage>,
+    /// First receipts (only when `Link::keep_deliveries`).
+    pub receipts: Vec<Receipt>,
     /// Every seq received, however it came.
     pub received: HashSet<u64>,
     pub duplicated: u64,
@@ -110,9 +158,12 @@ pub struct DeviceStats {
 }
 
 impl DeviceStats {
-    fn new(conversation: Uuid) -> Self {
+    pub(crate) fn new(conversation: Uuid) -> Self {
         Self {
             conversation,
+            user: 0,
+            outages: Vec::new(),
+            receipts: Vec::new(),
             received: HashSet::new(),
             duplicated: 0,
             redelivered: 0,
@@ -135,9 +186,22 @@ impl DeviceStats {
         self.highest >= self.next
     }
 
-    /// Counts one `newMessage` (live, with the highest live seq of this socket so far) or
-    /// one message of a `sync` answer (`live` = None).
+    #[cfg(test)]
     fn receive(&mut self, data: &Value, live: Option<&mut u64>, resume: bool, clock: Instant) {
+        self.receive_keeping(data, live, resume, clock, false);
+    }
+
+    /// Counts one `newMessage` (live, with the highest live seq of this socket so far) or
+    /// one message of a `sync` answer (`live` = None); with `keep`, a first receipt is also
+    /// kept for the storm figures.
+    fn receive_keeping(
+        &mut self,
+        data: &Value,
+        live: Option<&mut u64>,
+        resume: bool,
+        clock: Instant,
+        keep: bool,
+    ) {
         let Some(m) = crate::parse_new_message(data) else {
             return;
         };
@@ -181,21 +245,41 @@ impl DeviceStats {
         #[allow(clippy::cast_possible_truncation)]
         let us = (now.saturating_sub(m.stamp) / 1000) as u64;
         let _ = self.latency_us.record(us.max(1));
+        if keep {
+            if let Some(send) = m.send {
+                self.receipts.push(Receipt {
+                    send,
+                    latency_us: us,
+                    live: is_live,
+                });
+            }
+        }
         self.highest = self.highest.max(m.seq);
         while self.received.contains(&self.next) {
             self.next += 1;
         }
     }
 
-    /// Takes in a `sync` answer; Some(has_more) when it was usable.
+    #[cfg(test)]
     fn take_sync(&mut self, ack: &Value, resume: bool, clock: Instant) -> Option<bool> {
+        self.take_sync_keeping(ack, resume, clock, false)
+    }
+
+    /// Takes in a `sync` answer; Some(has_more) when it was usable.
+    fn take_sync_keeping(
+        &mut self,
+        ack: &Value,
+        resume: bool,
+        clock: Instant,
+        keep: bool,
+    ) -> Option<bool> {
         if ack["ok"] != true {
             return None;
         }
         let c = &ack["data"]["conversations"][self.conversation.to_string()];
         let messages = c["messages"].as_array()?;
         for m in messages {
-            self.receive(m, None, resume, clock);
+            self.receive_keeping(m, None, resume, clock, keep);
         }
         if let Some(last) = c["last_seq"].as_u64() {
             self.last_seq = self.last_seq.max(last);
@@ -239,6 +323,8 @@ pub async fn run(
     finish: CancellationToken,
 ) -> DeviceStats {
     let mut st = DeviceStats::new(spec.conversation);
+    st.user = spec.user;
+    let keep = link.keep_deliveries;
     let mut client = Some(first);
     let mut finish_by: Option<tokio::time::Instant> = None;
     let mut connections = 0u64;
@@ -283,7 +369,7 @@ pub async fn run(
                 () = &mut finish_deadline, if finish_by.is_some() => break 'connections,
                 ev = events.recv() => match ev {
                     Some(Incoming::Event { name, data }) if name == "newMessage" => {
-                        st.receive(&data, Some(&mut highest_live), link.resume, link.clock);
+                        st.receive_keeping(&data, Some(&mut highest_live), link.resume, link.clock, keep);
                         if link.resume && !gap_armed && !syncing && st.has_gap() {
                             gap.as_mut().reset(tokio::time::Instant::now() + GAP_GRACE + jitter(GAP_GRACE));
                             gap_armed = true;
@@ -295,9 +381,14 @@ pub async fn run(
                 Some(result) = sync_rx.recv() => {
                     syncing = false;
                     let more = match result {
-                        Ok(ack) => st.take_sync(&ack, link.resume, link.clock),
+                        Ok(ack) => st.take_sync_keeping(&ack, link.resume, link.clock, keep),
                         Err(_) => None,
                     };
+                    if more.is_some() {
+                        if let Some(o) = st.outages.last_mut().filter(|o| o.resumed.is_none()) {
+                            o.resumed = Some(epoch_secs());
+                        }
+                    }
                     if more.is_none() {
                         st.sync_errors += 1;
                         stats::SYNC_ERRORS.fetch_add(1, Ordering::Relaxed);
@@ -335,8 +426,20 @@ pub async fn run(
             st.disconnected = true;
             break;
         }
+        if finish_by.is_none() {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            stats::LAST_DROP_EPOCH_MS.fetch_max((epoch_secs() * 1000.0) as u64, Ordering::Relaxed);
+            st.outages.push(Outage {
+                dropped: epoch_secs(),
+                back: None,
+                resumed: None,
+            });
+        }
         client = reconnect(&link, &mut spec, "/", &finish, &mut finish_by).await;
         if client.is_some() {
+            if let Some(o) = st.outages.last_mut().filter(|o| o.back.is_none()) {
+                o.back = Some(epoch_secs());
+            }
             st.reconnects += 1;
             stats::RECONNECTS.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -350,6 +453,18 @@ pub async fn run(
 /// True when a refusal means the device's login is gone, not that the node is unwell.
 fn needs_login(message: &str) -> bool {
     message.contains("session") || message.contains("token expired")
+}
+
+/// The node a device tries at reconnect attempt `attempt` (from 1) after losing node
+/// `home`: never `home` first (it just failed), then on round the ring. `salt` picks how
+/// far past `home` the walk starts, so the devices of a failed node spread over the others.
+pub fn walk(home: usize, salt: usize, attempt: usize, nodes: usize) -> usize {
+    let nodes = nodes.max(1);
+    let k = attempt.saturating_sub(1) % nodes;
+    if k == nodes - 1 {
+        return home % nodes;
+    }
+    (home + 1 + (salt + k) % (nodes - 1)) % nodes
 }
 
 /// Reconnect backoff bounds (with random jitter on top).
@@ -378,20 +493,25 @@ pub async fn reconnect(
         }
         tokio::time::sleep(pause).await;
         delay = (delay * 2).min(BACKOFF_MAX);
-        let node = &link.nodes[(spec.home + attempt) % link.nodes.len()];
+        let at = walk(spec.home, spec.salt, attempt, link.nodes.len());
+        let node = &link.nodes[at];
         let Ok(_permit) = link.gate.acquire().await else {
             return None;
         };
-        match SioClient::connect_with(
+        match SioClient::connect_from(
             node,
             ns,
             json!({ "token": spec.token }),
             &[],
             link.transport,
+            spec.source,
         )
         .await
         {
-            Ok(c) => return Some(c),
+            Ok(c) => {
+                spec.home = at;
+                return Some(c);
+            }
             Err(ConnectError::Refused(message)) if needs_login(&message) => {
                 stats::RECONNECT_FAILURES.fetch_add(1, Ordering::Relaxed);
                 stats::SESSION_REFUSALS.fetch_add(1, Ordering::Relaxed);
@@ -494,6 +614,28 @@ mod tests {
         st.take_sync(&sync_ack(conv, vec![msg(conv, 2, 2)], 3), true, clock);
         st.receive(&msg(conv, 2, 2), Some(&mut live), true, clock);
         assert_eq!((st.out_of_order, st.redelivered, st.duplicated), (0, 1, 0));
+    }
+
+    #[test]
+    fn the_devices_of_a_failed_node_reconnect_spread_over_the_others() {
+        let mut first_tries = [0usize; 3];
+        for salt in 0..3000 {
+            let at = walk(1, salt, 1, 3);
+            assert_ne!(at, 1, "the failed node is not tried first");
+            first_tries[at] += 1;
+        }
+        assert_eq!(first_tries, [1500, 0, 1500]);
+        // Walking on, every node comes round, the failed one last.
+        assert_eq!(
+            (1..=3).map(|a| walk(1, 1, a, 3)).collect::<Vec<_>>(),
+            [0, 2, 1]
+        );
+        assert_eq!(
+            (1..=4).map(|a| walk(1, 0, a, 3)).collect::<Vec<_>>(),
+            [2, 0, 1, 2]
+        );
+        assert_eq!(walk(0, 7, 1, 1), 0);
+        assert_eq!(walk(0, 7, 1, 2), 1);
     }
 
     #[test]

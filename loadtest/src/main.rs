@@ -21,13 +21,15 @@ mod notifications;
 mod resources;
 mod seed;
 mod stats;
+mod storm;
 
 use std::{
     collections::HashMap,
-    path::PathBuf,
+    net::IpAddr,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -206,6 +208,56 @@ pub struct Args {
     )]
     pub cluster_ctl: PathBuf,
 
+    /// Kill (SIGKILL) one node once, this many seconds into sending, and leave it down: its
+    /// sockets reconnect to the others all at once (a reconnect storm; see `--storm`).
+    #[arg(long, value_name = "SECS", conflicts_with = "chaos_kill_every")]
+    pub chaos_kill_node_at: Option<u64>,
+
+    /// Which node --chaos-kill-node-at kills, from 1 (default: one at random).
+    #[arg(long, value_name = "K", requires = "chaos_kill_node_at",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub chaos_kill_node: Option<u32>,
+
+    /// Restart every node in turn this many seconds into sending, through the launcher's
+    /// `rolling-restart` (SIGTERM, wait for the exit, start, wait until ready; node after
+    /// node). Sending goes on until it is over, however long `--duration` is.
+    #[arg(long, value_name = "SECS", conflicts_with = "chaos_kill_every")]
+    pub chaos_rolling_restart_at: Option<u64>,
+
+    /// Report the reconnect storm: the sockets that dropped within 2 s of the first drop,
+    /// how long until 99% and all of them were back and resumed, and the latency of the
+    /// other users' sends issued in the `--storm-window` seconds from the first drop. For
+    /// the load processes that share a storm without killing the node themselves (with
+    /// --chaos-kill-node-at it is on). Needs resume (on with it).
+    #[arg(long)]
+    pub storm: bool,
+
+    /// With --storm: the node is killed (by another load process) this many seconds into
+    /// sending. The storm's clock starts at the kill time the killing process writes into
+    /// --ready-dir, or failing that at this estimate, not at this process's first drop,
+    /// which an overloaded machine may cause earlier by missed heartbeats.
+    #[arg(long, value_name = "SECS", requires = "storm")]
+    pub storm_at: Option<f64>,
+
+    /// Seconds from the kill over which the others' sends are measured.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub storm_window: f64,
+
+    /// Open every socket from these local addresses in turn (e.g. 127.0.0.2,127.0.0.3):
+    /// one (local address, server address) pair has only about 28,000 ephemeral ports.
+    #[arg(long, value_delimiter = ',', value_name = "ADDRS")]
+    pub source_addrs: Vec<IpAddr>,
+
+    /// Several load processes of one run start sending together: each, once its sockets
+    /// are connected, leaves a file in DIR and waits (up to 10 minutes) until
+    /// `--ready-count` files are there.
+    #[arg(long, value_name = "DIR", requires = "ready_count")]
+    pub ready_dir: Option<PathBuf>,
+
+    /// How many load processes `--ready-dir` waits for, this one included.
+    #[arg(long, value_name = "N", requires = "ready_dir")]
+    pub ready_count: Option<usize>,
+
     /// How many nodes the launcher has (default: counted from its `status`).
     #[arg(long, value_name = "N")]
     pub chaos_nodes: Option<u32>,
@@ -283,10 +335,29 @@ impl Args {
         self.chaos_kill_every.is_some()
             || self.chaos_restart_redis_at.is_some()
             || self.chaos_redis_failover_at.is_some()
+            || self.chaos_kill_node_at.is_some()
+            || self.chaos_rolling_restart_at.is_some()
     }
 
     pub fn resume_on(&self) -> bool {
-        self.resume || self.chaos_on()
+        self.resume || self.chaos_on() || self.storm
+    }
+
+    /// Whether the storm figures are reported (this process killed the node, or shares a
+    /// storm another one caused).
+    pub fn storm_on(&self) -> bool {
+        self.storm || self.chaos_kill_node_at.is_some()
+    }
+
+    /// Whether sessions and presence are checked at the end: after failures this process
+    /// caused, or a storm it shares.
+    fn aftermath_on(&self) -> bool {
+        self.chaos_on() || self.storm
+    }
+
+    /// The local address device `i` opens its sockets from.
+    fn source_of(&self, i: usize) -> Option<IpAddr> {
+        (!self.source_addrs.is_empty()).then(|| self.source_addrs[i % self.source_addrs.len()])
     }
 
     fn ack_timeout(&self) -> Duration {
@@ -371,7 +442,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let run_id = Uuid::new_v4().simple().to_string()[..8].to_owned();
     let nodes = args.socket_nodes();
     let chaos_plan = chaos_plan(&args).await?;
-    let chaos_on = chaos_plan.is_some();
+    let aftermath_on = args.aftermath_on();
 
     let started = Instant::now();
     eprintln!(
@@ -413,20 +484,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let node = nodes[i % nodes.len()].clone();
         let token = d.token.clone();
         let gate = gate.clone();
+        let source = args.source_of(i);
         connecting.push(tokio::spawn(async move {
             let Ok(_permit) = gate.acquire_owned().await else {
                 return (None, None);
             };
             let auth = json!({ "token": token });
-            let chat = SioClient::connect_with(&node, "/", auth.clone(), &[], transport)
+            let chat = SioClient::connect_from(&node, "/", auth.clone(), &[], transport, source)
                 .await
                 .ok();
             // The notification socket of a device whose chat socket failed would measure
             // nothing the run reports; it is not opened.
             let notes = if with_notifications && chat.is_some() {
-                SioClient::connect_with(&node, notifications::NAMESPACE, auth, &[], transport)
-                    .await
-                    .ok()
+                SioClient::connect_from(
+                    &node,
+                    notifications::NAMESPACE,
+                    auth,
+                    &[],
+                    transport,
+                    source,
+                )
+                .await
+                .ok()
             } else {
                 None
             };
@@ -498,6 +577,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             url: args.url.clone(),
             password: seed::PASSWORD,
         }),
+        keep_deliveries: args.storm_on(),
     });
     let clock = link.clock;
     let finish = tokio_util::sync::CancellationToken::new();
@@ -518,6 +598,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         let spec = device::Spec {
             home: i % nodes.len(),
+            salt: i / nodes.len(),
+            source: args.source_of(i),
+            user: d.user,
             username: world.usernames[d.user].clone(),
             token: d.token.clone(),
             conversation: world.groups[world.group_of[d.user]],
@@ -573,9 +656,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ""
         }
     );
+    if let (Some(dir), Some(count)) = (&args.ready_dir, args.ready_count) {
+        wait_for_peers(dir, count, &run_id).await?;
+    }
     let usage_before = probes.sample().await;
     let padding = "x".repeat(args.size as usize);
     let send_started = Instant::now();
+    let send_started_epoch = device::epoch_secs();
+    // A rolling restart keeps the sender going until it is over.
+    let chaos_busy = Arc::new(AtomicBool::new(args.chaos_rolling_restart_at.is_some()));
     let chaos = chaos_plan.map(|plan| {
         tokio::spawn(chaos::run(
             plan,
@@ -583,8 +672,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             duration,
             finish.clone(),
             args.json && std::env::var_os("CHATTY_LOAD_PROGRESS").is_none(),
+            chaos_busy.clone(),
         ))
     });
+    // Every send's issue time, sender and acknowledgement, for the storm figures.
+    let send_log: Option<Arc<Mutex<Vec<storm::SendRecord>>>> = args.storm_on().then(Arc::default);
     let ack_timeout = args.ack_timeout();
     // A send is retried until this long after it was first issued.
     let retry_window = Duration::from_secs(30);
@@ -593,7 +685,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut issued: u64 = 0;
     let mut next_sender = 0usize;
     let mut in_flight = Vec::new();
-    while send_started.elapsed() < duration {
+    while send_started.elapsed() < duration || chaos_busy.load(Ordering::Relaxed) {
         tick.tick().await;
         let t = send_started.elapsed();
         // Linear ramp: the area under the rate curve so far is how many sends are due.
@@ -618,11 +710,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ack_err.clone(),
                 ack_hist.clone(),
             );
+            let (send_log, user, send) = (send_log.clone(), *user, issued);
             sent.fetch_add(1, Ordering::Relaxed);
             in_flight.push(tokio::spawn(async move {
                 let t0 = Instant::now();
+                let issued_at = device::epoch_secs();
                 let give_up = t0 + retry_window;
-                match send_with_retries(sender, &payload, ack_timeout, resume, give_up).await {
+                let seq = send_with_retries(sender, &payload, ack_timeout, resume, give_up).await;
+                if let Some(log) = send_log {
+                    log.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(storm::SendRecord {
+                            send,
+                            user,
+                            issued: issued_at,
+                            ack_ms: seq.map(|_| t0.elapsed().as_secs_f64() * 1000.0),
+                        });
+                }
+                match seq {
                     Some(seq) => {
                         acked
                             .lock()
@@ -684,7 +789,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     // While every device that came back is still connected.
-    let aftermath = if chaos_on {
+    let aftermath = if aftermath_on {
         let connected_users = sockets
             .iter()
             .filter(|(_, s)| s.borrow().is_some())
@@ -695,8 +800,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|d| (d.user, d.token.clone()))
             .collect();
+        // A storm another process caused began when the first socket dropped here; the
+        // check allows presence its lease from then, as it does after a failure of its own.
         let last_failure = chaos::settled_at_secs(&chaos_events)
-            .map_or(send_started, |s| send_started + Duration::from_secs_f64(s));
+            .map_or(send_started, |s| send_started + Duration::from_secs_f64(s))
+            .max(stats::last_drop().unwrap_or(send_started));
         eprintln!("checking every device's token and everyone's presence after the failures");
         let found = aftermath::check(
             &http,
@@ -764,11 +872,68 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }),
     );
     report.aftermath = aftermath;
+    let outages: Vec<device::Outage> = devices.iter().flat_map(|d| d.outages.clone()).collect();
+    report.reconnect_rate = storm::ReconnectRate::of(&outages);
+    if args.storm_on() {
+        let sends = send_log.map_or_else(Vec::new, |l| {
+            l.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        });
+        let kill_at = report
+            .chaos
+            .iter()
+            .find(|e| e.action == "kill-node")
+            .map(|e| e.at_epoch)
+            .or_else(|| {
+                let dir = args.ready_dir.as_ref()?;
+                chaos::read_mark(&dir.join(KILL_MARK))
+            })
+            .or_else(|| args.storm_at.map(|at| send_started_epoch + at));
+        report.storm = storm::Storm::of(
+            &devices,
+            &sends,
+            args.storm_window,
+            report.resume.as_ref().map_or(0, |r| r.reconnect_failures),
+            kill_at,
+        );
+    }
     report.print(args.json);
     if report.failed() {
         std::process::exit(2);
     }
     Ok(())
+}
+
+/// The file in `--ready-dir` where the process that kills the node writes when it did.
+const KILL_MARK: &str = "kill.epoch";
+
+/// Leaves this process's mark in `dir` and waits until `count` load processes have left
+/// theirs, so that processes that connected at different speeds start sending (and the
+/// storm's clock starts) together.
+async fn wait_for_peers(dir: &Path, count: usize, run_id: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(format!("{run_id}.ready")), b"")
+        .with_context(|| format!("writing into {}", dir.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let ready = std::fs::read_dir(dir)?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".ready"))
+            .count();
+        if ready >= count {
+            eprintln!("{ready} of {count} load processes connected; sending");
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "only {ready} of {count} load processes connected after 10 minutes; sending anyway"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The chaos plan, checked before anything is seeded: the launcher must exist and know
@@ -788,6 +953,9 @@ async fn chaos_plan(args: &Args) -> anyhow::Result<Option<chaos::Plan>> {
         Some(n) => n,
         None => chaos::count_nodes(ctl).await?,
     };
+    if args.chaos_kill_node.is_some_and(|k| k > nodes) {
+        bail!("--chaos-kill-node must be a node from 1 to {nodes}");
+    }
     if args.chaos_kill_every.is_some() && nodes < 2 {
         eprintln!("chaos: only one node: every kill is a full outage until it restarts");
     }
@@ -803,6 +971,11 @@ async fn chaos_plan(args: &Args) -> anyhow::Result<Option<chaos::Plan>> {
         redis_empty: args.chaos_redis_empty,
         redis_failover_at: args.chaos_redis_failover_at.map(Duration::from_secs),
         redis_master: args.chaos_redis_master,
+        kill_node_at: args
+            .chaos_kill_node_at
+            .map(|at| (Duration::from_secs(at), args.chaos_kill_node)),
+        kill_mark: args.ready_dir.as_ref().map(|d| d.join(KILL_MARK)),
+        rolling_at: args.chaos_rolling_restart_at.map(Duration::from_secs),
     }))
 }
 

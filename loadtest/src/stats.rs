@@ -18,6 +18,7 @@ use crate::{
     device::DeviceStats,
     notifications::NotificationStats,
     resources::{NodeSample, Usage},
+    storm::{ReconnectRate, Storm},
 };
 
 /// First receipts counted by every device, for the progress line and the drain wait.
@@ -39,6 +40,20 @@ pub static SYNC_ERRORS: AtomicU64 = AtomicU64::new(0);
 pub static SEND_RETRIES: AtomicU64 = AtomicU64::new(0);
 /// Message notifications with a send time, counted by every `/notifications` socket.
 pub static NOTIFIED: AtomicU64 = AtomicU64::new(0);
+/// When a device last lost its socket while the run was on, epoch ms (0: never).
+pub static LAST_DROP_EPOCH_MS: AtomicU64 = AtomicU64::new(0);
+
+/// The last socket drop of the run on this process's clock: a storm another load process
+/// caused is this one's last failure.
+pub fn last_drop() -> Option<Instant> {
+    let ms = LAST_DROP_EPOCH_MS.load(Ordering::Relaxed);
+    if ms == 0 {
+        return None;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let ago = (crate::device::epoch_secs() - ms as f64 / 1000.0).max(0.0);
+    Instant::now().checked_sub(Duration::from_secs_f64(ago))
+}
 
 /// Microsecond histogram up to 60 s.
 pub fn histogram() -> Histogram<u64> {
@@ -223,6 +238,8 @@ pub struct Report {
     pub connected: usize,
     pub connect_errors: u64,
     pub connect_secs: f64,
+    /// Sockets connected per second during the first connect storm.
+    pub connect_per_sec: f64,
     pub seed_secs: f64,
     pub target_rate: f64,
     pub sent: u64,
@@ -256,6 +273,15 @@ pub struct Report {
     pub nodes_after: Vec<NodeSample>,
     pub kb_per_connection: Option<f64>,
     pub usage: Option<Usage>,
+    /// Reconnects completed per second (resume on and some socket dropped).
+    pub reconnect_rate: Option<ReconnectRate>,
+    /// The reconnect storm (`--storm`, `--chaos-kill-node-at`).
+    pub storm: Option<Storm>,
+}
+
+fn per_sec_of(n: usize, secs: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
 fn kb_per_connection(
@@ -316,6 +342,7 @@ impl Report {
             connected,
             connect_errors,
             connect_secs,
+            connect_per_sec: per_sec_of(connected, connect_secs),
             seed_secs: 0.0,
             target_rate: 0.0,
             sent: 0,
@@ -341,6 +368,8 @@ impl Report {
             nodes_before: before.to_vec(),
             nodes_after: after.to_vec(),
             usage: None,
+            reconnect_rate: None,
+            storm: None,
         }
     }
 
@@ -398,6 +427,7 @@ impl Report {
             connected: f.connected,
             connect_errors: f.connect_errors,
             connect_secs: f.connect_secs,
+            connect_per_sec: per_sec_of(f.connected, f.connect_secs),
             seed_secs: f.seed_secs,
             target_rate: args.total_rate(),
             sent: f.sent,
@@ -423,6 +453,8 @@ impl Report {
             nodes_before: before.to_vec(),
             nodes_after: after.to_vec(),
             usage,
+            reconnect_rate: None,
+            storm: None,
         }
     }
 
@@ -431,6 +463,7 @@ impl Report {
             || self.duplicated > 0
             || (self.out_of_order > 0 && !self.resuming)
             || self.aftermath.as_ref().is_some_and(Aftermath::failed)
+            || self.storm.as_ref().is_some_and(|s| s.not_back > 0)
     }
 
     pub fn print(&self, json: bool) {
@@ -440,13 +473,14 @@ impl Report {
         }
         println!("== chatty-load: {} scenario", self.scenario);
         println!(
-            "users {} x {} devices, groups of {}; connected {} ({} errors) in {:.1}s",
+            "users {} x {} devices, groups of {}; connected {} ({} errors) in {:.1}s ({:.0}/s)",
             self.users,
             self.devices_per_user,
             self.group_size,
             self.connected,
             self.connect_errors,
-            self.connect_secs
+            self.connect_secs,
+            self.connect_per_sec
         );
         if self.scenario != "idle" {
             println!(
@@ -512,6 +546,38 @@ impl Report {
         }
         if let Some(a) = &self.aftermath {
             a.print();
+        }
+        if let Some(r) = &self.reconnect_rate {
+            println!(
+                "reconnects: {} completed, peak {}/s; per second from the first drop: {:?}",
+                r.reconnects, r.peak_per_sec, r.per_sec
+            );
+        }
+        if let Some(s) = &self.storm {
+            let secs = |v: Option<f64>| v.map_or("never".to_owned(), |v| format!("{v:.2}s"));
+            let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+            println!(
+                "storm: {} sockets dropped; back 99% {} all {} ({} not back); resumed 99% {} all {}; {} failed attempts",
+                s.dropped,
+                secs(s.back_99_secs),
+                secs(s.back_all_secs),
+                s.not_back,
+                secs(s.resumed_99_secs),
+                secs(s.resumed_all_secs),
+                s.failed_attempts
+            );
+            println!(
+                "storm: the other {} users' sends in the first {:.0}s: ack p99 {} max {} ms ({} sends, {} unacked); delivery p99 {} max {} ms ({} deliveries)",
+                s.unaffected_users,
+                s.window_secs,
+                ms(s.others_ack.p99_ms),
+                ms(s.others_ack.max_ms),
+                s.others_ack.count,
+                s.others_unacked,
+                ms(s.others_delivery.p99_ms),
+                ms(s.others_delivery.max_ms),
+                s.others_delivery.count
+            );
         }
         for n in &self.nodes_after {
             #[allow(clippy::cast_precision_loss)]

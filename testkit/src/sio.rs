@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -121,9 +122,24 @@ impl SioClient {
         headers: &[(&str, &str)],
         transport: Transport,
     ) -> Result<Self, ConnectError> {
+        Self::connect_from(base, ns, auth, headers, transport, None).await
+    }
+
+    /// As `connect_with`, from local address `local` when given (port chosen by the
+    /// kernel). A load tool opening tens of thousands of sockets to one server address
+    /// spreads them over several local addresses so that ephemeral ports do not run out:
+    /// each (local address, server address) pair has only about 28,000 of them.
+    pub async fn connect_from(
+        base: &str,
+        ns: &str,
+        auth: Value,
+        headers: &[(&str, &str)],
+        transport: Transport,
+        local: Option<IpAddr>,
+    ) -> Result<Self, ConnectError> {
         let (mut inbound, out, mut tasks) = match transport {
-            Transport::WebSocket => websocket(base, headers).await?,
-            Transport::Polling => polling(base, headers).await?,
+            Transport::WebSocket => websocket(base, headers, local).await?,
+            Transport::Polling => polling(base, headers, local).await?,
         };
 
         // Engine.IO open packet.
@@ -238,8 +254,39 @@ type Wire = (
     Vec<tokio::task::JoinHandle<()>>,
 );
 
+/// A TCP connection to `url`'s host and port from `local` (any port).
+async fn tcp_from(
+    url: &tokio_tungstenite::tungstenite::http::Uri,
+    local: IpAddr,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    let host = url.host().context("url without a host")?;
+    let port = url.port_u16().unwrap_or(80);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let remote: SocketAddr = tokio::net::lookup_host((host, port))
+        .await
+        .context("resolving the server")?
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .context("no server address of the local address's family")?;
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket
+        .bind(SocketAddr::new(local, 0))
+        .with_context(|| format!("binding to {local}"))?;
+    let stream = socket.connect(remote).await.context("connecting")?;
+    // Nagle off: small frames must not wait for the previous ACK.
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// Engine.IO over a WebSocket: one frame per packet.
-async fn websocket(base: &str, headers: &[(&str, &str)]) -> anyhow::Result<Wire> {
+async fn websocket(
+    base: &str,
+    headers: &[(&str, &str)],
+    local: Option<IpAddr>,
+) -> anyhow::Result<Wire> {
     let ws_url = format!(
         "{}/socket.io/?EIO=4&transport=websocket",
         base.replacen("http", "ws", 1)
@@ -256,10 +303,20 @@ async fn websocket(base: &str, headers: &[(&str, &str)]) -> anyhow::Result<Wire>
                 .context("header value")?,
         );
     }
-    // Nagle off: small frames must not wait for the previous ACK.
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
-        .await
-        .context("websocket handshake")?;
+    let ws = if let Some(local) = local {
+        let stream = tcp_from(req.uri(), local).await?;
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+        tokio_tungstenite::client_async_with_config(req, stream, None)
+            .await
+            .context("websocket handshake")?
+            .0
+    } else {
+        // Nagle off: small frames must not wait for the previous ACK.
+        tokio_tungstenite::connect_async_with_config(req, None, true)
+            .await
+            .context("websocket handshake")?
+            .0
+    };
     let (mut sink, mut stream) = ws.split();
     let (in_tx, in_rx) = mpsc::unbounded_channel::<String>();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
@@ -285,7 +342,11 @@ async fn websocket(base: &str, headers: &[(&str, &str)]) -> anyhow::Result<Wire>
 
 /// Engine.IO over HTTP long-polling: a GET loop receives packets separated by 0x1e, POSTs
 /// carry what the client sends (batched the same way).
-async fn polling(base: &str, headers: &[(&str, &str)]) -> anyhow::Result<Wire> {
+async fn polling(
+    base: &str,
+    headers: &[(&str, &str)],
+    local: Option<IpAddr>,
+) -> anyhow::Result<Wire> {
     let mut default_headers = reqwest::header::HeaderMap::new();
     for (k, v) in headers {
         default_headers.insert(
@@ -296,6 +357,7 @@ async fn polling(base: &str, headers: &[(&str, &str)]) -> anyhow::Result<Wire> {
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .no_proxy()
+        .local_address(local)
         .default_headers(default_headers)
         .build()?;
     let url = format!("{base}/socket.io/?EIO=4&transport=polling");
