@@ -1204,6 +1204,51 @@ mod tests {
     }
 
     #[test]
+    fn a_node_killed_for_good_or_a_rolling_restart_is_chaos_and_a_storm_resumes() {
+        let args = Args::parse_from(["chatty-load", "--chaos-kill-node-at", "10"]);
+        assert!(args.chaos_on() && args.resume_on() && args.storm_on());
+        assert_eq!(args.chaos_kill_node, None);
+        let args = Args::parse_from(["chatty-load", "--storm", "--storm-at", "10"]);
+        assert!(!args.chaos_on() && args.resume_on() && args.storm_on() && args.aftermath_on());
+        let args = Args::parse_from(["chatty-load", "--chaos-rolling-restart-at", "5"]);
+        assert!(args.chaos_on() && args.resume_on() && !args.storm_on());
+        for bad in [
+            vec!["chatty-load", "--chaos-kill-node", "1"],
+            vec![
+                "chatty-load",
+                "--chaos-kill-node-at",
+                "5",
+                "--chaos-kill-node",
+                "0",
+            ],
+            vec![
+                "chatty-load",
+                "--chaos-kill-node-at",
+                "5",
+                "--chaos-kill-every",
+                "5",
+            ],
+            vec!["chatty-load", "--storm-at", "10"],
+            vec!["chatty-load", "--ready-dir", "/tmp/x"],
+            vec!["chatty-load", "--ready-count", "3"],
+        ] {
+            assert!(Args::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn devices_take_the_source_addresses_in_turn() {
+        let args = Args::parse_from(["chatty-load", "--source-addrs", "127.0.0.2,127.0.0.3"]);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("address"));
+        assert_eq!(
+            (0..3).map(|i| args.source_of(i)).collect::<Vec<_>>(),
+            [ip("127.0.0.2"), ip("127.0.0.3"), ip("127.0.0.2")]
+        );
+        assert_eq!(Args::parse_from(["chatty-load"]).source_of(5), None);
+        assert!(Args::try_parse_from(["chatty-load", "--source-addrs", "nope"]).is_err());
+    }
+
+    #[test]
     fn hostile_defaults_to_fifteen_thousand_events_and_excludes_the_sql_seed() {
         let args = Args::parse_from(["chatty-load", "--hostile"]);
         assert!(args.hostile);
