@@ -224,11 +224,11 @@ pub struct Args {
     #[arg(long, value_name = "SECS", conflicts_with = "chaos_kill_every")]
     pub chaos_rolling_restart_at: Option<u64>,
 
-    /// Report the reconnect storm: the sockets that dropped within 2 s of the first drop,
-    /// how long until 99% and all of them were back and resumed, and the latency of the
-    /// other users' sends issued in the `--storm-window` seconds from the first drop. For
-    /// the load processes that share a storm without killing the node themselves (with
-    /// --chaos-kill-node-at it is on). Needs resume (on with it).
+    /// Report the reconnect storm: the sockets that dropped within 2 s of the kill, how
+    /// long until 99% and all of them were back and resumed, and the latency of the other
+    /// users' sends issued in the `--storm-window` seconds from the kill. For the load
+    /// processes that share a storm without killing the node themselves (with
+    /// --chaos-kill-node-at it is on). Turns resume on.
     #[arg(long)]
     pub storm: bool,
 
@@ -800,8 +800,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|d| (d.user, d.token.clone()))
             .collect();
-        // A storm another process caused began when the first socket dropped here; the
-        // check allows presence its lease from then, as it does after a failure of its own.
+        // A storm another process caused is over here once the last socket dropped here;
+        // the check allows presence its lease from then, as after a failure of its own.
         let last_failure = chaos::settled_at_secs(&chaos_events)
             .map_or(send_started, |s| send_started + Duration::from_secs_f64(s))
             .max(stats::last_drop().unwrap_or(send_started));
