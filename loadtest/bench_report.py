@@ -673,6 +673,8 @@ def merge_storm(parts):
                 per_sec[k] = per_sec.get(k, 0) + 1
     series = [per_sec.get(k, 0) for k in range(max(per_sec) + 1)] if per_sec else []
     return {
+        # One target: the balancer; several: the nodes themselves, walked on reconnect.
+        "via": "nginx" if all(len(p.get("socket_nodes", [])) == 1 for p in parts) else "direct",
         "processes": len(parts),
         "sockets": sum(p["connected"] for p in parts),
         "connect_errors": sum(p["connect_errors"] for p in parts),
@@ -750,11 +752,11 @@ def storm_table(results):
     )
     la = m.get("loadavg_before")
     return table(
-        "| sockets (processes) | dropped by the kill | 99% back s | all back s | 99% resumed s | all resumed s "
+        "| via | sockets (processes) | dropped by the kill | 99% back s | all back s | 99% resumed s | all resumed s "
         "| not back | failed attempts | peak reconnects/s | others' sends | ack p99 / max ms | delivery p99 / max ms "
         "| lost | dup | logged out | presence after | load |",
         [
-            f"| {m['sockets']:,} ({m['processes']}) | {m['dropped']:,} | **{secs(m['back_99_secs'])}** "
+            f"| {m['via']} | {m['sockets']:,} ({m['processes']}) | {m['dropped']:,} | **{secs(m['back_99_secs'])}** "
             f"| **{secs(m['back_all_secs'])}** | {secs(m['resumed_99_secs'])} | {secs(m['resumed_all_secs'])} "
             f"| {m['not_back']} | {m['failed_attempts']:,} | {m['reconnects_peak_per_sec']:,} | {m['others_sends']:,} "
             f"| **{num(m['others_ack_p99_ms'], '{:.1f}')}** / {num(m['others_ack_max_ms'], '{:.1f}')} "

@@ -456,8 +456,9 @@ fn needs_login(message: &str) -> bool {
 }
 
 /// The node a device tries at reconnect attempt `attempt` (from 1) after losing node
-/// `home`: never `home` first (it just failed), then on round the ring. `salt` picks how
-/// far past `home` the walk starts, so the devices of a failed node spread over the others.
+/// `home`: every other node in turn, then `home` itself (it just failed, but may be back),
+/// and round again. `salt` picks which of the others comes first, so that the devices of
+/// a failed node spread evenly over the rest.
 pub fn walk(home: usize, salt: usize, attempt: usize, nodes: usize) -> usize {
     let nodes = nodes.max(1);
     let k = attempt.saturating_sub(1) % nodes;

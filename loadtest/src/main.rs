@@ -224,11 +224,11 @@ pub struct Args {
     #[arg(long, value_name = "SECS", conflicts_with = "chaos_kill_every")]
     pub chaos_rolling_restart_at: Option<u64>,
 
-    /// Report the reconnect storm: the sockets that dropped within 2 s of the first drop,
-    /// how long until 99% and all of them were back and resumed, and the latency of the
-    /// other users' sends issued in the `--storm-window` seconds from the first drop. For
-    /// the load processes that share a storm without killing the node themselves (with
-    /// --chaos-kill-node-at it is on). Needs resume (on with it).
+    /// Report the reconnect storm: the sockets that dropped within 2 s of the kill, how
+    /// long until 99% and all of them were back and resumed, and the latency of the other
+    /// users' sends issued in the `--storm-window` seconds from the kill. For the load
+    /// processes that share a storm without killing the node themselves (with
+    /// --chaos-kill-node-at it is on). Turns resume on.
     #[arg(long)]
     pub storm: bool,
 
@@ -800,8 +800,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|d| (d.user, d.token.clone()))
             .collect();
-        // A storm another process caused began when the first socket dropped here; the
-        // check allows presence its lease from then, as it does after a failure of its own.
+        // A storm another process caused is over here once the last socket dropped here;
+        // the check allows presence its lease from then, as after a failure of its own.
         let last_failure = chaos::settled_at_secs(&chaos_events)
             .map_or(send_started, |s| send_started + Duration::from_secs_f64(s))
             .max(stats::last_drop().unwrap_or(send_started));
@@ -1201,6 +1201,51 @@ mod tests {
             "",
         ]);
         assert_eq!(args.redis_urls(), ["redis://127.0.0.1:6379"]);
+    }
+
+    #[test]
+    fn a_node_killed_for_good_or_a_rolling_restart_is_chaos_and_a_storm_resumes() {
+        let args = Args::parse_from(["chatty-load", "--chaos-kill-node-at", "10"]);
+        assert!(args.chaos_on() && args.resume_on() && args.storm_on());
+        assert_eq!(args.chaos_kill_node, None);
+        let args = Args::parse_from(["chatty-load", "--storm", "--storm-at", "10"]);
+        assert!(!args.chaos_on() && args.resume_on() && args.storm_on() && args.aftermath_on());
+        let args = Args::parse_from(["chatty-load", "--chaos-rolling-restart-at", "5"]);
+        assert!(args.chaos_on() && args.resume_on() && !args.storm_on());
+        for bad in [
+            vec!["chatty-load", "--chaos-kill-node", "1"],
+            vec![
+                "chatty-load",
+                "--chaos-kill-node-at",
+                "5",
+                "--chaos-kill-node",
+                "0",
+            ],
+            vec![
+                "chatty-load",
+                "--chaos-kill-node-at",
+                "5",
+                "--chaos-kill-every",
+                "5",
+            ],
+            vec!["chatty-load", "--storm-at", "10"],
+            vec!["chatty-load", "--ready-dir", "/tmp/x"],
+            vec!["chatty-load", "--ready-count", "3"],
+        ] {
+            assert!(Args::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn devices_take_the_source_addresses_in_turn() {
+        let args = Args::parse_from(["chatty-load", "--source-addrs", "127.0.0.2,127.0.0.3"]);
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("address"));
+        assert_eq!(
+            (0..3).map(|i| args.source_of(i)).collect::<Vec<_>>(),
+            [ip("127.0.0.2"), ip("127.0.0.3"), ip("127.0.0.2")]
+        );
+        assert_eq!(Args::parse_from(["chatty-load"]).source_of(5), None);
+        assert!(Args::try_parse_from(["chatty-load", "--source-addrs", "nope"]).is_err());
     }
 
     #[test]
