@@ -23,6 +23,9 @@ use tokio_util::task::TaskTracker;
 /// How long a stopping node waits for socket disconnect work before closing its pool.
 const SOCKET_WORK_GRACE: Duration = Duration::from_secs(5);
 
+/// How often deferred presence transitions are recorded (`presence::repair_loop`).
+const PRESENCE_REPAIR_EVERY: Duration = Duration::from_secs(2);
+
 /// How often each node prunes the change log. Nodes pruning at once share the work, and
 /// a prune with nothing old enough costs one index probe.
 const CHANGE_PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -108,6 +111,7 @@ impl Application {
             draining: Arc::new(Draining::default()),
             notifier,
             socket_work: TaskTracker::new(),
+            presence_backlog: Arc::default(),
         };
         let (sio_layer, io) = realtime::build(&state);
         // Outermost, so Socket.IO traffic (long-polling GETs stay open ~25 s) bypasses the
@@ -176,6 +180,11 @@ impl Application {
         tasks.spawn(presence::reaper_loop(
             state.clone(),
             (ttl / 6).max(Duration::from_millis(100)),
+            stop.clone(),
+        ));
+        tasks.spawn(presence::repair_loop(
+            state.clone(),
+            PRESENCE_REPAIR_EVERY,
             stop.clone(),
         ));
         tasks.spawn(crate::metrics::sampler(state.clone(), stop.clone()));

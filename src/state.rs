@@ -42,6 +42,9 @@ pub struct AppState {
     /// Socket connect and disconnect work still under way (presence writes), which a
     /// stopping node waits for before it closes its database pool.
     pub socket_work: tokio_util::task::TaskTracker,
+    /// Presence transitions this node could not record yet (see `presence::announce`).
+    #[from_ref(skip)]
+    pub presence_backlog: Arc<crate::presence::Backlog>,
 }
 
 #[derive(Debug, Default)]

@@ -13,6 +13,8 @@ mod redis;
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -125,67 +127,100 @@ macro_rules! audience_of {
 /// goes out after the write is committed, so a client that reads the user back agrees.
 /// `transition` is used only when the fabric cannot be read.
 ///
-/// A failed attempt (in a connect storm: the pool timing out) is tried again after a
-/// growing pause: dropped, the user would show the wrong status until their next
-/// transition. Trying again is safe, as each attempt records what is true by then.
+/// A transition that cannot be recorded (in a connect storm: the pool timing out) goes to
+/// the node's [`Backlog`], which [`repair_loop`] records later at a pace the database can
+/// take: dropped, the user would show the wrong status until their next transition, and
+/// tried again at once, it would add to the load that made it fail.
 pub async fn announce(state: &AppState, user: Uuid, transition: Status) {
-    let result = retry(
-        ANNOUNCE_ATTEMPTS,
-        ANNOUNCE_FIRST_PAUSE,
-        spread_of(user),
-        || record(state, user, transition),
-    )
-    .await;
-    match result {
+    match record(state, user, transition).await {
         Ok(status) => {
             metrics::counter!(crate::metrics::names::PRESENCE_TRANSITIONS, "status" => status.as_str())
                 .increment(1);
         }
         Err(e) => {
-            tracing::warn!(error = %e, %user, ?transition, attempts = ANNOUNCE_ATTEMPTS, "presence transition not recorded")
+            tracing::debug!(error = %e, %user, ?transition, "presence transition deferred");
+            state.presence_backlog.push(user, transition);
         }
+    }
+}
+
+/// Users whose last transition is yet to be recorded, with that transition (used only if
+/// the fabric cannot be read when it is).
+#[derive(Debug, Default)]
+pub struct Backlog(std::sync::Mutex<HashMap<Uuid, Status>>);
+
+impl Backlog {
+    fn push(&self, user: Uuid, transition: Status) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user, transition);
+    }
+
+    /// Up to `max` of the waiting users, taken out.
+    fn take(&self, max: usize) -> Vec<(Uuid, Status)> {
+        let mut waiting = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let taken: Vec<(Uuid, Status)> = waiting.iter().take(max).map(|(u, s)| (*u, *s)).collect();
+        for (user, _) in &taken {
+            waiting.remove(user);
+        }
+        taken
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 /// Offline announcements of reaped users in flight at once.
 const REAPED_AT_ONCE: usize = 16;
 
-/// Attempts at recording one transition; with the pauses between them (0.2, 0.4, 0.8,
-/// 1.6 s and the pool's 5 s wait per attempt) a storm has about 30 s to pass.
-const ANNOUNCE_ATTEMPTS: u32 = 5;
-const ANNOUNCE_FIRST_PAUSE: Duration = Duration::from_millis(200);
+/// Transitions recorded per round of [`repair_loop`], one after another: one database
+/// connection at a time, whatever the backlog.
+const REPAIRED_PER_ROUND: usize = 200;
 
-/// Where in the pause a user's next attempt falls, from 0.5 to 1.5 times it, so that the
-/// users of one storm do not all come back at once.
-fn spread_of(user: Uuid) -> f64 {
-    0.5 + (user.as_u128() % 1000) as f64 / 1000.0
-}
-
-/// Runs `attempt` until it succeeds, at most `attempts` times, pausing `first` (times
-/// `spread`) after the first failure and twice as long after each next one.
-async fn retry<T, E, F, Fut>(
-    attempts: u32,
-    first: Duration,
-    spread: f64,
-    mut attempt: F,
-) -> Result<T, E>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut pause = first.mul_f64(spread);
-    let mut tried = 1;
+/// Records the backlog's transitions, a round every `every`, one at a time; one that fails
+/// again waits for the next round.
+pub async fn repair_loop(
+    state: AppState,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        match attempt().await {
-            Err(e) if tried < attempts => {
-                tracing::debug!(error = %e, tried, "trying again");
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-                tried += 1;
-            }
-            done => return done,
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
         }
+        let round = state.presence_backlog.take(REPAIRED_PER_ROUND);
+        if round.is_empty() {
+            continue;
+        }
+        let (mut recorded, mut failed) = (0, 0);
+        for (user, transition) in round {
+            match record(&state, user, transition).await {
+                Ok(status) => {
+                    recorded += 1;
+                    metrics::counter!(crate::metrics::names::PRESENCE_TRANSITIONS, "status" => status.as_str())
+                        .increment(1);
+                }
+                Err(_) => {
+                    failed += 1;
+                    state.presence_backlog.push(user, transition);
+                }
+            }
+        }
+        tracing::info!(
+            recorded,
+            failed,
+            waiting = state.presence_backlog.len(),
+            "deferred presence transitions recorded"
+        );
     }
 }
 
@@ -371,49 +406,28 @@ pub async fn reaper_loop(
 
 #[cfg(test)]
 mod tests {
-    use std::{cell::Cell, time::Duration};
+    use uuid::Uuid;
 
-    use super::{retry, spread_of};
-
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_attempt_is_tried_again_after_growing_pauses() {
-        let tried = Cell::new(0);
-        let started = tokio::time::Instant::now();
-        let result: Result<u32, String> = retry(5, Duration::from_millis(200), 1.0, || {
-            tried.set(tried.get() + 1);
-            let n = tried.get();
-            async move {
-                if n < 3 {
-                    Err(format!("busy {n}"))
-                } else {
-                    Ok(n)
-                }
-            }
-        })
-        .await;
-        assert_eq!(result, Ok(3));
-        // 200 ms after the first failure, 400 ms after the second.
-        assert_eq!(started.elapsed(), Duration::from_millis(600));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn attempts_stop_at_the_limit_with_the_last_error() {
-        let tried = Cell::new(0);
-        let result: Result<(), String> = retry(3, Duration::from_millis(10), 1.0, || {
-            tried.set(tried.get() + 1);
-            let n = tried.get();
-            async move { Err(format!("busy {n}")) }
-        })
-        .await;
-        assert_eq!(result, Err("busy 3".to_owned()));
-        assert_eq!(tried.get(), 3);
-    }
+    use super::{Backlog, Status};
 
     #[test]
-    fn users_spread_their_pauses_between_half_and_one_and_a_half() {
-        for _ in 0..100 {
-            let s = spread_of(uuid::Uuid::new_v4());
-            assert!((0.5..1.5).contains(&s), "{s}");
+    fn a_backlog_keeps_a_users_latest_transition_once_and_gives_out_at_most_a_round() {
+        let backlog = Backlog::default();
+        let users: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        for u in &users {
+            backlog.push(*u, Status::Online);
+        }
+        backlog.push(users[0], Status::Offline);
+        assert_eq!(backlog.len(), 5);
+
+        let first = backlog.take(3);
+        let rest = backlog.take(3);
+        assert_eq!((first.len(), rest.len()), (3, 2));
+        assert!(backlog.is_empty());
+        let all: Vec<(Uuid, Status)> = first.into_iter().chain(rest).collect();
+        assert!(all.contains(&(users[0], Status::Offline)));
+        for u in &users[1..] {
+            assert!(all.contains(&(*u, Status::Online)));
         }
     }
 }
