@@ -25,3 +25,24 @@ pub async fn signal() {
         () = term => tracing::info!("SIGTERM received, draining"),
     }
 }
+
+/// Runs `round` every `period` until `stop` is cancelled. A round that overruns delays the
+/// next rather than bunching them up.
+pub async fn every<F, Fut>(
+    period: std::time::Duration,
+    stop: &tokio_util::sync::CancellationToken,
+    mut round: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        round().await;
+    }
+}

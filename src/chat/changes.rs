@@ -320,18 +320,14 @@ pub async fn prune(db: &PgPool, retention: Duration) -> Result<u64, sqlx::Error>
 
 /// Prunes the change log every `every` until `stop`.
 pub async fn prune_loop(db: PgPool, retention: Duration, every: Duration, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match prune(&db, retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(changes = n, "pruned the change log"),
-            Err(e) => tracing::warn!(error = %e, "change log prune failed"),
-        }
+    crate::shutdown::every(every, &stop, || prune_round(&db, retention)).await;
+}
+
+async fn prune_round(db: &PgPool, retention: Duration) {
+    match prune(db, retention).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(changes = n, "pruned the change log"),
+        Err(e) => tracing::warn!(error = %e, "change log prune failed"),
     }
 }
 

@@ -190,87 +190,81 @@ pub async fn repair_loop(
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let round = state.presence_backlog.take(REPAIRED_PER_ROUND);
-        if round.is_empty() {
-            continue;
-        }
-        let (mut recorded, mut failed) = (0, 0);
-        for (user, transition) in round {
-            match record(&state, user, transition).await {
-                Ok(status) => {
-                    recorded += 1;
-                    metrics::counter!(crate::metrics::names::PRESENCE_TRANSITIONS, "status" => status.as_str())
-                        .increment(1);
-                }
-                Err(_) => {
-                    failed += 1;
-                    state.presence_backlog.push(user, transition);
-                }
+    crate::shutdown::every(every, &stop, || repair_round(&state)).await;
+}
+
+async fn repair_round(state: &AppState) {
+    let round = state.presence_backlog.take(REPAIRED_PER_ROUND);
+    if round.is_empty() {
+        return;
+    }
+    let (mut recorded, mut failed) = (0, 0);
+    for (user, transition) in round {
+        match record(state, user, transition).await {
+            Ok(status) => {
+                recorded += 1;
+                metrics::counter!(crate::metrics::names::PRESENCE_TRANSITIONS, "status" => status.as_str())
+                    .increment(1);
+            }
+            Err(_) => {
+                failed += 1;
+                state.presence_backlog.push(user, transition);
             }
         }
-        tracing::info!(
-            recorded,
-            failed,
-            waiting = state.presence_backlog.len(),
-            "deferred presence transitions recorded"
-        );
     }
+    tracing::info!(
+        recorded,
+        failed,
+        waiting = state.presence_backlog.len(),
+        "deferred presence transitions recorded"
+    );
 }
 
 /// One attempt of [`announce`]: the status recorded and told.
 async fn record(state: &AppState, user: Uuid, transition: Status) -> Result<Status, sqlx::Error> {
-    {
-        let mut lock = UserLock::acquire(&state.db, user).await?;
-        let status = match state.fabric.presence.online(&[user]).await {
-            Ok(online) if online.contains(&user) => Status::Online,
-            Ok(_) => Status::Offline,
-            Err(e) => {
-                tracing::warn!(error = %e, %user, "presence not readable; announcing the transition");
-                transition
-            }
-        };
-        let conn = lock.conn();
-        let Some(last_seen) = sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
-            "update users set status = $2, last_seen_at = now() where user_id = $1 returning last_seen_at",
-        )
-        .bind(user)
-        .bind(status.as_str())
-        .fetch_optional(&mut *conn)
-        .await?
-        else {
-            lock.release().await;
-            return Ok(status);
-        };
-        let audience: Vec<Uuid> = sqlx::query_scalar(concat!("select ", audience_of!("$1")))
-            .bind(user)
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut rooms: Vec<String> = audience.into_iter().map(room::user).collect();
-        rooms.push(room::user(user));
-        let payload = UserStatus {
-            user_id: user,
-            status,
-            last_seen_at: last_seen,
-        };
-        bus::announce(
-            state.bus.as_ref(),
-            Namespace::Chat,
-            USER_STATUS,
-            rooms,
-            &payload,
-            None,
-        )
-        .await;
+    let mut lock = UserLock::acquire(&state.db, user).await?;
+    let status = match state.fabric.presence.online(&[user]).await {
+        Ok(online) if online.contains(&user) => Status::Online,
+        Ok(_) => Status::Offline,
+        Err(e) => {
+            tracing::warn!(error = %e, %user, "presence not readable; announcing the transition");
+            transition
+        }
+    };
+    let conn = lock.conn();
+    let Some(last_seen) = sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+        "update users set status = $2, last_seen_at = now() where user_id = $1 returning last_seen_at",
+    )
+    .bind(user)
+    .bind(status.as_str())
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
         lock.release().await;
-        Ok(status)
-    }
+        return Ok(status);
+    };
+    let audience: Vec<Uuid> = sqlx::query_scalar(concat!("select ", audience_of!("$1")))
+        .bind(user)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut rooms: Vec<String> = audience.into_iter().map(room::user).collect();
+    rooms.push(room::user(user));
+    let payload = UserStatus {
+        user_id: user,
+        status,
+        last_seen_at: last_seen,
+    };
+    bus::announce(
+        state.bus.as_ref(),
+        Namespace::Chat,
+        USER_STATUS,
+        rooms,
+        &payload,
+        None,
+    )
+    .await;
+    lock.release().await;
+    Ok(status)
 }
 
 #[derive(sqlx::FromRow)]
@@ -383,24 +377,20 @@ pub async fn reaper_loop(
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = tick.tick() => {}
+    crate::shutdown::every(every, &stop, || reap_round(&state)).await;
+}
+
+async fn reap_round(state: &AppState) {
+    match state.fabric.presence.reap().await {
+        Ok(gone) => {
+            // Side by side: one waiting for a database connection holds up no other.
+            futures_util::stream::iter(gone)
+                .for_each_concurrent(REAPED_AT_ONCE, |user| {
+                    announce(state, user, Status::Offline)
+                })
+                .await;
         }
-        match state.fabric.presence.reap().await {
-            Ok(gone) => {
-                // Side by side: an announce that waits to try again holds up no other.
-                futures_util::stream::iter(gone)
-                    .for_each_concurrent(REAPED_AT_ONCE, |user| {
-                        announce(&state, user, Status::Offline)
-                    })
-                    .await;
-            }
-            Err(e) => tracing::warn!(error = %e, "presence reaper failed"),
-        }
+        Err(e) => tracing::warn!(error = %e, "presence reaper failed"),
     }
 }
 
