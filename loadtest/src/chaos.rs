@@ -215,30 +215,13 @@ pub async fn run(
                 if due >= until {
                     return;
                 }
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep_until((started + due).into()) => {}
+                if !reached(&stop, started, due).await {
+                    return;
                 }
                 let node = 1 + random_below(plan.nodes);
-                act(
-                    &plan,
-                    started,
-                    &log,
-                    node_action("kill-node", node),
-                    Some(node),
-                    quiet,
-                )
-                .await;
+                act_on_node(&plan, started, &log, "kill-node", node, quiet).await;
                 tokio::time::sleep(plan.down).await;
-                act(
-                    &plan,
-                    started,
-                    &log,
-                    node_action("restart-node", node),
-                    Some(node),
-                    quiet,
-                )
-                .await;
+                act_on_node(&plan, started, &log, "restart-node", node, quiet).await;
                 k += 1;
             }
         }
@@ -249,12 +232,8 @@ pub async fn run(
             let Some((at, blow)) = plan.redis_blow() else {
                 return;
             };
-            if at >= until {
+            if at >= until || !reached(&stop, started, at).await {
                 return;
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep_until((started + at).into()) => {}
             }
             let shard = match blow {
                 RedisBlow::Failover(k) => Some(k),
@@ -269,23 +248,11 @@ pub async fn run(
             let Some((at, node)) = plan.kill_node_at else {
                 return;
             };
-            if at >= until {
+            if at >= until || !reached(&stop, started, at).await {
                 return;
             }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep_until((started + at).into()) => {}
-            }
             let node = node.unwrap_or_else(|| 1 + random_below(plan.nodes));
-            act(
-                &plan,
-                started,
-                &log,
-                node_action("kill-node", node),
-                Some(node),
-                quiet,
-            )
-            .await;
+            act_on_node(&plan, started, &log, "kill-node", node, quiet).await;
             let at_epoch = log
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -302,11 +269,7 @@ pub async fn run(
         let (plan, log, stop) = (plan.clone(), log.clone(), stop.clone());
         async move {
             if let Some(at) = plan.rolling_at {
-                let due = tokio::select! {
-                    () = stop.cancelled() => false,
-                    () = tokio::time::sleep_until((started + at).into()) => true,
-                };
-                if due {
+                if reached(&stop, started, at).await {
                     let argv = vec!["rolling-restart".to_owned()];
                     act(&plan, started, &log, ("rolling-restart", argv), None, quiet).await;
                 }
@@ -335,8 +298,25 @@ pub fn read_mark(mark: &Path) -> Option<f64> {
     std::fs::read_to_string(mark).ok()?.trim().parse().ok()
 }
 
-fn node_action(action: &'static str, node: u32) -> (&'static str, Vec<String>) {
-    (action, vec![action.to_owned(), node.to_string()])
+/// Has the launcher do `action` (`kill-node`, `restart-node`) to `node`.
+async fn act_on_node(
+    plan: &Plan,
+    started: Instant,
+    log: &Mutex<Vec<Event>>,
+    action: &'static str,
+    node: u32,
+    quiet: bool,
+) -> bool {
+    let argv = vec![action.to_owned(), node.to_string()];
+    act(plan, started, log, (action, argv), Some(node), quiet).await
+}
+
+/// Waits until `at` into the run: false when the run is stopped first.
+async fn reached(stop: &CancellationToken, started: Instant, at: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => false,
+        () = tokio::time::sleep_until((started + at).into()) => true,
+    }
 }
 
 fn random_below(n: u32) -> u32 {
